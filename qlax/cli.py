@@ -1,0 +1,137 @@
+"""The `qlax` command: a thin layer over the Python API.
+
+Bad input exits with code 2 and one line that names the setting and the allowed range,
+before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qlax import presets
+from qlax.checkpoint import CheckpointError
+from qlax.config import ConfigError, TrainConfig, field_help
+from qlax.envs import EnvError
+
+USAGE_ERRORS = (ConfigError, EnvError, CheckpointError)
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: YAML scalars and lists, and numbers YAML 1.1 reads as text (1e-3)."""
+    value = yaml.safe_load(text) if text.strip() else text
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    changes = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set '{pair}': expected key=value, e.g. --set lr=1e-3")
+        changes[key.strip()] = parse_value(text)
+    return changes
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    changes = parse_sets(args.set)
+    if args.seeds is not None:
+        changes["seeds"] = args.seeds
+    if args.steps is not None:
+        changes["total_steps"] = args.steps
+    if args.no_early_stop:
+        changes["early_stop"] = False
+    return presets.load(args.preset).replace(**changes)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from qlax.experiment import default_run_dir, train
+
+    config = build_config(args)
+    out = Path(args.out) if args.out else default_run_dir(args.preset)
+    result = train(config, out=out, preset=args.preset, progress=True)
+    s = result.summary
+    print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed (threshold {s['threshold']}):")
+    for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):
+        print(f"  seed {i:3d}: mean return {mean:8.1f}  {'solved' if solved else '-'}"
+              f"  ({s['env_steps'][i]:,} env steps)")
+    print(f"solved {sum(s['solved'])}/{s['num_seeds']} seeds  |  wall {s['wall_s']:.1f} s "
+          f"(compile {s['compile_s']:.1f} s)  |  {s['env_steps_per_s']:,.0f} env steps/s  |  {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from qlax.experiment import evaluate_run
+
+    result = evaluate_run(args.run_dir, episodes=args.episodes)
+    for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
+        print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}"
+              f"  {'solved' if result['solved'][i] else '-'}")
+    print(f"solved {sum(result['solved'])}/{len(result['solved'])} seeds over {result['episodes']} "
+          f"episodes each  |  {Path(args.run_dir) / 'eval.json'}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    if args.show:
+        config = presets.load(args.show)
+        helps = field_help()
+        for key, value in config.to_dict().items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            print(f"{key + ':':18s} {text:<14s}  # {helps[key]}")
+        return 0
+    for name in presets.names():
+        default = " (default)" if name == presets.DEFAULT else ""
+        print(f"{name + default:24s} {presets.description(name)}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qlax", description="Q-learning in JAX, compiled end to end.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a population of seeds, evaluate, write a run directory")
+    train.add_argument("preset", nargs="?", default=presets.DEFAULT,
+                       help=f"preset name or YAML path (default: {presets.DEFAULT}; see `qlax presets`)")
+    train.add_argument("--seeds", type=int, help="seeds trained at once")
+    train.add_argument("--steps", type=int, help="environment steps per seed")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting (repeatable); `qlax presets --show NAME` lists them")
+    train.add_argument("--no-early-stop", action="store_true",
+                       help="train every seed for the whole budget")
+    train.add_argument("--out", help="run directory (default: runs/<preset>-<time>)")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="greedy evaluation of a finished run")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
+    evaluate.set_defaults(func=cmd_eval)
+
+    listing = sub.add_parser("presets", help="list presets, or print every setting of one")
+    listing.add_argument("--show", metavar="PRESET")
+    listing.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USAGE_ERRORS as err:
+        print(f"qlax: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

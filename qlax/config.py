@@ -1,0 +1,229 @@
+"""Typed, validated training configuration.
+
+`TrainConfig` is a frozen dataclass: every setting a run reads, with its type and
+allowed range declared next to it, so that bad input is refused with one clear line
+before anything is traced or compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a bad name, type or value; the message names it and the allowed range."""
+
+
+def _field(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, choices: tuple[str, ...] | None = None):
+    meta = {"help": help, "low": low, "high": high, "low_open": low_open, "choices": choices}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run: environment, Q-function, replay, exploration, learning rule, budget."""
+
+    # Environment and budget.
+    env: str = _field("CartPole-v1", "gymnax environment id")
+    num_envs: int = _field(16, "parallel environments per seed", low=1)
+    total_steps: int = _field(160_000, "environment steps per seed (num_envs per vector step)", low=1)
+    seeds: int = _field(1, "independent seeds trained at once (vmapped)", low=1)
+    seed: int = _field(0, "base PRNG seed; seed i uses fold_in(seed, i)", low=0)
+    chunk_steps: int = _field(500, "vector steps per compiled chunk (one progress update)", low=1)
+    obs_low: list[float] | None = _field(None, "lower observation bounds for feature scaling (default: the env's)")
+    obs_high: list[float] | None = _field(None, "upper observation bounds for feature scaling (default: the env's)")
+
+    # Q-function.
+    q_function: str = _field("linear_rbf", "Q-function family", choices=("linear_rbf",))
+    num_centers: int = _field(500, "random RBF centers, uniform in [-1, 1]^obs_dim", low=1)
+    sigma: float = _field(0.5, "RBF width", low=0.0, low_open=True)
+    init_scale: float = _field(0.1, "standard deviation of the initial linear weights", low=0.0)
+
+    # Replay.
+    buffer_size: int = _field(100_000, "replay capacity in transitions", low=1)
+    batch_size: int = _field(32, "transitions per gradient step", low=1)
+    learning_starts: int = _field(1_000, "stored transitions before the first update", low=1)
+    gradient_steps: int = _field(1, "gradient steps per vector step", low=1)
+
+    # Exploration.
+    eps_schedule: str = _field("exponential", "epsilon schedule over vector steps",
+                               choices=("exponential", "linear", "constant"))
+    eps_start: float = _field(1.0, "initial epsilon (the constant one for 'constant')", low=0.0, high=1.0)
+    eps_end: float = _field(0.01, "final epsilon", low=0.0, high=1.0)
+    eps_decay: float = _field(0.9997, "exponential: factor per vector step", low=0.0, high=1.0, low_open=True)
+    eps_decay_steps: int = _field(10_000, "linear: vector steps from eps_start to eps_end", low=1)
+
+    # Learning rule.
+    lr: float = _field(5e-3, "Adam learning rate", low=0.0, low_open=True)
+    gamma: float = _field(0.99, "discount", low=0.0, high=1.0)
+    loss: str = _field("huber", "TD error penalty", choices=("squared", "huber"))
+    huber_delta: float = _field(1.0, "Huber transition point", low=0.0, low_open=True)
+    gradient: str = _field("semi", "semi-gradient target, or the seed's residual gradient",
+                           choices=("semi", "residual"))
+    target: str = _field("periodic", "bootstrap parameters", choices=("online", "periodic", "polyak"))
+    target_period: int = _field(100, "periodic: updates between target refreshes", low=1)
+    tau: float = _field(0.005, "polyak: target step size", low=0.0, high=1.0, low_open=True)
+    truncation: str = _field("bootstrap", "on a time limit, bootstrap (correct) or treat as terminal (the seed)",
+                             choices=("bootstrap", "terminal"))
+
+    # Stopping and evaluation.
+    early_stop: bool = _field(True, "freeze a seed once its 100-episode training average reaches the threshold")
+    solve_threshold: float | None = _field(None, "return that counts as solved (default: the env's)")
+    eval_episodes: int = _field(100, "greedy evaluation episodes per seed", low=1)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes` applied, validated."""
+        unknown = sorted(set(changes) - set(field_names()))
+        if unknown:
+            raise ConfigError(unknown_key_message(unknown[0]))
+        return dataclasses.replace(self, **changes).validated()
+
+    @property
+    def vector_steps(self) -> int:
+        """Vector steps in the budget: total_steps rounded up to whole vector steps."""
+        return math.ceil(self.total_steps / self.num_envs)
+
+    @property
+    def num_chunks(self) -> int:
+        return math.ceil(self.vector_steps / self.chunk_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validated(self) -> TrainConfig:
+        """Check every field's type and range, then the relations between fields."""
+        values = {}
+        for f in dataclasses.fields(self):
+            values[f.name] = _check_field(f, getattr(self, f.name))
+        cfg = dataclasses.replace(self, **values) if values != self.to_dict() else self
+        cfg._check_relations()
+        return cfg
+
+    def _check_relations(self) -> None:
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(
+                f"batch_size ({self.batch_size}) exceeds buffer_size ({self.buffer_size}): "
+                f"must be at most the replay capacity")
+        if self.num_envs > self.buffer_size:
+            raise ConfigError(
+                f"num_envs ({self.num_envs}) exceeds buffer_size ({self.buffer_size}): "
+                f"one vector step must fit in the replay buffer")
+        if self.learning_starts > self.buffer_size:
+            raise ConfigError(
+                f"learning_starts ({self.learning_starts}) exceeds buffer_size ({self.buffer_size}): "
+                f"the buffer could never hold that many transitions")
+        if self.learning_starts > self.total_steps:
+            raise ConfigError(
+                f"learning_starts ({self.learning_starts}) exceeds total_steps ({self.total_steps}): "
+                f"no update would ever run; allowed range is 1..{self.total_steps}")
+        if self.gradient == "residual" and self.target != "online":
+            raise ConfigError(
+                f"gradient 'residual' differentiates through the bootstrap target, which needs "
+                f"target 'online' (got target '{self.target}')")
+        for name in ("obs_low", "obs_high"):
+            bounds = getattr(self, name)
+            if bounds is not None and not all(math.isfinite(b) for b in bounds):
+                raise ConfigError(f"{name} = {bounds}: every bound must be a finite number")
+        if self.obs_low is not None and self.obs_high is not None:
+            if len(self.obs_low) != len(self.obs_high) or any(
+                    lo >= hi for lo, hi in zip(self.obs_low, self.obs_high)):
+                raise ConfigError(
+                    f"obs_low {self.obs_low} and obs_high {self.obs_high}: need equal lengths "
+                    f"and obs_low < obs_high in every dimension")
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def field_help() -> dict[str, str]:
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+
+
+def unknown_key_message(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, field_names(), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown setting '{key}'{hint}; known settings: {', '.join(field_names())}"
+
+
+def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """A validated config from `values` over `base` (default: the field defaults)."""
+    unknown = [k for k in values if k not in field_names()]
+    if unknown:
+        raise ConfigError(unknown_key_message(unknown[0]))
+    base = base or TrainConfig()
+    return dataclasses.replace(base, **values).validated()
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> Any:
+    """`value` coerced to the field's type, or a ConfigError naming the field and its range."""
+    kind, optional, is_list = _field_kind(f)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{f.name}: a value is required ({_TYPE_NAMES[kind]})")
+    if is_list:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{f.name} = {value!r}: expected a non-empty list of numbers")
+        return [_coerce(f.name, v, kind) for v in value]
+    value = _coerce(f.name, value, kind)
+    meta = f.metadata
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(f"{f.name} = {value!r}: must be one of {', '.join(meta['choices'])}")
+    low, high = meta["low"], meta["high"]
+    too_low = low is not None and (value <= low if meta["low_open"] else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high or (kind is float and not math.isfinite(value)):
+        raise ConfigError(f"{f.name} = {value}: out of range, allowed {_range_text(kind, meta)}")
+    return value
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, kind):
+        return value
+    raise ConfigError(f"{name} = {value!r}: expected {_TYPE_NAMES[kind]}")
+
+
+def _field_kind(f: dataclasses.Field) -> tuple[type, bool, bool]:
+    """(scalar type, whether None is allowed, whether it is a list) of a field's annotation."""
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], optional, True
+    return hint, optional, False
+
+
+def _range_text(kind: type, meta: dict) -> str:
+    low, high = meta["low"], meta["high"]
+    fmt = (lambda v: str(int(v))) if kind is int else (lambda v: f"{v:g}")
+    if low is not None and high is not None:
+        return f"{'(' if meta['low_open'] else '['}{fmt(low)}, {fmt(high)}]"
+    if low is not None:
+        return f"{'>' if meta['low_open'] else '>='} {fmt(low)}"
+    return f"<= {fmt(high)}"
+

@@ -1,0 +1,121 @@
+"""Vectorized gymnax environments that emit `Transition`s.
+
+gymnax >= 1.0 auto-resets inside `step`, returns `terminated` and `truncated` apart, and
+keeps the pre-reset observation in `info["final_observation"]`; a `Transition` stores
+that final observation as `next_obs`, so a time limit is bootstrapped through.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments import spaces
+
+from qlax.types import Transition
+
+# Returns that count as solved (Gymnasium's reward thresholds).
+SOLVE_THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0}
+
+# Feature-scaling bounds that replace the observation space's own: CartPole's velocities
+# are unbounded, and the seed notebook scales by these constants.
+OBS_BOUNDS = {"CartPole-v1": ([-2.4, -3.0, -0.2, -3.0], [2.4, 3.0, 0.2, 3.0])}
+
+
+class EnvError(ValueError):
+    """An unknown or unsupported environment id."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    id: str
+    obs_dim: int
+    num_actions: int
+    max_episode_steps: int
+    obs_low: np.ndarray | None  # (obs_dim,) finite feature-scaling bounds, or None if unknown
+    obs_high: np.ndarray | None
+    solve_threshold: float | None
+
+
+class VecEnv(NamedTuple):
+    """`num_envs` copies of one environment, vmapped, with auto-reset.
+
+    reset(key) -> (obs (num_envs, obs_dim), env_state)
+    step(key, env_state, obs, action (num_envs,)) -> (obs, env_state, Transition, done)
+    where `done` (num_envs,) marks episodes that ended (terminated or truncated).
+    """
+
+    spec: EnvSpec
+    num_envs: int
+    reset: Callable
+    step: Callable
+
+
+def _make_gymnax(env_id: str):
+    if env_id not in gymnax.registered_envs:
+        close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise EnvError(f"env = '{env_id}': unknown environment id{hint}; "
+                       f"known ids: {', '.join(gymnax.registered_envs)}")
+    env, params = gymnax.make(env_id)
+    if not isinstance(env.action_space(params), spaces.Discrete):
+        raise EnvError(f"env = '{env_id}': its action space is continuous; "
+                       f"Q-learning needs a discrete action space")
+    return env, params
+
+
+def env_spec(env_id: str) -> EnvSpec:
+    """Shapes, bounds and threshold of `env_id`, without building a vectorized env."""
+    env, params = _make_gymnax(env_id)
+    space = env.observation_space(params)
+    obs_dim = int(np.prod(space.shape))
+    if env_id in OBS_BOUNDS:
+        low, high = (np.asarray(b, np.float32) for b in OBS_BOUNDS[env_id])
+    else:
+        low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape).reshape(-1)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape).reshape(-1)
+        finite = np.all(np.abs(low) < 1e30) and np.all(np.abs(high) < 1e30) and np.all(high > low)
+        if not finite:
+            low = high = None
+    return EnvSpec(
+        id=env_id,
+        obs_dim=obs_dim,
+        num_actions=int(env.action_space(params).n),
+        max_episode_steps=int(params.max_steps_in_episode),
+        obs_low=low,
+        obs_high=high,
+        solve_threshold=SOLVE_THRESHOLDS.get(env_id),
+    )
+
+
+def make_env(env_id: str, num_envs: int) -> VecEnv:
+    """`num_envs` vmapped copies of gymnax's `env_id`, observations flattened to vectors."""
+    env, params = _make_gymnax(env_id)
+    spec = env_spec(env_id)
+
+    def flat(obs):
+        return jnp.reshape(obs, (num_envs, -1)).astype(jnp.float32)
+
+    def reset(key):
+        obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
+        return flat(obs), state
+
+    def step(key, state, obs, action):
+        keys = jax.random.split(key, num_envs)
+        next_obs, state, reward, terminated, truncated, info = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        transition = Transition(
+            obs=obs,
+            action=action.astype(jnp.int32),
+            reward=reward.astype(jnp.float32),
+            next_obs=flat(info["final_observation"]),
+            terminated=terminated.astype(bool),
+        )
+        return flat(next_obs), state, transition, jnp.logical_or(terminated, truncated)
+
+    return VecEnv(spec=spec, num_envs=num_envs, reset=reset, step=step)

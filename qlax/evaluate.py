@@ -1,0 +1,45 @@
+"""Greedy evaluation: epsilon = 0, one environment per episode, vmapped over seeds."""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from qlax.envs import make_env
+from qlax.qfunctions import QFunction
+
+
+def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Callable:
+    """evaluate(key, params) -> returns (num_episodes,) of complete greedy episodes.
+
+    Runs `num_episodes` environments side by side until each has ended once (by
+    termination or time limit); rewards after an env's first end are ignored.
+    """
+    env = make_env(env_id, num_episodes)
+
+    def evaluate(key, params):
+        k_reset, k_run = jax.random.split(key)
+        obs, env_state = env.reset(k_reset)
+
+        def not_all_done(carry):
+            return ~jnp.all(carry[4])
+
+        def step(carry):
+            obs, env_state, key, returns, finished = carry
+            key, k_step = jax.random.split(key)
+            action = jnp.argmax(q_function.apply(params, obs), axis=-1).astype(jnp.int32)
+            obs, env_state, transition, done = env.step(k_step, env_state, obs, action)
+            returns = returns + jnp.where(finished, 0.0, transition.reward)
+            return obs, env_state, key, returns, finished | done
+
+        carry = (obs, env_state, k_run, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool))
+        return jax.lax.while_loop(not_all_done, step, carry)[3]
+
+    return evaluate
+
+
+def evaluate_population(env_id: str, q_function: QFunction, params, keys: jax.Array,
+                        num_episodes: int) -> jax.Array:
+    """Greedy returns (seeds, num_episodes) for stacked `params` and one key per seed."""
+    evaluate = jax.jit(jax.vmap(make_evaluate(env_id, q_function, num_episodes)))
+    return evaluate(keys, params)

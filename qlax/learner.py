@@ -1,0 +1,67 @@
+"""One gradient step on a batch of transitions, plus the target-parameter refresh."""
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qlax import losses
+from qlax.types import Transition
+
+
+@struct.dataclass
+class LearnerState:
+    params: dict
+    target_params: dict  # the bootstrap parameters; equal to params for target "online"
+    opt_state: optax.OptState
+    updates: jax.Array  # int32 (): gradient steps taken
+
+
+class Learner(NamedTuple):
+    """init(params) -> LearnerState; update(state, batch) -> (state, loss)."""
+
+    init: Callable
+    update: Callable
+
+
+def make_learner(q_apply: Callable, optimizer: optax.GradientTransformation, *, gamma: float,
+                 loss: str = "huber", huber_delta: float = 1.0, gradient: str = "semi",
+                 target: str = "periodic", target_period: int = 100, tau: float = 0.005) -> Learner:
+    """A Q-learning learner.
+
+    gradient "semi" holds the bootstrap target fixed (stop_gradient): Q-learning proper.
+    gradient "residual" differentiates through it, as the seed notebook does; it uses
+    the online parameters for the target.
+    target "online" bootstraps from the current parameters, "periodic" from a copy
+    refreshed every `target_period` updates, "polyak" from an average moved by `tau`.
+    """
+
+    def loss_fn(params, target_params, batch: Transition):
+        q = losses.select_action_values(q_apply(params, batch.obs), batch.action)
+        bootstrap = params if gradient == "residual" else target_params
+        next_q = q_apply(bootstrap, batch.next_obs)
+        y = losses.q_learning_target(batch.reward, batch.terminated, next_q, gamma)
+        if gradient == "semi":
+            y = jax.lax.stop_gradient(y)
+        return jnp.mean(losses.td_penalty(q - y, loss, huber_delta))
+
+    def init(params):
+        return LearnerState(params=params, target_params=params,
+                            opt_state=optimizer.init(params), updates=jnp.int32(0))
+
+    def update(state: LearnerState, batch: Transition):
+        value, grads = jax.value_and_grad(loss_fn)(state.params, state.target_params, batch)
+        step_updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, step_updates)
+        updates = state.updates + 1
+        if target == "online":
+            target_params = params
+        elif target == "periodic":
+            target_params = optax.periodic_update(params, state.target_params, updates, target_period)
+        else:
+            target_params = optax.incremental_update(params, state.target_params, tau)
+        return LearnerState(params, target_params, opt_state, updates), value
+
+    return Learner(init=init, update=update)

@@ -1,0 +1,52 @@
+"""What a run shows on the terminal while it trains: a rich progress bar per chunk.
+
+When the output is not a terminal (a log file, CI), one plain line per chunk instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def describe(env_steps: int, steps_per_s: float, epsilon: np.ndarray, avg100: np.ndarray,
+             solved: int, seeds: int) -> str:
+    """One status line: steps, speed, epsilon, 100-episode average across seeds, seeds solved."""
+    finite = avg100[np.isfinite(avg100)]
+    avg = (f"avg100 {finite.mean():7.1f} [{finite.min():.0f}, {finite.max():.0f}]"
+           if finite.size else "avg100       - [-, -]")
+    return (f"{env_steps:>9,d} env steps/seed  {steps_per_s:>9,.0f} steps/s  "
+            f"eps {float(np.mean(epsilon)):.3f}  {avg}  solved {solved}/{seeds}")
+
+
+class ProgressDisplay:
+    """Context manager: `compiled()` once, then `update(...)` after every chunk."""
+
+    def __init__(self, title: str, total_steps: int, enabled: bool = True):
+        self.console = Console()
+        self.enabled = enabled
+        self.total_steps = total_steps
+        self.title = title
+        self.live = enabled and self.console.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(), console=self.console, transient=False) if self.live else None
+
+    def __enter__(self):
+        if self.live:
+            self.progress.start()
+            self.task = self.progress.add_task(self.title, total=self.total_steps, status="compiling...")
+        elif self.enabled:
+            self.console.print(f"{self.title}: compiling...", highlight=False)
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.progress.stop()
+
+    def update(self, env_steps: int, status: str) -> None:
+        if self.live:
+            self.progress.update(self.task, completed=env_steps, status=status)
+        elif self.enabled:
+            self.console.print(f"{self.title}: {status}", highlight=False, soft_wrap=True)

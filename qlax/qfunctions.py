@@ -1,0 +1,48 @@
+"""Q-functions: `init(key) -> params` and `apply(params, obs) -> q_values`.
+
+Every model here shares this interface, so the learner, the training loop and the
+evaluation never know which one they run.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qlax import features
+
+
+class QFunction(NamedTuple):
+    """init(key) -> params; apply(params, obs (batch, obs_dim)) -> (batch, num_actions)."""
+
+    init: Callable
+    apply: Callable
+
+
+def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, init_scale: float,
+               obs_low: np.ndarray, obs_high: np.ndarray) -> QFunction:
+    """A linear Q over random RBF features of the observation scaled to [-1, 1].
+
+    params = {"centers": (num_centers, obs_dim), "sigma": (), "w": (num_centers, num_actions)}.
+    Centers and sigma live in the params so each seed has its own, but they are held
+    fixed: `apply` reads them through `stop_gradient`, so their gradient is zero.
+    """
+    mid = jnp.asarray((np.asarray(obs_high) + np.asarray(obs_low)) / 2.0, jnp.float32)
+    half_range = jnp.asarray((np.asarray(obs_high) - np.asarray(obs_low)) / 2.0, jnp.float32)
+
+    def init(key):
+        k_centers, k_w = jax.random.split(key)
+        return {
+            "centers": features.init_centers(k_centers, num_centers, obs_dim),
+            "sigma": jnp.float32(sigma),
+            "w": init_scale * jax.random.normal(k_w, (num_centers, num_actions)),
+        }
+
+    def apply(params, obs):
+        x = (obs - mid) / half_range
+        centers = jax.lax.stop_gradient(params["centers"])
+        width = jax.lax.stop_gradient(params["sigma"])
+        return features.rbf(x, centers, width) @ params["w"]
+
+    return QFunction(init=init, apply=apply)

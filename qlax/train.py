@@ -1,0 +1,182 @@
+"""The pure training program: one seed's state and a compiled chunk of vector steps.
+
+`make_train(config)` composes the leaves (environment, Q-function, replay, exploration,
+learner) into `Trainer.init(key) -> TrainState` and `Trainer.run_chunk(state) ->
+(state, ChunkMetrics)`, a `lax.scan` over `config.chunk_steps` vector steps. Nothing in
+it calls back to the host. A population is the same functions under `jax.vmap`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qlax import episodes, replay
+from qlax.config import ConfigError, TrainConfig
+from qlax.envs import VecEnv, make_env
+from qlax.exploration import epsilon_greedy, epsilon_schedule
+from qlax.learner import Learner, LearnerState, make_learner
+from qlax.qfunctions import QFunction, linear_rbf
+from qlax.types import Transition
+
+
+@struct.dataclass
+class TrainState:
+    """Everything that changes during training, for one seed."""
+
+    learner: LearnerState
+    replay: replay.ReplayState
+    env_state: object
+    obs: jax.Array  # (num_envs, obs_dim)
+    key: jax.Array
+    vector_steps: jax.Array  # int32 (): vector steps taken
+    stats: episodes.EpisodeStats
+    stopped: jax.Array  # bool (): early-stopped; the state is frozen from then on
+
+
+@struct.dataclass
+class ChunkMetrics:
+    """What the host sees after a chunk (one value per seed)."""
+
+    env_steps: jax.Array
+    epsilon: jax.Array
+    avg_return_100: jax.Array
+    episodes: jax.Array
+    loss: jax.Array  # mean over the chunk's gradient steps; NaN if none ran
+    stopped: jax.Array
+
+
+class Trainer(NamedTuple):
+    config: TrainConfig
+    env: VecEnv
+    q_function: QFunction
+    learner: Learner
+    init: Callable  # key -> TrainState
+    run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics)
+
+
+def make_q_function(config: TrainConfig, env: VecEnv) -> QFunction:
+    spec = env.spec
+    low = config.obs_low if config.obs_low is not None else spec.obs_low
+    high = config.obs_high if config.obs_high is not None else spec.obs_high
+    if low is None or high is None:
+        raise ConfigError(
+            f"env '{spec.id}' has unbounded observations: set obs_low and obs_high "
+            f"(lists of {spec.obs_dim} numbers) to scale them for RBF features")
+    if len(low) != spec.obs_dim or len(high) != spec.obs_dim:
+        raise ConfigError(f"obs_low and obs_high need {spec.obs_dim} numbers each for env '{spec.id}'")
+    return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, config.sigma,
+                      config.init_scale, low, high)
+
+
+def solve_threshold(config: TrainConfig, env: VecEnv) -> float | None:
+    return config.solve_threshold if config.solve_threshold is not None else env.spec.solve_threshold
+
+
+def make_train(config: TrainConfig) -> Trainer:
+    """The pure training program for `config` (validated again here)."""
+    config = config.validated()
+    env = make_env(config.env, config.num_envs)
+    q_function = make_q_function(config, env)
+    learner = make_learner(
+        q_function.apply, optax.adam(config.lr), gamma=config.gamma, loss=config.loss,
+        huber_delta=config.huber_delta, gradient=config.gradient, target=config.target,
+        target_period=config.target_period, tau=config.tau)
+    epsilon = epsilon_schedule(config.eps_schedule, config.eps_start, config.eps_end,
+                               config.eps_decay, config.eps_decay_steps)
+    threshold = solve_threshold(config, env)
+    early_stop = config.early_stop and threshold is not None
+    budget = config.vector_steps
+    terminal_on_truncation = config.truncation == "terminal"
+
+    def init(key: jax.Array) -> TrainState:
+        k_q, k_env, k_run = jax.random.split(key, 3)
+        params = q_function.init(k_q)
+        obs, env_state = env.reset(k_env)
+        example = Transition(obs=obs[0], action=jnp.int32(0), reward=jnp.float32(0),
+                             next_obs=obs[0], terminated=jnp.bool_(False))
+        return TrainState(
+            learner=learner.init(params),
+            replay=replay.init(example, config.buffer_size),
+            env_state=env_state,
+            obs=obs,
+            key=k_run,
+            vector_steps=jnp.int32(0),
+            stats=episodes.init(config.num_envs),
+            stopped=jnp.bool_(False),
+        )
+
+    def learn(learner_state: LearnerState, buffer: replay.ReplayState, key: jax.Array):
+        """`gradient_steps` updates on fresh uniform batches; returns (state, summed loss)."""
+
+        def one_update(state, k):
+            batch = replay.sample(buffer, k, config.batch_size)
+            return learner.update(state, batch)
+
+        learner_state, step_losses = jax.lax.scan(
+            one_update, learner_state, jax.random.split(key, config.gradient_steps))
+        return learner_state, jnp.sum(step_losses)
+
+    def vector_step(state: TrainState, _):
+        key, k_act, k_env, k_learn = jax.random.split(state.key, 4)
+        active = ~state.stopped & (state.vector_steps < budget)
+        eps = epsilon(state.vector_steps)
+        q = q_function.apply(state.learner.params, state.obs)
+        action = epsilon_greedy(k_act, q, eps)
+        obs, env_state, transition, done = env.step(k_env, state.env_state, state.obs, action)
+        if terminal_on_truncation:
+            transition = transition.replace(terminated=done)
+        buffer = replay.add(state.replay, transition, mask=jnp.broadcast_to(active, done.shape))
+
+        ready = active & replay.can_sample(buffer, config.learning_starts)
+        new_learner, loss_sum = learn(state.learner, buffer, k_learn)
+        learner_state = jax.tree.map(lambda new, old: jnp.where(ready, new, old),
+                                     new_learner, state.learner)
+        stats = episodes.update(state.stats, transition.reward, done)
+        solved = episodes.window_full(stats) & (episodes.average_return(stats) >= threshold) \
+            if early_stop else jnp.bool_(False)
+
+        stepped = TrainState(learner_state, buffer, env_state, obs, key,
+                             state.vector_steps + 1, stats, solved)
+        # A stopped or finished seed keeps its state. The buffer is left out of the select
+        # (it was masked in `add`), so no step copies it.
+        kept = jax.tree.map(lambda new, old: jnp.where(active, new, old),
+                            stepped.replace(replay=()), state.replace(replay=()))
+        new_state = kept.replace(replay=buffer)
+        updates_run = jnp.where(ready, config.gradient_steps, 0)
+        return new_state, (jnp.where(ready, loss_sum, 0.0), updates_run)
+
+    def run_chunk(state: TrainState):
+        state, (loss_sums, updates_run) = jax.lax.scan(vector_step, state, None, length=config.chunk_steps)
+        total_updates = jnp.sum(updates_run)
+        metrics = ChunkMetrics(
+            env_steps=state.vector_steps * config.num_envs,
+            epsilon=epsilon(state.vector_steps),
+            avg_return_100=episodes.average_return(state.stats),
+            episodes=state.stats.episodes,
+            loss=jnp.where(total_updates > 0, jnp.sum(loss_sums) / jnp.maximum(total_updates, 1), jnp.nan),
+            stopped=state.stopped,
+        )
+        return state, metrics
+
+    return Trainer(config=config, env=env, q_function=q_function, learner=learner,
+                   init=init, run_chunk=run_chunk)
+
+
+def seed_keys(config: TrainConfig) -> jax.Array:
+    """One PRNG key per seed: fold_in(PRNGKey(config.seed), i)."""
+    base = jax.random.PRNGKey(config.seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.seeds))
+
+
+def population(trainer: Trainer) -> tuple[Callable, Callable]:
+    """Jitted (init over keys, run_chunk over seeds) for a population with a leading seed axis.
+
+    run_chunk donates its input state, so the replay buffers are updated in place.
+    """
+    return (jax.jit(jax.vmap(trainer.init)),
+            jax.jit(jax.vmap(trainer.run_chunk), donate_argnums=0))
