@@ -8,6 +8,7 @@ import optax
 from flax import struct
 
 from qlax import losses
+from qlax.qfunctions import QFunction
 from qlax.types import Transition
 
 
@@ -26,7 +27,7 @@ class Learner(NamedTuple):
     update: Callable
 
 
-def make_learner(q_apply: Callable, optimizer: optax.GradientTransformation, *, gamma: float,
+def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation, *, gamma: float,
                  loss: str = "huber", huber_delta: float = 1.0, gradient: str = "semi",
                  target: str = "periodic", target_period: int = 100, tau: float = 0.005) -> Learner:
     """A Q-learning learner.
@@ -39,9 +40,13 @@ def make_learner(q_apply: Callable, optimizer: optax.GradientTransformation, *, 
     """
 
     def loss_fn(params, target_params, batch: Transition):
-        q = losses.select_action_values(q_apply(params, batch.obs), batch.action)
+        # One feature pass for obs and next_obs together: the features are never trained,
+        # so the online and the target head share them.
+        phi = q_function.features(params, jnp.concatenate([batch.obs, batch.next_obs]))
+        phi_obs, phi_next = jnp.split(phi, 2)
+        q = losses.select_action_values(q_function.head(params, phi_obs), batch.action)
         bootstrap = params if gradient == "residual" else target_params
-        next_q = q_apply(bootstrap, batch.next_obs)
+        next_q = q_function.head(bootstrap, phi_next)
         y = losses.q_learning_target(batch.reward, batch.terminated, next_q, gamma)
         if gradient == "semi":
             y = jax.lax.stop_gradient(y)

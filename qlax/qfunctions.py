@@ -1,7 +1,10 @@
 """Q-functions: `init(key) -> params` and `apply(params, obs) -> q_values`.
 
 Every model here shares this interface, so the learner, the training loop and the
-evaluation never know which one they run.
+evaluation never know which one they run. `apply` is `head(params, features(params, obs))`:
+`features` is the part that is never trained (fixed RBF features; the identity for a
+network), so the learner computes it once for a batch's observations and next
+observations together and reuses it for the online and the target head.
 """
 
 from typing import Callable, NamedTuple
@@ -14,10 +17,18 @@ from qlax import features
 
 
 class QFunction(NamedTuple):
-    """init(key) -> params; apply(params, obs (batch, obs_dim)) -> (batch, num_actions)."""
+    """init(key) -> params; apply(params, obs (batch, obs_dim)) -> (batch, num_actions).
+
+    features(params, obs) -> (batch, num_features), held fixed (no gradient);
+    head(params, features) -> (batch, num_actions).
+    """
 
     init: Callable
-    apply: Callable
+    features: Callable
+    head: Callable
+
+    def apply(self, params, obs):
+        return self.head(params, self.features(params, obs))
 
 
 def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, init_scale: float,
@@ -26,7 +37,7 @@ def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, i
 
     params = {"centers": (num_centers, obs_dim), "sigma": (), "w": (num_centers, num_actions)}.
     Centers and sigma live in the params so each seed has its own, but they are held
-    fixed: `apply` reads them through `stop_gradient`, so their gradient is zero.
+    fixed: `features` reads them through `stop_gradient`, so their gradient is zero.
     """
     mid = jnp.asarray((np.asarray(obs_high) + np.asarray(obs_low)) / 2.0, jnp.float32)
     half_range = jnp.asarray((np.asarray(obs_high) - np.asarray(obs_low)) / 2.0, jnp.float32)
@@ -39,10 +50,13 @@ def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, i
             "w": init_scale * jax.random.normal(k_w, (num_centers, num_actions)),
         }
 
-    def apply(params, obs):
+    def rbf_features(params, obs):
         x = (obs - mid) / half_range
         centers = jax.lax.stop_gradient(params["centers"])
         width = jax.lax.stop_gradient(params["sigma"])
-        return features.rbf(x, centers, width) @ params["w"]
+        return features.rbf(x, centers, width)
 
-    return QFunction(init=init, apply=apply)
+    def head(params, phi):
+        return phi @ params["w"]
+
+    return QFunction(init=init, features=rbf_features, head=head)

@@ -83,7 +83,7 @@ def make_train(config: TrainConfig) -> Trainer:
     env = make_env(config.env, config.num_envs)
     q_function = make_q_function(config, env)
     learner = make_learner(
-        q_function.apply, optax.adam(config.lr), gamma=config.gamma, loss=config.loss,
+        q_function, optax.adam(config.lr), gamma=config.gamma, loss=config.loss,
         huber_delta=config.huber_delta, gradient=config.gradient, target=config.target,
         target_period=config.target_period, tau=config.tau)
     epsilon = epsilon_schedule(config.eps_schedule, config.eps_start, config.eps_end,
@@ -142,11 +142,12 @@ def make_train(config: TrainConfig) -> Trainer:
 
         stepped = TrainState(learner_state, buffer, env_state, obs, key,
                              state.vector_steps + 1, stats, solved)
-        # A stopped or finished seed keeps its state. The buffer is left out of the select
-        # (it was masked in `add`), so no step copies it.
+        # A stopped or finished seed keeps its state. The buffer (masked in `add`) and the
+        # learner (selected by `ready`, which implies `active`) are left out of this select,
+        # so no step copies them twice.
         kept = jax.tree.map(lambda new, old: jnp.where(active, new, old),
-                            stepped.replace(replay=()), state.replace(replay=()))
-        new_state = kept.replace(replay=buffer)
+                            stepped.replace(replay=(), learner=()), state.replace(replay=(), learner=()))
+        new_state = kept.replace(replay=buffer, learner=learner_state)
         updates_run = jnp.where(ready, config.gradient_steps, 0)
         return new_state, (jnp.where(ready, loss_sum, 0.0), updates_run)
 
