@@ -1,0 +1,47 @@
+"""Tiny gymnax environments whose correct Q-values are known in closed form."""
+
+import gymnax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+
+@struct.dataclass
+class ProbeParams(environment.EnvParams):
+    max_steps_in_episode: int = 5
+
+
+class TimeLimitProbe(environment.Environment):
+    """One constant observation, reward 1 every step, never terminates, cut after 5 steps.
+
+    The time limit is not part of the state the agent sees, so the right value is the
+    infinite-horizon one, 1 / (1 - gamma). Treating the cut as terminal instead gives
+    1 / (1 - gamma (1 - 1/5)) on average.
+    """
+
+    @property
+    def default_params(self):
+        return ProbeParams()
+
+    def step_env(self, key, state, action, params):
+        state = environment.EnvState(time=state.time + 1)
+        return jnp.zeros(1), state, jnp.float32(1.0), jnp.bool_(False), {}
+
+    def reset_env(self, key, params):
+        return jnp.zeros(1), environment.EnvState(time=0)
+
+    @property
+    def num_actions(self):
+        return 2
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    def observation_space(self, params):
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+
+TIME_LIMIT_PROBE = "TimeLimitProbe-qlax"
+
+if TIME_LIMIT_PROBE not in gymnax.registered_envs:
+    gymnax.register(TIME_LIMIT_PROBE, TimeLimitProbe)

@@ -1,0 +1,57 @@
+"""Settings: presets, types, ranges and relations, checked before anything runs."""
+
+import pytest
+
+import qlax
+from qlax.config import ConfigError, TrainConfig, from_dict
+
+
+def test_seed_preset_is_the_notebook():
+    c = qlax.presets.load("seed")
+    assert (c.env, c.num_envs, c.num_centers, c.sigma, c.init_scale) == ("CartPole-v1", 16, 500, 0.5, 0.1)
+    assert (c.buffer_size, c.learning_starts, c.batch_size, c.lr, c.gamma) == (100_000, 1000, 32, 5e-3, 0.99)
+    assert (c.eps_schedule, c.eps_start, c.eps_end, c.eps_decay) == ("exponential", 1.0, 0.01, 0.999)
+    assert (c.gradient, c.target, c.loss, c.truncation) == ("residual", "online", "squared", "terminal")
+    assert c.vector_steps == 10_000
+
+
+def test_default_preset_is_cartpole_rbf_with_a_correct_rule():
+    c = qlax.presets.load()
+    assert c == qlax.presets.load("cartpole-rbf")
+    assert (c.gradient, c.truncation, c.total_steps, c.num_centers) == ("semi", "bootstrap", 160_000, 500)
+
+
+def test_replace_validates_and_keeps_the_rest():
+    c = qlax.presets.load("cartpole-rbf").replace(lr=1e-3)
+    assert c.lr == 1e-3 and c.gamma == 0.99
+    with pytest.raises(ConfigError, match="lr = -1.0: out of range"):
+        c.replace(lr=-1.0)
+    with pytest.raises(ConfigError, match="unknown setting 'learning_rate'"):
+        c.replace(learning_rate=1e-3)
+
+
+def test_types_are_coerced_only_where_lossless():
+    assert from_dict({"lr": 1, "num_envs": 8.0}).lr == 1.0
+    with pytest.raises(ConfigError, match="expected an integer"):
+        from_dict({"num_envs": True})
+    with pytest.raises(ConfigError, match="expected a number"):
+        from_dict({"gamma": "0.9"})
+
+
+def test_obs_bounds_must_be_finite_and_ordered():
+    with pytest.raises(ConfigError, match="obs_low < obs_high"):
+        from_dict({"obs_low": [1.0, 0.0], "obs_high": [0.0, 1.0]})
+    with pytest.raises(ConfigError, match="expected a non-empty list"):
+        from_dict({"obs_low": 3.0})
+
+
+def test_vector_steps_round_up():
+    assert TrainConfig(total_steps=1001, num_envs=16).vector_steps == 63
+    assert TrainConfig(total_steps=1000, num_envs=4, chunk_steps=100).num_chunks == 3
+
+
+def test_a_preset_file_path_loads(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("description: mine\nnum_envs: 8\nlr: 1.0e-3\n")
+    config = qlax.presets.load(str(path))
+    assert config.num_envs == 8 and config.lr == 1e-3
