@@ -23,7 +23,7 @@ from qlax import checkpoint
 from qlax.config import TrainConfig, from_dict
 from qlax.evaluate import evaluate_population
 from qlax.progress import ProgressDisplay, describe
-from qlax.train import ChunkMetrics, TrainState, make_train, population, seed_keys, solve_threshold
+from qlax.trainer import ChunkMetrics, TrainState, make_train, population, seed_keys, solve_threshold
 
 METRIC_COLUMNS = ("seed", "env_steps", "epsilon", "avg_return_100", "episodes", "loss", "stopped")
 EVAL_STREAM = 0x5EED  # fold_in tag that separates evaluation keys from training keys
