@@ -9,7 +9,7 @@ import pytest
 import probe_envs
 import qlax
 from qlax.config import TrainConfig
-from qlax.train import make_train
+from qlax.trainer import make_train
 
 
 def probe_q_values(truncation: str) -> np.ndarray:
