@@ -4,9 +4,11 @@
     result = qlax.train(config, seeds=8)
 """
 
-from qlax import presets
+from qlax import cli, plotting, presets, trainer
 from qlax.config import ConfigError, TrainConfig
-from qlax.experiment import RunResult, evaluate_run, train
+from qlax.experiment import DivergedError, RunResult, evaluate_run, resume, train
+from qlax.policy import load_policy
 
-__all__ = ["ConfigError", "RunResult", "TrainConfig", "evaluate_run", "presets", "train"]
+__all__ = ["ConfigError", "DivergedError", "RunResult", "TrainConfig", "evaluate_run", "load_policy",
+           "presets", "resume", "train"]
 __version__ = "0.1.0"

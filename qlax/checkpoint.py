@@ -1,57 +1,101 @@
-"""Saving and loading trained Q-function parameters (flax msgpack; never pickle).
+"""Checkpoints of the complete training state: flax msgpack plus a JSON manifest, never pickle.
 
-Files are written to a temporary name and renamed, so a crash never leaves a broken one.
-Loading checks every array's shape and dtype against the run's config.
+A checkpoint is a directory `checkpoints/chunk-000012/` holding `state.msgpack` and
+`manifest.json`. It is written under a temporary name and renamed into place, so a crash
+or a second Ctrl-C during a save never leaves a broken latest checkpoint. Loading checks
+every array's shape and dtype against the state the run's config implies.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 from flax import serialization
 
-PARAMS_FILE = "params.msgpack"
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "state.msgpack"
+MANIFEST_FILE = "manifest.json"
+FORMAT = "qlax-checkpoint-v1"
 
 
 class CheckpointError(ValueError):
-    """A missing, truncated, foreign or mismatched checkpoint file."""
+    """A missing, truncated, foreign or mismatched checkpoint."""
 
 
-def save_params(run_dir: Path, params) -> Path:
-    """Write the population's Q parameters (leading seed axis) to run_dir/params.msgpack."""
-    path = Path(run_dir) / PARAMS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(serialization.to_bytes(jax.device_get(params)))
-    os.replace(tmp, path)
-    return path
+def save(run_dir: Path, state: Any, chunk: int, meta: dict[str, Any], keep: int) -> Path:
+    """Write `state` as the checkpoint after `chunk` chunks; keep only the newest `keep`."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"chunk-{chunk:06d}"
+    tmp = root / f".tmp-chunk-{chunk:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    (tmp / STATE_FILE).write_bytes(serialization.to_bytes(jax.device_get(state)))
+    manifest = {"format": FORMAT, "chunk": chunk, **meta}
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in complete(run_dir)[:-keep]:
+        shutil.rmtree(old)
+    return final
 
 
-def load_params(run_dir: Path, template):
-    """Parameters shaped like `template` (arrays or ShapeDtypeStructs), validated."""
-    path = Path(run_dir) / PARAMS_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no saved parameters (was the run finished?)")
+def complete(run_dir: Path) -> list[Path]:
+    """The run's finished checkpoints, oldest first (temporaries of an interrupted save excluded)."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith("chunk-") and (p / MANIFEST_FILE).is_file())
+
+
+def latest(run_dir: Path) -> Path:
+    found = complete(run_dir)
+    if not found:
+        raise CheckpointError(f"{run_dir}: no checkpoint to load (was the run started with an output directory?)")
+    return found[-1]
+
+
+def load(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:
+    """(state shaped like `template`, manifest) from the checkpoint directory `path`."""
+    path = Path(path)
     try:
-        raw = serialization.msgpack_restore(path.read_bytes())
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable manifest ({err.__class__.__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a qlax checkpoint (format {manifest.get('format')!r})"
+                              if isinstance(manifest, dict) else f"{path}: not a qlax checkpoint")
+    return restore(path / STATE_FILE, template), manifest
+
+
+def restore(file: Path, template: Any) -> Any:
+    """The pytree in msgpack `file`, shaped like `template` (arrays or ShapeDtypeStructs), validated."""
+    try:
+        raw = serialization.msgpack_restore(Path(file).read_bytes())
+    except OSError as err:
+        raise CheckpointError(f"{file}: cannot be read ({err.strerror})") from None
     except Exception as err:  # msgpack raises several unrelated types on bad bytes
-        raise CheckpointError(f"{path}: not a qlax parameter file ({err.__class__.__name__})") from None
-    expected = serialization.to_state_dict(template)
-    _check_tree(raw, expected, path, "")
+        raise CheckpointError(f"{file}: truncated or not a qlax state file ({err.__class__.__name__})") from None
+    _check_tree(raw, serialization.to_state_dict(template), file, "")
     return serialization.from_state_dict(template, raw)
 
 
-def _check_tree(raw, expected, path: Path, where: str) -> None:
+def _check_tree(raw, expected, file: Path, where: str) -> None:
     if isinstance(expected, dict):
         if not isinstance(raw, dict) or set(raw) != set(expected):
             found = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
-            raise CheckpointError(f"{path}: expected entries {sorted(expected)} at '{where or '/'}', found {found}")
+            raise CheckpointError(f"{file}: expected entries {sorted(expected)} at '{where or '/'}', found {found}")
         for k in expected:
-            _check_tree(raw[k], expected[k], path, f"{where}/{k}")
+            _check_tree(raw[k], expected[k], file, f"{where}/{k}")
         return
     shape, dtype = tuple(expected.shape), np.dtype(expected.dtype)
     if not isinstance(raw, np.ndarray) or raw.shape != shape or raw.dtype != dtype:
         got = f"{raw.shape} {raw.dtype}" if isinstance(raw, np.ndarray) else type(raw).__name__
-        raise CheckpointError(f"{path}: '{where}' should be {shape} {dtype} for this config, found {got}")
+        raise CheckpointError(f"{file}: '{where}' should be {shape} {dtype} for this config, found {got}")

@@ -18,6 +18,8 @@ from qlax import presets
 from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, field_help
 from qlax.envs import EnvError
+from qlax.experiment import DivergedError, default_run_dir, evaluate_run, resume, train
+from qlax.interrupt import EXIT_CODE as INTERRUPTED
 
 USAGE_ERRORS = (ConfigError, EnvError, CheckpointError)
 
@@ -56,30 +58,59 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from qlax.experiment import default_run_dir, train
-
     config = build_config(args)
     out = Path(args.out) if args.out else default_run_dir(args.preset)
-    result = train(config, out=out, preset=args.preset, progress=True)
-    s = result.summary
+    result = train(config, out=out, preset=args.preset, progress=True,
+                   checkpoint_every=args.checkpoint_every, keep=args.keep)
+    return report(result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return report(resume(args.run_dir, progress=True))
+
+
+def report(result) -> int:
+    """Print the greedy evaluation per seed and the run's totals; the exit code."""
+    s, out = result.summary, result.run_dir
+    if result.interrupted:
+        print(f"\ninterrupted at {max(s['env_steps']):,} env steps per seed; checkpoint, metrics.csv and "
+              f"summary.json saved in {out}\nresume with: qlax resume {out}")
+        return INTERRUPTED
     print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed (threshold {s['threshold']}):")
     for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):
-        print(f"  seed {i:3d}: mean return {mean:8.1f}  {'solved' if solved else '-'}"
-              f"  ({s['env_steps'][i]:,} env steps)")
+        status = "diverged" if s["diverged"][i] else "solved" if solved else "-"
+        print(f"  seed {i:3d}: mean return {mean:8.1f}  {status}  ({s['env_steps'][i]:,} env steps)")
     print(f"solved {sum(s['solved'])}/{s['num_seeds']} seeds  |  wall {s['wall_s']:.1f} s "
-          f"(compile {s['compile_s']:.1f} s)  |  {s['env_steps_per_s']:,.0f} env steps/s  |  {out}")
+          f"(compile {s['compile_s']:.1f} s)  |  {s['env_steps_per_s'] or 0:,.0f} env steps/s  |  {out}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from qlax.experiment import evaluate_run
-
     result = evaluate_run(args.run_dir, episodes=args.episodes)
     for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
         print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}"
               f"  {'solved' if result['solved'][i] else '-'}")
     print(f"solved {sum(result['solved'])}/{len(result['solved'])} seeds over {result['episodes']} "
           f"episodes each  |  {Path(args.run_dir) / 'eval.json'}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from qlax.plotting import learning_curve
+
+    for run_dir in args.run_dirs:
+        if not (Path(run_dir) / "metrics.csv").is_file():
+            raise CheckpointError(f"{run_dir}: not a qlax run directory (no metrics.csv)")
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "learning_curve.png"
+    print(learning_curve([Path(d) for d in args.run_dirs], out))
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from qlax.render import render_episode
+
+    path, frames = render_episode(args.run_dir, seed=args.seed, out=args.out)
+    print(f"{path}: {frames} frames")
     return 0
 
 
@@ -111,12 +142,30 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-early-stop", action="store_true",
                        help="train every seed for the whole budget")
     train.add_argument("--out", help="run directory (default: runs/<preset>-<time>)")
+    train.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+                       help="save the full training state every N chunks (default 10) and at the end")
+    train.add_argument("--keep", type=int, default=2, metavar="K", help="checkpoints kept (default 2)")
     train.set_defaults(func=cmd_train)
+
+    resume = sub.add_parser("resume", help="continue a run from its latest checkpoint")
+    resume.add_argument("run_dir")
+    resume.set_defaults(func=cmd_resume)
 
     evaluate = sub.add_parser("eval", help="greedy evaluation of a finished run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
     evaluate.set_defaults(func=cmd_eval)
+
+    plot = sub.add_parser("plot", help="learning curves of one or more runs on one figure")
+    plot.add_argument("run_dirs", nargs="+", metavar="DIR")
+    plot.add_argument("--out", help="image path (default: DIR/learning_curve.png of the first run)")
+    plot.set_defaults(func=cmd_plot)
+
+    render = sub.add_parser("render", help="one greedy episode of a seed as a GIF")
+    render.add_argument("run_dir")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--out", default="episode.gif")
+    render.set_defaults(func=cmd_render)
 
     listing = sub.add_parser("presets", help="list presets, or print every setting of one")
     listing.add_argument("--show", metavar="PRESET")
@@ -131,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     except USAGE_ERRORS as err:
         print(f"qlax: error: {err}", file=sys.stderr)
         return 2
+    except DivergedError as err:
+        print(f"qlax: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

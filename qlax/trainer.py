@@ -36,6 +36,7 @@ class TrainState:
     vector_steps: jax.Array  # int32 (): vector steps taken
     stats: episodes.EpisodeStats
     stopped: jax.Array  # bool (): early-stopped; the state is frozen from then on
+    diverged: jax.Array  # bool (): an update went non-finite; frozen at the last finite state
 
 
 @struct.dataclass
@@ -48,6 +49,7 @@ class ChunkMetrics:
     episodes: jax.Array
     loss: jax.Array  # mean over the chunk's gradient steps; NaN if none ran
     stopped: jax.Array
+    diverged: jax.Array
 
 
 class Trainer(NamedTuple):
@@ -108,6 +110,7 @@ def make_train(config: TrainConfig) -> Trainer:
             vector_steps=jnp.int32(0),
             stats=episodes.init(config.num_envs),
             stopped=jnp.bool_(False),
+            diverged=jnp.bool_(False),
         )
 
     def learn(learner_state: LearnerState, buffer: replay.ReplayState, key: jax.Array):
@@ -123,7 +126,7 @@ def make_train(config: TrainConfig) -> Trainer:
 
     def vector_step(state: TrainState, _):
         key, k_act, k_env, k_learn = jax.random.split(state.key, 4)
-        active = ~state.stopped & (state.vector_steps < budget)
+        active = ~state.stopped & ~state.diverged & (state.vector_steps < budget)
         eps = epsilon(state.vector_steps)
         q = q_function.apply(state.learner.params, state.obs)
         action = epsilon_greedy(k_act, q, eps)
@@ -134,22 +137,24 @@ def make_train(config: TrainConfig) -> Trainer:
 
         ready = active & replay.can_sample(buffer, config.learning_starts)
         new_learner, loss_sum = learn(state.learner, buffer, k_learn)
-        learner_state = jax.tree.map(lambda new, old: jnp.where(ready, new, old),
+        finite = jnp.isfinite(loss_sum) & all_finite(new_learner.params)
+        accept = ready & finite  # a non-finite update is never taken: the seed freezes instead
+        learner_state = jax.tree.map(lambda new, old: jnp.where(accept, new, old),
                                      new_learner, state.learner)
         stats = episodes.update(state.stats, transition.reward, done)
         solved = episodes.window_full(stats) & (episodes.average_return(stats) >= threshold) \
             if early_stop else jnp.bool_(False)
 
         stepped = TrainState(learner_state, buffer, env_state, obs, key,
-                             state.vector_steps + 1, stats, solved)
+                             state.vector_steps + 1, stats, solved, ready & ~finite)
         # A stopped or finished seed keeps its state. The buffer (masked in `add`) and the
-        # learner (selected by `ready`, which implies `active`) are left out of this select,
+        # learner (selected by `accept`, which implies `active`) are left out of this select,
         # so no step copies them twice.
         kept = jax.tree.map(lambda new, old: jnp.where(active, new, old),
                             stepped.replace(replay=(), learner=()), state.replace(replay=(), learner=()))
         new_state = kept.replace(replay=buffer, learner=learner_state)
-        updates_run = jnp.where(ready, config.gradient_steps, 0)
-        return new_state, (jnp.where(ready, loss_sum, 0.0), updates_run)
+        updates_run = jnp.where(accept, config.gradient_steps, 0)
+        return new_state, (jnp.where(accept, loss_sum, 0.0), updates_run)
 
     def run_chunk(state: TrainState):
         state, (loss_sums, updates_run) = jax.lax.scan(vector_step, state, None, length=config.chunk_steps)
@@ -161,11 +166,17 @@ def make_train(config: TrainConfig) -> Trainer:
             episodes=state.stats.episodes,
             loss=jnp.where(total_updates > 0, jnp.sum(loss_sums) / jnp.maximum(total_updates, 1), jnp.nan),
             stopped=state.stopped,
+            diverged=state.diverged,
         )
         return state, metrics
 
     return Trainer(config=config, env=env, q_function=q_function, learner=learner,
                    init=init, run_chunk=run_chunk)
+
+
+def all_finite(tree) -> jax.Array:
+    """Whether every element of every leaf is finite (bool scalar)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
 def seed_keys(config: TrainConfig) -> jax.Array:

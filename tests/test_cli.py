@@ -82,13 +82,6 @@ def test_eval_of_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert "not a qlax run directory" in capsys.readouterr().err
 
 
-def test_eval_refuses_a_foreign_parameter_file(tmp_path, capsys):
-    (tmp_path / "config.yaml").write_text("seeds: 2\n")
-    (tmp_path / "params.msgpack").write_bytes(b"not msgpack at all")
-    assert cli.main(["eval", str(tmp_path)]) == 2
-    assert "params.msgpack" in capsys.readouterr().err
-
-
 def test_presets_list_and_show(capsys):
     assert cli.main(["presets"]) == 0
     listing = capsys.readouterr().out

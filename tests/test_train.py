@@ -68,10 +68,10 @@ def test_run_directory_holds_the_contracted_files(cartpole_run):
     assert summary["preset"] == "cartpole-rbf" and summary["num_seeds"] == 4
     assert summary["env_steps_per_s"] > 0 and summary["wall_s"] >= summary["compile_s"] > 0
     rows = (run_dir / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "seed,env_steps,epsilon,avg_return_100,episodes,loss,stopped"
-    last_rows = [r.split(",") for r in rows[-4:]]
-    assert sorted(int(r[0]) for r in last_rows) == [0, 1, 2, 3]
-    assert all(r[-1] == "1" for r in last_rows)
+    assert rows[0].startswith("seed,env_steps,epsilon,avg_return_100,episodes,loss,stopped")
+    last_rows = [dict(zip(rows[0].split(","), r.split(","))) for r in rows[-4:]]
+    assert sorted(int(r["seed"]) for r in last_rows) == [0, 1, 2, 3]
+    assert all(r["stopped"] == "1" and r["diverged"] == "0" for r in last_rows)
     assert qlax.experiment.load_run_config(run_dir) == qlax.presets.load("cartpole-rbf").replace(seeds=4)
 
 

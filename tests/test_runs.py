@@ -1,0 +1,218 @@
+"""Runs people keep: checkpoints, exact resume, interruption, divergence, plots, GIFs, policies."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import qlax
+from qlax import checkpoint, experiment
+from qlax.config import TrainConfig
+from qlax.policy import load_policy
+from qlax.render import render_episode
+
+# Small, but long enough that seeds learn something and differ: 12 chunks of 50 vector steps.
+CONFIG = TrainConfig(num_envs=4, total_steps=2400, chunk_steps=50, seeds=2, num_centers=32,
+                     buffer_size=1000, learning_starts=100, eval_episodes=3, early_stop=False)
+
+
+def interrupt_after(monkeypatch, chunks: int):
+    """Deliver a real SIGINT to this process once `chunks` chunks have been shown."""
+    shown = []
+    original = experiment.ProgressDisplay.update
+
+    def update(self, *args):
+        original(self, *args)
+        shown.append(1)
+        if len(shown) == chunks:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(experiment.ProgressDisplay, "update", update)
+
+
+@pytest.fixture(scope="module")
+def one_go(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one-go")
+    return qlax.train(CONFIG, out=out, progress=False, checkpoint_every=3, keep=2)
+
+
+@pytest.mark.parametrize("stop_after", [4, 9])
+def test_interrupted_and_resumed_run_equals_one_go(one_go, tmp_path, monkeypatch, stop_after):
+    out = tmp_path / "run"
+    interrupt_after(monkeypatch, stop_after)
+    stopped = qlax.train(CONFIG, out=out, progress=False, checkpoint_every=3, keep=2)
+    monkeypatch.undo()
+    assert stopped.interrupted and stopped.summary["solved"] is None
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    assert checkpoint.latest(out).name == f"chunk-{stop_after:06d}"
+
+    resumed = qlax.resume(out, progress=False)
+    assert not resumed.interrupted
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(one_go.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert (out / "metrics.csv").read_text() == (one_go.run_dir / "metrics.csv").read_text()
+    timings = {"wall_s", "compile_s", "train_s", "env_steps_per_s"}
+    ours = {k: v for k, v in json.loads((out / "summary.json").read_text()).items() if k not in timings}
+    theirs = {k: v for k, v in json.loads((one_go.run_dir / "summary.json").read_text()).items() if k not in timings}
+    assert ours == theirs
+
+
+def test_checkpoints_keep_the_last_k(one_go):
+    names = [p.name for p in checkpoint.complete(one_go.run_dir)]
+    assert names == ["chunk-000009", "chunk-000012"]  # every 3 chunks and at the end, 2 kept
+    manifest = json.loads((one_go.run_dir / "checkpoints/chunk-000012/manifest.json").read_text())
+    assert manifest["chunk"] == 12 and manifest["checkpoint_every"] == 3
+
+
+def test_resuming_a_finished_run_changes_nothing(one_go, tmp_path):
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(one_go.run_dir), str(copy)], check=True)
+    again = qlax.resume(copy, progress=False)
+    assert again.summary["eval_mean_return"] == one_go.summary["eval_mean_return"]
+    assert (copy / "metrics.csv").read_text() == (one_go.run_dir / "metrics.csv").read_text()
+
+
+def test_an_unfinished_save_is_never_the_latest(one_go, tmp_path):
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(one_go.run_dir), str(copy)], check=True)
+    (copy / "checkpoints" / ".tmp-chunk-000015").mkdir()  # what a kill during a save leaves
+    assert checkpoint.latest(copy).name == "chunk-000012"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "foreign", "mismatch", "manifest"])
+def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_path, damage):
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(one_go.run_dir), str(copy)], check=True)
+    latest = checkpoint.latest(copy)
+    state_file = latest / checkpoint.STATE_FILE
+    if damage == "truncate":
+        state_file.write_bytes(state_file.read_bytes()[:1000])
+        expected = "truncated or not a qlax state file"
+    elif damage == "foreign":
+        state_file.write_bytes(b"\x93\x01\x02\x03")
+        expected = "expected entries"
+    elif damage == "mismatch":  # the run's config no longer matches what was saved
+        config = (copy / "config.yaml").read_text().replace("num_centers: 32", "num_centers: 33")
+        (copy / "config.yaml").write_text(config)
+        expected = "should be (2, 33, 4) float32 for this config, found (2, 32, 4) float32"
+    else:
+        (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "something-else"}')
+        expected = "not a qlax checkpoint"
+    with pytest.raises(checkpoint.CheckpointError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        qlax.resume(copy, progress=False)
+    assert qlax.cli.main(["eval", str(copy)]) == 2
+
+
+def test_a_diverging_seed_freezes_while_the_others_train():
+    trainer = qlax.trainer.make_train(CONFIG)
+    init, run_chunk = qlax.trainer.population(trainer)
+    state = init(qlax.trainer.seed_keys(CONFIG))
+    state, _ = run_chunk(state)
+    state, _ = run_chunk(state)  # past learning_starts
+    w = state.learner.params["w"].at[1].set(np.inf)  # seed 1's weights blow up
+    state = state.replace(learner=state.learner.replace(params={**state.learner.params, "w": w}))
+    steps_before = np.asarray(state.vector_steps)
+    state, metrics = run_chunk(state)
+    assert metrics.diverged.tolist() == [False, True]
+    # Seed 1 takes the one step whose update came out non-finite, rejects it, and stops there.
+    assert np.asarray(state.vector_steps).tolist() == [steps_before[0] + 50, steps_before[1] + 1]
+    assert np.all(np.isfinite(np.asarray(state.learner.params["w"][0])))
+
+
+def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "seed", "--seeds", "2", "--steps", "8000", "--set", "num_envs=4", "--set", "lr=1e20",
+            "--set", "learning_starts=100", "--set", "chunk_steps=100", "--set", "eval_episodes=2",
+            "--out", str(out)]
+    assert qlax.cli.main(argv) == 1
+    assert "every seed diverged" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["diverged"] == [True, True] and max(summary["env_steps"]) < 8000
+    config = experiment.load_run_config(out)
+    state, _ = checkpoint.load(checkpoint.latest(out), experiment.state_template(qlax.trainer.make_train(config)))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.learner.params))
+
+
+def test_sigint_finishes_the_chunk_saves_and_exits_130(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "1600000", "--no-early-stop",
+           "--set", "chunk_steps=50", "--set", "num_centers=16", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not _rows(out / "metrics.csv") >= 3:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "qlax resume" in stdout and "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["env_steps"][0] < 1_600_000
+    saved = checkpoint.latest(out)
+    assert int(saved.name.split("-")[1]) == _rows(out / "metrics.csv")  # the checkpoint covers every row
+
+
+def test_a_second_sigint_exits_at_once(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "1600000", "--no-early-stop",
+           "--set", "chunk_steps=20000", "--set", "num_centers=16", "--checkpoint-every", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not checkpoint.complete(out):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "second interrupt" in stderr
+    assert checkpoint.latest(out).name == "chunk-000001"  # the last good one is kept
+
+
+def _rows(metrics: Path) -> int:
+    return max(len(metrics.read_text().splitlines()) - 1, 0) if metrics.is_file() else 0
+
+
+def test_learning_curve_png(one_go, tmp_path):
+    image = Image.open(one_go.run_dir / "learning_curve.png")  # written by train
+    assert image.size == (800, 450)
+    out = tmp_path / "compare.png"
+    assert qlax.cli.main(["plot", str(one_go.run_dir), str(one_go.run_dir), "--out", str(out)]) == 0
+    assert Image.open(out).size == (800, 450)
+    steps, avg = qlax.plotting.read_curve(one_go.run_dir)
+    assert steps.tolist() == [200 * (i + 1) for i in range(12)] and avg.shape == (12, 2)
+
+
+def test_render_writes_one_frame_per_step(one_go, tmp_path):
+    out = tmp_path / "episode.gif"
+    path, frames = render_episode(one_go.run_dir, seed=1, out=out)
+    gif = Image.open(path)
+    assert gif.n_frames == frames and gif.size == (600, 400)
+    # The same episode, stepped by hand on the host with the loaded policy, has that many steps.
+    policy, _ = load_policy(one_go.run_dir, seed=1)
+    env, params = __import__("gymnax").make("CartPole-v1")
+    k_reset, k_steps = jax.random.split(jax.random.PRNGKey(CONFIG.seed + 1))
+    obs, state = env.reset(jax.random.split(k_reset, 1)[0], params)
+    steps = 0
+    for k in jax.random.split(k_steps, 500):
+        obs, state, _, terminated, truncated, _ = env.step(jax.random.split(k, 1)[0], state, policy(obs), params)
+        steps += 1
+        if terminated or truncated:
+            break
+    assert frames == steps
+
+
+def test_load_policy_extracts_one_seed(one_go):
+    policy, params = load_policy(one_go.run_dir, seed=1)
+    assert isinstance(params["w"], np.ndarray) and params["w"].shape == (32, 2)
+    np.testing.assert_array_equal(params["w"], np.asarray(one_go.state.learner.params["w"][1]))
+    obs = np.zeros((5, 4), np.float32)
+    assert policy(obs).shape == (5,) and int(policy(obs[0])) in (0, 1)
+    with pytest.raises(qlax.ConfigError, match="seed = 2: out of range"):
+        load_policy(one_go.run_dir, seed=2)
