@@ -4,10 +4,14 @@
     result = qlax.train(config, seeds=8)
 """
 
-from qlax import cli, plotting, presets, trainer
-from qlax.config import ConfigError, TrainConfig
-from qlax.experiment import DivergedError, RunResult, evaluate_run, resume, train
-from qlax.policy import load_policy
+from qlax.devices import use_every_cpu_core
+
+use_every_cpu_core()  # before anything runs on JAX (see qlax.devices)
+
+from qlax import presets, trainer  # noqa: E402
+from qlax.config import ConfigError, TrainConfig  # noqa: E402
+from qlax.experiment import DivergedError, RunResult, evaluate_run, resume, train  # noqa: E402
+from qlax.policy import load_policy  # noqa: E402
 
 __all__ = ["ConfigError", "DivergedError", "RunResult", "TrainConfig", "evaluate_run", "load_policy",
            "presets", "resume", "train"]

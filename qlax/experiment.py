@@ -106,7 +106,8 @@ def train(config: TrainConfig, seeds: int | None = None, *, out: str | Path | No
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         _MetricsFile.start(run_dir)
     compile_started = time.perf_counter()
-    state = jax.jit(jax.vmap(trainer.init)).lower(seed_keys(config)).compile()(seed_keys(config))
+    keys = seed_keys(config)
+    state = population(trainer).init.lower(keys).compile()(keys)
     return _run(trainer, state, 0, run_dir, options, progress, started, time.perf_counter() - compile_started)
 
 
@@ -119,7 +120,8 @@ def resume(run_dir: str | Path, *, progress: bool = True) -> RunResult:
     state, manifest = checkpoint.load(checkpoint.latest(run_dir), state_template(trainer))
     options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"])
     _MetricsFile.truncate(run_dir, manifest["chunk"] * config.seeds)
-    return _run(trainer, jax.device_put(state), manifest["chunk"], run_dir, options, progress, started, 0.0)
+    state = jax.device_put(state, population(trainer).sharding)
+    return _run(trainer, state, manifest["chunk"], run_dir, options, progress, started, 0.0)
 
 
 def _run(trainer: Trainer, state: TrainState, first_chunk: int, run_dir: Path | None, options: RunOptions,
@@ -132,7 +134,7 @@ def _run(trainer: Trainer, state: TrainState, first_chunk: int, run_dir: Path | 
     with ProgressDisplay(title, config.vector_steps * config.num_envs, enabled=progress) as display, \
             _MetricsFile(run_dir) as metrics_file, GracefulInterrupt() as interrupt:
         compile_started = time.perf_counter()
-        run_chunk = population(trainer)[1].lower(state).compile()
+        run_chunk = population(trainer).run_chunk.lower(state).compile()
         compile_s += time.perf_counter() - compile_started
         train_started = time.perf_counter()
         chunk = first_chunk

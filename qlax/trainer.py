@@ -3,17 +3,21 @@
 `make_train(config)` composes the leaves (environment, Q-function, replay, exploration,
 learner) into `Trainer.init(key) -> TrainState` and `Trainer.run_chunk(state) ->
 (state, ChunkMetrics)`, a `lax.scan` over `config.chunk_steps` vector steps. Nothing in
-it calls back to the host. A population is the same functions under `jax.vmap`.
+it calls back to the host. A population is the same functions under `jax.vmap`, its
+seed axis sharded over the local devices.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from qlax import episodes, replay
 from qlax.config import ConfigError, TrainConfig
@@ -185,10 +189,34 @@ def seed_keys(config: TrainConfig) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.seeds))
 
 
-def population(trainer: Trainer) -> tuple[Callable, Callable]:
-    """Jitted (init over keys, run_chunk over seeds) for a population with a leading seed axis.
+class Population(NamedTuple):
+    """A trainer's jitted functions over a population with a leading seed axis."""
+
+    init: Callable  # keys (seeds, ...) -> TrainState
+    run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics); donates its input
+    sharding: NamedSharding  # how the seed axis is spread over devices
+
+
+def seed_sharding(num_seeds: int) -> NamedSharding:
+    """The seed axis split over as many local devices as divide it evenly.
+
+    Seeds are independent, so each device runs its share with no communication: on a
+    CPU with one JAX device per core (see `qlax.devices`), every core trains.
+    """
+    devices = jax.local_devices()
+    count = math.gcd(num_seeds, len(devices))
+    return NamedSharding(Mesh(np.array(devices[:count]), ("seeds",)), PartitionSpec("seeds"))
+
+
+def population(trainer: Trainer) -> Population:
+    """Jitted init and run_chunk for `trainer.config.seeds` seeds, sharded over devices.
 
     run_chunk donates its input state, so the replay buffers are updated in place.
     """
-    return (jax.jit(jax.vmap(trainer.init)),
-            jax.jit(jax.vmap(trainer.run_chunk), donate_argnums=0))
+    sharding = seed_sharding(trainer.config.seeds)
+    return Population(
+        init=jax.jit(jax.vmap(trainer.init), in_shardings=sharding, out_shardings=sharding),
+        run_chunk=jax.jit(jax.vmap(trainer.run_chunk), in_shardings=sharding, out_shardings=sharding,
+                          donate_argnums=0),
+        sharding=sharding,
+    )

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import qlax
-from qlax import checkpoint, experiment
+from qlax import checkpoint, cli, experiment, plotting
 from qlax.config import TrainConfig
 from qlax.policy import load_policy
 from qlax.render import render_episode
@@ -108,12 +108,12 @@ def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_pat
         expected = "not a qlax checkpoint"
     with pytest.raises(checkpoint.CheckpointError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         qlax.resume(copy, progress=False)
-    assert qlax.cli.main(["eval", str(copy)]) == 2
+    assert cli.main(["eval", str(copy)]) == 2
 
 
 def test_a_diverging_seed_freezes_while_the_others_train():
     trainer = qlax.trainer.make_train(CONFIG)
-    init, run_chunk = qlax.trainer.population(trainer)
+    init, run_chunk, _ = qlax.trainer.population(trainer)
     state = init(qlax.trainer.seed_keys(CONFIG))
     state, _ = run_chunk(state)
     state, _ = run_chunk(state)  # past learning_starts
@@ -132,7 +132,7 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
     argv = ["train", "seed", "--seeds", "2", "--steps", "8000", "--set", "num_envs=4", "--set", "lr=1e20",
             "--set", "learning_starts=100", "--set", "chunk_steps=100", "--set", "eval_episodes=2",
             "--out", str(out)]
-    assert qlax.cli.main(argv) == 1
+    assert cli.main(argv) == 1
     assert "every seed diverged" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diverged"] == [True, True] and max(summary["env_steps"]) < 8000
@@ -183,9 +183,9 @@ def test_learning_curve_png(one_go, tmp_path):
     image = Image.open(one_go.run_dir / "learning_curve.png")  # written by train
     assert image.size == (800, 450)
     out = tmp_path / "compare.png"
-    assert qlax.cli.main(["plot", str(one_go.run_dir), str(one_go.run_dir), "--out", str(out)]) == 0
+    assert cli.main(["plot", str(one_go.run_dir), str(one_go.run_dir), "--out", str(out)]) == 0
     assert Image.open(out).size == (800, 450)
-    steps, avg = qlax.plotting.read_curve(one_go.run_dir)
+    steps, avg = plotting.read_curve(one_go.run_dir)
     assert steps.tolist() == [200 * (i + 1) for i in range(12)] and avg.shape == (12, 2)
 
 
