@@ -45,3 +45,18 @@ TIME_LIMIT_PROBE = "TimeLimitProbe-qlax"
 
 if TIME_LIMIT_PROBE not in gymnax.registered_envs:
     gymnax.register(TIME_LIMIT_PROBE, TimeLimitProbe)
+
+
+class CounterProbe(TimeLimitProbe):
+    """Like TimeLimitProbe, but the observation is the step count / 10, so a final
+    observation (0.5 at the cut) is told apart from the reset one (0.0)."""
+
+    def step_env(self, key, state, action, params):
+        state = environment.EnvState(time=state.time + 1)
+        return jnp.array([state.time / 10.0]), state, jnp.float32(1.0), jnp.bool_(False), {}
+
+
+COUNTER_PROBE = "CounterProbe-qlax"
+
+if COUNTER_PROBE not in gymnax.registered_envs:
+    gymnax.register(COUNTER_PROBE, CounterProbe)
