@@ -141,7 +141,8 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.learner.params))
 
 
-def test_sigint_finishes_the_chunk_saves_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_finishes_the_chunk_saves_and_exits_130(tmp_path, sig):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "1600000", "--no-early-stop",
            "--set", "chunk_steps=50", "--set", "num_centers=16", "--out", str(out)]
@@ -149,7 +150,7 @@ def test_sigint_finishes_the_chunk_saves_and_exits_130(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not _rows(out / "metrics.csv") >= 3:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "qlax resume" in stdout and "Traceback" not in stderr
