@@ -21,6 +21,8 @@ class ConfigError(ValueError):
 def _field(default: Any, help: str, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, choices: tuple[str, ...] | None = None):
     meta = {"help": help, "low": low, "high": high, "low_open": low_open, "choices": choices}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -39,16 +41,23 @@ class TrainConfig:
     obs_high: list[float] | None = _field(None, "upper observation bounds for feature scaling (default: the env's)")
 
     # Q-function.
-    q_function: str = _field("linear_rbf", "Q-function family", choices=("linear_rbf",))
-    num_centers: int = _field(500, "random RBF centers, uniform in [-1, 1]^obs_dim", low=1)
-    sigma: float = _field(0.5, "RBF width", low=0.0, low_open=True)
-    init_scale: float = _field(0.1, "standard deviation of the initial linear weights", low=0.0)
+    q_function: str = _field("linear_rbf", "Q-function family", choices=("linear_rbf", "mlp"))
+    num_centers: int = _field(500, "linear_rbf: random RBF centers, uniform in [-1, 1]^obs_dim", low=1)
+    sigma: float = _field(0.5, "linear_rbf: RBF width", low=0.0, low_open=True)
+    init_scale: float = _field(0.1, "linear_rbf: standard deviation of the initial linear weights", low=0.0)
+    hidden_sizes: list[int] = _field([64, 64], "mlp: units of each hidden layer")
+    activation: str = _field("relu", "mlp: hidden activation", choices=("relu", "tanh", "elu", "gelu", "silu"))
+    layer_norm: bool = _field(False, "mlp: layer norm after each hidden layer")
+    dueling: bool = _field(False, "mlp: dueling head, value + advantage - mean advantage")
 
     # Replay.
     buffer_size: int = _field(100_000, "replay capacity in transitions", low=1)
     batch_size: int = _field(32, "transitions per gradient step", low=1)
     learning_starts: int = _field(1_000, "stored transitions before the first update", low=1)
-    gradient_steps: int = _field(1, "gradient steps per vector step", low=1)
+    gradient_steps: int = _field(1, "gradient steps per update round", low=1)
+    train_freq: int | None = _field(None, "env steps between update rounds (default: num_envs, one per vector step)",
+                                    low=1)
+    warmup_random: bool = _field(False, "act uniformly at random until learning_starts transitions are stored")
 
     # Exploration.
     eps_schedule: str = _field("exponential", "epsilon schedule over vector steps",
@@ -63,6 +72,9 @@ class TrainConfig:
     gamma: float = _field(0.99, "discount", low=0.0, high=1.0)
     loss: str = _field("huber", "TD error penalty", choices=("squared", "huber"))
     huber_delta: float = _field(1.0, "Huber transition point", low=0.0, low_open=True)
+    max_grad_norm: float | None = _field(None, "clip gradients to this global norm (default: no clipping)",
+                                         low=0.0, low_open=True)
+    double_q: bool = _field(False, "double Q-learning: online argmax, target evaluation")
     gradient: str = _field("semi", "semi-gradient target, or the seed's residual gradient",
                            choices=("semi", "residual"))
     target: str = _field("periodic", "bootstrap parameters", choices=("online", "periodic", "polyak"))
@@ -87,6 +99,11 @@ class TrainConfig:
     def vector_steps(self) -> int:
         """Vector steps in the budget: total_steps rounded up to whole vector steps."""
         return math.ceil(self.total_steps / self.num_envs)
+
+    @property
+    def env_steps_per_round(self) -> int:
+        """Env steps between update rounds: train_freq, or one round per vector step."""
+        return self.train_freq if self.train_freq is not None else self.num_envs
 
     @property
     def num_chunks(self) -> int:
@@ -121,6 +138,10 @@ class TrainConfig:
             raise ConfigError(
                 f"learning_starts ({self.learning_starts}) exceeds total_steps ({self.total_steps}): "
                 f"no update would ever run; allowed range is 1..{self.total_steps}")
+        if any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes = {self.hidden_sizes}: every layer needs at least 1 unit")
+        if self.double_q and self.target == "online":
+            raise ConfigError("double_q needs a target network: set target to 'periodic' or 'polyak'")
         if self.gradient == "residual" and self.target != "online":
             raise ConfigError(
                 f"gradient 'residual' differentiates through the bootstrap target, which needs "
@@ -174,7 +195,8 @@ def _check_field(f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"{f.name}: a value is required ({_TYPE_NAMES[kind]})")
     if is_list:
         if not isinstance(value, (list, tuple)) or not value:
-            raise ConfigError(f"{f.name} = {value!r}: expected a non-empty list of numbers")
+            plural = "integers" if kind is int else "numbers"
+            raise ConfigError(f"{f.name} = {value!r}: expected a non-empty list of {plural}")
         return [_coerce(f.name, v, kind) for v in value]
     value = _coerce(f.name, value, kind)
     meta = f.metadata

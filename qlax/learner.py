@@ -29,7 +29,8 @@ class Learner(NamedTuple):
 
 def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation, *, gamma: float,
                  loss: str = "huber", huber_delta: float = 1.0, gradient: str = "semi",
-                 target: str = "periodic", target_period: int = 100, tau: float = 0.005) -> Learner:
+                 target: str = "periodic", target_period: int = 100, tau: float = 0.005,
+                 double_q: bool = False) -> Learner:
     """A Q-learning learner.
 
     gradient "semi" holds the bootstrap target fixed (stop_gradient): Q-learning proper.
@@ -37,6 +38,7 @@ def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation,
     the online parameters for the target.
     target "online" bootstraps from the current parameters, "periodic" from a copy
     refreshed every `target_period` updates, "polyak" from an average moved by `tau`.
+    double_q picks the next action with the online head and values it with the target one.
     """
 
     def loss_fn(params, target_params, batch: Transition):
@@ -47,7 +49,11 @@ def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation,
         q = losses.select_action_values(q_function.head(params, phi_obs), batch.action)
         bootstrap = params if gradient == "residual" else target_params
         next_q = q_function.head(bootstrap, phi_next)
-        y = losses.q_learning_target(batch.reward, batch.terminated, next_q, gamma)
+        if double_q:
+            next_q_online = jax.lax.stop_gradient(q_function.head(params, phi_next))
+            y = losses.double_q_target(batch.reward, batch.terminated, next_q_online, next_q, gamma)
+        else:
+            y = losses.q_learning_target(batch.reward, batch.terminated, next_q, gamma)
         if gradient == "semi":
             y = jax.lax.stop_gradient(y)
         return jnp.mean(losses.td_penalty(q - y, loss, huber_delta))

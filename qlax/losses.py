@@ -15,6 +15,18 @@ def q_learning_target(reward: jax.Array, terminated: jax.Array, next_q: jax.Arra
     return reward + gamma * (1.0 - terminated.astype(reward.dtype)) * jnp.max(next_q, axis=-1)
 
 
+def double_q_target(reward: jax.Array, terminated: jax.Array, next_q_online: jax.Array,
+                    next_q_target: jax.Array, gamma: jax.Array | float) -> jax.Array:
+    """r + gamma * (1 - terminated) * next_q_target[argmax_a next_q_online] (van Hasselt et al.).
+
+    The online parameters choose the next action, the target parameters value it, which
+    removes most of max's overestimation. next_q_*: (batch, num_actions) -> (batch,).
+    """
+    best = jnp.argmax(next_q_online, axis=-1)
+    bootstrap = select_action_values(next_q_target, best)
+    return reward + gamma * (1.0 - terminated.astype(reward.dtype)) * bootstrap
+
+
 def select_action_values(q: jax.Array, action: jax.Array) -> jax.Array:
     """q[i, action[i]]; q: (batch, num_actions), action: (batch,) -> (batch,)."""
     return jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]

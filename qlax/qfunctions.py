@@ -9,6 +9,7 @@ observations together and reuses it for the online and the target head.
 
 from typing import Callable, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +32,15 @@ class QFunction(NamedTuple):
         return self.head(params, self.features(params, obs))
 
 
+def _scaler(obs_low: np.ndarray | None, obs_high: np.ndarray | None) -> Callable:
+    """obs -> obs mapped from [obs_low, obs_high] to [-1, 1]; the identity without bounds."""
+    if obs_low is None or obs_high is None:
+        return lambda obs: obs
+    mid = jnp.asarray((np.asarray(obs_high) + np.asarray(obs_low)) / 2.0, jnp.float32)
+    half_range = jnp.asarray((np.asarray(obs_high) - np.asarray(obs_low)) / 2.0, jnp.float32)
+    return lambda obs: (obs - mid) / half_range
+
+
 def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, init_scale: float,
                obs_low: np.ndarray, obs_high: np.ndarray) -> QFunction:
     """A linear Q over random RBF features of the observation scaled to [-1, 1].
@@ -39,8 +49,7 @@ def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, i
     Centers and sigma live in the params so each seed has its own, but they are held
     fixed: `features` reads them through `stop_gradient`, so their gradient is zero.
     """
-    mid = jnp.asarray((np.asarray(obs_high) + np.asarray(obs_low)) / 2.0, jnp.float32)
-    half_range = jnp.asarray((np.asarray(obs_high) - np.asarray(obs_low)) / 2.0, jnp.float32)
+    scale = _scaler(obs_low, obs_high)
 
     def init(key):
         k_centers, k_w = jax.random.split(key)
@@ -51,7 +60,7 @@ def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, i
         }
 
     def rbf_features(params, obs):
-        x = (obs - mid) / half_range
+        x = scale(obs)
         centers = jax.lax.stop_gradient(params["centers"])
         width = jax.lax.stop_gradient(params["sigma"])
         return features.rbf(x, centers, width)
@@ -60,3 +69,49 @@ def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, i
         return phi @ params["w"]
 
     return QFunction(init=init, features=rbf_features, head=head)
+
+
+class MLPNetwork(nn.Module):
+    """Dense layers with an activation (and optional layer norm), then a Q head.
+
+    The dueling head computes V(s) + A(s, a) - mean_a A(s, a).
+    """
+
+    hidden_sizes: tuple[int, ...]
+    num_actions: int
+    activation: str = "relu"
+    layer_norm: bool = False
+    dueling: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        activation = getattr(nn, self.activation)
+        for width in self.hidden_sizes:
+            x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = activation(x)
+        if not self.dueling:
+            return nn.Dense(self.num_actions)(x)
+        value = nn.Dense(1)(x)
+        advantage = nn.Dense(self.num_actions)(x)
+        return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
+
+
+def mlp(obs_dim: int, num_actions: int, hidden_sizes: list[int], activation: str = "relu",
+        layer_norm: bool = False, dueling: bool = False, obs_low: np.ndarray | None = None,
+        obs_high: np.ndarray | None = None) -> QFunction:
+    """A neural Q-network (flax.linen) over the observation, scaled to [-1, 1] where bounded.
+
+    Its fixed `features` are just that scaling; every network parameter is trained.
+    """
+    network = MLPNetwork(tuple(hidden_sizes), num_actions, activation, layer_norm, dueling)
+    scale = _scaler(obs_low, obs_high)
+
+    def init(key):
+        return network.init(key, jnp.zeros((1, obs_dim)))
+
+    def scaled(params, obs):
+        return scale(obs)
+
+    return QFunction(init=init, features=scaled, head=network.apply)

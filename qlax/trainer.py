@@ -24,7 +24,7 @@ from qlax.config import ConfigError, TrainConfig
 from qlax.envs import VecEnv, make_env
 from qlax.exploration import epsilon_greedy, epsilon_schedule
 from qlax.learner import Learner, LearnerState, make_learner
-from qlax.qfunctions import QFunction, linear_rbf
+from qlax.qfunctions import QFunction, linear_rbf, mlp
 from qlax.types import Transition
 
 
@@ -69,12 +69,15 @@ def make_q_function(config: TrainConfig, env: VecEnv) -> QFunction:
     spec = env.spec
     low = config.obs_low if config.obs_low is not None else spec.obs_low
     high = config.obs_high if config.obs_high is not None else spec.obs_high
+    if low is not None and high is not None and (len(low) != spec.obs_dim or len(high) != spec.obs_dim):
+        raise ConfigError(f"obs_low and obs_high need {spec.obs_dim} numbers each for env '{spec.id}'")
+    if config.q_function == "mlp":
+        return mlp(spec.obs_dim, spec.num_actions, config.hidden_sizes, config.activation,
+                   config.layer_norm, config.dueling, low, high)
     if low is None or high is None:
         raise ConfigError(
             f"env '{spec.id}' has unbounded observations: set obs_low and obs_high "
             f"(lists of {spec.obs_dim} numbers) to scale them for RBF features")
-    if len(low) != spec.obs_dim or len(high) != spec.obs_dim:
-        raise ConfigError(f"obs_low and obs_high need {spec.obs_dim} numbers each for env '{spec.id}'")
     return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, config.sigma,
                       config.init_scale, low, high)
 
@@ -88,10 +91,13 @@ def make_train(config: TrainConfig) -> Trainer:
     config = config.validated()
     env = make_env(config.env, config.num_envs)
     q_function = make_q_function(config, env)
+    optimizer = optax.adam(config.lr)
+    if config.max_grad_norm is not None:
+        optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optimizer)
     learner = make_learner(
-        q_function, optax.adam(config.lr), gamma=config.gamma, loss=config.loss,
+        q_function, optimizer, gamma=config.gamma, loss=config.loss,
         huber_delta=config.huber_delta, gradient=config.gradient, target=config.target,
-        target_period=config.target_period, tau=config.tau)
+        target_period=config.target_period, tau=config.tau, double_q=config.double_q)
     epsilon = epsilon_schedule(config.eps_schedule, config.eps_start, config.eps_end,
                                config.eps_decay, config.eps_decay_steps)
     threshold = solve_threshold(config, env)
@@ -117,21 +123,43 @@ def make_train(config: TrainConfig) -> Trainer:
             diverged=jnp.bool_(False),
         )
 
-    def learn(learner_state: LearnerState, buffer: replay.ReplayState, key: jax.Array):
-        """`gradient_steps` updates on fresh uniform batches; returns (state, summed loss)."""
+    per_round = config.env_steps_per_round
+    max_updates = math.ceil(config.num_envs / per_round) * config.gradient_steps
+    fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
 
-        def one_update(state, k):
-            batch = replay.sample(buffer, k, config.batch_size)
-            return learner.update(state, batch)
+    def learn(learner_state: LearnerState, buffer: replay.ReplayState, key: jax.Array, updates_due: jax.Array):
+        """The first `updates_due` of `max_updates` updates, each on a fresh uniform batch.
 
-        learner_state, step_losses = jax.lax.scan(
-            one_update, learner_state, jax.random.split(key, config.gradient_steps))
-        return learner_state, jnp.sum(step_losses)
+        Returns (state, summed loss). With a fixed cadence every update is due and no
+        masking is needed; otherwise the updates past `updates_due` are computed and dropped
+        (a static loop length keeps the program vmappable).
+        """
+
+        def one_update(carry, xs):
+            state, loss_sum = carry
+            k, i = xs
+            new_state, loss = learner.update(state, replay.sample(buffer, k, config.batch_size))
+            if fixed_cadence:
+                return (new_state, loss_sum + loss), None
+            due = i < updates_due
+            new_state = jax.tree.map(lambda new, old: jnp.where(due, new, old), new_state, state)
+            return (new_state, loss_sum + jnp.where(due, loss, 0.0)), None
+
+        xs = (jax.random.split(key, max_updates), jnp.arange(max_updates))
+        (learner_state, loss_sum), _ = jax.lax.scan(one_update, (learner_state, jnp.float32(0.0)), xs)
+        return learner_state, loss_sum
+
+    def rounds_due(vector_steps: jax.Array) -> jax.Array:
+        """Update rounds whose env-step mark this vector step crosses (multiples of per_round)."""
+        before = vector_steps * config.num_envs
+        return (before + config.num_envs) // per_round - before // per_round
 
     def vector_step(state: TrainState, _):
         key, k_act, k_env, k_learn = jax.random.split(state.key, 4)
         active = ~state.stopped & ~state.diverged & (state.vector_steps < budget)
         eps = epsilon(state.vector_steps)
+        if config.warmup_random:
+            eps = jnp.where(replay.can_sample(state.replay, config.learning_starts), eps, 1.0)
         q = q_function.apply(state.learner.params, state.obs)
         action = epsilon_greedy(k_act, q, eps)
         obs, env_state, transition, done = env.step(k_env, state.env_state, state.obs, action)
@@ -139,8 +167,9 @@ def make_train(config: TrainConfig) -> Trainer:
             transition = transition.replace(terminated=done)
         buffer = replay.add(state.replay, transition, mask=jnp.broadcast_to(active, done.shape))
 
-        ready = active & replay.can_sample(buffer, config.learning_starts)
-        new_learner, loss_sum = learn(state.learner, buffer, k_learn)
+        updates_due = rounds_due(state.vector_steps) * config.gradient_steps
+        ready = active & replay.can_sample(buffer, config.learning_starts) & (updates_due > 0)
+        new_learner, loss_sum = learn(state.learner, buffer, k_learn, updates_due)
         finite = jnp.isfinite(loss_sum) & all_finite(new_learner.params)
         accept = ready & finite  # a non-finite update is never taken: the seed freezes instead
         learner_state = jax.tree.map(lambda new, old: jnp.where(accept, new, old),
@@ -157,7 +186,7 @@ def make_train(config: TrainConfig) -> Trainer:
         kept = jax.tree.map(lambda new, old: jnp.where(active, new, old),
                             stepped.replace(replay=(), learner=()), state.replace(replay=(), learner=()))
         new_state = kept.replace(replay=buffer, learner=learner_state)
-        updates_run = jnp.where(accept, config.gradient_steps, 0)
+        updates_run = jnp.where(accept, updates_due, 0)
         return new_state, (jnp.where(accept, loss_sum, 0.0), updates_run)
 
     def run_chunk(state: TrainState):

@@ -1,0 +1,94 @@
+"""The DQN family's pieces: networks, double Q, update cadence, random warm-up."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from qlax import losses
+from qlax.config import TrainConfig
+from qlax.learner import make_learner
+from qlax.qfunctions import QFunction, mlp
+from qlax.trainer import make_train, population, seed_keys
+from qlax.types import Transition
+
+
+def test_double_q_target_by_hand():
+    online = jnp.array([[1.0, 3.0], [5.0, 2.0], [0.0, 9.0]])
+    target = jnp.array([[10.0, 20.0], [30.0, 40.0], [7.0, -1.0]])
+    y = losses.double_q_target(jnp.array([1.0, 1.0, 0.0]), jnp.array([False, True, False]), online, target, 0.5)
+    # online argmax picks actions 1, 0, 1; the target values them 20, (terminal), -1.
+    np.testing.assert_allclose(y, [1 + 0.5 * 20, 1.0, 0.5 * -1])
+    plain = losses.q_learning_target(jnp.array([0.0]), jnp.array([False]), target[2:], 0.5)
+    assert float(plain[0]) == 3.5  # max would have taken 7
+
+
+def test_double_q_learner_values_the_online_choice_with_the_target():
+    linear = QFunction(init=None, features=lambda p, obs: obs, head=lambda p, phi: phi @ p["W"])
+    w, w_target = np.array([[1.0, 2.0], [0.0, 0.0]], np.float32), np.array([[5.0, -3.0], [0.0, 0.0]], np.float32)
+    batch = Transition(obs=jnp.array([[1.0, 0.0]]), action=jnp.array([0]), reward=jnp.array([0.0]),
+                       next_obs=jnp.array([[1.0, 0.0]]), terminated=jnp.array([False]))
+    learner = make_learner(linear, optax.sgd(1.0), gamma=0.5, loss="squared", target="periodic",
+                           target_period=100, double_q=True)
+    state = learner.init({"W": jnp.asarray(w)}).replace(target_params={"W": jnp.asarray(w_target)})
+    _, loss = learner.update(state, batch)
+    # Online prefers action 1 (2 > 1); the target values it -3: y = 0.5 * -3. Q(s, 0) = 1.
+    assert float(loss) == pytest.approx(0.5 * (1.0 - (-1.5)) ** 2)
+
+
+@pytest.mark.parametrize("dueling,layer_norm", [(False, False), (True, True)])
+def test_mlp_network(dueling, layer_norm):
+    q = mlp(obs_dim=3, num_actions=4, hidden_sizes=[8, 8], activation="tanh", layer_norm=layer_norm,
+            dueling=dueling, obs_low=np.full(3, -2.0), obs_high=np.full(3, 2.0))
+    params = q.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
+    values = q.apply(params, obs)
+    assert values.shape == (5, 4)
+    assert ("LayerNorm_0" in params["params"]) == layer_norm
+    np.testing.assert_allclose(q.features(params, obs), obs / 2.0)  # scaled to [-1, 1]
+    if dueling:
+        _, inter = q.head(params, obs / 2.0, capture_intermediates=True)
+        layers = inter["intermediates"]
+        value, advantage = layers["Dense_2"]["__call__"][0], layers["Dense_3"]["__call__"][0]
+        np.testing.assert_allclose(values, value + advantage - advantage.mean(-1, keepdims=True), rtol=1e-5)
+        np.testing.assert_allclose(values.mean(-1), value[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def run_updates(**changes) -> tuple[int, int]:
+    """(vector steps, gradient updates) after one chunk of 50 vector steps of 4 envs."""
+    config = TrainConfig(num_envs=4, total_steps=200, chunk_steps=50, seeds=1, num_centers=8,
+                         buffer_size=500, learning_starts=1, early_stop=False, **changes)
+    p = population(make_train(config))
+    state, metrics = p.run_chunk(p.init(seed_keys(config)))
+    return int(state.vector_steps[0]), int(state.learner.updates[0])
+
+
+@pytest.mark.parametrize("train_freq,gradient_steps,expected", [
+    (None, 1, 50),  # one round per vector step
+    (2, 1, 100),  # two rounds per vector step of 4 env steps
+    (6, 1, 33),  # does not divide num_envs: 200 env steps cross 33 multiples of 6
+    (24, 3, 24),  # a round every 6 vector steps: 8 rounds of 3 updates
+])
+def test_update_rounds_fire_at_env_step_crossings(train_freq, gradient_steps, expected):
+    assert run_updates(train_freq=train_freq, gradient_steps=gradient_steps) == (50, expected)
+
+
+def stored_actions_and_greedy(warmup_random: bool):
+    config = TrainConfig(num_envs=4, total_steps=400, chunk_steps=100, seeds=1, num_centers=8, init_scale=1.0,
+                         buffer_size=400, learning_starts=400, eps_schedule="constant", eps_start=0.0,
+                         warmup_random=warmup_random, early_stop=False)
+    trainer = make_train(config)
+    p = population(trainer)
+    state, _ = p.run_chunk(p.init(seed_keys(config)))
+    stored = jax.tree.map(lambda x: np.asarray(x[0]), state.replay.storage)
+    params = jax.tree.map(lambda x: x[0], state.learner.params)  # no update ran: learning_starts not reached
+    greedy = np.asarray(jnp.argmax(trainer.q_function.apply(params, stored.obs), -1))
+    return stored.action, greedy
+
+
+def test_warmup_acts_uniformly_until_learning_starts():
+    actions, greedy = stored_actions_and_greedy(True)
+    assert np.mean(actions != greedy) == pytest.approx(0.5, abs=0.08)  # 400 coin flips
+    actions, greedy = stored_actions_and_greedy(False)
+    np.testing.assert_array_equal(actions, greedy)  # epsilon 0: greedy throughout
