@@ -88,6 +88,10 @@ def restore(file: Path, template: Any) -> Any:
 
 
 def _check_tree(raw, expected, file: Path, where: str) -> None:
+    if expected is None:  # an absent optional field, such as a one-step transition's discount
+        if raw is not None:
+            raise CheckpointError(f"{file}: '{where}' should be empty for this config, found {type(raw).__name__}")
+        return
     if isinstance(expected, dict):
         if not isinstance(raw, dict) or set(raw) != set(expected):
             found = sorted(raw) if isinstance(raw, dict) else type(raw).__name__

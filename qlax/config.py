@@ -54,6 +54,7 @@ class TrainConfig:
     buffer_size: int = _field(100_000, "replay capacity in transitions", low=1)
     batch_size: int = _field(32, "transitions per gradient step", low=1)
     learning_starts: int = _field(1_000, "stored transitions before the first update", low=1)
+    n_step: int = _field(1, "steps summed into each bootstrap target (n-step returns)", low=1)
     gradient_steps: int = _field(1, "gradient steps per update round", low=1)
     train_freq: int | None = _field(None, "env steps between update rounds (default: num_envs, one per vector step)",
                                     low=1)

@@ -49,11 +49,12 @@ def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation,
         q = losses.select_action_values(q_function.head(params, phi_obs), batch.action)
         bootstrap = params if gradient == "residual" else target_params
         next_q = q_function.head(bootstrap, phi_next)
+        discount = gamma if batch.discount is None else batch.discount
         if double_q:
             next_q_online = jax.lax.stop_gradient(q_function.head(params, phi_next))
-            y = losses.double_q_target(batch.reward, batch.terminated, next_q_online, next_q, gamma)
+            y = losses.double_q_target(batch.reward, batch.terminated, next_q_online, next_q, discount)
         else:
-            y = losses.q_learning_target(batch.reward, batch.terminated, next_q, gamma)
+            y = losses.q_learning_target(batch.reward, batch.terminated, next_q, discount)
         if gradient == "semi":
             y = jax.lax.stop_gradient(y)
         return jnp.mean(losses.td_penalty(q - y, loss, huber_delta))

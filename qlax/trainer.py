@@ -19,7 +19,7 @@ import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from qlax import episodes, replay
+from qlax import episodes, nstep, replay
 from qlax.config import ConfigError, TrainConfig
 from qlax.envs import VecEnv, make_env
 from qlax.exploration import epsilon_greedy, epsilon_schedule
@@ -39,6 +39,7 @@ class TrainState:
     key: jax.Array
     vector_steps: jax.Array  # int32 (): vector steps taken
     stats: episodes.EpisodeStats
+    window: nstep.NStepWindow | tuple  # the last n_step transitions per env; () when n_step is 1
     stopped: jax.Array  # bool (): early-stopped; the state is frozen from then on
     diverged: jax.Array  # bool (): an update went non-finite; frozen at the last finite state
 
@@ -109,8 +110,11 @@ def make_train(config: TrainConfig) -> Trainer:
         k_q, k_env, k_run = jax.random.split(key, 3)
         params = q_function.init(k_q)
         obs, env_state = env.reset(k_env)
-        example = Transition(obs=obs[0], action=jnp.int32(0), reward=jnp.float32(0),
-                             next_obs=obs[0], terminated=jnp.bool_(False))
+        one_step = Transition(obs=obs, action=jnp.zeros(config.num_envs, jnp.int32),
+                              reward=jnp.zeros(config.num_envs), next_obs=obs,
+                              terminated=jnp.zeros(config.num_envs, bool))
+        stored = one_step if config.n_step == 1 else one_step.replace(discount=jnp.zeros(config.num_envs))
+        example = jax.tree.map(lambda x: x[0], stored)
         return TrainState(
             learner=learner.init(params),
             replay=replay.init(example, config.buffer_size),
@@ -119,6 +123,7 @@ def make_train(config: TrainConfig) -> Trainer:
             key=k_run,
             vector_steps=jnp.int32(0),
             stats=episodes.init(config.num_envs),
+            window=nstep.init(one_step, config.n_step) if config.n_step > 1 else (),
             stopped=jnp.bool_(False),
             diverged=jnp.bool_(False),
         )
@@ -165,7 +170,13 @@ def make_train(config: TrainConfig) -> Trainer:
         obs, env_state, transition, done = env.step(k_env, state.env_state, state.obs, action)
         if terminal_on_truncation:
             transition = transition.replace(terminated=done)
-        buffer = replay.add(state.replay, transition, mask=jnp.broadcast_to(active, done.shape))
+        if config.n_step > 1:
+            window = nstep.push(state.window, transition, done)
+            stored, window_full = nstep.emit(window, config.gamma)
+            buffer = replay.add(state.replay, stored, mask=jnp.broadcast_to(active & window_full, done.shape))
+        else:
+            window = ()
+            buffer = replay.add(state.replay, transition, mask=jnp.broadcast_to(active, done.shape))
 
         updates_due = rounds_due(state.vector_steps) * config.gradient_steps
         ready = active & replay.can_sample(buffer, config.learning_starts) & (updates_due > 0)
@@ -179,7 +190,7 @@ def make_train(config: TrainConfig) -> Trainer:
             if early_stop else jnp.bool_(False)
 
         stepped = TrainState(learner_state, buffer, env_state, obs, key,
-                             state.vector_steps + 1, stats, solved, ready & ~finite)
+                             state.vector_steps + 1, stats, window, solved, ready & ~finite)
         # A stopped or finished seed keeps its state. The buffer (masked in `add`) and the
         # learner (selected by `accept`, which implies `active`) are left out of this select,
         # so no step copies them twice.

@@ -92,3 +92,62 @@ def test_warmup_acts_uniformly_until_learning_starts():
     assert np.mean(actions != greedy) == pytest.approx(0.5, abs=0.08)  # 400 coin flips
     actions, greedy = stored_actions_and_greedy(False)
     np.testing.assert_array_equal(actions, greedy)  # epsilon 0: greedy throughout
+
+
+def nstep_reference(rewards, terminated, truncated, start, n, gamma):
+    """Plain Python: (return, discount, index of the last step, terminated) from `start`."""
+    total, k = 0.0, 0
+    for j in range(start, min(start + n, len(rewards))):
+        total += gamma ** (j - start) * rewards[j]
+        k += 1
+        if terminated[j] or truncated[j]:
+            break
+    last = start + k - 1
+    return total, gamma**k, last, terminated[last]
+
+
+def test_nstep_windows_match_a_hand_computed_reference():
+    from qlax import nstep
+
+    n, gamma, horizon = 3, 0.9, 12
+    rng = np.random.default_rng(0)
+    rewards = rng.integers(1, 9, size=(horizon, 2)).astype(np.float32)
+    terminated = np.zeros((horizon, 2), bool)
+    truncated = np.zeros((horizon, 2), bool)
+    terminated[[2, 7], 0] = True  # env 0: two episodes end by termination inside windows
+    truncated[[4, 5], 1] = True  # env 1: a time limit, then a one-step episode cut again
+    obs = np.arange(horizon * 2, dtype=np.float32).reshape(horizon, 2, 1)
+    step = lambda t: Transition(obs=jnp.asarray(obs[t]), action=jnp.array([t, t]),  # noqa: E731
+                                reward=jnp.asarray(rewards[t]), next_obs=jnp.asarray(obs[t] + 100),
+                                terminated=jnp.asarray(terminated[t]))
+    window = nstep.init(step(0), n)
+    push, emit = jax.jit(nstep.push), jax.jit(nstep.emit, static_argnums=1)
+    for t in range(horizon):
+        window = push(window, step(t), jnp.asarray(terminated[t] | truncated[t]))
+        out, full = emit(window, gamma)
+        assert bool(full) == (t >= n - 1)
+        if t < n - 1:
+            continue
+        start = t - n + 1
+        for env in range(2):
+            ret, discount, last, term = nstep_reference(rewards[:, env], terminated[:, env], truncated[:, env],
+                                                        start, n, gamma)
+            assert float(out.reward[env]) == pytest.approx(ret, rel=1e-6)
+            assert float(out.discount[env]) == pytest.approx(discount, rel=1e-6)
+            assert float(out.obs[env, 0]) == obs[start, env, 0] and int(out.action[env]) == start
+            assert float(out.next_obs[env, 0]) == obs[last, env, 0] + 100  # final obs on truncation too
+            assert bool(out.terminated[env]) == term
+
+
+def test_nstep_training_bootstraps_with_gamma_to_the_k():
+    # The time-limit probe again, with 3-step targets: the value is still 1 / (1 - gamma).
+    import probe_envs
+    import qlax
+
+    config = TrainConfig(env=probe_envs.TIME_LIMIT_PROBE, num_envs=4, total_steps=8000, chunk_steps=500, seeds=1,
+                         num_centers=8, gamma=0.9, lr=0.05, loss="squared", target="periodic", target_period=20,
+                         learning_starts=64, buffer_size=1000, n_step=3, eval_episodes=2)
+    result = qlax.train(config, progress=False)
+    q = make_train(config).q_function.apply(jax.tree.map(lambda x: x[0], result.state.learner.params),
+                                            jnp.zeros((1, 1)))
+    np.testing.assert_allclose(q, 10.0, rtol=0.02)

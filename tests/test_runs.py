@@ -162,8 +162,9 @@ def test_a_signal_finishes_the_chunk_saves_and_exits_130(tmp_path, sig):
 
 def test_a_second_sigint_exits_at_once(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "1600000", "--no-early-stop",
-           "--set", "chunk_steps=20000", "--set", "num_centers=16", "--checkpoint-every", "1", "--out", str(out)]
+    # Chunks of 800,000 env steps take seconds, so both signals land inside the second one.
+    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "16000000", "--no-early-stop",
+           "--set", "chunk_steps=50000", "--set", "num_centers=16", "--checkpoint-every", "1", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not checkpoint.complete(out):

@@ -1,0 +1,59 @@
+"""n-step transitions assembled inside the compiled loop from a sliding window per env.
+
+Each vector step pushes the newest one-step transitions; once the window holds n steps,
+the transition that starts at its oldest step is emitted:
+    reward   = sum_{j<k} gamma^j r_j,   discount = gamma^k,
+    next_obs = next_obs of step k-1,    terminated = terminated of step k-1,
+where k <= n stops at the first step that ended its episode (terminated or truncated).
+After a time limit, next_obs is the final observation and terminated is false, so the
+learner bootstraps from it with gamma^k.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from qlax.types import Transition
+
+
+@struct.dataclass
+class NStepWindow:
+    steps: Transition  # every leaf (n, num_envs, ...): oldest first
+    done: jax.Array  # (n, num_envs) bool: the step ended its episode
+    filled: jax.Array  # int32 (): steps pushed so far, capped at n
+
+
+def init(example: Transition, n: int) -> NStepWindow:
+    """An empty window for one vector step's transitions `example` (leading axis num_envs)."""
+    steps = jax.tree.map(lambda x: jnp.zeros((n, *x.shape), x.dtype), example)
+    return NStepWindow(steps=steps, done=jnp.zeros((n, example.reward.shape[0]), bool), filled=jnp.int32(0))
+
+
+def push(window: NStepWindow, transition: Transition, done: jax.Array) -> NStepWindow:
+    """Drop the oldest step, append the newest."""
+    n = window.done.shape[0]
+    shift = lambda old, new: jnp.concatenate([old[1:], new[None]])  # noqa: E731
+    return NStepWindow(steps=jax.tree.map(shift, window.steps, transition), done=shift(window.done, done),
+                       filled=jnp.minimum(window.filled + 1, n))
+
+
+def emit(window: NStepWindow, gamma: float) -> tuple[Transition, jax.Array]:
+    """(the n-step transition starting at the oldest step, per env; whether the window is full)."""
+    n = window.done.shape[0]
+    steps = window.steps
+    # Step j counts if no earlier step in the window ended the episode.
+    ended_before = jnp.cumsum(window.done, axis=0) - window.done
+    counts = ended_before == 0  # (n, num_envs)
+    powers = gamma ** jnp.arange(n, dtype=jnp.float32)[:, None]
+    reward = jnp.sum(jnp.where(counts, powers * steps.reward, 0.0), axis=0)
+    k = jnp.sum(counts, axis=0)  # steps taken, 1..n
+    last = k - 1
+
+    def at_last(x):
+        index = last.reshape((1, -1) + (1,) * (x.ndim - 2))
+        return jnp.take_along_axis(x, index, axis=0)[0]
+
+    transition = Transition(obs=steps.obs[0], action=steps.action[0], reward=reward,
+                            next_obs=at_last(steps.next_obs), terminated=at_last(steps.terminated),
+                            discount=(gamma ** k.astype(jnp.float32)))
+    return transition, window.filled == n
