@@ -53,6 +53,10 @@ class TrainConfig:
     # Replay.
     buffer_size: int = _field(100_000, "replay capacity in transitions", low=1)
     batch_size: int = _field(32, "transitions per gradient step", low=1)
+    replay: str = _field("uniform", "how batches are drawn", choices=("uniform", "prioritized"))
+    per_alpha: float = _field(0.6, "prioritized: priority = (|td error| + eps)^alpha", low=0.0, high=1.0)
+    per_beta: float = _field(0.4, "prioritized: importance exponent at the start, annealed to 1 over the budget",
+                             low=0.0, high=1.0)
     learning_starts: int = _field(1_000, "stored transitions before the first update", low=1)
     n_step: int = _field(1, "steps summed into each bootstrap target (n-step returns)", low=1)
     gradient_steps: int = _field(1, "gradient steps per update round", low=1)

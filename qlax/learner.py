@@ -21,7 +21,11 @@ class LearnerState:
 
 
 class Learner(NamedTuple):
-    """init(params) -> LearnerState; update(state, batch) -> (state, loss)."""
+    """init(params) -> LearnerState;
+    update(state, batch, weights=None) -> (state, loss, td_error (batch,)).
+
+    `weights` (batch,) scale each sample's penalty: importance weights of prioritized replay.
+    """
 
     init: Callable
     update: Callable
@@ -41,7 +45,7 @@ def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation,
     double_q picks the next action with the online head and values it with the target one.
     """
 
-    def loss_fn(params, target_params, batch: Transition):
+    def loss_fn(params, target_params, batch: Transition, weights):
         # One feature pass for obs and next_obs together: the features are never trained,
         # so the online and the target head share them.
         phi = q_function.features(params, jnp.concatenate([batch.obs, batch.next_obs]))
@@ -57,14 +61,19 @@ def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation,
             y = losses.q_learning_target(batch.reward, batch.terminated, next_q, discount)
         if gradient == "semi":
             y = jax.lax.stop_gradient(y)
-        return jnp.mean(losses.td_penalty(q - y, loss, huber_delta))
+        td_error = q - y
+        penalty = losses.td_penalty(td_error, loss, huber_delta)
+        if weights is not None:
+            penalty = weights * penalty
+        return jnp.mean(penalty), td_error
 
     def init(params):
         return LearnerState(params=params, target_params=params,
                             opt_state=optimizer.init(params), updates=jnp.int32(0))
 
-    def update(state: LearnerState, batch: Transition):
-        value, grads = jax.value_and_grad(loss_fn)(state.params, state.target_params, batch)
+    def update(state: LearnerState, batch: Transition, weights: jax.Array | None = None):
+        (value, td_error), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.target_params, batch, weights)
         step_updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, step_updates)
         updates = state.updates + 1
@@ -74,6 +83,6 @@ def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation,
             target_params = optax.periodic_update(params, state.target_params, updates, target_period)
         else:
             target_params = optax.incremental_update(params, state.target_params, tau)
-        return LearnerState(params, target_params, opt_state, updates), value
+        return LearnerState(params, target_params, opt_state, updates), value, jax.lax.stop_gradient(td_error)
 
     return Learner(init=init, update=update)

@@ -19,7 +19,7 @@ import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from qlax import episodes, nstep, replay
+from qlax import episodes, nstep, prioritized, replay
 from qlax.config import ConfigError, TrainConfig
 from qlax.envs import VecEnv, make_env
 from qlax.exploration import epsilon_greedy, epsilon_schedule
@@ -33,7 +33,7 @@ class TrainState:
     """Everything that changes during training, for one seed."""
 
     learner: LearnerState
-    replay: replay.ReplayState
+    replay: replay.ReplayState | prioritized.PrioritizedState
     env_state: object
     obs: jax.Array  # (num_envs, obs_dim)
     key: jax.Array
@@ -105,6 +105,8 @@ def make_train(config: TrainConfig) -> Trainer:
     early_stop = config.early_stop and threshold is not None
     budget = config.vector_steps
     terminal_on_truncation = config.truncation == "terminal"
+    per = config.replay == "prioritized"
+    buffer_module = prioritized if per else replay
 
     def init(key: jax.Array) -> TrainState:
         k_q, k_env, k_run = jax.random.split(key, 3)
@@ -117,7 +119,7 @@ def make_train(config: TrainConfig) -> Trainer:
         example = jax.tree.map(lambda x: x[0], stored)
         return TrainState(
             learner=learner.init(params),
-            replay=replay.init(example, config.buffer_size),
+            replay=buffer_module.init(example, config.buffer_size),
             env_state=env_state,
             obs=obs,
             key=k_run,
@@ -132,27 +134,36 @@ def make_train(config: TrainConfig) -> Trainer:
     max_updates = math.ceil(config.num_envs / per_round) * config.gradient_steps
     fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
 
-    def learn(learner_state: LearnerState, buffer: replay.ReplayState, key: jax.Array, updates_due: jax.Array):
-        """The first `updates_due` of `max_updates` updates, each on a fresh uniform batch.
+    def learn(learner_state: LearnerState, buffer, key: jax.Array, updates_due: jax.Array, beta: jax.Array):
+        """The first `updates_due` of `max_updates` updates, each on a fresh batch.
 
-        Returns (state, summed loss). With a fixed cadence every update is due and no
-        masking is needed; otherwise the updates past `updates_due` are computed and dropped
-        (a static loop length keeps the program vmappable).
+        Returns (state, summed loss, buffer with its priorities updated). With a fixed
+        cadence every update is due and no masking is needed; otherwise the updates past
+        `updates_due` are computed and dropped (a static loop length keeps it vmappable).
         """
 
         def one_update(carry, xs):
-            state, loss_sum = carry
+            state, buf, loss_sum = carry  # buf: the buffer, carried only when priorities change
             k, i = xs
-            new_state, loss = learner.update(state, replay.sample(buffer, k, config.batch_size))
+            if per:
+                batch, rows, weights = prioritized.sample(buf, k, config.batch_size, beta)
+                new_state, loss, td_error = learner.update(state, batch, weights)
+                new_buf = prioritized.update_priorities(buf, rows, td_error, config.per_alpha)
+            else:
+                new_state, loss, _ = learner.update(state, replay.sample(buffer, k, config.batch_size))
+                new_buf = buf
             if fixed_cadence:
-                return (new_state, loss_sum + loss), None
+                return (new_state, new_buf, loss_sum + loss), None
             due = i < updates_due
-            new_state = jax.tree.map(lambda new, old: jnp.where(due, new, old), new_state, state)
-            return (new_state, loss_sum + jnp.where(due, loss, 0.0)), None
+            keep_due = lambda new, old: jnp.where(due, new, old)  # noqa: E731
+            return (jax.tree.map(keep_due, new_state, state), _select_priorities(due, new_buf, buf),
+                    loss_sum + jnp.where(due, loss, 0.0)), None
 
         xs = (jax.random.split(key, max_updates), jnp.arange(max_updates))
-        (learner_state, loss_sum), _ = jax.lax.scan(one_update, (learner_state, jnp.float32(0.0)), xs)
-        return learner_state, loss_sum
+        carried = buffer if per else ()
+        (learner_state, carried, loss_sum), _ = jax.lax.scan(
+            one_update, (learner_state, carried, jnp.float32(0.0)), xs)
+        return learner_state, loss_sum, carried if per else buffer
 
     def rounds_due(vector_steps: jax.Array) -> jax.Array:
         """Update rounds whose env-step mark this vector step crosses (multiples of per_round)."""
@@ -173,18 +184,20 @@ def make_train(config: TrainConfig) -> Trainer:
         if config.n_step > 1:
             window = nstep.push(state.window, transition, done)
             stored, window_full = nstep.emit(window, config.gamma)
-            buffer = replay.add(state.replay, stored, mask=jnp.broadcast_to(active & window_full, done.shape))
+            buffer = buffer_module.add(state.replay, stored, mask=jnp.broadcast_to(active & window_full, done.shape))
         else:
             window = ()
-            buffer = replay.add(state.replay, transition, mask=jnp.broadcast_to(active, done.shape))
+            buffer = buffer_module.add(state.replay, transition, mask=jnp.broadcast_to(active, done.shape))
 
         updates_due = rounds_due(state.vector_steps) * config.gradient_steps
         ready = active & replay.can_sample(buffer, config.learning_starts) & (updates_due > 0)
-        new_learner, loss_sum = learn(state.learner, buffer, k_learn, updates_due)
+        beta = config.per_beta + (1.0 - config.per_beta) * jnp.minimum(state.vector_steps / budget, 1.0)
+        new_learner, loss_sum, learned_buffer = learn(state.learner, buffer, k_learn, updates_due, beta)
         finite = jnp.isfinite(loss_sum) & all_finite(new_learner.params)
         accept = ready & finite  # a non-finite update is never taken: the seed freezes instead
         learner_state = jax.tree.map(lambda new, old: jnp.where(accept, new, old),
                                      new_learner, state.learner)
+        buffer = _select_priorities(accept, learned_buffer, buffer)
         stats = episodes.update(state.stats, transition.reward, done)
         solved = episodes.window_full(stats) & (episodes.average_return(stats) >= threshold) \
             if early_stop else jnp.bool_(False)
@@ -216,6 +229,18 @@ def make_train(config: TrainConfig) -> Trainer:
 
     return Trainer(config=config, env=env, q_function=q_function, learner=learner,
                    init=init, run_chunk=run_chunk)
+
+
+def _select_priorities(pred: jax.Array, new, old):
+    """`new` where pred, else `old`, for what learning changes in a buffer: the priorities.
+
+    The transitions themselves are not selected (learning never writes them), so no
+    step copies the storage.
+    """
+    if not isinstance(old, prioritized.PrioritizedState):
+        return old  # a uniform buffer, or nothing carried
+    return old.replace(tree=jnp.where(pred, new.tree, old.tree),
+                       max_priority=jnp.where(pred, new.max_priority, old.max_priority))
 
 
 def all_finite(tree) -> jax.Array:

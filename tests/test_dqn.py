@@ -32,7 +32,7 @@ def test_double_q_learner_values_the_online_choice_with_the_target():
     learner = make_learner(linear, optax.sgd(1.0), gamma=0.5, loss="squared", target="periodic",
                            target_period=100, double_q=True)
     state = learner.init({"W": jnp.asarray(w)}).replace(target_params={"W": jnp.asarray(w_target)})
-    _, loss = learner.update(state, batch)
+    _, loss, _ = learner.update(state, batch)
     # Online prefers action 1 (2 > 1); the target values it -3: y = 0.5 * -3. Q(s, 0) = 1.
     assert float(loss) == pytest.approx(0.5 * (1.0 - (-1.5)) ** 2)
 

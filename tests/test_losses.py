@@ -63,7 +63,7 @@ def numpy_grads(W, residual: bool):
 def test_update_is_the_hand_computed_gradient_step(gradient):
     learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", gradient=gradient,
                            target="online")
-    state, loss = learner.update(learner.init({"W": jnp.asarray(W0)}), BATCH)
+    state, loss, _ = learner.update(learner.init({"W": jnp.asarray(W0)}), BATCH)
     expected = W0 - LR * numpy_grads(W0, residual=gradient == "residual")
     np.testing.assert_allclose(state.params["W"], expected, rtol=1e-5)
     q = np.asarray(BATCH.obs) @ W0
@@ -79,7 +79,7 @@ def test_periodic_target_refreshes_every_period():
     learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="periodic", target_period=3)
     state = learner.init({"W": jnp.asarray(W0)})
     for update in range(1, 7):
-        state, _ = learner.update(state, BATCH)
+        state, _, _ = learner.update(state, BATCH)
         if update % 3:
             assert not np.allclose(state.target_params["W"], state.params["W"])
         else:
@@ -92,7 +92,7 @@ def test_semi_gradient_bootstraps_from_the_target_parameters():
     learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="periodic", target_period=100)
     target_w = W0 * 3
     state = learner.init({"W": jnp.asarray(W0)}).replace(target_params={"W": jnp.asarray(target_w)})
-    state, _ = learner.update(state, BATCH)
+    state, _, _ = learner.update(state, BATCH)
     obs, nxt = np.asarray(BATCH.obs), np.asarray(BATCH.next_obs)
     err0 = obs[0] @ W0[:, 0] - (1 + GAMMA * max(nxt[0] @ target_w))
     err1 = obs[1] @ W0[:, 1] - 0.0
@@ -105,8 +105,8 @@ def test_semi_gradient_bootstraps_from_the_target_parameters():
 def test_polyak_and_online_targets():
     tau = 0.25
     polyak = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="polyak", tau=tau)
-    state, _ = polyak.update(polyak.init({"W": jnp.asarray(W0)}), BATCH)
+    state, _, _ = polyak.update(polyak.init({"W": jnp.asarray(W0)}), BATCH)
     np.testing.assert_allclose(state.target_params["W"], tau * state.params["W"] + (1 - tau) * W0, rtol=1e-6)
     online = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="online")
-    state, _ = online.update(online.init({"W": jnp.asarray(W0)}), BATCH)
+    state, _, _ = online.update(online.init({"W": jnp.asarray(W0)}), BATCH)
     np.testing.assert_array_equal(state.target_params["W"], state.params["W"])
