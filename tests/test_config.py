@@ -55,3 +55,10 @@ def test_a_preset_file_path_loads(tmp_path):
     path.write_text("description: mine\nnum_envs: 8\nlr: 1.0e-3\n")
     config = qlax.presets.load(str(path))
     assert config.num_envs == 8 and config.lr == 1e-3
+
+
+@pytest.mark.parametrize("name", qlax.presets.names())
+def test_every_shipped_preset_validates_and_builds(name):
+    config = qlax.presets.load(name)
+    trainer = qlax.trainer.make_train(config)  # builds env, Q-function and learner; compiles nothing
+    assert trainer.config == config and qlax.presets.description(name)
