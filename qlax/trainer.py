@@ -239,7 +239,7 @@ def _select_priorities(pred: jax.Array, new, old):
     """
     if not isinstance(old, prioritized.PrioritizedState):
         return old  # a uniform buffer, or nothing carried
-    return old.replace(tree=jnp.where(pred, new.tree, old.tree),
+    return old.replace(levels=jax.tree.map(lambda n, o: jnp.where(pred, n, o), new.levels, old.levels),
                        max_priority=jnp.where(pred, new.max_priority, old.max_priority))
 
 

@@ -22,19 +22,20 @@ def batch(n, start=0):
 
 
 def check_tree(state):
-    tree = np.asarray(state.tree, np.float64)
-    leaves = len(tree) // 2
-    for node in range(1, leaves):
-        assert tree[node] == pytest.approx(tree[2 * node] + tree[2 * node + 1], rel=1e-5, abs=1e-6)
+    """Every node holds the sum of its children."""
+    for parent, children in zip(state.levels[:-1], state.levels[1:]):
+        sums = np.asarray(children, np.float64).reshape(len(parent), -1).sum(axis=1)
+        np.testing.assert_allclose(parent, sums, rtol=1e-5, atol=1e-6)
 
 
 def test_new_rows_get_the_maximum_priority():
     state = add(prioritized.init(EXAMPLE, 10), batch(4))
-    np.testing.assert_allclose(state.tree[16:20], 1.0)  # 10 rows -> 16 leaves
+    np.testing.assert_allclose(state.priorities[:4], 1.0)
+    np.testing.assert_allclose(state.priorities[4:], 0.0)
     state = update(state, jnp.array([0, 1]), jnp.array([3.0, 0.5]), 1.0)
     assert float(state.max_priority) == pytest.approx(3.0, rel=1e-5)
     state = add(state, batch(2, 4))
-    np.testing.assert_allclose(state.tree[20:22], 3.0, rtol=1e-5)
+    np.testing.assert_allclose(state.priorities[4:6], 3.0, rtol=1e-5)
     check_tree(state)
 
 
@@ -67,5 +68,21 @@ def test_importance_weights():
 
 def test_masked_add_only_prioritizes_written_rows():
     state = add(prioritized.init(EXAMPLE, 8), batch(3), jnp.array([True, False, True]))
-    assert int(state.size) == 2 and float(state.tree[1]) == pytest.approx(2.0)
-    np.testing.assert_allclose(state.tree[8:11], [1.0, 1.0, 0.0])
+    assert int(state.size) == 2 and float(state.total) == pytest.approx(2.0)
+    np.testing.assert_allclose(state.priorities[:3], [1.0, 1.0, 0.0])
+
+
+def test_a_three_level_tree_samples_in_proportion():
+    state = prioritized.init(EXAMPLE, 5000)  # 64-ary: 64^2 < 5000 rows <= 64^3 leaves
+    assert len(state.levels) == 4
+    state = add(state, batch(4100))
+    rows = jnp.arange(4100)
+    state = update(state, rows, (rows % 7 + 1).astype(jnp.float32), 1.0)
+    check_tree(state)
+    drawn, _ = sample_indices(state, jax.random.PRNGKey(5), 70_000)
+    drawn = np.asarray(drawn)
+    assert drawn.max() < 4100
+    groups = np.bincount(drawn % 7, minlength=7)
+    mass = np.array([(k + 1) * np.sum(np.arange(4100) % 7 == k) for k in range(7)], np.float64)
+    expected = 70_000 * mass / mass.sum()
+    assert ((groups - expected) ** 2 / expected).sum() < 22.5  # 99.9th percentile, 6 degrees of freedom
