@@ -65,10 +65,7 @@ def _set_leaves(levels: tuple, rows: jax.Array, priorities: jax.Array) -> tuple:
 def add(state: PrioritizedState, batch: Transition, mask: jax.Array | None = None) -> PrioritizedState:
     """`replay.add`, and the written rows get the maximum priority."""
     n = jax.tree.leaves(batch)[0].shape[0]
-    capacity = state.replay.capacity
-    written = jnp.ones(n, bool) if mask is None else mask
-    offsets = jnp.cumsum(written, dtype=jnp.int32) - 1
-    rows = jnp.where(written, (state.replay.insert_pos + offsets) % capacity, -1)
+    rows, _ = replay.write_rows(state.replay, n, mask)
     levels = _set_leaves(state.levels, rows, jnp.full(n, state.max_priority))
     return state.replace(replay=replay.add(state.replay, batch, mask), levels=levels)
 

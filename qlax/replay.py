@@ -37,25 +37,26 @@ def add(state: ReplayState, batch: Transition, mask: jax.Array | None = None) ->
     With `mask` (bool, shape (n,)), only the rows where it is true are written, packed
     together in order; the others leave the buffer untouched.
     """
-    n = jax.tree.leaves(batch)[0].shape[0]
     capacity = state.capacity
-    if n > capacity:
-        raise ValueError(f"a batch of {n} transitions exceeds the buffer capacity ({capacity})")
-    if mask is None:
-        offsets = jnp.arange(n, dtype=jnp.int32)
-        count = jnp.int32(n)
-    else:
-        offsets = jnp.cumsum(mask, dtype=jnp.int32) - 1
-        count = offsets[-1] + 1
-    rows = (state.insert_pos + offsets) % capacity
-    if mask is not None:
-        rows = jnp.where(mask, rows, capacity)  # out of range: dropped by the scatter
+    rows, count = write_rows(state, jax.tree.leaves(batch)[0].shape[0], mask)
+    rows = jnp.where(rows >= 0, rows, capacity)  # out of range: dropped by the scatter
     storage = jax.tree.map(lambda buf, x: buf.at[rows].set(x, mode="drop"), state.storage, batch)
     return ReplayState(
         storage=storage,
         insert_pos=(state.insert_pos + count) % capacity,
         size=jnp.minimum(state.size + count, capacity),
     )
+
+
+def write_rows(state: ReplayState, n: int, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(the row each of n added transitions goes to, -1 where `mask` is false; how many are written)."""
+    capacity = state.capacity
+    if n > capacity:
+        raise ValueError(f"a batch of {n} transitions exceeds the buffer capacity ({capacity})")
+    if mask is None:
+        return (state.insert_pos + jnp.arange(n, dtype=jnp.int32)) % capacity, jnp.int32(n)
+    offsets = jnp.cumsum(mask, dtype=jnp.int32) - 1
+    return jnp.where(mask, (state.insert_pos + offsets) % capacity, -1), offsets[-1] + 1
 
 
 def sample_indices(state: ReplayState, key: jax.Array, batch_size: int) -> jax.Array:
