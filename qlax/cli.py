@@ -114,6 +114,23 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_envs(args: argparse.Namespace) -> int:
+    from qlax.envs import supported
+
+    by_env: dict[str, list[str]] = {}
+    for name in presets.names():
+        by_env.setdefault(presets.load(name).env, []).append(name)
+    specs, refused = supported()
+    print(f"{'id':26s} {'observation':>12s} {'actions':>7s} {'threshold':>9s}  presets")
+    for spec in specs:
+        shape = "x".join(map(str, spec.obs_shape)) or f"index<{spec.obs_dim}"
+        threshold = "-" if spec.solve_threshold is None else f"{spec.solve_threshold:g}"
+        print(f"{spec.id:26s} {shape:>12s} {spec.num_actions:7d} {threshold:>9s}  {', '.join(by_env.get(spec.id, [])) or '-'}")
+    for env_id, why in refused.items():
+        print(f"{env_id:26s} not supported: {why}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     if args.show:
         config = presets.load(args.show)
@@ -166,6 +183,9 @@ def make_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--out", default="episode.gif")
     render.set_defaults(func=cmd_render)
+
+    envs = sub.add_parser("envs", help="the gymnax environments qlax can train on")
+    envs.set_defaults(func=cmd_envs)
 
     listing = sub.add_parser("presets", help="list presets, or print every setting of one")
     listing.add_argument("--show", metavar="PRESET")

@@ -34,7 +34,8 @@ class EnvError(ValueError):
 @dataclass(frozen=True)
 class EnvSpec:
     id: str
-    obs_dim: int
+    obs_shape: tuple  # as gymnax emits it; () for a discrete state index
+    obs_dim: int  # the flattened (or one-hot) size the Q-functions see
     num_actions: int
     max_episode_steps: int
     obs_low: np.ndarray | None  # (obs_dim,) finite feature-scaling bounds, or None if unknown
@@ -62,7 +63,11 @@ def _make_gymnax(env_id: str):
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise EnvError(f"env = '{env_id}': unknown environment id{hint}; "
                        f"known ids: {', '.join(gymnax.registered_envs)}")
-    env, params = gymnax.make(env_id)
+    try:
+        env, params = gymnax.make(env_id)
+    except OSError as err:  # e.g. MNISTBandit downloads its data set when built
+        raise EnvError(f"env = '{env_id}': gymnax could not build it here ({err}); "
+                       f"it needs data it downloads on first use") from None
     if not isinstance(env.action_space(params), spaces.Discrete):
         raise EnvError(f"env = '{env_id}': its action space is continuous; "
                        f"Q-learning needs a discrete action space")
@@ -73,10 +78,13 @@ def env_spec(env_id: str) -> EnvSpec:
     """Shapes, bounds and threshold of `env_id`, without building a vectorized env."""
     env, params = _make_gymnax(env_id)
     space = env.observation_space(params)
-    obs_dim = int(np.prod(space.shape))
-    if env_id in OBS_BOUNDS:
+    if isinstance(space, spaces.Discrete):  # a state index, fed to Q-functions one-hot
+        obs_dim, low, high = int(space.n), np.zeros(space.n, np.float32), np.ones(space.n, np.float32)
+    elif env_id in OBS_BOUNDS:
+        obs_dim = int(np.prod(space.shape))
         low, high = (np.asarray(b, np.float32) for b in OBS_BOUNDS[env_id])
     else:
+        obs_dim = int(np.prod(space.shape))
         low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape).reshape(-1)
         high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape).reshape(-1)
         finite = np.all(np.abs(low) < 1e30) and np.all(np.abs(high) < 1e30) and np.all(high > low)
@@ -84,6 +92,7 @@ def env_spec(env_id: str) -> EnvSpec:
             low = high = None
     return EnvSpec(
         id=env_id,
+        obs_shape=tuple(int(d) for d in space.shape),
         obs_dim=obs_dim,
         num_actions=int(env.action_space(params).n),
         max_episode_steps=int(params.max_steps_in_episode),
@@ -93,13 +102,29 @@ def env_spec(env_id: str) -> EnvSpec:
     )
 
 
+def supported() -> tuple[list[EnvSpec], dict[str, str]]:
+    """(specs of every gymnax id qlax can train on, {unsupported id: why})."""
+    specs, refused = [], {}
+    for env_id in gymnax.registered_envs:
+        try:
+            specs.append(env_spec(env_id))
+        except EnvError as err:
+            refused[env_id] = str(err).split(": ", 1)[1]
+    return specs, refused
+
+
 def make_env(env_id: str, num_envs: int) -> VecEnv:
-    """`num_envs` vmapped copies of gymnax's `env_id`, observations flattened to vectors."""
+    """`num_envs` vmapped copies of gymnax's `env_id`, observations flattened to vectors
+    (images and grids flattened; a discrete state index one-hot encoded)."""
     env, params = _make_gymnax(env_id)
     spec = env_spec(env_id)
 
-    def flat(obs):
-        return jnp.reshape(obs, (num_envs, -1)).astype(jnp.float32)
+    if isinstance(env.observation_space(params), spaces.Discrete):
+        def flat(obs):
+            return jax.nn.one_hot(obs, spec.obs_dim, dtype=jnp.float32)
+    else:
+        def flat(obs):
+            return jnp.reshape(obs, (num_envs, -1)).astype(jnp.float32)
 
     def reset(key):
         obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)

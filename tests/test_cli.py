@@ -91,3 +91,12 @@ def test_presets_list_and_show(capsys):
     for line in ("gradient:          residual", "target:            online", "eps_decay:         0.999 ",
                  "total_steps:       160000", "loss:              squared", "truncation:        terminal"):
         assert line in shown, line
+
+
+def test_envs_lists_supported_ids_with_their_presets(capsys):
+    assert cli.main(["envs"]) == 0
+    listing = capsys.readouterr().out
+    cartpole = next(line for line in listing.splitlines() if line.startswith("CartPole-v1"))
+    assert "475" in cartpole and "cartpole-rbf" in cartpole and "seed" in cartpole
+    assert "Pendulum-v1                not supported: its action space is continuous" in listing
+    assert "10x10x4" in listing  # a MinAtar image, as gymnax emits it

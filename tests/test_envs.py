@@ -78,3 +78,24 @@ def test_unknown_and_continuous_envs_are_refused():
         make_env("CartPole-v2", 1)
     with pytest.raises(EnvError, match="continuous"):
         make_env("Pendulum-v1", 1)
+
+
+def test_a_discrete_state_index_is_one_hot():
+    env = make_env("FrozenLake-misc", 3)
+    obs, _ = env.reset(jax.random.PRNGKey(0))
+    assert obs.shape == (3, 16) and np.all(obs.sum(axis=1) == 1.0)
+    assert env_spec("FrozenLake-misc").obs_shape == ()
+
+
+@pytest.mark.parametrize("env_id,q_function", [("Acrobot-v1", "linear_rbf"), ("Breakout-MinAtar", "mlp"),
+                                               ("Catch-bsuite", "mlp"), ("FrozenLake-misc", "linear_rbf")])
+def test_other_families_train_a_few_compiled_steps(env_id, q_function):
+    import qlax
+    from qlax.config import TrainConfig
+
+    config = TrainConfig(env=env_id, q_function=q_function, hidden_sizes=[16], num_centers=16, num_envs=4,
+                         total_steps=400, chunk_steps=50, seeds=2, buffer_size=200, learning_starts=40,
+                         eval_episodes=2, early_stop=False)
+    result = qlax.train(config, progress=False)
+    assert result.summary["env_steps"] == [400, 400]
+    assert int(result.state.learner.updates[0]) > 0 and np.all(np.isfinite(result.summary["eval_mean_return"]))
