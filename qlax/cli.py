@@ -86,12 +86,12 @@ def report(result) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    result = evaluate_run(args.run_dir, episodes=args.episodes)
+    result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend)
     for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
         print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}"
               f"  {'solved' if result['solved'][i] else '-'}")
     print(f"solved {sum(result['solved'])}/{len(result['solved'])} seeds over {result['episodes']} "
-          f"episodes each  |  {Path(args.run_dir) / 'eval.json'}")
+          f"episodes each on {result['backend']}  |  {Path(args.run_dir) / 'eval.json'}")
     return 0
 
 
@@ -171,6 +171,8 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="greedy evaluation of a finished run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
+    evaluate.add_argument("--backend", choices=("gymnax", "gymnasium"), default="gymnax",
+                          help="gymnax (compiled) or Gymnasium's own environment of the same id")
     evaluate.set_defaults(func=cmd_eval)
 
     plot = sub.add_parser("plot", help="learning curves of one or more runs on one figure")

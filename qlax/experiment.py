@@ -229,16 +229,27 @@ def load_final_params(run_dir: str | Path, episodes: int | None = None) -> tuple
     return trainer, state.learner.params
 
 
-def evaluate_run(run_dir: str | Path, episodes: int | None = None) -> dict[str, Any]:
-    """Greedy evaluation of every seed saved in `run_dir`; writes and returns eval.json's fields."""
+def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str = "gymnax") -> dict[str, Any]:
+    """Greedy evaluation of every seed saved in `run_dir`; writes and returns eval.json's fields.
+
+    backend "gymnax" runs the compiled evaluation; "gymnasium" runs the same policies on
+    Gymnasium's own environment of the same id.
+    """
     trainer, params = load_final_params(run_dir, episodes)
     config = trainer.config
-    returns = np.asarray(evaluate_population(config.env, trainer.q_function, params,
-                                             eval_keys(config), config.eval_episodes))
+    if backend == "gymnax":
+        returns = np.asarray(evaluate_population(config.env, trainer.q_function, params,
+                                                 eval_keys(config), config.eval_episodes))
+    elif backend == "gymnasium":
+        from qlax.gymnasium_backend import evaluate_gymnasium
+
+        returns = evaluate_gymnasium(run_dir, config.eval_episodes)
+    else:
+        raise ConfigError(f"backend = '{backend}': must be one of gymnax, gymnasium")
     fields = _eval_fields(returns, solve_threshold(config, trainer.env), config.eval_episodes)
     result = {
         "episodes": config.eval_episodes,
-        "backend": "gymnax",
+        "backend": backend,
         "mean_return": fields["eval_mean_return"],
         "std_return": fields["eval_std_return"],
         "min_return": [float(m) for m in returns.min(axis=1)],
