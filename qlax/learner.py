@@ -44,6 +44,10 @@ def make_learner(q_function: QFunction, optimizer: optax.GradientTransformation,
     refreshed every `target_period` updates, "polyak" from an average moved by `tau`.
     double_q picks the next action with the online head and values it with the target one.
     """
+    for name, value, choices in (("loss", loss, ("squared", "huber")), ("gradient", gradient, ("semi", "residual")),
+                                 ("target", target, ("online", "periodic", "polyak"))):
+        if value not in choices:  # otherwise a misspelt target would silently run polyak
+            raise ValueError(f"{name} = '{value}': must be one of {', '.join(choices)}")
 
     def loss_fn(params, target_params, batch: Transition, weights):
         # One feature pass for obs and next_obs together: the features are never trained,

@@ -23,19 +23,81 @@ def test_truncation_keeps_the_final_observation_and_is_not_terminal():
     np.testing.assert_allclose(obs, 0.0)  # auto-reset after the cut
 
 
+CARTPOLE = make_env("CartPole-v1", 4)
+cartpole_reset, cartpole_step = jax.jit(CARTPOLE.reset), jax.jit(CARTPOLE.step)  # compiled once for the module
+
+
+def test_cartpole_shapes_and_dtypes():
+    obs, state = cartpole_reset(jax.random.PRNGKey(0))
+    assert obs.shape == (4, 4) and obs.dtype == jnp.float32
+    assert np.all(np.abs(np.asarray(obs)) <= 0.05)  # gymnax resets uniformly in [-0.05, 0.05]
+    new_obs, state, transition, done = cartpole_step(jax.random.PRNGKey(1), state, obs, jnp.array([0, 1, 0, 1]))
+    assert new_obs.shape == (4, 4) and done.shape == (4,) and done.dtype == jnp.bool_
+    assert transition.obs.shape == transition.next_obs.shape == (4, 4)
+    assert transition.action.dtype == jnp.int32 and transition.action.tolist() == [0, 1, 0, 1]
+    assert transition.reward.shape == (4,) and transition.reward.dtype == jnp.float32
+    assert transition.terminated.shape == (4,) and transition.terminated.dtype == jnp.bool_
+    assert transition.discount is None
+    np.testing.assert_array_equal(transition.obs, obs)
+    np.testing.assert_array_equal(transition.next_obs, new_obs)  # nothing ended: the same observation
+    other, _ = cartpole_reset(jax.random.PRNGKey(2))
+    assert not np.allclose(obs, other) and len({tuple(row) for row in np.asarray(obs).tolist()}) == 4
+    assert CARTPOLE.num_envs == 4 and CARTPOLE.spec.id == "CartPole-v1"
+
+
 def test_termination_keeps_the_terminal_observation():
-    env = make_env("CartPole-v1", 4)
-    step = jax.jit(env.step)
-    obs, state = env.reset(jax.random.PRNGKey(0))
-    for t in range(200):
-        new_obs, state, transition, done = step(jax.random.PRNGKey(t), state, obs, jnp.ones(4, jnp.int32))
-        if bool(done.any()):
+    obs, state = cartpole_reset(jax.random.PRNGKey(0))
+    ended = np.zeros(4, bool)
+    for t in range(200):  # pushing right always falls over, well before the 500-step limit
+        new_obs, state, transition, done = cartpole_step(jax.random.PRNGKey(t), state, obs, jnp.ones(4, jnp.int32))
+        done = np.asarray(done)
+        assert np.asarray(transition.terminated).tolist() == done.tolist()
+        np.testing.assert_array_equal(transition.obs, obs)
+        expected = np.stack([numpy_cartpole_step(s, 1) for s in np.asarray(obs, np.float64)])
+        np.testing.assert_allclose(transition.next_obs, expected, rtol=1e-4, atol=1e-5)  # physics, never the reset
+        final, returned = np.asarray(transition.next_obs)[done], np.asarray(new_obs)[done]
+        assert np.all((np.abs(final[:, 0]) > 2.4) | (np.abs(final[:, 2]) > 12 * 2 * np.pi / 360))  # beyond a limit
+        assert np.all(np.abs(returned) <= 0.05)  # the returned observation: a fresh reset
+        assert np.all(np.abs(final - returned).max(axis=1) > 0.1)
+        np.testing.assert_array_equal(np.asarray(transition.next_obs)[~done], np.asarray(new_obs)[~done])
+        ended |= done
+        if ended.all():
             break
         obs = new_obs
-    assert bool(transition.terminated[done].all())  # pushing right always falls over, well before 500
-    final = np.asarray(transition.next_obs)[np.asarray(done)]
-    assert np.all((np.abs(final[:, 0]) > 2.4) | (np.abs(final[:, 2]) > 0.2094))  # beyond a limit
-    assert np.all(np.abs(np.asarray(new_obs)[np.asarray(done)]) <= 0.05)  # the reset state
+    assert ended.all()
+
+
+def test_a_real_time_limit_is_truncation_with_the_final_observation():
+    """A stabilising controller keeps CartPole up past its 500-step limit, all in one scan."""
+    gains = jnp.array([0.05, 0.1, 1.0, 0.5])
+
+    @jax.jit
+    def rollout(key):
+        def body(carry, t):
+            obs, state = carry
+            action = (obs @ gains > 0).astype(jnp.int32)
+            new_obs, state, transition, done = CARTPOLE.step(jax.random.fold_in(key, t), state, obs, action)
+            return (new_obs, state), (transition, done, new_obs)
+
+        obs, state = CARTPOLE.reset(key)
+        return jax.lax.scan(body, (obs, state), jnp.arange(502))[1]
+
+    transitions, done, returned = rollout(jax.random.PRNGKey(3))
+    done, returned = np.asarray(done), np.asarray(returned)
+    limit = env_spec("CartPole-v1").max_episode_steps
+    assert limit == 500
+    assert not bool(transitions.terminated.any())  # the pole never fell
+    assert done.sum() == 4 and done[limit - 1].all()  # each env cut at its 500th step, once
+    last = limit - 1
+    obs_before, action = np.asarray(transitions.obs[last], np.float64), np.asarray(transitions.action[last])
+    expected = np.stack([numpy_cartpole_step(s, a) for s, a in zip(obs_before, action)])
+    np.testing.assert_allclose(transitions.next_obs[last], expected, rtol=1e-4, atol=1e-4)  # pre-reset
+    assert np.all(np.abs(returned[last]) <= 0.05)  # what the agent sees next: a fresh reset
+    assert np.abs(np.asarray(transitions.next_obs[last]) - returned[last]).max() > 1e-3
+    np.testing.assert_array_equal(transitions.obs[last + 1], returned[last])  # the next episode starts there
+    # Away from the cut, next_obs is the returned observation and the next step's obs.
+    np.testing.assert_array_equal(transitions.next_obs[:last], returned[:last])
+    np.testing.assert_array_equal(transitions.obs[1:], returned[:-1])
 
 
 def numpy_cartpole_step(s, action):
@@ -52,32 +114,40 @@ def numpy_cartpole_step(s, action):
 
 
 def test_cartpole_dynamics_match_an_independent_implementation():
-    env = make_env("CartPole-v1", 2)
-    step = jax.jit(env.step)
-    obs, state = env.reset(jax.random.PRNGKey(5))
+    obs, state = cartpole_reset(jax.random.PRNGKey(5))
     expected = np.asarray(obs, np.float64)
     actions = [0, 1, 1, 0, 1, 1, 1, 0]
     for t, a in enumerate(actions):
-        obs, state, transition, _ = step(jax.random.PRNGKey(t), state, obs, jnp.full(2, a, jnp.int32))
-        expected = np.stack([numpy_cartpole_step(e, a) for e in expected])
-        np.testing.assert_allclose(transition.next_obs, expected, rtol=1e-4, atol=1e-5)
+        mixed = jnp.array([a, 1 - a, a, 1 - a], jnp.int32)  # both forces in every step
+        obs, state, transition, _ = cartpole_step(jax.random.PRNGKey(t), state, obs, mixed)
+        expected = np.stack([numpy_cartpole_step(e, int(b)) for e, b in zip(expected, np.asarray(mixed))])
+        np.testing.assert_allclose(transition.next_obs, expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(transition.reward, 1.0)
+    assert np.abs(expected[:, 1]).max() > 0.3  # the state really moved
 
 
 def test_specs():
     cartpole = env_spec("CartPole-v1")
     assert (cartpole.obs_dim, cartpole.num_actions, cartpole.solve_threshold) == (4, 2, 475.0)
+    assert cartpole.obs_shape == (4,) and cartpole.max_episode_steps == 500
     np.testing.assert_allclose(cartpole.obs_high, [2.4, 3.0, 0.2, 3.0])  # the seed's scaling
+    np.testing.assert_allclose(cartpole.obs_low, [-2.4, -3.0, -0.2, -3.0])
     mountaincar = env_spec("MountainCar-v0")
-    np.testing.assert_allclose(mountaincar.obs_low, [-1.2, -0.07])
+    assert (mountaincar.obs_dim, mountaincar.num_actions, mountaincar.solve_threshold) == (2, 3, -110.0)
+    np.testing.assert_allclose(mountaincar.obs_low, [-1.2, -0.07])  # from the observation space
     np.testing.assert_allclose(mountaincar.obs_high, [0.6, 0.07])
 
 
 def test_unknown_and_continuous_envs_are_refused():
-    with pytest.raises(EnvError, match="did you mean 'CartPole-v1'"):
+    with pytest.raises(EnvError, match=r"'CartPole-v2'.*did you mean 'CartPole-v1'"):
         make_env("CartPole-v2", 1)
-    with pytest.raises(EnvError, match="continuous"):
+    with pytest.raises(EnvError, match=r"'Acrobot-v2'.*did you mean 'Acrobot-v1'"):
+        env_spec("Acrobot-v2")
+    with pytest.raises(EnvError, match="'Pendulum-v1'.*continuous"):
         make_env("Pendulum-v1", 1)
+    with pytest.raises(EnvError, match="continuous"):
+        env_spec("MountainCarContinuous-v0")
+    assert issubclass(EnvError, ValueError)
 
 
 def test_a_discrete_state_index_is_one_hot():

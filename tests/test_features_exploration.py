@@ -8,17 +8,43 @@ import pytest
 from qlax import exploration, features
 from qlax.qfunctions import linear_rbf
 
+rbf = jax.jit(features.rbf)  # sigma traced: one compile for every width below
+
+
+def direct_rbf(x, centers, sigma):
+    """exp(-|x - c|^2 / (2 sigma^2)) by broadcasting, in float64."""
+    x, centers = np.asarray(x, np.float64), np.asarray(centers, np.float64)
+    return np.exp(-((x[:, None, :] - centers[None, :, :]) ** 2).sum(-1) / (2 * sigma**2))
+
 
 def test_rbf_matches_the_direct_formula():
-    key = jax.random.PRNGKey(0)
-    centers = features.init_centers(key, 50, 4)
+    centers = features.init_centers(jax.random.PRNGKey(0), 50, 4)
     x = jax.random.uniform(jax.random.PRNGKey(1), (20, 4), minval=-1.5, maxval=1.5)
-    x = x.at[0].set(centers[7])  # a point on a center
-    direct = np.exp(-((np.asarray(x)[:, None] - np.asarray(centers)) ** 2).sum(-1) / (2 * 0.3**2))
-    got = np.asarray(features.rbf(x, centers, 0.3))
-    np.testing.assert_allclose(got, direct, rtol=1e-4, atol=1e-6)
-    assert got[0, 7] == pytest.approx(1.0, abs=1e-5)
-    assert centers.shape == (50, 4) and float(centers.min()) >= -1 and float(centers.max()) <= 1
+    x = x.at[0].set(centers[7]).at[1].set(centers[49])  # points on centers
+    for sigma in (0.3, 1.0):
+        got = np.asarray(rbf(x, centers, jnp.float32(sigma)))
+        assert got.shape == (20, 50)
+        np.testing.assert_allclose(got, direct_rbf(x, centers, sigma), rtol=1e-4, atol=1e-6)
+        assert got[0, 7] == pytest.approx(1.0, abs=1e-5) and got[1, 49] == pytest.approx(1.0, abs=1e-5)
+        assert np.all(got <= 1.0) and np.all(got >= 0.0)
+
+
+def test_rbf_by_hand():
+    centers = jnp.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    x = jnp.array([[0.0, 0.0], [1.0, 1.0]])
+    got = np.asarray(rbf(x, centers, jnp.float32(0.5)))  # 2 sigma^2 = 0.5: exp(-2 d^2)
+    expected = [[1.0, np.exp(-2.0), np.exp(-4.0)], [np.exp(-4.0), np.exp(-2.0), 1.0]]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_init_centers_shape_range_and_spread():
+    centers = np.asarray(features.init_centers(jax.random.PRNGKey(3), 2000, 3))
+    assert centers.shape == (2000, 3)
+    assert centers.min() >= -1.0 and centers.max() <= 1.0
+    assert centers.min() < -0.95 and centers.max() > 0.95  # uses the whole cube, not a corner
+    np.testing.assert_allclose(centers.mean(0), 0.0, atol=0.06)
+    other = np.asarray(features.init_centers(jax.random.PRNGKey(4), 2000, 3))
+    assert not np.allclose(centers, other)  # the key decides them
 
 
 def test_linear_rbf_scales_observations_and_trains_only_the_weights():
@@ -26,41 +52,118 @@ def test_linear_rbf_scales_observations_and_trains_only_the_weights():
                    obs_low=np.array([-2.0, 0.0]), obs_high=np.array([2.0, 10.0]))
     params = q.init(jax.random.PRNGKey(0))
     obs = jnp.array([[2.0, 10.0], [0.0, 5.0]])  # scaled to [1, 1] and [0, 0]
-    phi = features.rbf(jnp.array([[1.0, 1.0], [0.0, 0.0]]), params["centers"], 0.5)
-    np.testing.assert_allclose(q.apply(params, obs), phi @ params["w"], rtol=1e-5)
+    phi = direct_rbf(np.array([[1.0, 1.0], [0.0, 0.0]]), params["centers"], 0.5)
+    np.testing.assert_allclose(q.apply(params, obs), phi @ np.asarray(params["w"]), rtol=1e-4, atol=1e-6)
     grads = jax.grad(lambda p: jnp.sum(q.apply(p, obs)))(params)
     assert float(jnp.abs(grads["centers"]).sum()) == 0.0 and float(grads["sigma"]) == 0.0
     assert float(jnp.abs(grads["w"]).sum()) > 0
 
 
-def test_exponential_schedule_is_the_seed_curve():
-    schedule = exploration.epsilon_schedule("exponential", 1.0, 0.01, 0.999, 0)
+SEED_CURVE = exploration.epsilon_schedule("exponential", 1.0, 0.01, 0.999, 0)
+
+
+@pytest.mark.parametrize("t", [0, 1, 10, 1000, 4602, 5000, 20000])
+def test_exponential_schedule_is_the_seed_curve(t):
     # float32 rounds 0.999 by ~5e-8 relative, which t multiplies: allow 2e-4 up to t ~ 4600.
-    for t in (0, 1, 10, 1000, 4602, 5000, 20000):
-        assert float(schedule(t)) == pytest.approx(max(0.01, 0.999**t), rel=2e-4)
+    assert float(SEED_CURVE(t)) == pytest.approx(max(0.01, 0.999**t), rel=2e-4)
+
+
+def test_exponential_schedule_exact_points():
+    assert float(SEED_CURVE(0)) == 1.0
+    assert float(SEED_CURVE(1)) == pytest.approx(0.999, rel=1e-6)
+    assert float(SEED_CURVE(10)) == pytest.approx(0.999**10, rel=1e-6)
+    assert float(SEED_CURVE(5000)) == pytest.approx(0.01, rel=1e-6)  # 0.999^5000 = 0.0067 < end
+    steep = exploration.epsilon_schedule("exponential", 0.5, 0.1, 0.5, 0)
+    assert [float(steep(t)) for t in range(4)] == pytest.approx([0.5, 0.25, 0.125, 0.1])
 
 
 def test_linear_and_constant_schedules():
     linear = exploration.epsilon_schedule("linear", 1.0, 0.1, 0.999, 100)
-    assert float(linear(0)) == 1.0 and float(linear(50)) == pytest.approx(0.55)
-    assert float(linear(100)) == pytest.approx(0.1) and float(linear(1000)) == pytest.approx(0.1)
+    assert float(linear(0)) == 1.0
+    assert float(linear(50)) == pytest.approx(0.55, abs=1e-6)
+    assert float(linear(25)) == pytest.approx(0.775, abs=1e-6)
+    assert float(linear(100)) == pytest.approx(0.1, abs=1e-7)
+    assert float(linear(101)) == pytest.approx(0.1, abs=1e-7) and float(linear(10_000)) == pytest.approx(0.1, abs=1e-7)
     constant = exploration.epsilon_schedule("constant", 0.3, 0.1, 0.999, 100)
     assert float(constant(0)) == float(constant(10_000)) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="eps_schedule = 'cosine'"):
+        exploration.epsilon_schedule("cosine", 1.0, 0.1, 0.999, 100)
+
+
+def test_schedules_take_a_traced_step():
+    linear = jax.jit(exploration.epsilon_schedule("linear", 1.0, 0.0, 0.999, 10))
+    assert float(linear(jnp.int32(5))) == pytest.approx(0.5)
 
 
 greedy = jax.jit(exploration.epsilon_greedy)
+ROWS = 20_000
 
 
-def test_epsilon_zero_is_greedy_and_one_is_uniform():
-    q = jax.random.normal(jax.random.PRNGKey(0), (20_000, 3))
-    np.testing.assert_array_equal(greedy(jax.random.PRNGKey(1), q, 0.0), jnp.argmax(q, -1))
-    counts = np.bincount(np.asarray(greedy(jax.random.PRNGKey(2), q, 1.0)), minlength=3) / 20_000
-    np.testing.assert_allclose(counts, 1 / 3, atol=0.015)
+def test_epsilon_zero_is_greedy():
+    q = jax.random.normal(jax.random.PRNGKey(0), (ROWS, 3))
+    actions = greedy(jax.random.PRNGKey(1), q, 0.0)
+    assert actions.shape == (ROWS,) and actions.dtype == jnp.int32
+    np.testing.assert_array_equal(actions, jnp.argmax(q, -1))
+
+
+def test_epsilon_one_is_uniform_regardless_of_q():
+    q = jnp.tile(jnp.array([[0.0, 0.0, 5.0]]), (ROWS, 1))  # greedy is always action 2
+    counts = np.bincount(np.asarray(greedy(jax.random.PRNGKey(2), q, 1.0)), minlength=3)
+    expected = ROWS / 3
+    assert ((counts - expected) ** 2 / expected).sum() < 13.8  # chi-square, 2 dof, 99.9%
+
+
+def test_epsilon_half_with_two_actions_is_greedy_three_quarters_of_the_time():
+    q = jnp.tile(jnp.array([[0.0, 1.0], [1.0, 0.0]]), (ROWS // 2, 1))  # greedy 1, 0, 1, 0, ...
+    actions = np.asarray(greedy(jax.random.PRNGKey(3), q, 0.5))
+    is_greedy = actions == np.tile([1, 0], ROWS // 2)
+    # 0.5 (no coin) + 0.5 * 0.5 (a random action that happens to be greedy); sd ~0.003.
+    assert is_greedy.mean() == pytest.approx(0.75, abs=0.015)
+    # ... whichever action is the greedy one
+    assert is_greedy[0::2].mean() == pytest.approx(0.75, abs=0.02)
+    assert is_greedy[1::2].mean() == pytest.approx(0.75, abs=0.02)
+
+
+def explored_rows(key, epsilon, rows=40_000):
+    """(which rows explored, the random action of every row) for one key, read off black-box.
+
+    The coin and the random action depend on the key, not on q, so the same key under two
+    q tables whose greedy actions differ (0 and 1) gives the same action exactly on the
+    rows that explored; epsilon 1 shows every row's random action.
+    """
+    q0 = jnp.tile(jnp.array([[1.0, 0.0]]), (rows, 1))
+    a0, a1 = np.asarray(greedy(key, q0, epsilon)), np.asarray(greedy(key, q0[:, ::-1], epsilon))
+    random_actions = np.asarray(greedy(key, q0, 1.0))
+    explored = a0 == a1
+    np.testing.assert_array_equal(a0[explored], random_actions[explored])
+    return explored, random_actions
 
 
 def test_coin_and_random_action_are_independent():
     # With epsilon 0.5 and two actions, a random action matches the greedy one half the time:
-    # P(action != greedy) = 0.5 * 0.5. Reusing one key for both draws would skew this.
+    # P(action != greedy) = 0.5 * 0.5, whichever action is greedy.
     q = jnp.tile(jnp.array([[0.0, 1.0]]), (40_000, 1))
-    actions = np.asarray(greedy(jax.random.PRNGKey(3), q, 0.5))
-    assert np.mean(actions == 0) == pytest.approx(0.25, abs=0.01)
+    for seed in (3, 4):
+        actions = np.asarray(greedy(jax.random.PRNGKey(seed), q, 0.5))
+        assert np.mean(actions == 0) == pytest.approx(0.25, abs=0.01)
+    # Among the explored rows both actions come up about equally, and the coin tells nothing
+    # about the random action (deriving both from one draw would, e.g. only u < 0.5 explores
+    # and then the action is floor(2u) = 0). sd of each share ~0.0035.
+    explored, random_actions = explored_rows(jax.random.PRNGKey(5), 0.5)
+    assert explored.mean() == pytest.approx(0.5, abs=0.015)
+    assert random_actions[explored].mean() == pytest.approx(0.5, abs=0.015)
+    assert random_actions[~explored].mean() == pytest.approx(0.5, abs=0.015)
+    # Three actions, epsilon 0.6: P(non-greedy) = 0.6 * 2/3 = 0.4, split evenly between the two.
+    q3 = jnp.tile(jnp.array([[0.0, 2.0, 1.0]]), (40_000, 1))
+    counts = np.bincount(np.asarray(greedy(jax.random.PRNGKey(6), q3, 0.6)), minlength=3) / 40_000
+    np.testing.assert_allclose(counts, [0.2, 0.6, 0.2], atol=0.01)
+
+
+def test_one_coin_per_row():
+    q = jnp.tile(jnp.array([[0.0, 1.0]]), (ROWS, 1))
+    actions = np.asarray(greedy(jax.random.PRNGKey(7), q, 0.5))
+    # Rows explore independently: neighbours agree as often as independent draws would,
+    # P(same) = 0.75^2 + 0.25^2 = 0.625.
+    assert np.mean(actions[1:] == actions[:-1]) == pytest.approx(0.625, abs=0.015)
+    again = np.asarray(greedy(jax.random.PRNGKey(8), q, 0.5))
+    assert not np.array_equal(actions, again)  # the key decides

@@ -13,24 +13,40 @@ from qlax.types import Transition
 
 
 def test_q_learning_target_by_hand():
-    reward = jnp.array([1.0, 1.0, -2.0])
-    terminated = jnp.array([False, True, False])
-    next_q = jnp.array([[2.0, 5.0], [2.0, 5.0], [-1.0, -3.0]])
+    reward = jnp.array([1.0, 1.0, -2.0, 0.5])
+    terminated = jnp.array([False, True, False, True])
+    next_q = jnp.array([[2.0, 5.0], [2.0, 5.0], [-1.0, -3.0], [100.0, -100.0]])
     target = losses.q_learning_target(reward, terminated, next_q, 0.9)
-    np.testing.assert_allclose(target, [1 + 0.9 * 5, 1.0, -2 + 0.9 * -1], rtol=1e-6)
+    # 1 + 0.9 * 5 = 5.5; terminated: r alone; max of negatives is -1: -2 - 0.9 = -2.9.
+    np.testing.assert_allclose(target, [5.5, 1.0, -2.9, 0.5], rtol=1e-6)
+    assert target.shape == (4,)
+
+
+def test_q_learning_target_takes_a_traced_gamma_and_per_row_discounts():
+    reward, terminated = jnp.array([1.0, 1.0]), jnp.array([False, False])
+    next_q = jnp.array([[2.0, 5.0], [4.0, 3.0]])
+    jitted = jax.jit(losses.q_learning_target)
+    np.testing.assert_allclose(jitted(reward, terminated, next_q, jnp.float32(0.5)), [3.5, 3.0], rtol=1e-6)
+    # n-step discounts gamma^k, one per row: 0.81 and 0.729.
+    np.testing.assert_allclose(jitted(reward, terminated, next_q, jnp.array([0.81, 0.729])),
+                               [1 + 0.81 * 5, 1 + 0.729 * 4], rtol=1e-6)
 
 
 def test_select_action_values():
-    q = jnp.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    np.testing.assert_array_equal(losses.select_action_values(q, jnp.array([2, 0])), [3.0, 4.0])
+    q = jnp.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [-7.0, 8.0, 9.0]])
+    np.testing.assert_array_equal(losses.select_action_values(q, jnp.array([2, 0, 1])), [3.0, 4.0, 8.0])
+    np.testing.assert_array_equal(losses.select_action_values(q, jnp.array([0, 0, 0])), [1.0, 4.0, -7.0])
 
 
 def test_penalties_by_hand():
-    err = jnp.array([0.5, -2.0, 3.0])
-    np.testing.assert_allclose(losses.td_penalty(err, "squared"), [0.125, 2.0, 4.5])
+    err = jnp.array([0.5, -2.0, 3.0, 0.0, -0.25])
+    np.testing.assert_allclose(losses.td_penalty(err, "squared"), [0.125, 2.0, 4.5, 0.0, 0.03125])
     # Huber, delta 1: 0.5 e^2 inside, |e| - 0.5 outside.
-    np.testing.assert_allclose(losses.td_penalty(err, "huber", 1.0), [0.125, 1.5, 2.5])
-    np.testing.assert_allclose(losses.td_penalty(err, "huber", 2.0), [0.125, 2.0, 4.0])  # 2*(3-1)
+    np.testing.assert_allclose(losses.td_penalty(err, "huber", 1.0), [0.125, 1.5, 2.5, 0.0, 0.03125])
+    # Huber, delta 2: 0.5 e^2 for |e| <= 2, else 2 (|e| - 1): 3 -> 4.
+    np.testing.assert_allclose(losses.td_penalty(err, "huber", 2.0), [0.125, 2.0, 4.0, 0.0, 0.03125])
+    # Huber, delta 0.5: 0.5 e^2 for |e| <= 0.5, else 0.5 (|e| - 0.25).
+    np.testing.assert_allclose(losses.td_penalty(err, "huber", 0.5), [0.125, 0.875, 1.375, 0.0, 0.03125])
     with pytest.raises(ValueError, match="loss = 'l1'"):
         losses.td_penalty(err, "l1")
 
@@ -38,75 +54,150 @@ def test_penalties_by_hand():
 # A linear Q whose "features" are the observation itself: Q(s) = s @ W, W: (2, 2).
 LINEAR = QFunction(init=None, features=lambda params, obs: obs, head=lambda params, phi: phi @ params["W"])
 W0 = np.array([[1.0, 0.5], [-0.5, 2.0]], np.float32)
-BATCH = Transition(obs=jnp.array([[1.0, 0.0], [0.0, 1.0]]), action=jnp.array([0, 1]),
-                   reward=jnp.array([1.0, 0.0]), next_obs=jnp.array([[0.0, 1.0], [1.0, 1.0]]),
-                   terminated=jnp.array([False, True]))
+BATCH = Transition(obs=jnp.array([[1.0, 0.0], [0.0, 1.0], [0.5, -1.0]]), action=jnp.array([0, 1, 1]),
+                   reward=jnp.array([1.0, 0.0, -0.5]), next_obs=jnp.array([[0.0, 1.0], [1.0, 1.0], [2.0, 0.5]]),
+                   terminated=jnp.array([False, True, False]))
 GAMMA, LR = 0.9, 0.1
 
 
-def numpy_grads(W, residual: bool):
-    """d/dW of mean 0.5 (Q(s,a) - y)^2, with y held fixed or (residual) differentiated."""
-    obs, act, rew = np.asarray(BATCH.obs), np.asarray(BATCH.action), np.asarray(BATCH.reward)
-    nxt, term = np.asarray(BATCH.next_obs), np.asarray(BATCH.terminated)
-    grad = np.zeros_like(W)
-    for s, a, r, s2, t in zip(obs, act, rew, nxt, term):
-        q2 = s2 @ W
+def numpy_grads(W, residual: bool, target_W=None, huber_delta=None, weights=None, discount=None):
+    """d/dW of mean penalty(Q(s,a) - y), y = r + discount (1 - t) max_a' Q'(s', a').
+
+    Semi-gradient: y held fixed, Q' from target_W (default W). Residual: Q' = Q (the online W)
+    and the gradient also flows through the max term into column argmax Q(s').
+    """
+    obs, act, rew = np.asarray(BATCH.obs, np.float64), np.asarray(BATCH.action), np.asarray(BATCH.reward)
+    nxt, term = np.asarray(BATCH.next_obs, np.float64), np.asarray(BATCH.terminated)
+    W = np.asarray(W, np.float64)
+    boot_W = W if (residual or target_W is None) else np.asarray(target_W, np.float64)
+    n = len(obs)
+    weights = np.ones(n) if weights is None else np.asarray(weights)
+    discount = np.full(n, GAMMA) if discount is None else np.asarray(discount)
+    grad, errors = np.zeros_like(W), []
+    for i, (s, a, r, s2, t) in enumerate(zip(obs, act, rew, nxt, term)):
+        q2 = s2 @ boot_W
         best = int(np.argmax(q2))
-        err = s @ W[:, a] - (r + GAMMA * (1 - t) * q2[best])
-        grad[:, a] += err * s / len(obs)
+        err = s @ W[:, a] - (r + discount[i] * (1 - t) * q2[best])
+        errors.append(err)
+        dpen = err if huber_delta is None else np.clip(err, -huber_delta, huber_delta)  # penalty'(err)
+        dpen *= weights[i] / n
+        grad[:, a] += dpen * s
         if residual and not t:
-            grad[:, best] -= GAMMA * err * s2 / len(obs)
-    return grad
+            grad[:, best] -= discount[i] * dpen * s2
+    return grad, np.array(errors)
 
 
-@pytest.mark.parametrize("gradient", ["semi", "residual"])
-def test_update_is_the_hand_computed_gradient_step(gradient):
-    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", gradient=gradient,
-                           target="online")
-    state, loss, _ = learner.update(learner.init({"W": jnp.asarray(W0)}), BATCH)
-    expected = W0 - LR * numpy_grads(W0, residual=gradient == "residual")
-    np.testing.assert_allclose(state.params["W"], expected, rtol=1e-5)
-    q = np.asarray(BATCH.obs) @ W0
-    y = np.array([1 + GAMMA * max(np.asarray(BATCH.next_obs[0]) @ W0), 0.0])
-    np.testing.assert_allclose(loss, np.mean(0.5 * (q[[0, 1], [0, 1]] - y) ** 2), rtol=1e-5)
+def one_update(**kwargs):
+    """(state after one update from W0, loss, td_error) for a learner built with kwargs."""
+    weights = kwargs.pop("weights", None)
+    batch = kwargs.pop("batch", BATCH)
+    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, **kwargs)
+    return learner.update(learner.init({"W": jnp.asarray(W0)}), batch, weights)
 
 
-def test_semi_and_residual_gradients_differ():
-    assert not np.allclose(numpy_grads(W0, False), numpy_grads(W0, True))
+def test_semi_gradient_update_is_the_hand_computed_step():
+    state, loss, td_error = one_update(loss="squared", gradient="semi", target="online")
+    grad, errors = numpy_grads(W0, residual=False)
+    np.testing.assert_allclose(state.params["W"], W0 - LR * grad, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(td_error, errors, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss, np.mean(0.5 * errors**2), rtol=1e-5)
+    assert int(state.updates) == 1
+    # Hand check of the first row: Q(s0, 0) = 1, y = 1 + 0.9 * max([-0.5, 2]) = 2.8.
+    assert float(td_error[0]) == pytest.approx(1.0 - 2.8, rel=1e-6)
+    assert float(td_error[1]) == pytest.approx(2.0 - 0.0, rel=1e-6)  # terminated: y = r = 0
 
 
-def test_periodic_target_refreshes_every_period():
-    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="periodic", target_period=3)
-    state = learner.init({"W": jnp.asarray(W0)})
-    for update in range(1, 7):
-        state, _, _ = learner.update(state, BATCH)
-        if update % 3:
-            assert not np.allclose(state.target_params["W"], state.params["W"])
-        else:
-            np.testing.assert_array_equal(state.target_params["W"], state.params["W"])
-        if update < 3:
-            np.testing.assert_array_equal(state.target_params["W"], W0)
+def test_residual_gradient_update_flows_through_the_bootstrap_term():
+    state, loss, td_error = one_update(loss="squared", gradient="residual", target="online")
+    grad, errors = numpy_grads(W0, residual=True)
+    np.testing.assert_allclose(state.params["W"], W0 - LR * grad, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss, np.mean(0.5 * errors**2), rtol=1e-5)
+    semi_grad, _ = numpy_grads(W0, residual=False)
+    assert not np.allclose(grad, semi_grad)  # the two variants really differ on this batch
+    assert not np.allclose(state.params["W"], W0 - LR * semi_grad)
+
+
+def test_huber_update_clips_the_error_in_the_gradient():
+    state, loss, _ = one_update(loss="huber", huber_delta=0.5, gradient="semi", target="online")
+    grad, errors = numpy_grads(W0, residual=False, huber_delta=0.5)
+    assert np.abs(errors).max() > 0.5  # the clip matters here
+    np.testing.assert_allclose(state.params["W"], W0 - LR * grad, rtol=1e-5, atol=1e-6)
+    huber = np.where(np.abs(errors) <= 0.5, 0.5 * errors**2, 0.5 * (np.abs(errors) - 0.25))
+    np.testing.assert_allclose(loss, np.mean(huber), rtol=1e-5)
+
+
+def test_importance_weights_scale_each_sample():
+    weights = np.array([0.5, 0.0, 2.0], np.float32)
+    state, loss, _ = one_update(loss="squared", target="online", weights=jnp.asarray(weights))
+    grad, errors = numpy_grads(W0, residual=False, weights=weights)
+    np.testing.assert_allclose(state.params["W"], W0 - LR * grad, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss, np.mean(weights * 0.5 * errors**2), rtol=1e-5)
+
+
+def test_a_transition_discount_replaces_gamma():
+    discount = np.array([0.5, 0.9, 0.25], np.float32)
+    batch = BATCH.replace(discount=jnp.asarray(discount))
+    state, _, td_error = one_update(loss="squared", target="online", batch=batch)
+    grad, errors = numpy_grads(W0, residual=False, discount=discount)
+    np.testing.assert_allclose(td_error, errors, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.params["W"], W0 - LR * grad, rtol=1e-5, atol=1e-6)
+    assert float(td_error[0]) == pytest.approx(1.0 - (1 + 0.5 * 2.0), rel=1e-6)
 
 
 def test_semi_gradient_bootstraps_from_the_target_parameters():
-    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="periodic", target_period=100)
+    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="periodic",
+                           target_period=100)
     target_w = W0 * 3
     state = learner.init({"W": jnp.asarray(W0)}).replace(target_params={"W": jnp.asarray(target_w)})
     state, _, _ = learner.update(state, BATCH)
-    obs, nxt = np.asarray(BATCH.obs), np.asarray(BATCH.next_obs)
-    err0 = obs[0] @ W0[:, 0] - (1 + GAMMA * max(nxt[0] @ target_w))
-    err1 = obs[1] @ W0[:, 1] - 0.0
-    expected = W0.copy()
-    expected[:, 0] -= LR * err0 * obs[0] / 2
-    expected[:, 1] -= LR * err1 * obs[1] / 2
-    np.testing.assert_allclose(state.params["W"], expected, rtol=1e-5)
+    grad, _ = numpy_grads(W0, residual=False, target_W=target_w)
+    np.testing.assert_allclose(state.params["W"], W0 - LR * grad, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(state.target_params["W"], target_w)  # not refreshed before 100
+    assert not np.allclose(grad, numpy_grads(W0, residual=False)[0])
 
 
-def test_polyak_and_online_targets():
+def test_periodic_target_refreshes_every_period():
+    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="periodic",
+                           target_period=3)
+    update = jax.jit(learner.update)
+    state = learner.init({"W": jnp.asarray(W0)})
+    np.testing.assert_array_equal(state.target_params["W"], W0)
+    refreshed = None
+    for n in range(1, 8):
+        state, _, _ = update(state, BATCH)
+        assert int(state.updates) == n
+        if n % 3 == 0:  # right after updates 3 and 6: the online parameters of that moment
+            np.testing.assert_array_equal(state.target_params["W"], state.params["W"])
+            refreshed = np.asarray(state.params["W"])
+        else:
+            assert not np.allclose(state.target_params["W"], state.params["W"])
+            np.testing.assert_array_equal(state.target_params["W"], W0 if n < 3 else refreshed)
+
+
+def test_polyak_target_moves_by_tau():
     tau = 0.25
-    polyak = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="polyak", tau=tau)
-    state, _, _ = polyak.update(polyak.init({"W": jnp.asarray(W0)}), BATCH)
-    np.testing.assert_allclose(state.target_params["W"], tau * state.params["W"] + (1 - tau) * W0, rtol=1e-6)
-    online = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="online")
-    state, _, _ = online.update(online.init({"W": jnp.asarray(W0)}), BATCH)
-    np.testing.assert_array_equal(state.target_params["W"], state.params["W"])
+    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="polyak", tau=tau)
+    state, _, _ = learner.update(learner.init({"W": jnp.asarray(W0)}), BATCH)
+    grad, _ = numpy_grads(W0, residual=False)
+    online = W0 - LR * grad
+    np.testing.assert_allclose(state.params["W"], online, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.target_params["W"], tau * online + (1 - tau) * W0, rtol=1e-5, atol=1e-6)
+    old_target = np.asarray(state.target_params["W"])
+    state, _, _ = learner.update(state, BATCH)
+    np.testing.assert_allclose(state.target_params["W"], tau * np.asarray(state.params["W"]) + (1 - tau) * old_target,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_online_target_is_the_parameters():
+    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="online")
+    state = learner.init({"W": jnp.asarray(W0)})
+    for _ in range(2):
+        state, _, _ = learner.update(state, BATCH)
+        np.testing.assert_array_equal(state.target_params["W"], state.params["W"])
+    assert not np.allclose(state.params["W"], W0)
+
+
+@pytest.mark.parametrize("option,value", [("target", "perodic"), ("gradient", "full"), ("loss", "l1")])
+def test_make_learner_refuses_unknown_options(option, value):
+    with pytest.raises(ValueError, match=f"{option} = '{value}'"):
+        make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, **{option: value})
