@@ -1,18 +1,26 @@
 """qlax.replay against flashbax's flat buffer: add 16, sample 32, per iteration, compiled.
 
-    python benchmarks/replay_buffer.py [--iterations 10000] [--repeats 5]
+    python benchmarks/replay_buffer.py [--iterations 10000] [--repeats 9] [--no-item]
 
-Both run the same loop (a jitted lax.scan) over the same pre-generated CartPole-shaped
-transitions and sampling keys, capacity 100,000, in the same process, so the timing is
-the buffers' own work. Reported: the median of `repeats` timed runs, compile excluded.
-Goal: qlax at least 1.5x flashbax. flashbax is in the `bench` extra.
+Both buffers run the same loop, a jitted `lax.scan` of `--iterations` iterations, each
+adding 16 CartPole-shaped transitions (`qlax.types.Transition`: obs (4,), action, reward,
+next_obs (4,), terminated) and then sampling 32, over the same pre-generated transitions
+and sampling keys, capacity 100,000, in the same process. Every field of every sampled
+batch feeds a checksum the loop returns, so XLA cannot drop any of the work. Each loop is
+compiled ahead of time and run once untimed; then the loops take turns for `--repeats`
+timed runs each, and each one's MEDIAN run is reported (the best is printed beside it). flashbax's flat buffer samples (t, t+1)
+pairs; only `.first` (the stored Transition, which carries next_obs itself) is used.
+flashbax's item buffer is timed too, for reference, unless --no-item, and so is the
+same scan with no buffer at all (the loop floor), to show the buffers' own cost net of it.
+
+Goal: qlax at least 1.5x flashbax's flat buffer. flashbax is in the `bench` extra.
 """
 
-import argparse
-import statistics
-import time
+from __future__ import annotations
 
-from _common import emit
+import argparse
+
+from _timing import emit, interleaved_timings, summary
 
 import flashbax
 import jax
@@ -22,38 +30,45 @@ from qlax import replay
 from qlax.types import Transition
 
 CAPACITY, ADD, SAMPLE, OBS_DIM = 100_000, 16, 32, 4
+GOAL_RATIO = 1.5
 
 
 def transitions(key, n):
-    k1, k2, k3 = jax.random.split(key, 3)
+    """n random CartPole-shaped transitions, as qlax stores them."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
     return Transition(obs=jax.random.normal(k1, (n, OBS_DIM)), action=jax.random.randint(k2, (n,), 0, 2),
                       reward=jnp.ones((n,)), next_obs=jax.random.normal(k3, (n, OBS_DIM)),
-                      terminated=jnp.zeros((n,), bool))
+                      terminated=jax.random.bernoulli(k4, 0.05, (n,)))
+
+
+EXAMPLE = jax.tree.map(lambda x: x[0], transitions(jax.random.PRNGKey(0), 1))
 
 
 def inputs(iterations):
-    """(transitions (iterations, ADD, ...), sampling keys (iterations, 2)), made once."""
+    """(transitions with leaves (iterations, ADD, ...), sampling keys (iterations, 2)), made once."""
     k_data, k_sample = jax.random.split(jax.random.PRNGKey(1))
     data = jax.vmap(lambda k: transitions(k, ADD))(jax.random.split(k_data, iterations))
-    return data, jax.random.split(k_sample, iterations)
+    return jax.block_until_ready((data, jax.random.split(k_sample, iterations)))
+
+
+def checksum(tree) -> jax.Array:
+    """A float32 that depends on every element of every leaf."""
+    return sum(jnp.sum(leaf.astype(jnp.float32)) for leaf in jax.tree.leaves(tree))
 
 
 def scan_loop(init, add, sample):
-    """run(data, keys): add each batch, then sample a batch, summing sampled rewards."""
+    """run(data, keys): per iteration, add one batch, then sample a batch; returns a checksum."""
 
     def body(carry, xs):
         state, total = carry
         batch, key = xs
         state = add(state, batch)
-        return (state, total + jnp.sum(sample(state, key).reward)), None
+        return (state, total + checksum(sample(state, key))), None
 
     def run(data, keys):
-        return jax.lax.scan(body, (init(), 0.0), (data, keys))[0][1]
+        return jax.lax.scan(body, (init(), jnp.float32(0.0)), (data, keys))[0][1]
 
     return jax.jit(run)
-
-
-EXAMPLE = jax.tree.map(lambda x: x[0], transitions(jax.random.PRNGKey(0), 1))
 
 
 def qlax_loop():
@@ -75,35 +90,96 @@ def flashbax_item_loop():
                      lambda state, key: buffer.sample(state, key).experience)
 
 
-def iterations_per_s(loop, data, keys, repeats):
-    compiled = loop().lower(data, keys).compile()
-    jax.block_until_ready(compiled(data, keys))
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        jax.block_until_ready(compiled(data, keys))
-        times.append(time.perf_counter() - started)
-    return len(keys) / statistics.median(times)
+def floor_loop():
+    """The same scan with no buffer: draw 32 indices, checksum the incoming batch.
+
+    What every loop pays besides the buffer's own work (scan step, key use, checksum),
+    for reading the buffers' times net of it.
+    """
+
+    def body(total, xs):
+        batch, key = xs
+        rows = jax.random.randint(key, (SAMPLE,), 0, CAPACITY)
+        return total + checksum(batch) + jnp.sum(rows).astype(jnp.float32), None
+
+    def run(data, keys):
+        return jax.lax.scan(body, jnp.float32(0.0), (data, keys))[0]
+
+    return jax.jit(run)
+
+
+def compiled_runs(loops: dict, data, keys) -> dict:
+    """name -> a no-argument call of that loop, compiled ahead of time (compile excluded)."""
+    runs = {}
+    for name, loop in loops.items():
+        compiled = loop().lower(data, keys).compile()
+        runs[name] = lambda compiled=compiled: compiled(data, keys)
+    return runs
+
+
+def time_loops(loops: dict, data, keys, repeats) -> dict:
+    """name -> {median, best, worst} iterations/s; the loops' timed runs take turns."""
+    timings = interleaved_timings(compiled_runs(loops, data, keys), repeats)
+    result = {}
+    for name, times in timings.items():
+        stats = summary(times)
+        result[name] = {"median": len(keys) / stats["median_s"], "best": len(keys) / stats["best_s"],
+                        "worst": len(keys) / stats["worst_s"]}
+    return result
+
+
+def time_loop(loop, data, keys, repeats) -> dict:
+    """{median, best, worst} iterations/s of one loop."""
+    return time_loops({"loop": loop}, data, keys, repeats)["loop"]
+
+
+def iterations_per_s(loop, data, keys, repeats) -> float:
+    """The median iterations/s of `time_loop` (used by prioritized_buffer.py)."""
+    return time_loop(loop, data, keys, repeats)["median"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--no-item", action="store_true", help="skip flashbax's item buffer")
     args = parser.parse_args()
     data, keys = inputs(args.iterations)
-    ours = iterations_per_s(qlax_loop, data, keys, args.repeats)
-    theirs = iterations_per_s(flashbax_loop, data, keys, args.repeats)
-    item = iterations_per_s(flashbax_item_loop, data, keys, args.repeats)
-    print(f"qlax.replay:        {ours:12,.0f} iterations/s (add {ADD}, sample {SAMPLE}; median of {args.repeats})")
-    print(f"flashbax flat:      {theirs:12,.0f} iterations/s")
-    print(f"flashbax item:      {item:12,.0f} iterations/s (samples single items, no (t, t+1) pairs)")
-    print(f"ratio to flat:      {ours / theirs:12,.2f}x   (goal: >= 1.5x)")
-    print(f"ratio to item:      {ours / item:12,.2f}x")
-    emit({"benchmark": "replay_buffer", "qlax_iterations_per_s": round(ours, 1),
-          "flashbax_iterations_per_s": round(theirs, 1), "ratio": round(ours / theirs, 3),
-          "flashbax_item_iterations_per_s": round(item, 1), "ratio_item": round(ours / item, 3)})
-
+    loops = {"qlax": qlax_loop, "flat": flashbax_loop, "floor": floor_loop}
+    if not args.no_item:
+        loops["item"] = flashbax_item_loop
+    print(f"{args.iterations:,} iterations of add {ADD} + sample {SAMPLE}, capacity {CAPACITY:,}; "
+          f"{args.repeats} timed runs each, taking turns; MEDIAN reported (best in brackets); "
+          f"compile excluded", flush=True)
+    rates = time_loops(loops, data, keys, args.repeats)
+    ours, theirs = rates["qlax"], rates["flat"]
+    print(f"qlax.replay:        {ours['median']:12,.0f} iterations/s  (best {ours['best']:,.0f})")
+    print(f"flashbax flat:      {theirs['median']:12,.0f} iterations/s  (best {theirs['best']:,.0f})")
+    item = rates.get("item")
+    if item is not None:
+        print(f"flashbax item:      {item['median']:12,.0f} iterations/s  (best {item['best']:,.0f}; "
+              f"reference only: single items, no (t, t+1) pairs)")
+    floor_us = 1e6 / rates["floor"]["median"]
+    ours_net, theirs_net = 1e6 / ours["median"] - floor_us, 1e6 / theirs["median"] - floor_us
+    print(f"loop floor:         {rates['floor']['median']:12,.0f} iterations/s  ({floor_us:.2f} us/iteration "
+          f"without a buffer); net of it: qlax {ours_net:.2f} us, flat {theirs_net:.2f} us per iteration "
+          f"({theirs_net / ours_net:.2f}x, an estimate)")
+    ratio = ours["median"] / theirs["median"]
+    print(f"ratio qlax / flat:  {ratio:12,.2f}x  (medians; bests give {ours['best'] / theirs['best']:.2f}x)"
+          f"   goal >= {GOAL_RATIO}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'}")
+    result = {"benchmark": "replay_buffer", "statistic": "median", "repeats": args.repeats,
+              "iterations": args.iterations,
+              "qlax_iterations_per_s": round(ours["median"], 1),
+              "flashbax_iterations_per_s": round(theirs["median"], 1),
+              "ratio": round(ratio, 3), "ratio_best": round(ours["best"] / theirs["best"], 3),
+              "goal_ratio": GOAL_RATIO, "meets_goal": bool(ratio >= GOAL_RATIO),
+              "floor_us_per_iteration": round(floor_us, 3), "qlax_net_us_per_iteration": round(ours_net, 3),
+              "flashbax_net_us_per_iteration": round(theirs_net, 3)}
+    if item is not None:
+        print(f"ratio qlax / item:  {ours['median'] / item['median']:12,.2f}x")
+        result.update(flashbax_item_iterations_per_s=round(item["median"], 1),
+                      ratio_item=round(ours["median"] / item["median"], 3))
+    emit(result)
 
 if __name__ == "__main__":
     main()
