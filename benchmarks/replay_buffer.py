@@ -10,8 +10,7 @@ batch feeds a checksum the loop returns, so XLA cannot drop any of the work. Eac
 compiled ahead of time and run once untimed; then the loops take turns for `--repeats`
 timed runs each, and each one's MEDIAN run is reported (the best is printed beside it). flashbax's flat buffer samples (t, t+1)
 pairs; only `.first` (the stored Transition, which carries next_obs itself) is used.
-flashbax's item buffer is timed too, for reference, unless --no-item, and so is the
-same scan with no buffer at all (the loop floor), to show the buffers' own cost net of it.
+flashbax's item buffer is timed too, for reference, unless --no-item.
 
 Goal: qlax at least 1.5x flashbax's flat buffer. flashbax is in the `bench` extra.
 """
@@ -90,24 +89,6 @@ def flashbax_item_loop():
                      lambda state, key: buffer.sample(state, key).experience)
 
 
-def floor_loop():
-    """The same scan with no buffer: draw 32 indices, checksum the incoming batch.
-
-    What every loop pays besides the buffer's own work (scan step, key use, checksum),
-    for reading the buffers' times net of it.
-    """
-
-    def body(total, xs):
-        batch, key = xs
-        rows = jax.random.randint(key, (SAMPLE,), 0, CAPACITY)
-        return total + checksum(batch) + jnp.sum(rows).astype(jnp.float32), None
-
-    def run(data, keys):
-        return jax.lax.scan(body, jnp.float32(0.0), (data, keys))[0]
-
-    return jax.jit(run)
-
-
 def compiled_runs(loops: dict, data, keys) -> dict:
     """name -> a no-argument call of that loop, compiled ahead of time (compile excluded)."""
     runs = {}
@@ -145,7 +126,7 @@ def main():
     parser.add_argument("--no-item", action="store_true", help="skip flashbax's item buffer")
     args = parser.parse_args()
     data, keys = inputs(args.iterations)
-    loops = {"qlax": qlax_loop, "flat": flashbax_loop, "floor": floor_loop}
+    loops = {"qlax": qlax_loop, "flat": flashbax_loop}
     if not args.no_item:
         loops["item"] = flashbax_item_loop
     print(f"{args.iterations:,} iterations of add {ADD} + sample {SAMPLE}, capacity {CAPACITY:,}; "
@@ -159,11 +140,6 @@ def main():
     if item is not None:
         print(f"flashbax item:      {item['median']:12,.0f} iterations/s  (best {item['best']:,.0f}; "
               f"reference only: single items, no (t, t+1) pairs)")
-    floor_us = 1e6 / rates["floor"]["median"]
-    ours_net, theirs_net = 1e6 / ours["median"] - floor_us, 1e6 / theirs["median"] - floor_us
-    print(f"loop floor:         {rates['floor']['median']:12,.0f} iterations/s  ({floor_us:.2f} us/iteration "
-          f"without a buffer); net of it: qlax {ours_net:.2f} us, flat {theirs_net:.2f} us per iteration "
-          f"({theirs_net / ours_net:.2f}x, an estimate)")
     ratio = ours["median"] / theirs["median"]
     print(f"ratio qlax / flat:  {ratio:12,.2f}x  (medians; bests give {ours['best'] / theirs['best']:.2f}x)"
           f"   goal >= {GOAL_RATIO}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'}")
@@ -172,9 +148,7 @@ def main():
               "qlax_iterations_per_s": round(ours["median"], 1),
               "flashbax_iterations_per_s": round(theirs["median"], 1),
               "ratio": round(ratio, 3), "ratio_best": round(ours["best"] / theirs["best"], 3),
-              "goal_ratio": GOAL_RATIO, "meets_goal": bool(ratio >= GOAL_RATIO),
-              "floor_us_per_iteration": round(floor_us, 3), "qlax_net_us_per_iteration": round(ours_net, 3),
-              "flashbax_net_us_per_iteration": round(theirs_net, 3)}
+              "goal_ratio": GOAL_RATIO, "meets_goal": bool(ratio >= GOAL_RATIO)}
     if item is not None:
         print(f"ratio qlax / item:  {ours['median'] / item['median']:12,.2f}x")
         result.update(flashbax_item_iterations_per_s=round(item["median"], 1),

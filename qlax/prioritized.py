@@ -95,8 +95,7 @@ def sample(state: PrioritizedState, key: jax.Array, batch_size: int, beta: jax.A
     """(batch, rows, importance weights normalized to a maximum of 1)."""
     rows, probabilities = sample_indices(state, key, batch_size)
     weights = (state.replay.size * probabilities) ** (-beta)
-    batch = jax.tree.map(lambda buf: buf[rows], state.replay.storage)
-    return batch, rows, weights / jnp.max(weights)
+    return replay.gather(state.replay, rows), rows, weights / jnp.max(weights)
 
 
 def update_priorities(state: PrioritizedState, rows: jax.Array, td_errors: jax.Array,

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from qlax import losses
+from qlax import losses, replay
 from qlax.config import TrainConfig
 from qlax.learner import make_learner
 from qlax.qfunctions import QFunction, mlp
@@ -81,7 +81,7 @@ def stored_actions_and_greedy(warmup_random: bool):
     trainer = make_train(config)
     p = population(trainer)
     state, _ = p.run_chunk(p.init(seed_keys(config)))
-    stored = jax.tree.map(lambda x: np.asarray(x[0]), state.replay.storage)
+    stored = jax.tree.map(lambda x: np.asarray(x[0]), jax.vmap(replay.contents)(state.replay))
     params = jax.tree.map(lambda x: x[0], state.learner.params)  # no update ran: learning_starts not reached
     greedy = np.asarray(jnp.argmax(trainer.q_function.apply(params, stored.obs), -1))
     return stored.action, greedy

@@ -61,7 +61,7 @@ def rows_of(batch: Transition) -> list[tuple]:
     return [tuple((leaf.dtype.str, leaf[i].tobytes()) for leaf in leaves) for i in range(len(leaves[0]))]
 
 
-EMPTY_ROW = rows_of(replay.init(EXAMPLE, 1).storage)[0]
+EMPTY_ROW = rows_of(replay.contents(replay.init(EXAMPLE, 1)))[0]
 
 # (batch size, mask bits or None): the mask of a batch of n is the low n bits.
 steps = st.lists(st.tuples(st.integers(1, CAPACITY), st.one_of(st.none(), st.integers(0, 2**CAPACITY - 1))),
@@ -83,7 +83,7 @@ def test_matches_numpy_reference_through_wraparound(steps, seed):
         state = add(state, batch, mask)
         reference.add(rows_of(batch), mask)
         assert int(state.size) == reference.size and int(state.insert_pos) == reference.pos
-        assert rows_of(state.storage) == reference.rows  # unfilled rows included: still zero
+        assert rows_of(replay.contents(state)) == reference.rows  # unfilled rows included: still zero
         assert bool(can_sample(state, 1)) == (reference.size >= 1)
         if reference.size == 0:
             continue
@@ -97,9 +97,11 @@ def test_matches_numpy_reference_through_wraparound(steps, seed):
 def test_init_is_empty_and_shaped_like_the_example():
     state = replay.init(EXAMPLE, CAPACITY)
     assert state.capacity == CAPACITY and int(state.size) == 0 and int(state.insert_pos) == 0
-    assert state.storage.obs.shape == (CAPACITY, OBS_DIM) and state.storage.obs.dtype == jnp.float32
-    assert state.storage.action.dtype == jnp.int32 and state.storage.terminated.dtype == jnp.bool_
-    assert state.storage.reward.shape == (CAPACITY,)
+    stored = replay.contents(state)
+    assert stored.obs.shape == (CAPACITY, OBS_DIM) and stored.obs.dtype == jnp.float32
+    assert stored.action.dtype == jnp.int32 and stored.terminated.dtype == jnp.bool_
+    assert stored.reward.shape == (CAPACITY,)
+    assert state.storage.shape == (CAPACITY, 2 * OBS_DIM + 3)  # one packed row per transition
     with pytest.raises(ValueError, match=r"capacity \(0\)"):
         replay.init(EXAMPLE, 0)
 
@@ -109,19 +111,18 @@ def test_masked_add_writes_only_masked_rows_packed_in_order():
     mask = np.array([True, False, True, False, True])
     state = add(state, make_batch(100, 5), mask)
     assert int(state.size) == CAPACITY and int(state.insert_pos) == 1
-    rewards = np.asarray(state.storage.reward).tolist()
-    assert rewards == [1040.0, 10.0, 20.0, 30.0, 40.0, 1000.0, 1020.0]  # rows 100, 102, 104 wrapped
-    np.testing.assert_array_equal(state.storage.obs[0], [104.0, 104.25, 104.5])  # every field of row 104
+    stored = replay.contents(state)
+    assert np.asarray(stored.reward).tolist() == [1040.0, 10.0, 20.0, 30.0, 40.0, 1000.0, 1020.0]  # 100, 102, 104 wrapped
+    np.testing.assert_array_equal(stored.obs[0], [104.0, 104.25, 104.5])  # every field of row 104
     unchanged = add(state, make_batch(200, 5), np.zeros(5, bool))
-    for field in FIELDS:
-        np.testing.assert_array_equal(getattr(unchanged.storage, field), getattr(state.storage, field))
+    np.testing.assert_array_equal(unchanged.storage, state.storage)
     assert int(unchanged.size) == CAPACITY and int(unchanged.insert_pos) == 1
 
 
 def test_masked_add_on_an_empty_buffer_counts_only_written_rows():
     state = add(replay.init(EXAMPLE, CAPACITY), make_batch(0, 5), np.array([False, True, False, False, True]))
     assert int(state.size) == 2 and int(state.insert_pos) == 2
-    assert np.asarray(state.storage.reward).tolist() == [10.0, 40.0, 0, 0, 0, 0, 0]
+    assert np.asarray(replay.contents(state).reward).tolist() == [10.0, 40.0, 0, 0, 0, 0, 0]
     assert bool(replay.can_sample(state, 2)) and not bool(replay.can_sample(state, 3))
 
 
@@ -174,5 +175,5 @@ def test_add_and_sample_are_vmappable_over_a_population_of_buffers():
     masks = jnp.array([[True, True, True], [False, True, False]])
     states, drawn = add_then_sample(batch, masks, jax.random.split(jax.random.PRNGKey(0), 2))
     assert states.size.tolist() == [3, 1] and states.insert_pos.tolist() == [3, 1]
-    assert np.asarray(states.storage.reward)[:, :3].tolist() == [[0.0, 10.0, 20.0], [10.0, 0.0, 0.0]]
+    assert np.asarray(jax.vmap(replay.contents)(states).reward)[:, :3].tolist() == [[0.0, 10.0, 20.0], [10.0, 0.0, 0.0]]
     assert set(np.asarray(drawn.reward[1]).tolist()) == {10.0}  # buffer 1 holds one row only
