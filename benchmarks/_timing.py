@@ -18,7 +18,7 @@ import numpy as np
 
 from qlax.config import TrainConfig
 
-from qlax.trainer import make_train, population, seed_keys
+from qlax.experiment import start
 
 
 def machine() -> str:
@@ -75,11 +75,11 @@ def qlax_steps_per_s(config: TrainConfig, chunks: int) -> dict:
     """
     per_chunk = config.chunk_steps * config.num_envs  # env steps per seed per chunk
     config = config.replace(total_steps=per_chunk * (chunks + 1))
-    init, run_chunk = population(make_train(config))[:2]
+    run = start(config)
     started = time.perf_counter()
-    state = init(seed_keys(config))
-    compiled = run_chunk.lower(state).compile()
-    compile_s = time.perf_counter() - started
+    state = run.state
+    compiled = run.population.run_chunk.lower(state).compile()
+    compile_s = time.perf_counter() - started + run.compile_s
 
     state, metrics = compiled(state)  # first chunk: untimed
     jax.block_until_ready(metrics)

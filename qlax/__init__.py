@@ -2,6 +2,7 @@
 
     config = qlax.presets.load("cartpole-rbf").replace(lr=1e-3)
     result = qlax.train(config, seeds=8)
+    grid = qlax.sweep(config, {"lr": [1e-3, 5e-3], "gamma": [0.98, 0.99]}, seeds=8)
 """
 
 from qlax.devices import use_every_cpu_core
@@ -10,9 +11,9 @@ use_every_cpu_core()  # before anything runs on JAX (see qlax.devices)
 
 from qlax import presets, trainer  # noqa: E402
 from qlax.config import ConfigError, TrainConfig  # noqa: E402
-from qlax.experiment import DivergedError, RunResult, evaluate_run, resume, train  # noqa: E402
+from qlax.experiment import DivergedError, RunResult, evaluate_run, resume, sweep, train  # noqa: E402
 from qlax.policy import load_policy  # noqa: E402
 
 __all__ = ["ConfigError", "DivergedError", "RunResult", "TrainConfig", "evaluate_run", "load_policy",
-           "presets", "resume", "train"]
+           "presets", "resume", "sweep", "train"]
 __version__ = "0.1.0"

@@ -4,6 +4,10 @@ A checkpoint is a directory `checkpoints/chunk-000012/` holding `state.msgpack` 
 `manifest.json`. It is written under a temporary name and renamed into place, so a crash
 or a second Ctrl-C during a save never leaves a broken latest checkpoint. Loading checks
 every array's shape and dtype against the state the run's config implies.
+
+A run of several processes (one per host) writes one state file per process, its own
+slice of the members (`state.1-of-2.msgpack`), into the same directory; the run
+directory must then be on a filesystem they share.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -28,22 +32,37 @@ class CheckpointError(ValueError):
     """A missing, truncated, foreign or mismatched checkpoint."""
 
 
-def save(run_dir: Path, state: Any, chunk: int, meta: dict[str, Any], keep: int) -> Path:
-    """Write `state` as the checkpoint after `chunk` chunks; keep only the newest `keep`."""
+def state_file(shard: int, shards: int) -> str:
+    return STATE_FILE if shards == 1 else f"state.{shard}-of-{shards}.msgpack"
+
+
+def save(run_dir: Path, state: Any, chunk: int, meta: dict[str, Any], keep: int, *, shard: int = 0,
+         shards: int = 1, barrier: Callable[[str], None] = lambda name: None) -> Path:
+    """Write `state` as the checkpoint after `chunk` chunks; keep only the newest `keep`.
+
+    With `shards` processes, each calls this with its own slice of the state; `barrier`
+    (a name -> None that returns once every process reached it) orders the steps so that
+    shard 0 renames the directory only after every file is written.
+    """
     root = Path(run_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"chunk-{chunk:06d}"
     tmp = root / f".tmp-chunk-{chunk:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    (tmp / STATE_FILE).write_bytes(serialization.to_bytes(jax.device_get(state)))
-    manifest = {"format": FORMAT, "chunk": chunk, **meta}
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in complete(run_dir)[:-keep]:
-        shutil.rmtree(old)
+    if shard == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    barrier(f"qlax-checkpoint-{chunk}-open")
+    (tmp / state_file(shard, shards)).write_bytes(serialization.to_bytes(jax.device_get(state)))
+    barrier(f"qlax-checkpoint-{chunk}-written")
+    if shard == 0:
+        manifest = {"format": FORMAT, "chunk": chunk, "shards": shards, **meta}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in complete(run_dir)[:-keep]:
+            shutil.rmtree(old)
+    barrier(f"qlax-checkpoint-{chunk}-done")
     return final
 
 
@@ -62,8 +81,9 @@ def latest(run_dir: Path) -> Path:
     return found[-1]
 
 
-def load(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:
-    """(state shaped like `template`, manifest) from the checkpoint directory `path`."""
+def load(path: Path, template: Any, *, shard: int = 0, shards: int = 1) -> tuple[Any, dict[str, Any]]:
+    """(state shaped like `template`, manifest) from the checkpoint directory `path`;
+    process `shard` of `shards` reads its own slice."""
     path = Path(path)
     try:
         manifest = json.loads((path / MANIFEST_FILE).read_text())
@@ -72,7 +92,10 @@ def load(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a qlax checkpoint (format {manifest.get('format')!r})"
                               if isinstance(manifest, dict) else f"{path}: not a qlax checkpoint")
-    return restore(path / STATE_FILE, template), manifest
+    saved_by = manifest.get("shards", 1)
+    if saved_by != shards:
+        raise CheckpointError(f"{path}: saved by {saved_by} process(es); resume it with {saved_by}, not {shards}")
+    return restore(path / state_file(shard, shards), template), manifest
 
 
 def restore(file: Path, template: Any) -> Any:

@@ -18,6 +18,7 @@ from qlax import presets
 from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, field_help
 from qlax.envs import EnvError
+from qlax.devices import join_processes
 from qlax.experiment import DivergedError, default_run_dir, evaluate_run, resume, train
 from qlax.interrupt import EXIT_CODE as INTERRUPTED
 
@@ -57,30 +58,80 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return presets.load(args.preset).replace(**changes)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def parse_grid(pairs: list[str]) -> dict[str, list]:
+    """--grid lr=1e-3,2.5e-3 --grid gamma=0.98,0.99 -> {"lr": [0.001, 0.0025], "gamma": [...]}."""
+    grid: dict[str, list] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        values = [parse_value(v) for v in text.split(",") if v.strip()]
+        if not sep or not key or not values:
+            raise ConfigError(f"--grid '{pair}': expected key=value,value,..., e.g. --grid lr=1e-3,5e-3")
+        if key in grid:
+            raise ConfigError(f"--grid {key}: given twice; list every value once, e.g. --grid {key}=a,b,c")
+        grid[key] = values
+    return grid
+
+
+def join_if_asked(args: argparse.Namespace) -> None:
+    """Join a multi-process run when --coordinator (or --distributed) says so."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if args.distributed and any(v is not None for v in given):
+        raise ConfigError("--distributed detects the cluster itself; give it alone, or give "
+                          "--coordinator, --num-processes and --process-id without it")
+    if any(v is not None for v in given) and not all(v is not None for v in given):
+        raise ConfigError("--coordinator, --num-processes and --process-id go together: give all three")
+    if args.distributed or args.coordinator is not None:
+        if getattr(args, "out", "given") is None:
+            raise ConfigError("a multi-process run needs --out: every process must write to the same directory")
+        join_processes(args.coordinator, args.num_processes, args.process_id)
+
+
+def cmd_train(args: argparse.Namespace, grid: dict[str, list] | None = None) -> int:
     config = build_config(args)
+    join_if_asked(args)
     out = Path(args.out) if args.out else default_run_dir(args.preset)
-    result = train(config, out=out, preset=args.preset, progress=True,
-                   checkpoint_every=args.checkpoint_every, keep=args.keep)
+    result = train(config, grid=grid, out=out, preset=args.preset, progress=True,
+                   checkpoint_every=args.checkpoint_every, keep=args.keep, max_memory=args.max_memory)
     return report(result)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    return cmd_train(args, parse_grid(args.grid))
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
-    return report(resume(args.run_dir, progress=True))
+    join_if_asked(args)
+    return report(resume(args.run_dir, progress=True, max_memory=args.max_memory))
 
 
 def report(result) -> int:
-    """Print the greedy evaluation per seed and the run's totals; the exit code."""
+    """Print the greedy evaluation per member (per setting, for a sweep) and the run's totals;
+    return the exit code. With several processes, process 0 prints."""
+    from qlax.experiment import is_writer
+
     s, out = result.summary, result.run_dir
+    if not is_writer():
+        return INTERRUPTED if result.interrupted else 0
     if result.interrupted:
-        print(f"\ninterrupted at {max(s['env_steps']):,} env steps per seed; checkpoint, metrics.csv and "
+        steps = s["env_steps"] if "env_steps" in s else [m["env_steps"] for m in s["members"]]
+        print(f"\ninterrupted at {max(steps):,} env steps per seed; checkpoint, metrics.csv and "
               f"summary.json saved in {out}\nresume with: qlax resume {out}")
         return INTERRUPTED
     print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed (threshold {s['threshold']}):")
-    for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):
-        status = "diverged" if s["diverged"][i] else "solved" if solved else "-"
-        print(f"  seed {i:3d}: mean return {mean:8.1f}  {status}  ({s['env_steps'][i]:,} env steps)")
-    print(f"solved {sum(s['solved'])}/{s['num_seeds']} seeds  |  wall {s['wall_s']:.1f} s "
+    if result.members.grid:
+        for row in s["settings"]:
+            stderr = "" if row["stderr_return"] is None else f" +- {row['stderr_return']:.1f}"
+            print(f"  {result.members.label(row['setting']):40s} mean return {row['mean_return']:8.1f}{stderr}"
+                  f"  solved {row['solved_fraction']:.0%} of {row['seeds']} seeds")
+        print(f"best: {result.members.label(s['best_setting']['setting'])}")
+        count, noun = s["num_members"], "members"
+    else:
+        for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):
+            status = "diverged" if s["diverged"][i] else "solved" if solved else "-"
+            print(f"  seed {i:3d}: mean return {mean:8.1f}  {status}  ({s['env_steps'][i]:,} env steps)")
+        count, noun = s["num_seeds"], "seeds"
+    print(f"solved {sum(result.solved)}/{count} {noun}  |  wall {s['wall_s']:.1f} s "
           f"(compile {s['compile_s']:.1f} s)  |  {s['env_steps_per_s'] or 0:,.0f} env steps/s  |  {out}")
     return 0
 
@@ -109,7 +160,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from qlax.render import render_episode
 
-    path, frames = render_episode(args.run_dir, seed=args.seed, out=args.out)
+    path, frames = render_episode(args.run_dir, seed=args.seed, out=args.out, setting=args.setting)
     print(f"{path}: {frames} frames")
     return 0
 
@@ -150,22 +201,18 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a population of seeds, evaluate, write a run directory")
-    train.add_argument("preset", nargs="?", default=presets.DEFAULT,
-                       help=f"preset name or YAML path (default: {presets.DEFAULT}; see `qlax presets`)")
-    train.add_argument("--seeds", type=int, help="seeds trained at once")
-    train.add_argument("--steps", type=int, help="environment steps per seed")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a setting (repeatable); `qlax presets --show NAME` lists them")
-    train.add_argument("--no-early-stop", action="store_true",
-                       help="train every seed for the whole budget")
-    train.add_argument("--out", help="run directory (default: runs/<preset>-<time>)")
-    train.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
-                       help="save the full training state every N chunks (default 10) and at the end")
-    train.add_argument("--keep", type=int, default=2, metavar="K", help="checkpoints kept (default 2)")
+    add_run_arguments(train)
     train.set_defaults(func=cmd_train)
+
+    sweep = sub.add_parser("sweep", help="train every setting of a grid x seeds as one compiled program")
+    add_run_arguments(sweep)
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...", required=True,
+                       help="values of a dynamic setting to try (repeatable; the full product is trained)")
+    sweep.set_defaults(func=cmd_sweep)
 
     resume = sub.add_parser("resume", help="continue a run from its latest checkpoint")
     resume.add_argument("run_dir")
+    add_process_arguments(resume)
     resume.set_defaults(func=cmd_resume)
 
     evaluate = sub.add_parser("eval", help="greedy evaluation of a finished run")
@@ -183,6 +230,7 @@ def make_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="one greedy episode of a seed as a GIF")
     render.add_argument("run_dir")
     render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--setting", type=int, default=0, help="for a sweep: which setting's seed")
     render.add_argument("--out", default="episode.gif")
     render.set_defaults(func=cmd_render)
 
@@ -193,6 +241,36 @@ def make_parser() -> argparse.ArgumentParser:
     listing.add_argument("--show", metavar="PRESET")
     listing.set_defaults(func=cmd_presets)
     return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments `train` and `sweep` share."""
+    parser.add_argument("preset", nargs="?", default=presets.DEFAULT,
+                        help=f"preset name or YAML path (default: {presets.DEFAULT}; see `qlax presets`)")
+    parser.add_argument("--seeds", type=int, help="seeds trained at once (per setting, for a sweep)")
+    parser.add_argument("--steps", type=int, help="environment steps per seed")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting (repeatable); `qlax presets --show NAME` lists them")
+    parser.add_argument("--no-early-stop", action="store_true",
+                        help="train every seed for the whole budget")
+    parser.add_argument("--out", help="run directory (default: runs/<preset>-<time>)")
+    parser.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+                        help="save the full training state every N chunks (default 10) and at the end")
+    parser.add_argument("--keep", type=int, default=2, metavar="K", help="checkpoints kept (default 2)")
+    add_process_arguments(parser)
+
+
+def add_process_arguments(parser: argparse.ArgumentParser) -> None:
+    """Memory limit and multi-process arguments (train, sweep, resume)."""
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="refuse a population that needs more (e.g. 8GB) per device, or per process on "
+                             "CPUs; default: 80%% of the device's memory, or of host RAM")
+    group = parser.add_argument_group("several processes (one per host), see README")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, for jax.distributed")
+    group.add_argument("--num-processes", type=int, metavar="N")
+    group.add_argument("--process-id", type=int, metavar="I")
+    group.add_argument("--distributed", action="store_true",
+                       help="join a cluster that jax.distributed detects itself (SLURM, Open MPI, TPU, ...)")
 
 
 def main(argv: list[str] | None = None) -> int:

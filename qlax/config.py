@@ -1,8 +1,16 @@
-"""Typed, validated training configuration.
+"""Typed, validated training configuration, split into static and dynamic settings.
 
 `TrainConfig` is a frozen dataclass: every setting a run reads, with its type and
 allowed range declared next to it, so that bad input is refused with one clear line
 before anything is traced or compiled.
+
+Its settings are of two kinds. Static ones fix shapes, counts and code paths (num_envs,
+buffer_size, batch_size, num_centers, hidden_sizes, chunk_steps, loss, ...): changing
+one compiles a new program. Dynamic ones (`DYNAMIC_SETTINGS`: learning rate, gamma, the
+epsilon schedule's numbers, target period and tau, Huber delta, RBF sigma, ...) are
+traced values, an `HParams` inside each member's training state, so one compiled
+program trains members with different values side by side and changing them never
+recompiles.
 """
 
 from __future__ import annotations
@@ -12,6 +20,10 @@ import math
 import types
 import typing
 from typing import Any
+
+import jax
+import numpy as np
+from flax import struct
 
 
 class ConfigError(ValueError):
@@ -117,6 +129,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def hparams(self) -> HParams:
+        """This config's dynamic settings as traced-ready scalars."""
+        return HParams.of(self)
+
     def validated(self) -> TrainConfig:
         """Check every field's type and range, then the relations between fields."""
         values = {}
@@ -161,6 +177,59 @@ class TrainConfig:
                 raise ConfigError(
                     f"obs_low {self.obs_low} and obs_high {self.obs_high}: need equal lengths "
                     f"and obs_low < obs_high in every dimension")
+
+
+@struct.dataclass
+class HParams:
+    """The dynamic settings of one member, as traced scalars (a leading axis for a population).
+
+    Read inside the compiled program from the training state, never baked into it.
+    `max_grad_norm` is inf when gradients are not clipped.
+    """
+
+    lr: jax.Array
+    gamma: jax.Array
+    eps_start: jax.Array
+    eps_end: jax.Array
+    eps_decay: jax.Array
+    eps_decay_steps: jax.Array
+    target_period: jax.Array  # int32
+    tau: jax.Array
+    huber_delta: jax.Array
+    max_grad_norm: jax.Array
+    sigma: jax.Array
+    init_scale: jax.Array
+    per_alpha: jax.Array
+    per_beta: jax.Array
+    learning_starts: jax.Array  # int32
+
+    @staticmethod
+    def of(config: TrainConfig) -> HParams:
+        """The dynamic settings of `config` as numpy scalars."""
+        values = {}
+        for name in DYNAMIC_SETTINGS:
+            value = getattr(config, name)
+            if name == "max_grad_norm" and value is None:
+                value = math.inf
+            values[name] = np.int32(value) if name in _INTEGER_HPARAMS else np.float32(value)
+        return HParams(**values)
+
+    @staticmethod
+    def stack(members: list[HParams]) -> HParams:
+        """One HParams whose leaves have a leading member axis."""
+        return jax.tree.map(lambda *leaves: np.stack(leaves), *members)
+
+
+DYNAMIC_SETTINGS = tuple(f.name for f in dataclasses.fields(HParams))
+_INTEGER_HPARAMS = ("target_period", "learning_starts")
+
+
+def static_key(config: TrainConfig) -> str:
+    """What the compiled per-member program depends on: every setting but the dynamic ones
+    and those only the host reads (seeds, seed, eval_episodes). Equal keys share one program."""
+    host_only = ("seeds", "seed", "eval_episodes")
+    return repr(sorted((k, v) for k, v in config.to_dict().items()
+                       if k not in DYNAMIC_SETTINGS and k not in host_only))
 
 
 def field_names() -> list[str]:

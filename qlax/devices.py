@@ -1,7 +1,7 @@
-"""One JAX device per CPU core, so that a population's seeds train on every core.
+"""JAX's devices as qlax wants them: one per CPU core, and joining a multi-process run.
 
 XLA runs one CPU device's program mostly on one thread; with a device per core, the
-seed axis is sharded across them (`trainer.seed_sharding`) and a 2-core machine trains
+member axis is sharded across them (`qlax.placement`) and a 2-core machine trains
 about twice as fast. This must happen before JAX starts its backends, so `import qlax`
 does it; set QLAX_CPU_DEVICES=N to choose N, or configure JAX yourself first
 (`jax_num_cpu_devices` or XLA_FLAGS=--xla_force_host_platform_device_count=N), and
@@ -30,3 +30,16 @@ def use_every_cpu_core() -> None:
         jax.config.update("jax_num_cpu_devices", max(wanted, 1))
     except RuntimeError:
         pass  # JAX already started its backends in this process: keep what it has
+
+
+def join_processes(coordinator: str | None = None, num_processes: int | None = None,
+                   process_id: int | None = None) -> None:
+    """Join a run of several processes (one per host) with `jax.distributed.initialize`.
+
+    Without arguments JAX detects the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU);
+    otherwise give all three. Processes on CPUs talk over gloo. Call it before anything
+    runs on JAX.
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)

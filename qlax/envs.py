@@ -11,11 +11,9 @@ import difflib
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments import spaces
 
 from qlax.types import Transition
 
@@ -57,7 +55,17 @@ class VecEnv(NamedTuple):
     step: Callable
 
 
+def _gymnax():
+    """gymnax, imported on first use: importing it starts JAX's backends (some of its
+    environments build arrays at import), which must wait for `jax.distributed.initialize`
+    in a multi-process run and for qlax's choice of CPU devices."""
+    import gymnax
+
+    return gymnax
+
+
 def _make_gymnax(env_id: str):
+    gymnax = _gymnax()
     if env_id not in gymnax.registered_envs:
         close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -68,7 +76,7 @@ def _make_gymnax(env_id: str):
     except OSError as err:  # e.g. MNISTBandit downloads its data set when built
         raise EnvError(f"env = '{env_id}': gymnax could not build it here ({err}); "
                        f"it needs data it downloads on first use") from None
-    if not isinstance(env.action_space(params), spaces.Discrete):
+    if not isinstance(env.action_space(params), gymnax.environments.spaces.Discrete):
         raise EnvError(f"env = '{env_id}': its action space is continuous; "
                        f"Q-learning needs a discrete action space")
     return env, params
@@ -78,7 +86,7 @@ def env_spec(env_id: str) -> EnvSpec:
     """Shapes, bounds and threshold of `env_id`, without building a vectorized env."""
     env, params = _make_gymnax(env_id)
     space = env.observation_space(params)
-    if isinstance(space, spaces.Discrete):  # a state index, fed to Q-functions one-hot
+    if isinstance(space, _gymnax().environments.spaces.Discrete):  # a state index, fed to Q-functions one-hot
         obs_dim, low, high = int(space.n), np.zeros(space.n, np.float32), np.ones(space.n, np.float32)
     elif env_id in OBS_BOUNDS:
         obs_dim = int(np.prod(space.shape))
@@ -105,7 +113,7 @@ def env_spec(env_id: str) -> EnvSpec:
 def supported() -> tuple[list[EnvSpec], dict[str, str]]:
     """(specs of every gymnax id qlax can train on, {unsupported id: why})."""
     specs, refused = [], {}
-    for env_id in gymnax.registered_envs:
+    for env_id in _gymnax().registered_envs:
         try:
             specs.append(env_spec(env_id))
         except EnvError as err:
@@ -119,7 +127,7 @@ def make_env(env_id: str, num_envs: int) -> VecEnv:
     env, params = _make_gymnax(env_id)
     spec = env_spec(env_id)
 
-    if isinstance(env.observation_space(params), spaces.Discrete):
+    if isinstance(env.observation_space(params), _gymnax().environments.spaces.Discrete):
         def flat(obs):
             return jax.nn.one_hot(obs, spec.obs_dim, dtype=jnp.float32)
     else:

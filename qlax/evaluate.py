@@ -1,4 +1,4 @@
-"""Greedy evaluation: epsilon = 0, one environment per episode, vmapped over seeds."""
+"""Greedy evaluation: epsilon = 0, one environment per episode, vmapped over members."""
 
 from typing import Callable
 
@@ -38,8 +38,17 @@ def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Call
     return evaluate
 
 
+_EVALUATORS: dict[tuple, Callable] = {}
+
+
 def evaluate_population(env_id: str, q_function: QFunction, params, keys: jax.Array,
                         num_episodes: int) -> jax.Array:
-    """Greedy returns (seeds, num_episodes) for stacked `params` and one key per seed."""
-    evaluate = jax.jit(jax.vmap(make_evaluate(env_id, q_function, num_episodes)))
-    return evaluate(keys, params)
+    """Greedy returns (members, num_episodes) for stacked `params` and one key per member.
+
+    The jitted evaluation is made once per environment, Q-function and episode count, so
+    a second run of the same program finds it compiled.
+    """
+    cache_key = (env_id, q_function, num_episodes)
+    if cache_key not in _EVALUATORS:
+        _EVALUATORS[cache_key] = jax.jit(jax.vmap(make_evaluate(env_id, q_function, num_episodes)))
+    return _EVALUATORS[cache_key](keys, params)

@@ -1,37 +1,43 @@
-"""The host loop: compile, run chunks, show progress, stop, checkpoint, evaluate, write files.
+"""The host loop: plan, compile, run chunks, show progress, stop, checkpoint, evaluate, write.
 
-This is the one place that reads results back from the compiled program. A run
-directory holds `config.yaml`, `metrics.csv` (one row per chunk per seed),
-`checkpoints/`, `summary.json` and `learning_curve.png`.
+This is the one place that reads results back from the compiled program. A run trains a
+population of members (seeds, or settings x seeds for a sweep) as one program. Its
+directory holds `config.yaml`, `grid.yaml` (sweeps), `metrics.csv` (one row per chunk per
+member), `checkpoints/`, `summary.json`, `sweep.csv` (sweeps) and `learning_curve.png`.
+
+With several processes (`jax.distributed.initialize`, one per host), every process runs
+this same loop over its slice of the members; results are gathered to all of them, so
+they take the same decisions, and process 0 writes the files.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import yaml
+from jax.experimental import multihost_utils
 
-from qlax import checkpoint, episodes
+from qlax import checkpoint, memory, reports
 from qlax.config import ConfigError, TrainConfig, from_dict
 from qlax.evaluate import evaluate_population
 from qlax.interrupt import GracefulInterrupt
+from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
-from qlax.trainer import ChunkMetrics, Trainer, TrainState, make_train, population, seed_keys, solve_threshold
+from qlax.sweep import Members
+from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
 
-METRIC_COLUMNS = ("seed", "env_steps", "epsilon", "avg_return_100", "episodes", "loss", "stopped", "diverged")
 EVAL_STREAM = 0x5EED  # fold_in tag that separates evaluation keys from training keys
+GRID_FILE = "grid.yaml"
 
 
 class DivergedError(RuntimeError):
-    """Every seed's loss or parameters went non-finite; the run stopped."""
+    """Every member's loss or parameters went non-finite; the run stopped."""
 
 
 @dataclass
@@ -55,13 +61,14 @@ class RunResult:
     """What `train` returns: the numbers of summary.json and the final population state."""
 
     summary: dict[str, Any]
-    state: TrainState  # leading axis: seeds
-    eval_returns: np.ndarray | None  # (seeds, eval_episodes); None if the run was interrupted
+    state: TrainState  # leading axis: members (with several processes: the global, padded state)
+    eval_returns: np.ndarray | None  # (members, eval_episodes); None if the run was interrupted
     run_dir: Path | None
+    members: Members
 
     @property
     def solved(self) -> list[bool] | None:
-        return self.summary["solved"]
+        return self._per_member("solved")
 
     @property
     def solved_fraction(self) -> float | None:
@@ -69,147 +76,236 @@ class RunResult:
 
     @property
     def eval_mean_return(self) -> list[float] | None:
-        return self.summary["eval_mean_return"]
+        return self._per_member("eval_mean_return")
 
     @property
     def interrupted(self) -> bool:
         return self.summary["interrupted"]
+
+    def _per_member(self, key: str) -> list | None:
+        if not self.members.grid:
+            return self.summary[key]
+        values = [m[key] for m in self.summary["members"]]
+        return None if values[0] is None else values
 
 
 def default_run_dir(preset: str) -> Path:
     return Path("runs") / f"{Path(preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def eval_keys(config: TrainConfig) -> jax.Array:
-    return jax.vmap(lambda k: jax.random.fold_in(k, EVAL_STREAM))(seed_keys(config))
+def is_writer() -> bool:
+    """Whether this process writes the run's files (process 0 of a multi-process run)."""
+    return jax.process_index() == 0
 
 
-def state_template(trainer: Trainer):
-    """Shapes and dtypes of the population state for `trainer.config`, without computing it."""
-    return jax.eval_shape(jax.vmap(trainer.init), seed_keys(trainer.config))
+class Started(NamedTuple):
+    """A population ready to step: `state, metrics = population.run_chunk(state)`."""
+
+    members: Members
+    trainer: Trainer
+    population: Population
+    state: TrainState  # leading axis: the placement's padded members
+    compile_s: float  # seconds spent compiling init
 
 
-def train(config: TrainConfig, seeds: int | None = None, *, out: str | Path | None = None,
-          preset: str | None = None, progress: bool = True, checkpoint_every: int = 10,
-          keep: int = 2) -> RunResult:
-    """Train `seeds` seeds of `config` at once, evaluate each greedily, write `out` if given.
+def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memory: str | int | None = None,
+          progress: bool = False) -> Started:
+    """The compiled program for `config` (swept over `grid`), laid out over the devices, with
+    every member initialized. Settings, memory and layout are checked before anything compiles."""
+    members = Members.of(config.validated(), grid)
+    trainer, pop = _prepare(members, max_memory, progress)
+    compile_started = time.perf_counter()
+    keys, hparams = pop.placement.put(members.rng_keys()), pop.placement.put(members.hparams())
+    init = pop.init.lower(keys, hparams).compile()
+    compile_s = time.perf_counter() - compile_started
+    return Started(members, trainer, pop, init(keys, hparams), compile_s)
 
-    Every setting is checked, and the environment built, before anything compiles.
+
+def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list] | None = None,
+          out: str | Path | None = None, preset: str | None = None, progress: bool = True,
+          checkpoint_every: int = 10, keep: int = 2, max_memory: str | int | None = None) -> RunResult:
+    """Train `seeds` seeds of `config` (of every setting of `grid`) at once, evaluate each
+    member greedily, write `out` if given.
+
+    Every setting is checked, the environment built and the memory planned before
+    anything compiles or is written.
     """
     started = time.perf_counter()
-    config = (config.replace(seeds=seeds) if seeds is not None else config).validated()
+    config = config.replace(seeds=seeds) if seeds is not None else config
     options = RunOptions(preset, checkpoint_every, keep).validated()
-    trainer = make_train(config)
+    run = start(config, grid, max_memory=max_memory, progress=progress)
     run_dir = Path(out) if out is not None else None
-    if run_dir is not None:
+    if run_dir is not None and is_writer():
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        _MetricsFile.start(run_dir)
-    compile_started = time.perf_counter()
-    keys = seed_keys(config)
-    state = population(trainer).init.lower(keys).compile()(keys)
-    return _run(trainer, state, 0, run_dir, options, progress, started, time.perf_counter() - compile_started)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(run.members.config.to_dict(), sort_keys=False))
+        if run.members.grid:
+            grid_text = yaml.safe_dump({k: list(v) for k, v in run.members.grid}, sort_keys=False)
+            (run_dir / GRID_FILE).write_text(grid_text)
+        reports.MetricsFile(run_dir / "metrics.csv", run.members).start()
+    return _run(run.trainer, run.members, run.population, run.state, 0, run_dir, options, progress, started,
+                run.compile_s)
 
 
-def resume(run_dir: str | Path, *, progress: bool = True) -> RunResult:
+def sweep(config: TrainConfig, grid: dict[str, list], seeds: int | None = None, **options) -> RunResult:
+    """`train` over every setting of `grid` (dynamic settings only) x `seeds` seeds, in one program."""
+    return train(config, seeds, grid=grid, **options)
+
+
+def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int | None = None) -> RunResult:
     """Continue the run in `run_dir` from its latest checkpoint, as if it had never stopped."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    trainer = make_train(config)
-    state, manifest = checkpoint.load(checkpoint.latest(run_dir), state_template(trainer))
+    members = load_members(run_dir)
+    trainer, pop = _prepare(members, max_memory, progress)
+    state, manifest = _load_state(run_dir, trainer, members, pop.placement)
     options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"])
-    _MetricsFile.truncate(run_dir, manifest["chunk"] * config.seeds)
-    state = jax.device_put(state, population(trainer).sharding)
-    return _run(trainer, state, manifest["chunk"], run_dir, options, progress, started, 0.0)
+    if is_writer():
+        reports.MetricsFile(run_dir / "metrics.csv", members).truncate(manifest["chunk"])
+    return _run(trainer, members, pop, state, manifest["chunk"], run_dir, options, progress, started, 0.0)
 
 
-def _run(trainer: Trainer, state: TrainState, first_chunk: int, run_dir: Path | None, options: RunOptions,
-         progress: bool, started: float, compile_s: float) -> RunResult:
-    """Run chunks from `first_chunk` until every seed stopped or the budget is spent."""
-    config = trainer.config
+def _prepare(members: Members, max_memory: str | int | None, progress: bool) -> tuple[Trainer, Population]:
+    """The program, its layout over the devices, and the memory check, before any compile."""
+    trainer = make_train(members.config)
+    placement = place(members.count)
+    plan = memory.plan(member_template(trainer), *_members_here(placement))
+    allowed, source = memory.limit(max_memory)
+    memory.check(plan, allowed, source)
+    if progress and is_writer():
+        print(f"memory: {plan.describe()}; limit {memory.size_text(allowed)} ({source})", flush=True)
+        if placement.note:
+            print(placement.note, flush=True)
+    return trainer, population(trainer, placement)
+
+
+def _members_here(placement: Placement) -> tuple[int, str]:
+    """How many members share one memory limit: per device on accelerators, per process on CPUs."""
+    if jax.local_devices()[0].platform == "cpu":
+        return len(placement.local_rows), "in this process"
+    return placement.padded // placement.devices, "per device"
+
+
+def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState, first_chunk: int,
+         run_dir: Path | None, options: RunOptions, progress: bool, started: float, compile_s: float) -> RunResult:
+    """Run chunks from `first_chunk` until every member stopped or the budget is spent."""
+    config, placement = trainer.config, pop.placement
     title = Path(options.preset).stem if options.preset else config.env
-    meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep}
-    steps_before = int(np.sum(np.asarray(state.vector_steps))) * config.num_envs
-    with ProgressDisplay(title, config.vector_steps * config.num_envs, enabled=progress) as display, \
-            _MetricsFile(run_dir) as metrics_file, GracefulInterrupt() as interrupt:
+    meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep,
+            "members": placement.members, "padded": placement.padded}
+    latest = placement.gather(pop.observe(state))
+    steps_before = int(np.sum(latest.env_steps))
+    metrics_path = run_dir / "metrics.csv" if run_dir is not None and is_writer() else None
+    with ProgressDisplay(title, config.vector_steps * config.num_envs, enabled=progress and is_writer()) as display, \
+            reports.MetricsFile(metrics_path, members) as metrics_file, GracefulInterrupt() as interrupt:
         compile_started = time.perf_counter()
-        run_chunk = population(trainer).run_chunk.lower(state).compile()
+        run_chunk = pop.run_chunk.lower(state).compile()
         compile_s += time.perf_counter() - compile_started
         train_started = time.perf_counter()
         chunk = first_chunk
         interrupted = False
-        while chunk < config.num_chunks and not _all_done(state) and not interrupted:
+        while chunk < config.num_chunks and not _all_done(latest) and not interrupted:
             state, metrics = run_chunk(state)
-            metrics: ChunkMetrics = jax.device_get(metrics)
+            latest = placement.gather(metrics)
             chunk += 1
-            metrics_file.write(metrics)
-            steps_per_s = (float(np.sum(metrics.env_steps)) - steps_before) / (time.perf_counter() - train_started)
-            display.update(int(np.max(metrics.env_steps)), describe(
-                int(np.max(metrics.env_steps)), steps_per_s, metrics.epsilon, metrics.avg_return_100,
-                int(np.sum(metrics.stopped)), config.seeds))
-            interrupted = interrupt.requested  # read once: the save and the exit agree
-            done = chunk == config.num_chunks or _all_done(state) or interrupted
+            metrics_file.write(latest)
+            steps_per_s = (float(np.sum(latest.env_steps)) - steps_before) / (time.perf_counter() - train_started)
+            best = reports.best_so_far(members, latest.avg_return_100, latest.stopped) if members.grid else None
+            display.update(int(np.max(latest.env_steps)), describe(
+                int(np.max(latest.env_steps)), steps_per_s, latest.epsilon, latest.avg_return_100,
+                int(np.sum(latest.stopped)), members.count, best))
+            interrupted = _any_process(interrupt.requested)  # read once: the save and the exit agree
+            done = chunk == config.num_chunks or _all_done(latest) or interrupted
             if run_dir is not None and (done or chunk % options.checkpoint_every == 0):
-                checkpoint.save(run_dir, state, chunk, meta, options.keep)
+                _save(run_dir, state, chunk, meta, options.keep, placement)
         jax.block_until_ready(state)
         train_s = time.perf_counter() - train_started
 
-    summary = {"preset": options.preset, "env": config.env, "num_seeds": config.seeds,
-               **_train_fields(state, config), "compile_s": round(compile_s, 3), "train_s": round(train_s, 3)}
-    steps_run = sum(summary["env_steps"]) - steps_before
-    summary["env_steps_per_s"] = round(steps_run / train_s, 1) if train_s > 0 else None
     threshold = solve_threshold(config, trainer.env)
-    all_diverged = all(summary["diverged"])
-    returns = None
-    if not (interrupted or all_diverged):
-        returns = np.asarray(evaluate_population(config.env, trainer.q_function, state.learner.params,
-                                                 eval_keys(config), config.eval_episodes))
-    summary.update(_eval_fields(returns, threshold, config.eval_episodes))
+    all_diverged = bool(np.all(latest.diverged))
+    returns = None if interrupted or all_diverged else _evaluate(trainer, members, placement, state.learner.params)
+    steps_run = int(np.sum(latest.env_steps)) - steps_before
+    run = {"preset": options.preset, "env": config.env, "devices": placement.devices,
+           "processes": jax.process_count(), "compile_s": round(compile_s, 3), "train_s": round(train_s, 3),
+           "env_steps_per_s": round(steps_run / train_s, 1) if train_s > 0 else None,
+           "eval_episodes": config.eval_episodes, "threshold": threshold}
+    summary = reports.summary(members, {**reports.train_numbers(latest), **reports.eval_numbers(returns, threshold)},
+                              run)
     summary["interrupted"] = interrupted
     summary["wall_s"] = round(time.perf_counter() - started, 3)
-    if run_dir is not None:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if run_dir is not None and is_writer():
+        reports.write_summary(run_dir, summary)
+        if members.grid and summary["settings"] is not None:
+            reports.write_sweep_table(run_dir, members, summary["settings"])
         from qlax.plotting import learning_curve  # matplotlib is imported only when plotting
 
         learning_curve([run_dir], run_dir / "learning_curve.png")
     if all_diverged:
         raise DivergedError(
-            "every seed diverged (non-finite loss or parameters); each froze at its last finite state"
+            "every member diverged (non-finite loss or parameters); each froze at its last finite state"
             + (f", saved in {run_dir}" if run_dir else "") + ". Try a smaller lr or gradient: semi.")
-    return RunResult(summary=summary, state=state, eval_returns=returns, run_dir=run_dir)
+    if jax.process_count() == 1 and placement.padded > placement.members:
+        state = jax.tree.map(lambda leaf: leaf[:placement.members], state)
+    return RunResult(summary=summary, state=state, eval_returns=returns, run_dir=run_dir, members=members)
 
 
-def _all_done(state: TrainState) -> bool:
-    return bool(np.all(np.asarray(state.stopped) | np.asarray(state.diverged)))
+def _all_done(metrics) -> bool:
+    return bool(np.all(np.asarray(metrics.stopped) | np.asarray(metrics.diverged)))
 
 
-def _train_fields(state: TrainState, config: TrainConfig) -> dict[str, Any]:
-    """Per-seed training numbers read from the final state."""
-    avg100 = np.asarray(jax.vmap(episodes.average_return)(state.stats))
-    return {
-        "env_steps": [int(v) * config.num_envs for v in np.asarray(state.vector_steps)],
-        "early_stopped": [bool(s) for s in np.asarray(state.stopped)],
-        "diverged": [bool(d) for d in np.asarray(state.diverged)],
-        "train_avg_return_100": [round(float(a), 3) if math.isfinite(a) else None for a in avg100],
-        "train_episodes": [int(e) for e in np.asarray(state.stats.episodes)],
-    }
+def _any_process(flag: bool) -> bool:
+    """Whether `flag` is set in any process: every process must take the same branch."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.any(multihost_utils.process_allgather(np.array([flag]))))
 
 
-def _eval_fields(returns: np.ndarray | None, threshold: float | None, episodes_per_seed: int) -> dict[str, Any]:
-    if returns is None:
-        return {"eval_episodes": episodes_per_seed, "threshold": threshold, "eval_mean_return": None,
-                "eval_std_return": None, "solved": None, "solved_fraction": None}
-    means = returns.mean(axis=1)
-    solved = [bool(threshold is not None and m >= threshold) for m in means]
-    return {
-        "eval_episodes": int(returns.shape[1]),
-        "threshold": threshold,
-        "eval_mean_return": [round(float(m), 3) for m in means],
-        "eval_std_return": [round(float(s), 3) for s in returns.std(axis=1)],
-        "solved": solved,
-        "solved_fraction": sum(solved) / len(solved),
-    }
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def _evaluate(trainer: Trainer, members: Members, placement: Placement, params) -> np.ndarray:
+    """Greedy returns (members, eval_episodes) of stacked, placed `params`."""
+    config = trainer.config
+    keys = placement.put(members.rng_keys(EVAL_STREAM))
+    return placement.gather(evaluate_population(config.env, trainer.q_function, params, keys,
+                                                config.eval_episodes))
+
+
+def member_template(trainer: Trainer):
+    """Shapes and dtypes of one member's state, without computing it."""
+    key = jax.ShapeDtypeStruct((2,), np.uint32)
+    return jax.eval_shape(trainer.init, key, trainer.config.hparams())
+
+
+def state_template(trainer: Trainer, rows: int):
+    """Shapes and dtypes of `rows` members' state."""
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, *s.shape), s.dtype), member_template(trainer))
+
+
+def _save(run_dir: Path, state: TrainState, chunk: int, meta: dict[str, Any], keep: int,
+          placement: Placement) -> None:
+    """Checkpoint the members: one process saves the real ones; several save their own rows."""
+    rows = placement.local(state)
+    if jax.process_count() == 1:
+        rows = jax.tree.map(lambda leaf: leaf[:placement.members], rows)
+    checkpoint.save(run_dir, rows, chunk, meta, keep, shard=jax.process_index(), shards=jax.process_count(),
+                    barrier=_barrier)
+
+
+def _load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Placement):
+    """(the placed state, manifest) from the latest checkpoint of `run_dir`."""
+    shards = jax.process_count()
+    rows = members.count if shards == 1 else len(placement.local_rows)
+    saved, manifest = checkpoint.load(checkpoint.latest(run_dir), state_template(trainer, rows),
+                                      shard=jax.process_index(), shards=shards)
+    if shards == 1:
+        return placement.put(saved), manifest
+    if manifest.get("padded") != placement.padded:
+        raise checkpoint.CheckpointError(
+            f"{run_dir}: saved as {manifest.get('padded')} rows over the devices; these processes lay the "
+            f"population out as {placement.padded}: resume on the same number of devices")
+    return placement.from_local(saved), manifest
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -219,84 +315,54 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     return from_dict(yaml.safe_load(path.read_text()) or {})
 
 
-def load_final_params(run_dir: str | Path, episodes: int | None = None) -> tuple[Trainer, Any]:
-    """(trainer, stacked Q parameters) from the latest checkpoint of `run_dir`."""
+def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
+    """The members of the run in `run_dir` (its config, and its grid for a sweep)."""
     config = load_run_config(run_dir)
     if episodes is not None:
         config = config.replace(eval_episodes=episodes)
-    trainer = make_train(config)
-    state, _ = checkpoint.load(checkpoint.latest(Path(run_dir)), state_template(trainer))
-    return trainer, state.learner.params
+    grid_path = Path(run_dir) / GRID_FILE
+    grid = yaml.safe_load(grid_path.read_text()) if grid_path.is_file() else None
+    return Members.of(config, grid)
+
+
+def load_params(run_dir: str | Path, episodes: int | None = None) -> tuple[Trainer, Members, Any]:
+    """(trainer, members, stacked Q parameters as numpy) from the latest checkpoint of `run_dir`."""
+    members = load_members(run_dir, episodes)
+    trainer = make_train(members.config)
+    state, _ = checkpoint.load(checkpoint.latest(Path(run_dir)), state_template(trainer, members.count))
+    return trainer, members, state.learner.params
 
 
 def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str = "gymnax") -> dict[str, Any]:
-    """Greedy evaluation of every seed saved in `run_dir`; writes and returns eval.json's fields.
+    """Greedy evaluation of every member saved in `run_dir`; writes and returns eval.json's fields.
 
     backend "gymnax" runs the compiled evaluation; "gymnasium" runs the same policies on
     Gymnasium's own environment of the same id.
     """
-    trainer, params = load_final_params(run_dir, episodes)
+    trainer, members, params = load_params(run_dir, episodes)
     config = trainer.config
     if backend == "gymnax":
-        returns = np.asarray(evaluate_population(config.env, trainer.q_function, params,
-                                                 eval_keys(config), config.eval_episodes))
+        placement = place(members.count)
+        returns = _evaluate(trainer, members, placement, placement.put(params))
     elif backend == "gymnasium":
         from qlax.gymnasium_backend import evaluate_gymnasium
 
         returns = evaluate_gymnasium(run_dir, config.eval_episodes)
     else:
         raise ConfigError(f"backend = '{backend}': must be one of gymnax, gymnasium")
-    fields = _eval_fields(returns, solve_threshold(config, trainer.env), config.eval_episodes)
+    threshold = solve_threshold(config, trainer.env)
+    numbers = reports.eval_numbers(returns, threshold)
     result = {
         "episodes": config.eval_episodes,
         "backend": backend,
-        "mean_return": fields["eval_mean_return"],
-        "std_return": fields["eval_std_return"],
+        "mean_return": numbers["eval_mean_return"],
+        "std_return": numbers["eval_std_return"],
         "min_return": [float(m) for m in returns.min(axis=1)],
         "max_return": [float(m) for m in returns.max(axis=1)],
-        "threshold": fields["threshold"],
-        "solved": fields["solved"],
-        "solved_fraction": fields["solved_fraction"],
+        "threshold": threshold,
+        "solved": numbers["solved"],
+        "solved_fraction": sum(numbers["solved"]) / len(numbers["solved"]),
     }
-    (Path(run_dir) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    if is_writer():
+        (Path(run_dir) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-class _MetricsFile:
-    """metrics.csv, appended and flushed after every chunk so an interrupted run keeps its rows."""
-
-    def __init__(self, run_dir: Path | None):
-        self.path = run_dir / "metrics.csv" if run_dir is not None else None
-
-    @staticmethod
-    def start(run_dir: Path) -> None:
-        (run_dir / "metrics.csv").write_text(",".join(METRIC_COLUMNS) + "\n")
-
-    @staticmethod
-    def truncate(run_dir: Path, rows: int) -> None:
-        """Keep the header and the first `rows` rows: those the checkpoint being resumed covers."""
-        path = run_dir / "metrics.csv"
-        lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
-        if not lines:
-            _MetricsFile.start(run_dir)
-            return
-        path.write_text("".join(lines[:1 + rows]))
-
-    def __enter__(self):
-        if self.path is not None:
-            self.file = self.path.open("a", newline="")
-            self.writer = csv.writer(self.file)
-        return self
-
-    def __exit__(self, *exc):
-        if self.path is not None:
-            self.file.close()
-
-    def write(self, m: ChunkMetrics) -> None:
-        if self.path is None:
-            return
-        for i in range(len(m.env_steps)):
-            self.writer.writerow([i, int(m.env_steps[i]), f"{float(m.epsilon[i]):.6g}",
-                                  f"{float(m.avg_return_100[i]):.6g}", int(m.episodes[i]),
-                                  f"{float(m.loss[i]):.6g}", int(m.stopped[i]), int(m.diverged[i])])
-        self.file.flush()

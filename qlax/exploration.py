@@ -1,25 +1,36 @@
-"""Epsilon schedules (optax schedules over vector steps) and epsilon-greedy actions."""
+"""Epsilon schedules over vector steps, and epsilon-greedy actions."""
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
+
+SCHEDULES = ("exponential", "linear", "constant")
 
 
-def epsilon_schedule(kind: str, start: float, end: float, decay: float, decay_steps: int) -> optax.Schedule:
-    """Epsilon as a function of the vector-step count.
+def epsilon_schedule(kind: str) -> Callable:
+    """epsilon(t, start, end, decay, decay_steps) for the vector-step count t.
 
-    exponential: max(end, start * decay**t), the seed notebook's curve;
-    linear: from start to end over `decay_steps`, then end;
+    exponential: max(end, start * decay**t), the seed notebook's curve
+    (`optax.exponential_decay(start, 1, decay, end_value=end)`);
+    linear: from start to end over `decay_steps`, then end (`optax.linear_schedule`);
     constant: start.
+    The formulas are optax's, written out because optax checks its schedules' numbers in
+    Python, and here they are traced (one value per member of a population).
     """
     if kind == "exponential":
-        return optax.exponential_decay(init_value=start, transition_steps=1, decay_rate=decay,
-                                       end_value=end)
-    if kind == "linear":
-        return optax.linear_schedule(init_value=start, end_value=end, transition_steps=decay_steps)
-    if kind == "constant":
-        return optax.constant_schedule(start)
-    raise ValueError(f"eps_schedule = '{kind}': must be one of exponential, linear, constant")
+        def epsilon(t, start, end, decay, decay_steps):
+            return jnp.maximum(start * jnp.power(decay, jnp.asarray(t, jnp.float32)), end)
+    elif kind == "linear":
+        def epsilon(t, start, end, decay, decay_steps):
+            done = jnp.clip(jnp.asarray(t, jnp.float32), 0.0, decay_steps) / decay_steps
+            return (start - end) * (1.0 - done) + end
+    elif kind == "constant":
+        def epsilon(t, start, end, decay, decay_steps):
+            return jnp.broadcast_to(jnp.asarray(start, jnp.float32), jnp.shape(t))
+    else:
+        raise ValueError(f"eps_schedule = '{kind}': must be one of {', '.join(SCHEDULES)}")
+    return epsilon
 
 
 def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float) -> jax.Array:

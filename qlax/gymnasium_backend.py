@@ -14,7 +14,7 @@ import numpy as np
 
 from qlax.config import ConfigError
 from qlax.envs import env_spec
-from qlax.experiment import load_run_config
+from qlax.experiment import load_members, load_run_config
 from qlax.policy import load_policy
 
 
@@ -26,8 +26,9 @@ def _gymnasium():
     return gymnasium
 
 
-def gymnasium_policy(run_dir: str | Path, seed: int, env) -> Callable[[np.ndarray], int]:
-    """Seed `seed`'s greedy policy as `obs -> int action` for a Gymnasium env with matching spaces."""
+def gymnasium_policy(run_dir: str | Path, seed: int, env, setting: int = 0) -> Callable[[np.ndarray], int]:
+    """Seed `seed`'s (of setting `setting`, for a sweep) greedy policy as `obs -> int action`
+    for a Gymnasium env with matching spaces."""
     gymnasium = _gymnasium()
     spec = env_spec(load_run_config(run_dir).env)
     obs_space, action_space = env.observation_space, env.action_space
@@ -37,28 +38,30 @@ def gymnasium_policy(run_dir: str | Path, seed: int, env) -> Callable[[np.ndarra
     if tuple(obs_space.shape) != spec.obs_shape:
         raise ConfigError(f"the policy expects observations of shape {spec.obs_shape}; the Gymnasium "
                           f"env's are {tuple(obs_space.shape)}")
-    policy, _ = load_policy(run_dir, seed)
+    policy, _ = load_policy(run_dir, seed, setting)
     return lambda obs: int(policy(np.asarray(obs, np.float32).reshape(-1)))
 
 
 def evaluate_gymnasium(run_dir: str | Path, episodes: int, env_id: str | None = None) -> np.ndarray:
-    """Greedy returns (seeds, episodes) on Gymnasium's `env_id` (default: the run's env id)."""
+    """Greedy returns (members, episodes) on Gymnasium's `env_id` (default: the run's env id)."""
     gymnasium = _gymnasium()
-    config = load_run_config(run_dir)
+    members = load_members(run_dir)
+    config = members.config
     env_id = env_id or config.env
     try:
         env = gymnasium.make(env_id)
     except gymnasium.error.Error as err:
         raise ConfigError(f"Gymnasium has no environment '{env_id}' ({err})") from None
-    returns = np.zeros((config.seeds, episodes))
-    for seed in range(config.seeds):
-        act = gymnasium_policy(run_dir, seed, env)
+    returns = np.zeros((members.count, episodes))
+    for member in range(members.count):
+        seed = members.seed_of(member)
+        act = gymnasium_policy(run_dir, seed, env, members.setting_of(member))
         for episode in range(episodes):
             obs, _ = env.reset(seed=config.seed * 1_000_003 + seed * 10_007 + episode)
             done = False
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(act(obs))
-                returns[seed, episode] += reward
+                returns[member, episode] += reward
                 done = terminated or truncated
     env.close()
     return returns

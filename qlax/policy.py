@@ -9,22 +9,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.experiment import load_final_params
+from qlax.config import ConfigError
+from qlax.experiment import load_params
 
 
-def load_policy(run_dir: str | Path, seed: int = 0) -> tuple[Callable, dict]:
-    """(jitted policy, parameters as numpy arrays) of seed `seed` of the run in `run_dir`.
+def load_policy(run_dir: str | Path, seed: int = 0, setting: int = 0) -> tuple[Callable, dict]:
+    """(jitted policy, parameters as numpy arrays) of seed `seed` (of setting `setting`, for
+    a sweep) of the run in `run_dir`.
 
     The policy maps one observation (obs_dim,) to an action, or a batch (n, obs_dim) to
     (n,) actions, greedily.
     """
-    trainer, params = load_final_params(run_dir)
-    seeds = trainer.config.seeds
-    if not 0 <= seed < seeds:
-        from qlax.config import ConfigError
-
-        raise ConfigError(f"seed = {seed}: out of range, the run has seeds 0..{seeds - 1}")
-    own = jax.tree.map(lambda leaf: np.asarray(leaf[seed]), params)
+    trainer, members, params = load_params(run_dir)
+    if not 0 <= seed < members.seeds:
+        raise ConfigError(f"seed = {seed}: out of range, the run has seeds 0..{members.seeds - 1}")
+    settings = len(members.settings)
+    if not 0 <= setting < settings:
+        raise ConfigError(f"setting = {setting}: out of range, the run has settings 0..{settings - 1}")
+    own = jax.tree.map(lambda leaf: np.asarray(leaf[members.member(setting, seed)]), params)
     q_apply = trainer.q_function.apply
 
     @jax.jit

@@ -11,13 +11,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 def describe(env_steps: int, steps_per_s: float, epsilon: np.ndarray, avg100: np.ndarray,
-             solved: int, seeds: int) -> str:
-    """One status line: steps, speed, epsilon, 100-episode average across seeds, seeds solved."""
+             solved: int, members: int, best: str | None = None) -> str:
+    """One status line: steps, speed, epsilon, 100-episode average across members (mean
+    [min, max]), members at the threshold, and for a sweep the best setting so far."""
     finite = avg100[np.isfinite(avg100)]
     avg = (f"avg100 {finite.mean():7.1f} [{finite.min():.0f}, {finite.max():.0f}]"
            if finite.size else "avg100       - [-, -]")
-    return (f"{env_steps:>9,d} env steps/seed  {steps_per_s:>9,.0f} steps/s  "
-            f"eps {float(np.mean(epsilon)):.3f}  {avg}  solved {solved}/{seeds}")
+    line = (f"{env_steps:>9,d} env steps/seed  {steps_per_s:>9,.0f} steps/s  "
+            f"eps {float(np.mean(epsilon)):.3f}  {avg}  solved {solved}/{members}")
+    return f"{line}  |  {best}" if best else line
 
 
 class ProgressDisplay:

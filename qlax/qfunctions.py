@@ -1,4 +1,4 @@
-"""Q-functions: `init(key) -> params` and `apply(params, obs) -> q_values`.
+"""Q-functions: `init(key, hparams) -> params` and `apply(params, obs) -> q_values`.
 
 Every model here shares this interface, so the learner, the training loop and the
 evaluation never know which one they run. `apply` is `head(params, features(params, obs))`:
@@ -18,7 +18,10 @@ from qlax import features
 
 
 class QFunction(NamedTuple):
-    """init(key) -> params; apply(params, obs (batch, obs_dim)) -> (batch, num_actions).
+    """init(key, hparams) -> params; apply(params, obs (batch, obs_dim)) -> (batch, num_actions).
+
+    `hparams` (a `config.HParams`) carries the member's dynamic settings that shape its
+    parameters: the RBF width and the initial weight scale.
 
     features(params, obs) -> (batch, num_features), held fixed (no gradient);
     head(params, features) -> (batch, num_actions).
@@ -41,22 +44,23 @@ def _scaler(obs_low: np.ndarray | None, obs_high: np.ndarray | None) -> Callable
     return lambda obs: (obs - mid) / half_range
 
 
-def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, sigma: float, init_scale: float,
-               obs_low: np.ndarray, obs_high: np.ndarray) -> QFunction:
+def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, obs_low: np.ndarray,
+               obs_high: np.ndarray) -> QFunction:
     """A linear Q over random RBF features of the observation scaled to [-1, 1].
 
-    params = {"centers": (num_centers, obs_dim), "sigma": (), "w": (num_centers, num_actions)}.
-    Centers and sigma live in the params so each seed has its own, but they are held
+    params = {"centers": (num_centers, obs_dim), "sigma": (), "w": (num_centers, num_actions)},
+    with sigma from hparams.sigma and w ~ N(0, hparams.init_scale^2) at init.
+    Centers and sigma live in the params so each member has its own, but they are held
     fixed: `features` reads them through `stop_gradient`, so their gradient is zero.
     """
     scale = _scaler(obs_low, obs_high)
 
-    def init(key):
+    def init(key, hparams):
         k_centers, k_w = jax.random.split(key)
         return {
             "centers": features.init_centers(k_centers, num_centers, obs_dim),
-            "sigma": jnp.float32(sigma),
-            "w": init_scale * jax.random.normal(k_w, (num_centers, num_actions)),
+            "sigma": jnp.asarray(hparams.sigma, jnp.float32),
+            "w": hparams.init_scale * jax.random.normal(k_w, (num_centers, num_actions)),
         }
 
     def rbf_features(params, obs):
@@ -108,7 +112,7 @@ def mlp(obs_dim: int, num_actions: int, hidden_sizes: list[int], activation: str
     network = MLPNetwork(tuple(hidden_sizes), num_actions, activation, layer_norm, dueling)
     scale = _scaler(obs_low, obs_high)
 
-    def init(key):
+    def init(key, hparams):
         return network.init(key, jnp.zeros((1, obs_dim)))
 
     def scaled(params, obs):

@@ -68,10 +68,12 @@ def _stamp(image: Image.Image, t: int) -> Image.Image:
     return image
 
 
-def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path = "episode.gif") -> tuple[Path, int]:
-    """Write one greedy episode of seed `seed` to `out`; returns (path, number of frames)."""
+def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path = "episode.gif",
+                   setting: int = 0) -> tuple[Path, int]:
+    """Write one greedy episode of seed `seed` (of setting `setting`, for a sweep) to `out`;
+    returns (path, number of frames)."""
     config = load_run_config(run_dir)
-    policy, _ = load_policy(run_dir, seed)
+    policy, _ = load_policy(run_dir, seed, setting)
     observations = rollout(config.env, policy, jax.random.PRNGKey(config.seed + seed))
     draw = draw_cartpole if config.env == "CartPole-v1" else draw_bars
     frames = [_stamp(draw(o), t) for t, o in enumerate(observations)]

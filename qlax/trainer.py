@@ -1,37 +1,38 @@
-"""The pure training program: one seed's state and a compiled chunk of vector steps.
+"""The pure training program: one member's state and a compiled chunk of vector steps.
 
 `make_train(config)` composes the leaves (environment, Q-function, replay, exploration,
-learner) into `Trainer.init(key) -> TrainState` and `Trainer.run_chunk(state) ->
+learner) into `Trainer.init(key, hparams) -> TrainState` and `Trainer.run_chunk(state) ->
 (state, ChunkMetrics)`, a `lax.scan` over `config.chunk_steps` vector steps. Nothing in
-it calls back to the host. A population is the same functions under `jax.vmap`, its
-seed axis sharded over the local devices.
+it calls back to the host. A population (seeds, or seeds x settings of a sweep) is the
+same functions under `jax.vmap`, its member axis sharded over the devices (`placement`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from qlax import episodes, nstep, prioritized, replay
-from qlax.config import ConfigError, TrainConfig
+from qlax.config import DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, static_key
 from qlax.envs import VecEnv, make_env
 from qlax.exploration import epsilon_greedy, epsilon_schedule
 from qlax.learner import Learner, LearnerState, make_learner
+from qlax.placement import Placement
 from qlax.qfunctions import QFunction, linear_rbf, mlp
 from qlax.types import Transition
 
 
 @struct.dataclass
 class TrainState:
-    """Everything that changes during training, for one seed."""
+    """Everything a member trains with and on: its dynamic settings and all that changes."""
 
+    hparams: HParams  # the member's dynamic settings; constant through a run
     learner: LearnerState
     replay: replay.ReplayState | prioritized.PrioritizedState
     env_state: object
@@ -46,7 +47,7 @@ class TrainState:
 
 @struct.dataclass
 class ChunkMetrics:
-    """What the host sees after a chunk (one value per seed)."""
+    """What the host sees after a chunk (one value per member)."""
 
     env_steps: jax.Array
     epsilon: jax.Array
@@ -62,8 +63,9 @@ class Trainer(NamedTuple):
     env: VecEnv
     q_function: QFunction
     learner: Learner
-    init: Callable  # key -> TrainState
+    init: Callable  # (key, HParams) -> TrainState
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics)
+    observe: Callable  # TrainState -> ChunkMetrics (loss NaN): the numbers of a state as it stands
 
 
 def make_q_function(config: TrainConfig, env: VecEnv) -> QFunction:
@@ -79,28 +81,42 @@ def make_q_function(config: TrainConfig, env: VecEnv) -> QFunction:
         raise ConfigError(
             f"env '{spec.id}' has unbounded observations: set obs_low and obs_high "
             f"(lists of {spec.obs_dim} numbers) to scale them for RBF features")
-    return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, config.sigma,
-                      config.init_scale, low, high)
+    return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)
+
+
+def make_optimizer(hp: HParams) -> optax.GradientTransformation:
+    """Adam at hp.lr after global-norm clipping at hp.max_grad_norm (inf: clipping is a no-op)."""
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr))
 
 
 def solve_threshold(config: TrainConfig, env: VecEnv) -> float | None:
     return config.solve_threshold if config.solve_threshold is not None else env.spec.solve_threshold
 
 
+_PROGRAMS: dict[str, Trainer] = {}
+
+
 def make_train(config: TrainConfig) -> Trainer:
-    """The pure training program for `config` (validated again here)."""
+    """The pure training program for `config` (validated again here).
+
+    The program depends on the static settings only: configs that differ in dynamic
+    settings (or only in seeds) get the very same functions, so whatever JAX compiled
+    for one serves the others. The dynamic values come from each member's `HParams`.
+    """
     config = config.validated()
+    key = static_key(config)
+    if key not in _PROGRAMS:
+        # Dynamic settings blanked: a stray read of one inside the program fails loudly.
+        _PROGRAMS[key] = _build(dataclasses.replace(config, **dict.fromkeys(DYNAMIC_SETTINGS)))
+    return _PROGRAMS[key]._replace(config=config)
+
+
+def _build(config: TrainConfig) -> Trainer:
     env = make_env(config.env, config.num_envs)
     q_function = make_q_function(config, env)
-    optimizer = optax.adam(config.lr)
-    if config.max_grad_norm is not None:
-        optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optimizer)
-    learner = make_learner(
-        q_function, optimizer, gamma=config.gamma, loss=config.loss,
-        huber_delta=config.huber_delta, gradient=config.gradient, target=config.target,
-        target_period=config.target_period, tau=config.tau, double_q=config.double_q)
-    epsilon = epsilon_schedule(config.eps_schedule, config.eps_start, config.eps_end,
-                               config.eps_decay, config.eps_decay_steps)
+    learner = make_learner(q_function, make_optimizer, loss=config.loss, gradient=config.gradient,
+                           target=config.target, double_q=config.double_q)
+    epsilon = epsilon_schedule(config.eps_schedule)
     threshold = solve_threshold(config, env)
     early_stop = config.early_stop and threshold is not None
     budget = config.vector_steps
@@ -108,9 +124,12 @@ def make_train(config: TrainConfig) -> Trainer:
     per = config.replay == "prioritized"
     buffer_module = prioritized if per else replay
 
-    def init(key: jax.Array) -> TrainState:
+    def epsilon_at(vector_steps: jax.Array, hp: HParams) -> jax.Array:
+        return epsilon(vector_steps, hp.eps_start, hp.eps_end, hp.eps_decay, hp.eps_decay_steps)
+
+    def init(key: jax.Array, hparams: HParams) -> TrainState:
         k_q, k_env, k_run = jax.random.split(key, 3)
-        params = q_function.init(k_q)
+        params = q_function.init(k_q, hparams)
         obs, env_state = env.reset(k_env)
         one_step = Transition(obs=obs, action=jnp.zeros(config.num_envs, jnp.int32),
                               reward=jnp.zeros(config.num_envs), next_obs=obs,
@@ -118,7 +137,8 @@ def make_train(config: TrainConfig) -> Trainer:
         stored = one_step if config.n_step == 1 else one_step.replace(discount=jnp.zeros(config.num_envs))
         example = jax.tree.map(lambda x: x[0], stored)
         return TrainState(
-            learner=learner.init(params),
+            hparams=hparams,
+            learner=learner.init(params, hparams),
             replay=buffer_module.init(example, config.buffer_size),
             env_state=env_state,
             obs=obs,
@@ -134,7 +154,8 @@ def make_train(config: TrainConfig) -> Trainer:
     max_updates = math.ceil(config.num_envs / per_round) * config.gradient_steps
     fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
 
-    def learn(learner_state: LearnerState, buffer, key: jax.Array, updates_due: jax.Array, beta: jax.Array):
+    def learn(learner_state: LearnerState, buffer, key: jax.Array, updates_due: jax.Array, hp: HParams,
+              beta: jax.Array):
         """The first `updates_due` of `max_updates` updates, each on a fresh batch.
 
         Returns (state, summed loss, buffer with its priorities updated). With a fixed
@@ -147,10 +168,10 @@ def make_train(config: TrainConfig) -> Trainer:
             k, i = xs
             if per:
                 batch, rows, weights = prioritized.sample(buf, k, config.batch_size, beta)
-                new_state, loss, td_error = learner.update(state, batch, weights)
-                new_buf = prioritized.update_priorities(buf, rows, td_error, config.per_alpha)
+                new_state, loss, td_error = learner.update(state, batch, hp, weights)
+                new_buf = prioritized.update_priorities(buf, rows, td_error, hp.per_alpha)
             else:
-                new_state, loss, _ = learner.update(state, replay.sample(buffer, k, config.batch_size))
+                new_state, loss, _ = learner.update(state, replay.sample(buffer, k, config.batch_size), hp)
                 new_buf = buf
             if fixed_cadence:
                 return (new_state, new_buf, loss_sum + loss), None
@@ -171,11 +192,12 @@ def make_train(config: TrainConfig) -> Trainer:
         return (before + config.num_envs) // per_round - before // per_round
 
     def vector_step(state: TrainState, _):
+        hp = state.hparams
         key, k_act, k_env, k_learn = jax.random.split(state.key, 4)
         active = ~state.stopped & ~state.diverged & (state.vector_steps < budget)
-        eps = epsilon(state.vector_steps)
+        eps = epsilon_at(state.vector_steps, hp)
         if config.warmup_random:
-            eps = jnp.where(replay.can_sample(state.replay, config.learning_starts), eps, 1.0)
+            eps = jnp.where(replay.can_sample(state.replay, hp.learning_starts), eps, 1.0)
         q = q_function.apply(state.learner.params, state.obs)
         action = epsilon_greedy(k_act, q, eps)
         obs, env_state, transition, done = env.step(k_env, state.env_state, state.obs, action)
@@ -183,16 +205,16 @@ def make_train(config: TrainConfig) -> Trainer:
             transition = transition.replace(terminated=done)
         if config.n_step > 1:
             window = nstep.push(state.window, transition, done)
-            stored, window_full = nstep.emit(window, config.gamma)
+            stored, window_full = nstep.emit(window, hp.gamma)
             buffer = buffer_module.add(state.replay, stored, mask=jnp.broadcast_to(active & window_full, done.shape))
         else:
             window = ()
             buffer = buffer_module.add(state.replay, transition, mask=jnp.broadcast_to(active, done.shape))
 
         updates_due = rounds_due(state.vector_steps) * config.gradient_steps
-        ready = active & replay.can_sample(buffer, config.learning_starts) & (updates_due > 0)
-        beta = config.per_beta + (1.0 - config.per_beta) * jnp.minimum(state.vector_steps / budget, 1.0)
-        new_learner, loss_sum, learned_buffer = learn(state.learner, buffer, k_learn, updates_due, beta)
+        ready = active & replay.can_sample(buffer, hp.learning_starts) & (updates_due > 0)
+        beta = hp.per_beta + (1.0 - hp.per_beta) * jnp.minimum(state.vector_steps / budget, 1.0)
+        new_learner, loss_sum, learned_buffer = learn(state.learner, buffer, k_learn, updates_due, hp, beta)
         finite = jnp.isfinite(loss_sum) & all_finite(new_learner.params)
         accept = ready & finite  # a non-finite update is never taken: the seed freezes instead
         learner_state = jax.tree.map(lambda new, old: jnp.where(accept, new, old),
@@ -202,7 +224,7 @@ def make_train(config: TrainConfig) -> Trainer:
         solved = episodes.window_full(stats) & (episodes.average_return(stats) >= threshold) \
             if early_stop else jnp.bool_(False)
 
-        stepped = TrainState(learner_state, buffer, env_state, obs, key,
+        stepped = TrainState(hp, learner_state, buffer, env_state, obs, key,
                              state.vector_steps + 1, stats, window, solved, ready & ~finite)
         # A stopped or finished seed keeps its state. The buffer (masked in `add`) and the
         # learner (selected by `accept`, which implies `active`) are left out of this select,
@@ -213,22 +235,25 @@ def make_train(config: TrainConfig) -> Trainer:
         updates_run = jnp.where(accept, updates_due, 0)
         return new_state, (jnp.where(accept, loss_sum, 0.0), updates_run)
 
-    def run_chunk(state: TrainState):
-        state, (loss_sums, updates_run) = jax.lax.scan(vector_step, state, None, length=config.chunk_steps)
-        total_updates = jnp.sum(updates_run)
-        metrics = ChunkMetrics(
+    def observe(state: TrainState, loss: jax.Array | float = math.nan) -> ChunkMetrics:
+        return ChunkMetrics(
             env_steps=state.vector_steps * config.num_envs,
-            epsilon=epsilon(state.vector_steps),
+            epsilon=epsilon_at(state.vector_steps, state.hparams),
             avg_return_100=episodes.average_return(state.stats),
             episodes=state.stats.episodes,
-            loss=jnp.where(total_updates > 0, jnp.sum(loss_sums) / jnp.maximum(total_updates, 1), jnp.nan),
+            loss=jnp.asarray(loss, jnp.float32),
             stopped=state.stopped,
             diverged=state.diverged,
         )
-        return state, metrics
+
+    def run_chunk(state: TrainState):
+        state, (loss_sums, updates_run) = jax.lax.scan(vector_step, state, None, length=config.chunk_steps)
+        total_updates = jnp.sum(updates_run)
+        loss = jnp.where(total_updates > 0, jnp.sum(loss_sums) / jnp.maximum(total_updates, 1), jnp.nan)
+        return state, observe(state, loss)
 
     return Trainer(config=config, env=env, q_function=q_function, learner=learner,
-                   init=init, run_chunk=run_chunk)
+                   init=init, run_chunk=run_chunk, observe=observe)
 
 
 def _select_priorities(pred: jax.Array, new, old):
@@ -248,40 +273,32 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def seed_keys(config: TrainConfig) -> jax.Array:
-    """One PRNG key per seed: fold_in(PRNGKey(config.seed), i)."""
-    base = jax.random.PRNGKey(config.seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.seeds))
-
-
 class Population(NamedTuple):
-    """A trainer's jitted functions over a population with a leading seed axis."""
+    """A trainer's jitted functions over a population with a leading member axis."""
 
-    init: Callable  # keys (seeds, ...) -> TrainState
+    init: Callable  # (keys (padded, 2), HParams with leaves (padded,)) -> TrainState
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics); donates its input
-    sharding: NamedSharding  # how the seed axis is spread over devices
+    observe: Callable  # TrainState -> ChunkMetrics
+    placement: Placement  # how the member axis is spread over devices
 
 
-def seed_sharding(num_seeds: int) -> NamedSharding:
-    """The seed axis split over as many local devices as divide it evenly.
+_POPULATIONS: dict[tuple, tuple[Callable, Callable, Callable]] = {}
 
-    Seeds are independent, so each device runs its share with no communication: on a
-    CPU with one JAX device per core (see `qlax.devices`), every core trains.
+
+def population(trainer: Trainer, placement: Placement) -> Population:
+    """Jitted, vmapped init and run_chunk for a population laid out by `placement`.
+
+    run_chunk donates its input state, so the replay buffers are updated in place. The
+    jitted functions are made once per program and layout, so a second run of the same
+    static settings finds them compiled.
     """
-    devices = jax.local_devices()
-    count = math.gcd(num_seeds, len(devices))
-    return NamedSharding(Mesh(np.array(devices[:count]), ("seeds",)), PartitionSpec("seeds"))
-
-
-def population(trainer: Trainer) -> Population:
-    """Jitted init and run_chunk for `trainer.config.seeds` seeds, sharded over devices.
-
-    run_chunk donates its input state, so the replay buffers are updated in place.
-    """
-    sharding = seed_sharding(trainer.config.seeds)
-    return Population(
-        init=jax.jit(jax.vmap(trainer.init), in_shardings=sharding, out_shardings=sharding),
-        run_chunk=jax.jit(jax.vmap(trainer.run_chunk), in_shardings=sharding, out_shardings=sharding,
-                          donate_argnums=0),
-        sharding=sharding,
-    )
+    key = (trainer.init, trainer.run_chunk, placement.sharding)
+    if key not in _POPULATIONS:
+        sharding = placement.sharding
+        _POPULATIONS[key] = (
+            jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding),
+            jax.jit(jax.vmap(trainer.run_chunk), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
+            jax.jit(jax.vmap(trainer.observe), in_shardings=sharding, out_shardings=sharding),
+        )
+    init, run_chunk, observe = _POPULATIONS[key]
+    return Population(init=init, run_chunk=run_chunk, observe=observe, placement=placement)

@@ -10,7 +10,8 @@ from qlax import losses, replay
 from qlax.config import TrainConfig
 from qlax.learner import make_learner
 from qlax.qfunctions import QFunction, mlp
-from qlax.trainer import make_train, population, seed_keys
+from qlax.experiment import start
+from qlax.trainer import make_train
 from qlax.types import Transition
 
 
@@ -29,10 +30,10 @@ def test_double_q_learner_values_the_online_choice_with_the_target():
     w, w_target = np.array([[1.0, 2.0], [0.0, 0.0]], np.float32), np.array([[5.0, -3.0], [0.0, 0.0]], np.float32)
     batch = Transition(obs=jnp.array([[1.0, 0.0]]), action=jnp.array([0]), reward=jnp.array([0.0]),
                        next_obs=jnp.array([[1.0, 0.0]]), terminated=jnp.array([False]))
-    learner = make_learner(linear, optax.sgd(1.0), gamma=0.5, loss="squared", target="periodic",
-                           target_period=100, double_q=True)
-    state = learner.init({"W": jnp.asarray(w)}).replace(target_params={"W": jnp.asarray(w_target)})
-    _, loss, _ = learner.update(state, batch)
+    learner = make_learner(linear, lambda hp: optax.sgd(1.0), loss="squared", target="periodic", double_q=True)
+    hp = TrainConfig(gamma=0.5, target_period=100).hparams()
+    state = learner.init({"W": jnp.asarray(w)}, hp).replace(target_params={"W": jnp.asarray(w_target)})
+    _, loss, _ = learner.update(state, batch, hp)
     # Online prefers action 1 (2 > 1); the target values it -3: y = 0.5 * -3. Q(s, 0) = 1.
     assert float(loss) == pytest.approx(0.5 * (1.0 - (-1.5)) ** 2)
 
@@ -41,7 +42,7 @@ def test_double_q_learner_values_the_online_choice_with_the_target():
 def test_mlp_network(dueling, layer_norm):
     q = mlp(obs_dim=3, num_actions=4, hidden_sizes=[8, 8], activation="tanh", layer_norm=layer_norm,
             dueling=dueling, obs_low=np.full(3, -2.0), obs_high=np.full(3, 2.0))
-    params = q.init(jax.random.PRNGKey(0))
+    params = q.init(jax.random.PRNGKey(0), TrainConfig().hparams())
     obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
     values = q.apply(params, obs)
     assert values.shape == (5, 4)
@@ -59,8 +60,8 @@ def run_updates(**changes) -> tuple[int, int]:
     """(vector steps, gradient updates) after one chunk of 50 vector steps of 4 envs."""
     config = TrainConfig(num_envs=4, total_steps=200, chunk_steps=50, seeds=1, num_centers=8,
                          buffer_size=500, learning_starts=1, early_stop=False, **changes)
-    p = population(make_train(config))
-    state, metrics = p.run_chunk(p.init(seed_keys(config)))
+    run = start(config)
+    state, metrics = run.population.run_chunk(run.state)
     return int(state.vector_steps[0]), int(state.learner.updates[0])
 
 
@@ -78,9 +79,9 @@ def stored_actions_and_greedy(warmup_random: bool):
     config = TrainConfig(num_envs=4, total_steps=400, chunk_steps=100, seeds=1, num_centers=8, init_scale=1.0,
                          buffer_size=400, learning_starts=400, eps_schedule="constant", eps_start=0.0,
                          warmup_random=warmup_random, early_stop=False)
-    trainer = make_train(config)
-    p = population(trainer)
-    state, _ = p.run_chunk(p.init(seed_keys(config)))
+    run = start(config)
+    trainer = run.trainer
+    state, _ = run.population.run_chunk(run.state)
     stored = jax.tree.map(lambda x: np.asarray(x[0]), jax.vmap(replay.contents)(state.replay))
     params = jax.tree.map(lambda x: x[0], state.learner.params)  # no update ran: learning_starts not reached
     greedy = np.asarray(jnp.argmax(trainer.q_function.apply(params, stored.obs), -1))

@@ -3,9 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from qlax import exploration, features
+from qlax.config import TrainConfig
 from qlax.qfunctions import linear_rbf
 
 rbf = jax.jit(features.rbf)  # sigma traced: one compile for every width below
@@ -48,9 +50,10 @@ def test_init_centers_shape_range_and_spread():
 
 
 def test_linear_rbf_scales_observations_and_trains_only_the_weights():
-    q = linear_rbf(obs_dim=2, num_actions=3, num_centers=10, sigma=0.5, init_scale=0.1,
-                   obs_low=np.array([-2.0, 0.0]), obs_high=np.array([2.0, 10.0]))
-    params = q.init(jax.random.PRNGKey(0))
+    q = linear_rbf(obs_dim=2, num_actions=3, num_centers=10, obs_low=np.array([-2.0, 0.0]),
+                   obs_high=np.array([2.0, 10.0]))
+    params = q.init(jax.random.PRNGKey(0), TrainConfig(sigma=0.5, init_scale=0.1).hparams())
+    assert float(params["sigma"]) == 0.5
     obs = jnp.array([[2.0, 10.0], [0.0, 5.0]])  # scaled to [1, 1] and [0, 0]
     phi = direct_rbf(np.array([[1.0, 1.0], [0.0, 0.0]]), params["centers"], 0.5)
     np.testing.assert_allclose(q.apply(params, obs), phi @ np.asarray(params["w"]), rtol=1e-4, atol=1e-6)
@@ -59,7 +62,12 @@ def test_linear_rbf_scales_observations_and_trains_only_the_weights():
     assert float(jnp.abs(grads["w"]).sum()) > 0
 
 
-SEED_CURVE = exploration.epsilon_schedule("exponential", 1.0, 0.01, 0.999, 0)
+def curve(kind, start, end, decay, decay_steps):
+    """t -> epsilon for fixed schedule numbers."""
+    return lambda t: exploration.epsilon_schedule(kind)(jnp.asarray(t), start, end, decay, decay_steps)
+
+
+SEED_CURVE = curve("exponential", 1.0, 0.01, 0.999, 1)
 
 
 @pytest.mark.parametrize("t", [0, 1, 10, 1000, 4602, 5000, 20000])
@@ -73,26 +81,33 @@ def test_exponential_schedule_exact_points():
     assert float(SEED_CURVE(1)) == pytest.approx(0.999, rel=1e-6)
     assert float(SEED_CURVE(10)) == pytest.approx(0.999**10, rel=1e-6)
     assert float(SEED_CURVE(5000)) == pytest.approx(0.01, rel=1e-6)  # 0.999^5000 = 0.0067 < end
-    steep = exploration.epsilon_schedule("exponential", 0.5, 0.1, 0.5, 0)
+    steep = curve("exponential", 0.5, 0.1, 0.5, 1)
     assert [float(steep(t)) for t in range(4)] == pytest.approx([0.5, 0.25, 0.125, 0.1])
 
 
 def test_linear_and_constant_schedules():
-    linear = exploration.epsilon_schedule("linear", 1.0, 0.1, 0.999, 100)
+    linear = curve("linear", 1.0, 0.1, 0.999, 100)
     assert float(linear(0)) == 1.0
     assert float(linear(50)) == pytest.approx(0.55, abs=1e-6)
     assert float(linear(25)) == pytest.approx(0.775, abs=1e-6)
     assert float(linear(100)) == pytest.approx(0.1, abs=1e-7)
     assert float(linear(101)) == pytest.approx(0.1, abs=1e-7) and float(linear(10_000)) == pytest.approx(0.1, abs=1e-7)
-    constant = exploration.epsilon_schedule("constant", 0.3, 0.1, 0.999, 100)
+    constant = curve("constant", 0.3, 0.1, 0.999, 100)
     assert float(constant(0)) == float(constant(10_000)) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="eps_schedule = 'cosine'"):
-        exploration.epsilon_schedule("cosine", 1.0, 0.1, 0.999, 100)
+        exploration.epsilon_schedule("cosine")
 
 
-def test_schedules_take_a_traced_step():
-    linear = jax.jit(exploration.epsilon_schedule("linear", 1.0, 0.0, 0.999, 10))
-    assert float(linear(jnp.int32(5))) == pytest.approx(0.5)
+def test_schedules_are_optaxs_with_traced_numbers():
+    steps = jnp.arange(0, 30_000, 7)
+    exponential = jax.jit(exploration.epsilon_schedule("exponential"))
+    reference = optax.exponential_decay(init_value=0.9, transition_steps=1, decay_rate=0.9997, end_value=0.02)
+    np.testing.assert_allclose(exponential(steps, jnp.float32(0.9), jnp.float32(0.02), jnp.float32(0.9997), 1.0),
+                               reference(steps), rtol=1e-6)
+    linear = jax.jit(exploration.epsilon_schedule("linear"))
+    reference = optax.linear_schedule(init_value=1.0, end_value=0.05, transition_steps=2500)
+    np.testing.assert_allclose(linear(steps, jnp.float32(1.0), jnp.float32(0.05), 0.0, jnp.float32(2500.0)),
+                               reference(steps), rtol=1e-6, atol=1e-7)
 
 
 greedy = jax.jit(exploration.epsilon_greedy)

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from qlax import losses
+from qlax.config import TrainConfig
 from qlax.learner import make_learner
 from qlax.qfunctions import QFunction
 from qlax.types import Transition
@@ -87,12 +88,20 @@ def numpy_grads(W, residual: bool, target_W=None, huber_delta=None, weights=None
     return grad, np.array(errors)
 
 
-def one_update(**kwargs):
+def sgd(hp):
+    return optax.sgd(LR)
+
+
+def hparams(**dynamic):
+    """The learner's dynamic numbers: GAMMA and `dynamic` over the defaults."""
+    return TrainConfig(gamma=GAMMA, **dynamic).hparams()
+
+
+def one_update(huber_delta=1.0, weights=None, batch=BATCH, **kwargs):
     """(state after one update from W0, loss, td_error) for a learner built with kwargs."""
-    weights = kwargs.pop("weights", None)
-    batch = kwargs.pop("batch", BATCH)
-    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, **kwargs)
-    return learner.update(learner.init({"W": jnp.asarray(W0)}), batch, weights)
+    learner = make_learner(LINEAR, sgd, **kwargs)
+    hp = hparams(huber_delta=huber_delta)
+    return learner.update(learner.init({"W": jnp.asarray(W0)}, hp), batch, hp, weights)
 
 
 def test_semi_gradient_update_is_the_hand_computed_step():
@@ -145,11 +154,11 @@ def test_a_transition_discount_replaces_gamma():
 
 
 def test_semi_gradient_bootstraps_from_the_target_parameters():
-    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="periodic",
-                           target_period=100)
+    learner = make_learner(LINEAR, sgd, loss="squared", target="periodic")
+    hp = hparams(target_period=100)
     target_w = W0 * 3
-    state = learner.init({"W": jnp.asarray(W0)}).replace(target_params={"W": jnp.asarray(target_w)})
-    state, _, _ = learner.update(state, BATCH)
+    state = learner.init({"W": jnp.asarray(W0)}, hp).replace(target_params={"W": jnp.asarray(target_w)})
+    state, _, _ = learner.update(state, BATCH, hp)
     grad, _ = numpy_grads(W0, residual=False, target_W=target_w)
     np.testing.assert_allclose(state.params["W"], W0 - LR * grad, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(state.target_params["W"], target_w)  # not refreshed before 100
@@ -157,14 +166,14 @@ def test_semi_gradient_bootstraps_from_the_target_parameters():
 
 
 def test_periodic_target_refreshes_every_period():
-    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="periodic",
-                           target_period=3)
+    learner = make_learner(LINEAR, sgd, loss="squared", target="periodic")
+    hp = hparams(target_period=3)
     update = jax.jit(learner.update)
-    state = learner.init({"W": jnp.asarray(W0)})
+    state = learner.init({"W": jnp.asarray(W0)}, hp)
     np.testing.assert_array_equal(state.target_params["W"], W0)
     refreshed = None
     for n in range(1, 8):
-        state, _, _ = update(state, BATCH)
+        state, _, _ = update(state, BATCH, hp)
         assert int(state.updates) == n
         if n % 3 == 0:  # right after updates 3 and 6: the online parameters of that moment
             np.testing.assert_array_equal(state.target_params["W"], state.params["W"])
@@ -176,23 +185,25 @@ def test_periodic_target_refreshes_every_period():
 
 def test_polyak_target_moves_by_tau():
     tau = 0.25
-    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="polyak", tau=tau)
-    state, _, _ = learner.update(learner.init({"W": jnp.asarray(W0)}), BATCH)
+    learner = make_learner(LINEAR, sgd, loss="squared", target="polyak")
+    hp = hparams(tau=tau)
+    state, _, _ = learner.update(learner.init({"W": jnp.asarray(W0)}, hp), BATCH, hp)
     grad, _ = numpy_grads(W0, residual=False)
     online = W0 - LR * grad
     np.testing.assert_allclose(state.params["W"], online, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(state.target_params["W"], tau * online + (1 - tau) * W0, rtol=1e-5, atol=1e-6)
     old_target = np.asarray(state.target_params["W"])
-    state, _, _ = learner.update(state, BATCH)
+    state, _, _ = learner.update(state, BATCH, hp)
     np.testing.assert_allclose(state.target_params["W"], tau * np.asarray(state.params["W"]) + (1 - tau) * old_target,
                                rtol=1e-5, atol=1e-6)
 
 
 def test_online_target_is_the_parameters():
-    learner = make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, loss="squared", target="online")
-    state = learner.init({"W": jnp.asarray(W0)})
+    learner = make_learner(LINEAR, sgd, loss="squared", target="online")
+    hp = hparams()
+    state = learner.init({"W": jnp.asarray(W0)}, hp)
     for _ in range(2):
-        state, _, _ = learner.update(state, BATCH)
+        state, _, _ = learner.update(state, BATCH, hp)
         np.testing.assert_array_equal(state.target_params["W"], state.params["W"])
     assert not np.allclose(state.params["W"], W0)
 
@@ -200,4 +211,4 @@ def test_online_target_is_the_parameters():
 @pytest.mark.parametrize("option,value", [("target", "perodic"), ("gradient", "full"), ("loss", "l1")])
 def test_make_learner_refuses_unknown_options(option, value):
     with pytest.raises(ValueError, match=f"{option} = '{value}'"):
-        make_learner(LINEAR, optax.sgd(LR), gamma=GAMMA, **{option: value})
+        make_learner(LINEAR, sgd, **{option: value})

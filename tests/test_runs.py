@@ -112,10 +112,9 @@ def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_pat
 
 
 def test_a_diverging_seed_freezes_while_the_others_train():
-    trainer = qlax.trainer.make_train(CONFIG)
-    init, run_chunk, _ = qlax.trainer.population(trainer)
-    state = init(qlax.trainer.seed_keys(CONFIG))
-    state, _ = run_chunk(state)
+    run = experiment.start(CONFIG)
+    run_chunk = run.population.run_chunk
+    state, _ = run_chunk(run.state)
     state, _ = run_chunk(state)  # past learning_starts
     w = state.learner.params["w"].at[1].set(np.inf)  # seed 1's weights blow up
     state = state.replace(learner=state.learner.replace(params={**state.learner.params, "w": w}))
@@ -133,11 +132,11 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
             "--set", "learning_starts=100", "--set", "chunk_steps=100", "--set", "eval_episodes=2",
             "--out", str(out)]
     assert cli.main(argv) == 1
-    assert "every seed diverged" in capsys.readouterr().err
+    assert "every member diverged" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diverged"] == [True, True] and max(summary["env_steps"]) < 8000
     config = experiment.load_run_config(out)
-    state, _ = checkpoint.load(checkpoint.latest(out), experiment.state_template(qlax.trainer.make_train(config)))
+    state, _ = checkpoint.load(checkpoint.latest(out), experiment.state_template(qlax.trainer.make_train(config), 2))
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.learner.params))
 
 

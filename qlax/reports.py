@@ -1,0 +1,136 @@
+"""What a run writes about its members: metrics.csv, summary.json and, for sweeps, sweep.csv.
+
+Everything here works on numpy results already gathered from the devices. A plain run
+reports per seed (lists with one entry per seed); a sweep reports one entry per member
+(its setting, its seed and its numbers) and one row per setting.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlax.sweep import Members, setting_table
+
+METRIC_COLUMNS = ("env_steps", "epsilon", "avg_return_100", "episodes", "loss", "stopped", "diverged")
+
+
+def metric_header(members: Members) -> list[str]:
+    """`seed, env_steps, ...` for a plain run; `member, seed, <swept settings>, env_steps, ...` for a sweep."""
+    lead = ["member", "seed", *members.keys] if members.grid else ["seed"]
+    return lead + list(METRIC_COLUMNS)
+
+
+class MetricsFile:
+    """metrics.csv, appended and flushed after every chunk so an interrupted run keeps its rows."""
+
+    def __init__(self, path: Path | None, members: Members):
+        self.path, self.members = path, members
+
+    def start(self) -> None:
+        self.path.write_text(",".join(metric_header(self.members)) + "\n")
+
+    def truncate(self, chunks: int) -> None:
+        """Keep the header and the rows of the first `chunks` chunks: those a resumed checkpoint covers."""
+        lines = self.path.read_text().splitlines(keepends=True) if self.path.is_file() else []
+        if not lines:
+            self.start()
+            return
+        self.path.write_text("".join(lines[:1 + chunks * self.members.count]))
+
+    def __enter__(self):
+        if self.path is not None:
+            self.file = self.path.open("a", newline="")
+            self.writer = csv.writer(self.file)
+        return self
+
+    def __exit__(self, *exc):
+        if self.path is not None:
+            self.file.close()
+
+    def write(self, m) -> None:
+        """One row per member of the gathered ChunkMetrics `m`."""
+        if self.path is None:
+            return
+        members = self.members
+        for i in range(members.count):
+            lead = [i, members.seed_of(i), *members.settings[members.setting_of(i)].values()] \
+                if members.grid else [i]
+            self.writer.writerow(lead + [int(m.env_steps[i]), f"{float(m.epsilon[i]):.6g}",
+                                         f"{float(m.avg_return_100[i]):.6g}", int(m.episodes[i]),
+                                         f"{float(m.loss[i]):.6g}", int(m.stopped[i]), int(m.diverged[i])])
+        self.file.flush()
+
+
+def train_numbers(final) -> dict[str, list]:
+    """Per-member training numbers from the final (gathered) ChunkMetrics."""
+    return {
+        "env_steps": [int(v) for v in final.env_steps],
+        "early_stopped": [bool(s) for s in final.stopped],
+        "diverged": [bool(d) for d in final.diverged],
+        "train_avg_return_100": [round(float(a), 3) if math.isfinite(a) else None for a in final.avg_return_100],
+        "train_episodes": [int(e) for e in final.episodes],
+    }
+
+
+def eval_numbers(returns: np.ndarray | None, threshold: float | None) -> dict[str, list | None]:
+    """Per-member greedy numbers from `returns` (members, episodes); None where there are none."""
+    if returns is None:
+        return {"eval_mean_return": None, "eval_std_return": None, "solved": None}
+    means = returns.mean(axis=1)
+    return {"eval_mean_return": [round(float(m), 3) for m in means],
+            "eval_std_return": [round(float(s), 3) for s in returns.std(axis=1)],
+            "solved": [bool(threshold is not None and m >= threshold) for m in means]}
+
+
+def summary(members: Members, numbers: dict[str, list], run: dict[str, Any]) -> dict[str, Any]:
+    """summary.json: `run`'s fields (preset, env, timings, ...) and the members' numbers.
+
+    A plain run lists each number per seed at the top level; a sweep has `members` (one
+    entry per member), `settings` (one row per setting) and `best_setting`.
+    """
+    solved = numbers["solved"]
+    fraction = None if solved is None else sum(solved) / len(solved)
+    if not members.grid:
+        return {**run, "num_seeds": members.seeds, **numbers, "solved_fraction": fraction}
+    entries = [{"member": i, "seed": members.seed_of(i), "setting": members.setting_of(i),
+                **members.settings[members.setting_of(i)], **{k: v[i] if v is not None else None
+                                                             for k, v in numbers.items()}}
+               for i in range(members.count)]
+    table = None if solved is None else setting_table(members, np.asarray(numbers["eval_mean_return"]),
+                                                      np.asarray(solved))
+    best = None if table is None else max(table, key=lambda r: (r["solved_fraction"], r["mean_return"]))
+    return {**run, "grid": {k: list(v) for k, v in members.grid}, "num_settings": len(members.settings),
+            "num_seeds": members.seeds, "num_members": members.count, "solved_fraction": fraction,
+            "best_setting": best, "settings": table, "members": entries}
+
+
+def write_summary(run_dir: Path, summary_fields: dict[str, Any]) -> None:
+    (run_dir / "summary.json").write_text(json.dumps(summary_fields, indent=2) + "\n")
+
+
+def write_sweep_table(run_dir: Path, members: Members, table: list[dict[str, Any]]) -> None:
+    """sweep.csv: one row per setting."""
+    columns = ["setting", *members.keys, "seeds", "mean_return", "stderr_return", "solved_fraction"]
+    with (run_dir / "sweep.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in table])
+
+
+def best_so_far(members: Members, avg100: np.ndarray, stopped: np.ndarray) -> str:
+    """The progress line's 'best' part: the setting with the most seeds at the threshold,
+    then the highest mean 100-episode training average."""
+    scores = []
+    for s in range(len(members.settings)):
+        own = slice(members.member(s, 0), members.member(s, members.seeds))
+        finite = avg100[own][np.isfinite(avg100[own])]
+        scores.append((int(np.sum(stopped[own])), float(finite.mean()) if finite.size else -math.inf, s))
+    solved, mean, s = max(scores)
+    avg = f"{mean:.1f}" if math.isfinite(mean) else "-"
+    return f"best {members.label(s)}: avg100 {avg}, {solved}/{members.seeds} at threshold"

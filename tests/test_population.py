@@ -1,0 +1,239 @@
+"""Populations: dynamic settings without recompiles, sweeps, memory planning, devices, processes."""
+
+import csv
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import qlax
+from qlax import cli, experiment, memory
+from qlax.config import DYNAMIC_SETTINGS, TrainConfig
+
+SMALL = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=500,
+                    learning_starts=100, eval_episodes=3)
+SMALL_SETS = ["--steps", "800", "--set", "num_envs=4", "--set", "chunk_steps=50", "--set", "num_centers=16",
+              "--set", "buffer_size=500", "--set", "learning_starts=100", "--set", "eval_episodes=3"]
+
+
+def compile_counter() -> list:
+    """A list that grows by one for every XLA compilation from now on."""
+    compiled = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, secs, **kw: compiled.append(event) if event == "/jax/core/compile/backend_compile_duration"
+        else None)
+    return compiled
+
+
+def test_changing_dynamic_settings_compiles_nothing():
+    first = qlax.train(SMALL, progress=False)
+    compiled = compile_counter()
+    changed = SMALL.replace(lr=2e-2, gamma=0.9, sigma=0.3, eps_start=0.8, eps_end=0.05, eps_decay=0.99,
+                            target_period=7, huber_delta=2.0, max_grad_norm=1.0, init_scale=0.5,
+                            learning_starts=60)
+    second = qlax.train(changed, progress=False)
+    assert compiled == []  # the same program, the same evaluation: nothing compiled again
+    hp = second.state.hparams
+    assert np.allclose(hp.lr, 2e-2) and np.allclose(hp.sigma, 0.3) and np.all(hp.target_period == 7)
+    assert np.allclose(second.state.learner.params["sigma"], 0.3)  # and it took effect
+    assert not np.allclose(first.state.learner.params["w"], second.state.learner.params["w"])
+
+
+@pytest.fixture(scope="module")
+def lr_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    return qlax.sweep(SMALL, {"lr": [5e-3, 2e-2], "gamma": [0.95, 0.99]}, out=out, progress=False)
+
+
+def assert_same_training(ours, theirs):
+    """Integer and boolean state (steps, actions taken, episode counts, buffer rows written) equal;
+    floats equal up to rounding: XLA may order a sum differently for another number of
+    members per device, which moves the last bit."""
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        a, b = np.asarray(a), np.asarray(b)
+        if np.issubdtype(a.dtype, np.floating):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_sweep_member_trains_as_a_run_of_its_setting(lr_sweep):
+    alone = qlax.train(SMALL.replace(lr=2e-2, gamma=0.95), progress=False)
+    members = lr_sweep.members
+    rows = [members.member(2, seed) for seed in range(2)]  # setting 2: lr 0.02, gamma 0.95
+    assert members.settings[2] == {"lr": 2e-2, "gamma": 0.95}
+    assert_same_training(jax.tree.map(lambda leaf: np.asarray(leaf)[rows], lr_sweep.state), alone.state)
+    np.testing.assert_allclose(lr_sweep.eval_mean_return[rows[0]:rows[-1] + 1], alone.eval_mean_return, atol=1e-3)
+
+
+def test_a_sweep_writes_members_settings_and_a_table(lr_sweep):
+    run_dir = lr_sweep.run_dir
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_members"] == 8 and summary["num_settings"] == 4 and summary["num_seeds"] == 2
+    assert [m["member"] for m in summary["members"]] == list(range(8))
+    assert [(m["lr"], m["gamma"], m["seed"]) for m in summary["members"][:3]] == [
+        (5e-3, 0.95, 0), (5e-3, 0.95, 1), (5e-3, 0.99, 0)]
+    with (run_dir / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:4] == ["member", "seed", "lr", "gamma"]
+    assert len(rows) == 8 * 4  # 4 chunks of 50 vector steps of 4 envs
+    assert {(r["member"], r["lr"], r["gamma"]) for r in rows[-8:]} == {
+        (str(m["member"]), str(m["lr"]), str(m["gamma"])) for m in summary["members"]}
+    with (run_dir / "sweep.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [(float(r["lr"]), float(r["gamma"])) for r in table] == [(5e-3, 0.95), (5e-3, 0.99), (2e-2, 0.95),
+                                                                    (2e-2, 0.99)]
+    for s, row in enumerate(table):  # recomputed from the members' own numbers
+        means = [m["eval_mean_return"] for m in summary["members"] if m["setting"] == s]
+        assert float(row["mean_return"]) == pytest.approx(np.mean(means), abs=1e-3)
+        assert float(row["stderr_return"]) == pytest.approx(np.std(means, ddof=1) / math.sqrt(2), abs=1e-3)
+        solved = [m["solved"] for m in summary["members"] if m["setting"] == s]
+        assert float(row["solved_fraction"]) == pytest.approx(np.mean(solved))
+
+
+def test_sweep_command_shows_the_best_setting(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--grid", "lr=1e-3,1e-2", "--seeds", "2", *SMALL_SETS, "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "best lr=" in printed  # on every progress line
+    assert "lr=0.001" in printed and "lr=0.01" in printed and "solved" in printed
+    assert (out / "grid.yaml").is_file() and (out / "sweep.csv").is_file()
+    assert cli.main(["eval", str(out), "--episodes", "2"]) == 0  # a sweep reloads like any run
+    assert len(json.loads((out / "eval.json").read_text())["mean_return"]) == 4
+
+
+@pytest.mark.parametrize("grid,expected", [
+    ("num_envs=4,8", "--grid num_envs: a static setting"),
+    ("hidden_sizes=8", "--grid hidden_sizes: a static setting"),
+    ("lrr=0.1", "unknown setting 'lrr' (did you mean 'lr'?)"),
+    ("gamma=0.9,1.5", "gamma = 1.5: out of range, allowed [0, 1]"),
+    ("lr", "--grid 'lr': expected key=value,value"),
+])
+def test_bad_grids_are_refused_before_anything_runs(tmp_path, capsys, grid, expected):
+    out = tmp_path / "run"
+    assert cli.main(["sweep", "--grid", grid, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    if "static" in expected:
+        assert "settings that can be swept: " + ", ".join(DYNAMIC_SETTINGS) in err
+    assert not out.exists()
+
+
+def test_memory_plan_counts_buffers_parameters_and_environments():
+    trainer = qlax.trainer.make_train(SMALL)
+    plan = memory.plan(experiment.member_template(trainer), 2, "in this process")
+    row = 2 * 4 + 3  # obs, next_obs (4 each), action, reward, terminated: one float32 each
+    assert plan.row_bytes == row * 4 and plan.replay_rows == 500
+    assert plan.replay == 500 * row * 4 + 2 * 4  # the rows, the insert position and the size
+    weights = 16 * 2 + 16 * 4 + 1  # w, centers, sigma
+    assert plan.learner == 4 * (weights * 2 + 2 * weights + 1 + 1)  # params, target, Adam's mu and nu, counts
+    assert plan.environment > 0 and plan.other > 0 and plan.total == 2 * plan.per_member
+
+
+def test_a_population_too_big_for_the_limit_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["sweep", "--grid", "lr=1e-3,1e-2", "--seeds", "64", "--max-memory", "100MB", "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    plan = memory.plan(experiment.member_template(qlax.trainer.make_train(qlax.presets.load("cartpole-rbf"))),
+                       128, "in this process")
+    assert plan.replay > 100_000 * 44  # 128 members of 4.4 MB: about 570 MB
+    assert (f"the population needs {memory.size_text(plan.total)} in this process, more than the 100.0 MB "
+            f"allowed (--max-memory): 128 members x") in err
+    assert "Shrink buffer_size" in err and "Traceback" not in err
+    assert not out.exists()
+    assert cli.main(["train", "--max-memory", "lots"]) == 2
+    assert "--max-memory = 'lots'" in capsys.readouterr().err
+
+
+def test_default_memory_limit_is_most_of_the_host_ram():
+    allowed, source = memory.limit(None)
+    assert source == "80% of host RAM" and allowed == int(0.8 * memory.host_ram())
+    assert memory.parse_size("2GiB") == 2**31 and memory.parse_size("1.5GB") == 1_500_000_000
+
+
+# Runs in separate processes: the number of JAX devices is fixed when JAX starts.
+
+def run_qlax(args: list[str], devices: int, extra_env: dict | None = None, **popen) -> subprocess.Popen:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **(extra_env or {})}
+    return subprocess.Popen([sys.executable, "-m", "qlax.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finished(proc: subprocess.Popen) -> str:
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    return stdout
+
+
+def results(run_dir: Path) -> tuple[str, dict]:
+    """(metrics.csv, summary.json without timings and layout): what must not depend on devices."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("wall_s", "compile_s", "train_s", "env_steps_per_s", "devices", "processes"):
+        summary.pop(key)
+    return (run_dir / "metrics.csv").read_text(), summary
+
+
+SWEEP = ["sweep", "--grid", "lr=5e-3,2e-2", "--grid", "gamma=0.9,0.95,0.99", *SMALL_SETS]
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+    """6 members (6 settings x 1 seed) on one device: the reference."""
+    out = tmp_path_factory.mktemp("one-device")
+    finished(run_qlax([*SWEEP, "--seeds", "1", "--out", str(out)], devices=1))
+    return out
+
+
+def test_four_devices_spread_the_members_and_give_the_same_results(one_device, tmp_path):
+    out = tmp_path / "four"
+    stdout = finished(run_qlax([*SWEEP, "--seeds", "1", "--out", str(out)], devices=4))
+    assert "6 members do not divide among 4 devices: padded with 2 copies of the last member" in stdout
+    assert results(out) == results(one_device)
+    assert json.loads((out / "summary.json").read_text())["devices"] == 4
+
+    probe = ("import qlax, json; from qlax.experiment import start; from qlax.config import TrainConfig; "
+             "run = start(TrainConfig(num_envs=4, total_steps=800, seeds=8, num_centers=16, buffer_size=500, "
+             "learning_starts=100)); "
+             "w = run.state.learner.params['w']; "
+             "print(json.dumps([len(w.sharding.device_set), sorted(s.data.shape[0] for s in w.addressable_shards)]))")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    printed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(printed.stdout.splitlines()[-1]) == [4, [2, 2, 2, 2]]  # 8 members, 2 on each device
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_one_population_and_process_0_writes_it(one_device, tmp_path):
+    out = tmp_path / "two-hosts"
+    coordinator = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    procs = [run_qlax([*SWEEP, "--seeds", "1", "--out", str(out), *coordinator, "--process-id", str(i)],
+                      devices=2) for i in range(2)]
+    outputs = [finished(p) for p in procs]
+    assert re.search(r"solved \d/6 members", outputs[0])
+    assert "memory:" not in outputs[1] and "solved" not in outputs[1]  # process 0 reports, process 1 is quiet
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["devices"] == 4
+    assert sorted(m["member"] for m in summary["members"]) == list(range(6))  # every member exactly once
+    assert results(out) == results(one_device)
+    latest = sorted((out / "checkpoints").iterdir())[-1]
+    assert sorted(p.name for p in latest.iterdir()) == ["manifest.json", "state.0-of-2.msgpack",
+                                                        "state.1-of-2.msgpack"]
+    # Each process reloads its own slice: the finished run resumes to the same results.
+    coordinator = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    for proc in [run_qlax(["resume", str(out), *coordinator, "--process-id", str(i)], devices=2) for i in range(2)]:
+        finished(proc)
+    assert results(out) == results(one_device)
