@@ -101,7 +101,13 @@ class TrainConfig:
                              choices=("bootstrap", "terminal"))
 
     # Stopping and evaluation.
-    early_stop: bool = _field(True, "freeze a seed once its 100-episode training average reaches the threshold")
+    early_stop: bool = _field(True, "freeze a member once it reaches the threshold (see stop_on)")
+    stop_on: str = _field("train_average", "what early_stop watches: the 100-episode training average, or "
+                          "a greedy evaluation of stop_eval_episodes episodes after every chunk",
+                          choices=("train_average", "greedy"))
+    stop_eval_episodes: int = _field(20, "greedy stop_on: episodes of the check after every chunk", low=1)
+    stop_eval_z: float = _field(0.0, "greedy stop_on: the check passes when its mean minus this many standard "
+                                "errors reaches the threshold (0: the mean itself)", low=0.0)
     solve_threshold: float | None = _field(None, "return that counts as solved (default: the env's)")
     eval_episodes: int = _field(100, "greedy evaluation episodes per seed", low=1)
 

@@ -212,7 +212,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
             best = reports.best_so_far(members, latest.avg_return_100, latest.stopped) if members.grid else None
             display.update(int(np.max(latest.env_steps)), describe(
                 int(np.max(latest.env_steps)), steps_per_s, latest.epsilon, latest.avg_return_100,
-                int(np.sum(latest.stopped)), members.count, best))
+                int(np.sum(latest.stopped)), members.count, best, latest.greedy_return))
             interrupted = _any_process(interrupt.requested)  # read once: the save and the exit agree
             done = chunk == config.num_chunks or _all_done(latest) or interrupted
             if run_dir is not None and (done or chunk % options.checkpoint_every == 0):

@@ -10,15 +10,24 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
+def spread(name: str, values: np.ndarray) -> str:
+    """'name mean [min, max]' over the finite values; dashes when there are none."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return f"{name}       - [-, -]"
+    return f"{name} {finite.mean():7.1f} [{finite.min():.0f}, {finite.max():.0f}]"
+
+
 def describe(env_steps: int, steps_per_s: float, epsilon: np.ndarray, avg100: np.ndarray,
-             solved: int, members: int, best: str | None = None) -> str:
-    """One status line: steps, speed, epsilon, 100-episode average across members (mean
-    [min, max]), members at the threshold, and for a sweep the best setting so far."""
-    finite = avg100[np.isfinite(avg100)]
-    avg = (f"avg100 {finite.mean():7.1f} [{finite.min():.0f}, {finite.max():.0f}]"
-           if finite.size else "avg100       - [-, -]")
-    line = (f"{env_steps:>9,d} env steps/seed  {steps_per_s:>9,.0f} steps/s  "
-            f"eps {float(np.mean(epsilon)):.3f}  {avg}  solved {solved}/{members}")
+             solved: int, members: int, best: str | None = None, greedy: np.ndarray | None = None) -> str:
+    """One status line: steps, speed, epsilon, 100-episode training average across members
+    (mean [min, max]), the greedy checks' returns when stop_on is greedy, members at the
+    threshold, and for a sweep the best setting so far."""
+    line = f"{env_steps:>9,d} env steps/seed  {steps_per_s:>9,.0f} steps/s  eps {float(np.mean(epsilon)):.3f}  "
+    line += spread("avg100", avg100)
+    if greedy is not None and np.isfinite(greedy).any():
+        line += "  " + spread("greedy", greedy)
+    line += f"  solved {solved}/{members}"
     return f"{line}  |  {best}" if best else line
 
 

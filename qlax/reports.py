@@ -17,7 +17,8 @@ import numpy as np
 
 from qlax.sweep import Members, setting_table
 
-METRIC_COLUMNS = ("env_steps", "epsilon", "avg_return_100", "episodes", "loss", "stopped", "diverged")
+METRIC_COLUMNS = ("env_steps", "epsilon", "avg_return_100", "episodes", "loss", "stopped", "diverged",
+                  "greedy_return")
 
 
 def metric_header(members: Members) -> list[str]:
@@ -63,7 +64,8 @@ class MetricsFile:
                 if members.grid else [i]
             self.writer.writerow(lead + [int(m.env_steps[i]), f"{float(m.epsilon[i]):.6g}",
                                          f"{float(m.avg_return_100[i]):.6g}", int(m.episodes[i]),
-                                         f"{float(m.loss[i]):.6g}", int(m.stopped[i]), int(m.diverged[i])])
+                                         f"{float(m.loss[i]):.6g}", int(m.stopped[i]), int(m.diverged[i]),
+                                         f"{float(m.greedy_return[i]):.6g}"])
         self.file.flush()
 
 

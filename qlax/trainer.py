@@ -21,6 +21,7 @@ from flax import struct
 from qlax import episodes, nstep, prioritized, replay
 from qlax.config import DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, static_key
 from qlax.envs import VecEnv, make_env
+from qlax.evaluate import make_evaluate
 from qlax.exploration import epsilon_greedy, epsilon_schedule
 from qlax.learner import Learner, LearnerState, make_learner
 from qlax.placement import Placement
@@ -56,6 +57,10 @@ class ChunkMetrics:
     loss: jax.Array  # mean over the chunk's gradient steps; NaN if none ran
     stopped: jax.Array
     diverged: jax.Array
+    greedy_return: jax.Array  # stop_on greedy: the chunk's greedy check; NaN otherwise
+
+
+GREEDY_CHECK_STREAM = 0x6EED  # fold_in tag of the greedy checks' keys
 
 
 class Trainer(NamedTuple):
@@ -119,6 +124,9 @@ def _build(config: TrainConfig) -> Trainer:
     epsilon = epsilon_schedule(config.eps_schedule)
     threshold = solve_threshold(config, env)
     early_stop = config.early_stop and threshold is not None
+    stop_on_average = early_stop and config.stop_on == "train_average"
+    check_greedy = early_stop and config.stop_on == "greedy"
+    greedy_returns = make_evaluate(config.env, q_function, config.stop_eval_episodes) if check_greedy else None
     budget = config.vector_steps
     terminal_on_truncation = config.truncation == "terminal"
     per = config.replay == "prioritized"
@@ -222,7 +230,7 @@ def _build(config: TrainConfig) -> Trainer:
         buffer = _select_priorities(accept, learned_buffer, buffer)
         stats = episodes.update(state.stats, transition.reward, done)
         solved = episodes.window_full(stats) & (episodes.average_return(stats) >= threshold) \
-            if early_stop else jnp.bool_(False)
+            if stop_on_average else jnp.bool_(False)
 
         stepped = TrainState(hp, learner_state, buffer, env_state, obs, key,
                              state.vector_steps + 1, stats, window, solved, ready & ~finite)
@@ -235,7 +243,8 @@ def _build(config: TrainConfig) -> Trainer:
         updates_run = jnp.where(accept, updates_due, 0)
         return new_state, (jnp.where(accept, loss_sum, 0.0), updates_run)
 
-    def observe(state: TrainState, loss: jax.Array | float = math.nan) -> ChunkMetrics:
+    def observe(state: TrainState, loss: jax.Array | float = math.nan,
+                greedy: jax.Array | float = math.nan) -> ChunkMetrics:
         return ChunkMetrics(
             env_steps=state.vector_steps * config.num_envs,
             epsilon=epsilon_at(state.vector_steps, state.hparams),
@@ -244,13 +253,29 @@ def _build(config: TrainConfig) -> Trainer:
             loss=jnp.asarray(loss, jnp.float32),
             stopped=state.stopped,
             diverged=state.diverged,
+            greedy_return=jnp.asarray(greedy, jnp.float32),
         )
 
+    def greedy_check(state: TrainState, was_active: jax.Array) -> tuple[TrainState, jax.Array]:
+        """stop_on greedy: greedy episodes after the chunk; a member that was training stops when
+        their mean, less stop_eval_z standard errors, reaches the threshold. The episodes draw
+        from their own key stream, apart from training's. Returns (state, the mean)."""
+        key = jax.random.fold_in(state.key, GREEDY_CHECK_STREAM)
+        returns = greedy_returns(key, state.learner.params)
+        mean = jnp.mean(returns)
+        bound = mean - config.stop_eval_z * jnp.std(returns) / math.sqrt(config.stop_eval_episodes)
+        solved = was_active & ~state.diverged & (bound >= threshold)
+        return state.replace(stopped=state.stopped | solved), mean
+
     def run_chunk(state: TrainState):
+        was_active = ~state.stopped & ~state.diverged & (state.vector_steps < budget)
         state, (loss_sums, updates_run) = jax.lax.scan(vector_step, state, None, length=config.chunk_steps)
         total_updates = jnp.sum(updates_run)
         loss = jnp.where(total_updates > 0, jnp.sum(loss_sums) / jnp.maximum(total_updates, 1), jnp.nan)
-        return state, observe(state, loss)
+        if not check_greedy:
+            return state, observe(state, loss)
+        state, greedy = greedy_check(state, was_active)
+        return state, observe(state, loss, greedy)
 
     return Trainer(config=config, env=env, q_function=q_function, learner=learner,
                    init=init, run_chunk=run_chunk, observe=observe)

@@ -152,3 +152,11 @@ def test_nstep_training_bootstraps_with_gamma_to_the_k():
     q = make_train(config).q_function.apply(jax.tree.map(lambda x: x[0], result.state.learner.params),
                                             jnp.zeros((1, 1)))
     np.testing.assert_allclose(q, 10.0, rtol=0.02)
+
+
+def test_cartpole_dqn_solves_at_least_three_of_four_seeds():
+    import qlax
+
+    result = qlax.train(qlax.presets.load("cartpole-dqn"), seeds=4, progress=False)
+    assert sum(result.solved) >= 3, result.eval_mean_return
+    assert max(result.summary["env_steps"]) <= 50_000

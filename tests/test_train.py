@@ -91,3 +91,28 @@ def test_budget_ends_a_run_and_seeds_are_independent():
     assert not np.allclose(w[0], w[1])  # each seed has its own key, centers and weights
     again = qlax.train(config, progress=False)
     np.testing.assert_array_equal(np.asarray(again.state.learner.params["w"]), w)  # deterministic
+
+
+GREEDY = TrainConfig(num_envs=4, total_steps=1200, chunk_steps=50, seeds=2, num_centers=16, buffer_size=500,
+                     learning_starts=100, eval_episodes=5, stop_on="greedy", stop_eval_episodes=4)
+
+
+def test_greedy_stop_freezes_a_member_at_the_chunk_its_check_passes():
+    # Any policy keeps CartPole up for 5 steps: both members stop after their first chunk.
+    easy = qlax.train(GREEDY.replace(solve_threshold=5.0), progress=False)
+    assert easy.summary["env_steps"] == [200, 200] and all(easy.summary["early_stopped"])
+    assert easy.summary["solved"] == [True, True]  # the final 100-episode check agrees at this threshold
+    # An unreachable threshold: every chunk is checked, nobody stops, the checks are real returns.
+    run = qlax.experiment.start(GREEDY.replace(solve_threshold=1000.0))
+    state, metrics = run.population.run_chunk(run.state)
+    checks = np.asarray(metrics.greedy_return)
+    assert not np.any(np.asarray(metrics.stopped)) and np.all((checks >= 8) & (checks <= 500))
+    assert checks[0] != checks[1]  # each member's own policy and episodes
+
+
+def test_greedy_stop_writes_its_checks_to_metrics(tmp_path):
+    result = qlax.train(GREEDY.replace(solve_threshold=1000.0, total_steps=400), out=tmp_path, progress=False)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].endswith(",greedy_return")
+    assert all(np.isfinite(float(r.split(",")[-1])) for r in rows[1:])
+    assert not any(result.summary["early_stopped"])
