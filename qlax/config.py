@@ -49,8 +49,13 @@ class TrainConfig:
     seeds: int = _field(1, "independent seeds trained at once (vmapped)", low=1)
     seed: int = _field(0, "base PRNG seed; seed i uses fold_in(seed, i)", low=0)
     chunk_steps: int = _field(500, "vector steps per compiled chunk (one progress update)", low=1)
-    obs_low: list[float] | None = _field(None, "lower observation bounds for feature scaling (default: the env's)")
-    obs_high: list[float] | None = _field(None, "upper observation bounds for feature scaling (default: the env's)")
+    obs_low: list[float] | None = _field(None, "lower observation bounds for scaling (default: the observation "
+                                         "space's; dimensions without finite bounds use running statistics)")
+    obs_high: list[float] | None = _field(None, "upper observation bounds for scaling (default: the observation "
+                                          "space's)")
+    obs_stats: str = _field("warmup", "running mean/std of unbounded observation dimensions: estimated until "
+                            "learning_starts transitions are stored, then frozen (warmup), or updated throughout "
+                            "(always)", choices=("warmup", "always"))
 
     # Q-function.
     q_function: str = _field("linear_rbf", "Q-function family", choices=("linear_rbf", "mlp"))

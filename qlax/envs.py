@@ -20,10 +20,6 @@ from qlax.types import Transition
 # Returns that count as solved (Gymnasium's reward thresholds).
 SOLVE_THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0}
 
-# Feature-scaling bounds that replace the observation space's own: CartPole's velocities
-# are unbounded, and the seed notebook scales by these constants.
-OBS_BOUNDS = {"CartPole-v1": ([-2.4, -3.0, -0.2, -3.0], [2.4, 3.0, 0.2, 3.0])}
-
 
 class EnvError(ValueError):
     """An unknown or unsupported environment id."""
@@ -36,17 +32,26 @@ class EnvSpec:
     obs_dim: int  # the flattened (or one-hot) size the Q-functions see
     num_actions: int
     max_episode_steps: int
-    obs_low: np.ndarray | None  # (obs_dim,) finite feature-scaling bounds, or None if unknown
-    obs_high: np.ndarray | None
+    obs_low: np.ndarray  # (obs_dim,) the observation space's bounds, inf where it has none
+    obs_high: np.ndarray
     solve_threshold: float | None
+
+
+class EnvStep(NamedTuple):
+    """One vector step: what the agent sees next and the transitions that led there."""
+
+    obs: jax.Array  # (num_envs, obs_dim): after auto-reset, the first observation of a new episode
+    env_state: object
+    transition: Transition
+    done: jax.Array  # (num_envs,) bool: the episode ended (terminated or truncated)
+    next_obs_known: jax.Array  # (num_envs,) bool: transition.next_obs is the true next observation
 
 
 class VecEnv(NamedTuple):
     """`num_envs` copies of one environment, vmapped, with auto-reset.
 
     reset(key) -> (obs (num_envs, obs_dim), env_state)
-    step(key, env_state, obs, action (num_envs,)) -> (obs, env_state, Transition, done)
-    where `done` (num_envs,) marks episodes that ended (terminated or truncated).
+    step(key, env_state, obs, action (num_envs,)) -> EnvStep
     """
 
     spec: EnvSpec
@@ -88,16 +93,10 @@ def env_spec(env_id: str) -> EnvSpec:
     space = env.observation_space(params)
     if isinstance(space, _gymnax().environments.spaces.Discrete):  # a state index, fed to Q-functions one-hot
         obs_dim, low, high = int(space.n), np.zeros(space.n, np.float32), np.ones(space.n, np.float32)
-    elif env_id in OBS_BOUNDS:
-        obs_dim = int(np.prod(space.shape))
-        low, high = (np.asarray(b, np.float32) for b in OBS_BOUNDS[env_id])
     else:
         obs_dim = int(np.prod(space.shape))
         low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape).reshape(-1)
         high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape).reshape(-1)
-        finite = np.all(np.abs(low) < 1e30) and np.all(np.abs(high) < 1e30) and np.all(high > low)
-        if not finite:
-            low = high = None
     return EnvSpec(
         id=env_id,
         obs_shape=tuple(int(d) for d in space.shape),
@@ -142,13 +141,18 @@ def make_env(env_id: str, num_envs: int) -> VecEnv:
         keys = jax.random.split(key, num_envs)
         next_obs, state, reward, terminated, truncated, info = jax.vmap(
             env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        done = jnp.logical_or(terminated, truncated)
+        if "final_observation" in info:
+            final, known = info["final_observation"], jnp.ones(num_envs, bool)
+        else:  # an environment that does not say where a cut episode ended: after a time limit
+            final, known = next_obs, ~(truncated & ~terminated)  # next_obs is a reset observation
         transition = Transition(
             obs=obs,
             action=action.astype(jnp.int32),
             reward=reward.astype(jnp.float32),
-            next_obs=flat(info["final_observation"]),
+            next_obs=flat(final),
             terminated=terminated.astype(bool),
         )
-        return flat(next_obs), state, transition, jnp.logical_or(terminated, truncated)
+        return EnvStep(flat(next_obs), state, transition, done, known)
 
     return VecEnv(spec=spec, num_envs=num_envs, reset=reset, step=step)

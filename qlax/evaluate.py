@@ -28,9 +28,9 @@ def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Call
             obs, env_state, key, returns, finished = carry
             key, k_step = jax.random.split(key)
             action = jnp.argmax(q_function.apply(params, obs), axis=-1).astype(jnp.int32)
-            obs, env_state, transition, done = env.step(k_step, env_state, obs, action)
-            returns = returns + jnp.where(finished, 0.0, transition.reward)
-            return obs, env_state, key, returns, finished | done
+            step = env.step(k_step, env_state, obs, action)
+            returns = returns + jnp.where(finished, 0.0, step.transition.reward)
+            return step.obs, step.env_state, key, returns, finished | step.done
 
         carry = (obs, env_state, k_run, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool))
         return jax.lax.while_loop(not_all_done, step, carry)[3]

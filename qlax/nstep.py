@@ -20,40 +20,51 @@ from qlax.types import Transition
 class NStepWindow:
     steps: Transition  # every leaf (n, num_envs, ...): oldest first
     done: jax.Array  # (n, num_envs) bool: the step ended its episode
+    known: jax.Array  # (n, num_envs) bool: the step's next_obs is the true next observation
     filled: jax.Array  # int32 (): steps pushed so far, capped at n
 
 
 def init(example: Transition, n: int) -> NStepWindow:
     """An empty window for one vector step's transitions `example` (leading axis num_envs)."""
     steps = jax.tree.map(lambda x: jnp.zeros((n, *x.shape), x.dtype), example)
-    return NStepWindow(steps=steps, done=jnp.zeros((n, example.reward.shape[0]), bool), filled=jnp.int32(0))
+    flags = jnp.zeros((n, example.reward.shape[0]), bool)
+    return NStepWindow(steps=steps, done=flags, known=flags, filled=jnp.int32(0))
 
 
-def push(window: NStepWindow, transition: Transition, done: jax.Array) -> NStepWindow:
+def push(window: NStepWindow, transition: Transition, done: jax.Array, known: jax.Array) -> NStepWindow:
     """Drop the oldest step, append the newest."""
     n = window.done.shape[0]
     shift = lambda old, new: jnp.concatenate([old[1:], new[None]])  # noqa: E731
     return NStepWindow(steps=jax.tree.map(shift, window.steps, transition), done=shift(window.done, done),
-                       filled=jnp.minimum(window.filled + 1, n))
+                       known=shift(window.known, known), filled=jnp.minimum(window.filled + 1, n))
 
 
 def emit(window: NStepWindow, gamma: float) -> tuple[Transition, jax.Array]:
-    """(the n-step transition starting at the oldest step, per env; whether the window is full)."""
+    """(the n-step transition starting at the oldest step, per env; whether it can be stored).
+
+    A window that ends at a step whose next observation is unknown (a time limit in an env
+    without final observations) stops one step earlier and bootstraps from the step before;
+    a one-step window at such a step cannot be stored. Storable also needs a full window.
+    """
     n = window.done.shape[0]
     steps = window.steps
     # Step j counts if no earlier step in the window ended the episode.
     ended_before = jnp.cumsum(window.done, axis=0) - window.done
     counts = ended_before == 0  # (n, num_envs)
+    k = jnp.sum(counts, axis=0)  # steps up to the episode's end, 1..n
+    last_known = _at(window.known, k - 1)
+    k = jnp.where(last_known, k, jnp.maximum(k - 1, 1))  # steps taken
+    counts = counts & (jnp.arange(n)[:, None] < k)
     powers = gamma ** jnp.arange(n, dtype=jnp.float32)[:, None]
     reward = jnp.sum(jnp.where(counts, powers * steps.reward, 0.0), axis=0)
-    k = jnp.sum(counts, axis=0)  # steps taken, 1..n
     last = k - 1
-
-    def at_last(x):
-        index = last.reshape((1, -1) + (1,) * (x.ndim - 2))
-        return jnp.take_along_axis(x, index, axis=0)[0]
-
     transition = Transition(obs=steps.obs[0], action=steps.action[0], reward=reward,
-                            next_obs=at_last(steps.next_obs), terminated=at_last(steps.terminated),
+                            next_obs=_at(steps.next_obs, last), terminated=_at(steps.terminated, last),
                             discount=(gamma ** k.astype(jnp.float32)))
-    return transition, window.filled == n
+    return transition, (window.filled == n) & _at(window.known, last)
+
+
+def _at(x: jax.Array, index: jax.Array) -> jax.Array:
+    """x[index[e], e, ...] for every env e; x: (n, num_envs, ...), index: (num_envs,)."""
+    index = index.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, index, axis=0)[0]

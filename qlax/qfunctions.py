@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax import features
+from qlax import features, normalization
 
 
 class QFunction(NamedTuple):
@@ -35,25 +35,16 @@ class QFunction(NamedTuple):
         return self.head(params, self.features(params, obs))
 
 
-def _scaler(obs_low: np.ndarray | None, obs_high: np.ndarray | None) -> Callable:
-    """obs -> obs mapped from [obs_low, obs_high] to [-1, 1]; the identity without bounds."""
-    if obs_low is None or obs_high is None:
-        return lambda obs: obs
-    mid = jnp.asarray((np.asarray(obs_high) + np.asarray(obs_low)) / 2.0, jnp.float32)
-    half_range = jnp.asarray((np.asarray(obs_high) - np.asarray(obs_low)) / 2.0, jnp.float32)
-    return lambda obs: (obs - mid) / half_range
-
-
 def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, obs_low: np.ndarray,
                obs_high: np.ndarray) -> QFunction:
     """A linear Q over random RBF features of the observation scaled to [-1, 1].
 
-    params = {"centers": (num_centers, obs_dim), "sigma": (), "w": (num_centers, num_actions)},
-    with sigma from hparams.sigma and w ~ N(0, hparams.init_scale^2) at init.
-    Centers and sigma live in the params so each member has its own, but they are held
-    fixed: `features` reads them through `stop_gradient`, so their gradient is zero.
+    params = {"centers": (num_centers, obs_dim), "sigma": (), "w": (num_centers, num_actions),
+    "obs_scale": see `normalization`}, with sigma from hparams.sigma and
+    w ~ N(0, hparams.init_scale^2) at init. Centers, sigma and the scaling live in the
+    params so each member has its own, but they are held fixed: `features` reads them
+    through `stop_gradient`, so their gradient is zero.
     """
-    scale = _scaler(obs_low, obs_high)
 
     def init(key, hparams):
         k_centers, k_w = jax.random.split(key)
@@ -61,10 +52,11 @@ def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, obs_low: np.nda
             "centers": features.init_centers(k_centers, num_centers, obs_dim),
             "sigma": jnp.asarray(hparams.sigma, jnp.float32),
             "w": hparams.init_scale * jax.random.normal(k_w, (num_centers, num_actions)),
+            "obs_scale": normalization.fixed_scale(obs_low, obs_high),
         }
 
     def rbf_features(params, obs):
-        x = scale(obs)
+        x = normalization.apply(params["obs_scale"], obs)
         centers = jax.lax.stop_gradient(params["centers"])
         width = jax.lax.stop_gradient(params["sigma"])
         return features.rbf(x, centers, width)
@@ -102,20 +94,23 @@ class MLPNetwork(nn.Module):
         return value + advantage - jnp.mean(advantage, axis=-1, keepdims=True)
 
 
-def mlp(obs_dim: int, num_actions: int, hidden_sizes: list[int], activation: str = "relu",
-        layer_norm: bool = False, dueling: bool = False, obs_low: np.ndarray | None = None,
-        obs_high: np.ndarray | None = None) -> QFunction:
-    """A neural Q-network (flax.linen) over the observation, scaled to [-1, 1] where bounded.
+def mlp(obs_dim: int, num_actions: int, hidden_sizes: list[int], activation: str, layer_norm: bool,
+        dueling: bool, obs_low: np.ndarray, obs_high: np.ndarray) -> QFunction:
+    """A neural Q-network (flax.linen) over the observation scaled to about [-1, 1].
 
-    Its fixed `features` are just that scaling; every network parameter is trained.
+    params = {"net": the flax variables, "obs_scale": see `normalization`}. Its fixed
+    `features` are just that scaling; every network parameter is trained.
     """
     network = MLPNetwork(tuple(hidden_sizes), num_actions, activation, layer_norm, dueling)
-    scale = _scaler(obs_low, obs_high)
 
     def init(key, hparams):
-        return network.init(key, jnp.zeros((1, obs_dim)))
+        return {"net": network.init(key, jnp.zeros((1, obs_dim))),
+                "obs_scale": normalization.fixed_scale(obs_low, obs_high)}
 
     def scaled(params, obs):
-        return scale(obs)
+        return normalization.apply(params["obs_scale"], obs)
 
-    return QFunction(init=init, features=scaled, head=network.apply)
+    def head(params, phi, **kwargs):
+        return network.apply(params["net"], phi, **kwargs)
+
+    return QFunction(init=init, features=scaled, head=head)

@@ -25,8 +25,8 @@ def rollout(env_id: str, policy, key: jax.Array) -> np.ndarray:
     def step(carry, k):
         obs, env_state, done = carry
         action = policy(obs[0])[None]
-        next_obs, env_state, _, ended = env.step(k, env_state, obs, action)
-        return (next_obs, env_state, done | ended[0]), (obs[0], done)
+        step = env.step(k, env_state, obs, action)
+        return (step.obs, step.env_state, done | step.done[0]), (obs[0], done)
 
     keys = jax.random.split(k_steps, env.spec.max_episode_steps)
     _, (seen, done_before) = jax.lax.scan(step, (obs, env_state, jnp.bool_(False)), keys)

@@ -15,10 +15,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
-from qlax import episodes, nstep, prioritized, replay
+from qlax import episodes, normalization, nstep, prioritized, replay
 from qlax.config import DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, static_key
 from qlax.envs import VecEnv, make_env
 from qlax.evaluate import make_evaluate
@@ -44,6 +45,7 @@ class TrainState:
     window: nstep.NStepWindow | tuple  # the last n_step transitions per env; () when n_step is 1
     stopped: jax.Array  # bool (): early-stopped; the state is frozen from then on
     diverged: jax.Array  # bool (): an update went non-finite; frozen at the last finite state
+    obs_stats: normalization.ObsStats | tuple  # moments of unbounded observation dims; () if none
 
 
 @struct.dataclass
@@ -73,19 +75,24 @@ class Trainer(NamedTuple):
     observe: Callable  # TrainState -> ChunkMetrics (loss NaN): the numbers of a state as it stands
 
 
+def observation_bounds(config: TrainConfig, env: VecEnv) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per observation dimension: the settings', else the observation space's."""
+    spec = env.spec
+    for name in ("obs_low", "obs_high"):
+        given = getattr(config, name)
+        if given is not None and len(given) != spec.obs_dim:
+            raise ConfigError(f"{name} = {given}: env '{spec.id}' needs {spec.obs_dim} numbers")
+    low = np.asarray(config.obs_low if config.obs_low is not None else spec.obs_low, np.float32)
+    high = np.asarray(config.obs_high if config.obs_high is not None else spec.obs_high, np.float32)
+    return low, high
+
+
 def make_q_function(config: TrainConfig, env: VecEnv) -> QFunction:
     spec = env.spec
-    low = config.obs_low if config.obs_low is not None else spec.obs_low
-    high = config.obs_high if config.obs_high is not None else spec.obs_high
-    if low is not None and high is not None and (len(low) != spec.obs_dim or len(high) != spec.obs_dim):
-        raise ConfigError(f"obs_low and obs_high need {spec.obs_dim} numbers each for env '{spec.id}'")
+    low, high = observation_bounds(config, env)
     if config.q_function == "mlp":
         return mlp(spec.obs_dim, spec.num_actions, config.hidden_sizes, config.activation,
                    config.layer_norm, config.dueling, low, high)
-    if low is None or high is None:
-        raise ConfigError(
-            f"env '{spec.id}' has unbounded observations: set obs_low and obs_high "
-            f"(lists of {spec.obs_dim} numbers) to scale them for RBF features")
     return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)
 
 
@@ -131,6 +138,12 @@ def _build(config: TrainConfig) -> Trainer:
     terminal_on_truncation = config.truncation == "terminal"
     per = config.replay == "prioritized"
     buffer_module = prioritized if per else replay
+    unbounded = ~normalization.bounded(*observation_bounds(config, env))
+    track_stats = bool(unbounded.any())  # else every dimension has fixed bounds
+
+    def rescaled(params, stats: normalization.ObsStats):
+        """`params` scaling the unbounded observation dimensions by `stats`."""
+        return {**params, "obs_scale": normalization.with_stats(params["obs_scale"], stats, unbounded)}
 
     def epsilon_at(vector_steps: jax.Array, hp: HParams) -> jax.Array:
         return epsilon(vector_steps, hp.eps_start, hp.eps_end, hp.eps_decay, hp.eps_decay_steps)
@@ -139,6 +152,9 @@ def _build(config: TrainConfig) -> Trainer:
         k_q, k_env, k_run = jax.random.split(key, 3)
         params = q_function.init(k_q, hparams)
         obs, env_state = env.reset(k_env)
+        obs_stats = normalization.update_stats(normalization.init_stats(env.spec.obs_dim), obs) if track_stats else ()
+        if track_stats:
+            params = rescaled(params, obs_stats)
         one_step = Transition(obs=obs, action=jnp.zeros(config.num_envs, jnp.int32),
                               reward=jnp.zeros(config.num_envs), next_obs=obs,
                               terminated=jnp.zeros(config.num_envs, bool))
@@ -156,6 +172,7 @@ def _build(config: TrainConfig) -> Trainer:
             window=nstep.init(one_step, config.n_step) if config.n_step > 1 else (),
             stopped=jnp.bool_(False),
             diverged=jnp.bool_(False),
+            obs_stats=obs_stats,
         )
 
     per_round = config.env_steps_per_round
@@ -208,16 +225,18 @@ def _build(config: TrainConfig) -> Trainer:
             eps = jnp.where(replay.can_sample(state.replay, hp.learning_starts), eps, 1.0)
         q = q_function.apply(state.learner.params, state.obs)
         action = epsilon_greedy(k_act, q, eps)
-        obs, env_state, transition, done = env.step(k_env, state.env_state, state.obs, action)
-        if terminal_on_truncation:
-            transition = transition.replace(terminated=done)
+        obs, env_state, transition, done, known = env.step(k_env, state.env_state, state.obs, action)
+        if terminal_on_truncation:  # the seed's rule: a cut is an end, whatever came next
+            transition, known = transition.replace(terminated=done), jnp.ones_like(known)
         if config.n_step > 1:
-            window = nstep.push(state.window, transition, done)
-            stored, window_full = nstep.emit(window, hp.gamma)
-            buffer = buffer_module.add(state.replay, stored, mask=jnp.broadcast_to(active & window_full, done.shape))
+            window = nstep.push(state.window, transition, done, known)
+            stored, storable = nstep.emit(window, hp.gamma)
         else:
-            window = ()
-            buffer = buffer_module.add(state.replay, transition, mask=jnp.broadcast_to(active, done.shape))
+            window, stored, storable = (), transition, known
+        # A transition whose next observation is unknown (a time limit in an env without
+        # final observations) is not stored: neither bootstrapping from a reset observation
+        # nor calling the cut terminal would be right.
+        buffer = buffer_module.add(state.replay, stored, mask=active & storable)
 
         updates_due = rounds_due(state.vector_steps) * config.gradient_steps
         ready = active & replay.can_sample(buffer, hp.learning_starts) & (updates_due > 0)
@@ -228,12 +247,21 @@ def _build(config: TrainConfig) -> Trainer:
         learner_state = jax.tree.map(lambda new, old: jnp.where(accept, new, old),
                                      new_learner, state.learner)
         buffer = _select_priorities(accept, learned_buffer, buffer)
+        obs_stats = state.obs_stats
+        if track_stats:
+            refresh = active & ~replay.can_sample(buffer, hp.learning_starts)  # warmup: until learning starts
+            if config.obs_stats == "always":
+                refresh = active
+            obs_stats = jax.tree.map(lambda new, old: jnp.where(refresh, new, old),
+                                     normalization.update_stats(obs_stats, obs), obs_stats)
+            learner_state = learner_state.replace(params=rescaled(learner_state.params, obs_stats),
+                                                  target_params=rescaled(learner_state.target_params, obs_stats))
         stats = episodes.update(state.stats, transition.reward, done)
         solved = episodes.window_full(stats) & (episodes.average_return(stats) >= threshold) \
             if stop_on_average else jnp.bool_(False)
 
         stepped = TrainState(hp, learner_state, buffer, env_state, obs, key,
-                             state.vector_steps + 1, stats, window, solved, ready & ~finite)
+                             state.vector_steps + 1, stats, window, solved, ready & ~finite, obs_stats)
         # A stopped or finished seed keeps its state. The buffer (masked in `add`) and the
         # learner (selected by `accept`, which implies `active`) are left out of this select,
         # so no step copies them twice.

@@ -60,3 +60,43 @@ COUNTER_PROBE = "CounterProbe-qlax"
 
 if COUNTER_PROBE not in gymnax.registered_envs:
     gymnax.register(COUNTER_PROBE, CounterProbe)
+
+
+class Blind(TimeLimitProbe):
+    """Mixin result: an environment whose step does not report the final observation."""
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = super().step(key, state, action, params)
+        info = {k: v for k, v in info.items() if k != "final_observation"}
+        return obs, state, reward, terminated, truncated, info
+
+
+class BlindTimeLimitProbe(Blind):
+    """TimeLimitProbe without final observations: the cut transitions cannot be bootstrapped."""
+
+
+class BlindCounterProbe(Blind, CounterProbe):
+    """CounterProbe without final observations."""
+
+
+class TerminatingCounterProbe(CounterProbe):
+    """Counts like CounterProbe, ends by termination at the third step, and has no time limit
+    that it could ever reach."""
+
+    @property
+    def default_params(self):
+        return ProbeParams(max_steps_in_episode=2**30)
+
+    def step_env(self, key, state, action, params):
+        obs, state, reward, _, info = super().step_env(key, state, action, params)
+        return obs, state, reward, state.time >= 3, info
+
+
+BLIND_TIME_LIMIT_PROBE = "BlindTimeLimitProbe-qlax"
+BLIND_COUNTER_PROBE = "BlindCounterProbe-qlax"
+TERMINATING_PROBE = "TerminatingCounterProbe-qlax"
+
+for _name, _cls in ((BLIND_TIME_LIMIT_PROBE, BlindTimeLimitProbe), (BLIND_COUNTER_PROBE, BlindCounterProbe),
+                    (TERMINATING_PROBE, TerminatingCounterProbe)):
+    if _name not in gymnax.registered_envs:
+        gymnax.register(_name, _cls)

@@ -46,7 +46,7 @@ def test_mlp_network(dueling, layer_norm):
     obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
     values = q.apply(params, obs)
     assert values.shape == (5, 4)
-    assert ("LayerNorm_0" in params["params"]) == layer_norm
+    assert ("LayerNorm_0" in params["net"]["params"]) == layer_norm
     np.testing.assert_allclose(q.features(params, obs), obs / 2.0)  # scaled to [-1, 1]
     if dueling:
         _, inter = q.head(params, obs / 2.0, capture_intermediates=True)
@@ -124,9 +124,9 @@ def test_nstep_windows_match_a_hand_computed_reference():
     window = nstep.init(step(0), n)
     push, emit = jax.jit(nstep.push), jax.jit(nstep.emit, static_argnums=1)
     for t in range(horizon):
-        window = push(window, step(t), jnp.asarray(terminated[t] | truncated[t]))
+        window = push(window, step(t), jnp.asarray(terminated[t] | truncated[t]), jnp.ones(2, bool))
         out, full = emit(window, gamma)
-        assert bool(full) == (t >= n - 1)
+        assert np.asarray(full).tolist() == [t >= n - 1] * 2
         if t < n - 1:
             continue
         start = t - n + 1
@@ -160,3 +160,21 @@ def test_cartpole_dqn_solves_at_least_three_of_four_seeds():
     result = qlax.train(qlax.presets.load("cartpole-dqn"), seeds=4, progress=False)
     assert sum(result.solved) >= 3, result.eval_mean_return
     assert max(result.summary["env_steps"]) <= 50_000
+
+
+def test_an_nstep_window_stops_before_a_step_it_cannot_bootstrap_from():
+    from qlax import nstep
+
+    gamma, rewards = 0.5, [1.0, 2.0, 4.0]
+    step = lambda t: Transition(obs=jnp.full((1, 1), t), action=jnp.array([t]), reward=jnp.array([rewards[t]]),  # noqa: E731
+                                next_obs=jnp.full((1, 1), t + 10.0), terminated=jnp.array([False]))
+    window = nstep.init(step(0), 3)
+    for t, (done, known) in enumerate([(False, True), (False, True), (True, False)]):  # cut at t=2, blind
+        window = nstep.push(window, step(t), jnp.array([done]), jnp.array([known]))
+    out, storable = nstep.emit(window, gamma)
+    assert bool(storable[0]) and float(out.discount[0]) == 0.25  # two steps, not three
+    assert float(out.reward[0]) == 1.0 + 0.5 * 2.0 and float(out.next_obs[0, 0]) == 11.0
+    for _ in range(2):  # slide until the window starts at the blind step itself
+        window = nstep.push(window, step(0), jnp.array([False]), jnp.array([True]))
+    out, storable = nstep.emit(window, gamma)
+    assert not bool(storable[0])  # one step, and its next observation unknown

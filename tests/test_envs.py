@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import probe_envs
+from qlax import normalization
 from qlax.envs import EnvError, env_spec, make_env
 
 
@@ -14,13 +15,38 @@ def test_truncation_keeps_the_final_observation_and_is_not_terminal():
     step = jax.jit(env.step)
     obs, state = env.reset(jax.random.PRNGKey(0))
     for t in range(1, 6):
-        new_obs, state, transition, done = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(3, jnp.int32))
+        new_obs, state, transition, done, _ = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(3, jnp.int32))
         np.testing.assert_allclose(transition.obs, obs)
         np.testing.assert_allclose(transition.next_obs[:, 0], t / 10)  # the final observation at t = 5
         assert not bool(transition.terminated.any())
         assert done.tolist() == [t == 5] * 3
         obs = new_obs
     np.testing.assert_allclose(obs, 0.0)  # auto-reset after the cut
+
+
+def test_without_final_observations_a_cut_transition_is_marked_unknown():
+    env = make_env(probe_envs.BLIND_COUNTER_PROBE, 2)
+    step = jax.jit(env.step)
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    for t in range(1, 7):
+        out = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(2, jnp.int32))
+        assert out.next_obs_known.tolist() == [t != 5] * 2 and out.done.tolist() == [t == 5] * 2
+        if t != 5:
+            np.testing.assert_allclose(out.transition.next_obs[:, 0], (t % 5) / 10)  # the true next observation
+        obs, state = out.obs, out.env_state
+
+
+def test_an_env_that_never_truncates_ends_by_termination_only():
+    env = make_env(probe_envs.TERMINATING_PROBE, 2)
+    step = jax.jit(env.step)
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    for t in range(1, 8):
+        out = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(2, jnp.int32))
+        ends = (t % 3) == 0
+        assert out.transition.terminated.tolist() == [ends] * 2 and out.done.tolist() == [ends] * 2
+        assert bool(out.next_obs_known.all())
+        np.testing.assert_allclose(out.transition.next_obs[:, 0], (((t - 1) % 3) + 1) / 10)  # 0.3 at the end
+        obs, state = out.obs, out.env_state
 
 
 CARTPOLE = make_env("CartPole-v1", 4)
@@ -31,7 +57,7 @@ def test_cartpole_shapes_and_dtypes():
     obs, state = cartpole_reset(jax.random.PRNGKey(0))
     assert obs.shape == (4, 4) and obs.dtype == jnp.float32
     assert np.all(np.abs(np.asarray(obs)) <= 0.05)  # gymnax resets uniformly in [-0.05, 0.05]
-    new_obs, state, transition, done = cartpole_step(jax.random.PRNGKey(1), state, obs, jnp.array([0, 1, 0, 1]))
+    new_obs, state, transition, done, _ = cartpole_step(jax.random.PRNGKey(1), state, obs, jnp.array([0, 1, 0, 1]))
     assert new_obs.shape == (4, 4) and done.shape == (4,) and done.dtype == jnp.bool_
     assert transition.obs.shape == transition.next_obs.shape == (4, 4)
     assert transition.action.dtype == jnp.int32 and transition.action.tolist() == [0, 1, 0, 1]
@@ -49,7 +75,7 @@ def test_termination_keeps_the_terminal_observation():
     obs, state = cartpole_reset(jax.random.PRNGKey(0))
     ended = np.zeros(4, bool)
     for t in range(200):  # pushing right always falls over, well before the 500-step limit
-        new_obs, state, transition, done = cartpole_step(jax.random.PRNGKey(t), state, obs, jnp.ones(4, jnp.int32))
+        new_obs, state, transition, done, _ = cartpole_step(jax.random.PRNGKey(t), state, obs, jnp.ones(4, jnp.int32))
         done = np.asarray(done)
         assert np.asarray(transition.terminated).tolist() == done.tolist()
         np.testing.assert_array_equal(transition.obs, obs)
@@ -76,7 +102,7 @@ def test_a_real_time_limit_is_truncation_with_the_final_observation():
         def body(carry, t):
             obs, state = carry
             action = (obs @ gains > 0).astype(jnp.int32)
-            new_obs, state, transition, done = CARTPOLE.step(jax.random.fold_in(key, t), state, obs, action)
+            new_obs, state, transition, done, _ = CARTPOLE.step(jax.random.fold_in(key, t), state, obs, action)
             return (new_obs, state), (transition, done, new_obs)
 
         obs, state = CARTPOLE.reset(key)
@@ -119,7 +145,7 @@ def test_cartpole_dynamics_match_an_independent_implementation():
     actions = [0, 1, 1, 0, 1, 1, 1, 0]
     for t, a in enumerate(actions):
         mixed = jnp.array([a, 1 - a, a, 1 - a], jnp.int32)  # both forces in every step
-        obs, state, transition, _ = cartpole_step(jax.random.PRNGKey(t), state, obs, mixed)
+        obs, state, transition, _, _ = cartpole_step(jax.random.PRNGKey(t), state, obs, mixed)
         expected = np.stack([numpy_cartpole_step(e, int(b)) for e, b in zip(expected, np.asarray(mixed))])
         np.testing.assert_allclose(transition.next_obs, expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(transition.reward, 1.0)
@@ -130,12 +156,13 @@ def test_specs():
     cartpole = env_spec("CartPole-v1")
     assert (cartpole.obs_dim, cartpole.num_actions, cartpole.solve_threshold) == (4, 2, 475.0)
     assert cartpole.obs_shape == (4,) and cartpole.max_episode_steps == 500
-    np.testing.assert_allclose(cartpole.obs_high, [2.4, 3.0, 0.2, 3.0])  # the seed's scaling
-    np.testing.assert_allclose(cartpole.obs_low, [-2.4, -3.0, -0.2, -3.0])
+    np.testing.assert_allclose(cartpole.obs_high[[0, 2]], [4.8, 0.41887903])  # the observation space's
+    assert normalization.bounded(cartpole.obs_low, cartpole.obs_high).tolist() == [True, False, True, False]
     mountaincar = env_spec("MountainCar-v0")
     assert (mountaincar.obs_dim, mountaincar.num_actions, mountaincar.solve_threshold) == (2, 3, -110.0)
     np.testing.assert_allclose(mountaincar.obs_low, [-1.2, -0.07])  # from the observation space
     np.testing.assert_allclose(mountaincar.obs_high, [0.6, 0.07])
+    assert normalization.bounded(mountaincar.obs_low, mountaincar.obs_high).all()
 
 
 def test_unknown_and_continuous_envs_are_refused():

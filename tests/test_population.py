@@ -134,7 +134,7 @@ def test_memory_plan_counts_buffers_parameters_and_environments():
     row = 2 * 4 + 3  # obs, next_obs (4 each), action, reward, terminated: one float32 each
     assert plan.row_bytes == row * 4 and plan.replay_rows == 500
     assert plan.replay == 500 * row * 4 + 2 * 4  # the rows, the insert position and the size
-    weights = 16 * 2 + 16 * 4 + 1  # w, centers, sigma
+    weights = 16 * 2 + 16 * 4 + 1 + 2 * 4  # w, centers, sigma, the observation shift and scale
     assert plan.learner == 4 * (weights * 2 + 2 * weights + 1 + 1)  # params, target, Adam's mu and nu, counts
     assert plan.environment > 0 and plan.other > 0 and plan.total == 2 * plan.per_member
 

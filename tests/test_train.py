@@ -29,6 +29,23 @@ def test_q_bootstraps_through_time_limit_truncation():
     np.testing.assert_allclose(probe_q_values("bootstrap"), 10.0, rtol=0.02)
 
 
+@pytest.mark.parametrize("n_step,stored", [
+    (1, 4 * 1600),  # 400 episodes of 5 steps per env: the 5th step of each is left out
+    (3, 4 * 1599),  # windows reaching the cut stop before it; one at the cut is left out; the run
+])                  # ends before the last episode's 4th-step window is full
+def test_without_final_observations_cut_transitions_are_left_out(n_step, stored):
+    # The blind probe cannot say where a cut episode ended: nothing bootstraps from there,
+    # and the rest still bootstraps to the right value, 1 / (1 - 0.9).
+    config = TrainConfig(env=probe_envs.BLIND_TIME_LIMIT_PROBE, num_envs=4, total_steps=8000, chunk_steps=500,
+                         seeds=1, num_centers=8, gamma=0.9, lr=0.05, loss="squared", target="periodic",
+                         target_period=20, learning_starts=64, buffer_size=8000, n_step=n_step, eval_episodes=2)
+    result = qlax.train(config, progress=False)
+    assert int(result.state.replay.size[0]) == stored
+    q = make_train(config).q_function.apply(jax.tree.map(lambda x: x[0], result.state.learner.params),
+                                            np.zeros((1, 1), np.float32))
+    np.testing.assert_allclose(q, 10.0, rtol=0.02)
+
+
 def test_treating_truncation_as_terminal_learns_the_wrong_value():
     # What the seed does: the cut looks terminal, so Q settles near 1/(1-0.9*0.8) = 3.6, not 10.
     q = probe_q_values("terminal")

@@ -1,0 +1,71 @@
+"""Observations scaled to about [-1, 1] before features or networks see them.
+
+One mechanism for every environment: a dimension with finite bounds (from a setting or
+from the observation space) maps [low, high] onto [-1, 1]; a dimension without them is
+standardized by a running mean and standard deviation estimated inside the compiled
+loop, mean +- SPREAD standard deviations onto [-1, 1]. The shift and scale in use live
+in the Q-function's parameters (`params["obs_scale"]`, never trained), so whatever holds
+the parameters (evaluation, checkpoints, `load_policy`) scales alike.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+SPREAD = 2.0  # standard deviations on each side that map onto [-1, 1]
+MIN_STD = 1e-6
+
+
+@struct.dataclass
+class ObsStats:
+    """Running moments of the observations seen (Chan et al.'s parallel update)."""
+
+    count: jax.Array  # float32 ()
+    mean: jax.Array  # (obs_dim,)
+    m2: jax.Array  # (obs_dim,): sum of squared deviations from the mean
+
+
+def bounded(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Which dimensions have usable finite bounds, (obs_dim,) bool."""
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    return (np.abs(low) < 1e30) & (np.abs(high) < 1e30) & (high > low)
+
+
+def fixed_scale(low: np.ndarray, high: np.ndarray) -> dict:
+    """{"shift", "scale"}: [low, high] onto [-1, 1] where bounded; the identity elsewhere
+    until statistics replace it."""
+    known = bounded(low, high)
+    low, high = np.where(known, low, -1.0), np.where(known, high, 1.0)
+    return {"shift": jnp.asarray((high + low) / 2.0, jnp.float32),
+            "scale": jnp.asarray((high - low) / 2.0, jnp.float32)}
+
+
+def apply(obs_scale: dict, obs: jax.Array) -> jax.Array:
+    """obs (..., obs_dim) scaled; the shift and scale are held fixed (no gradient)."""
+    shift, scale = jax.lax.stop_gradient(obs_scale["shift"]), jax.lax.stop_gradient(obs_scale["scale"])
+    return (obs - shift) / scale
+
+
+def init_stats(obs_dim: int) -> ObsStats:
+    return ObsStats(count=jnp.float32(0.0), mean=jnp.zeros(obs_dim, jnp.float32), m2=jnp.zeros(obs_dim, jnp.float32))
+
+
+def update_stats(stats: ObsStats, batch: jax.Array) -> ObsStats:
+    """The moments with a batch (n, obs_dim) of observations merged in."""
+    n = jnp.float32(batch.shape[0])
+    batch_mean = jnp.mean(batch, axis=0)
+    batch_m2 = jnp.sum((batch - batch_mean) ** 2, axis=0)
+    count = stats.count + n
+    delta = batch_mean - stats.mean
+    return ObsStats(count=count, mean=stats.mean + delta * n / count,
+                    m2=stats.m2 + batch_m2 + delta**2 * stats.count * n / count)
+
+
+def with_stats(obs_scale: dict, stats: ObsStats, unbounded: np.ndarray) -> dict:
+    """`obs_scale` with its unbounded dimensions standardized by `stats`."""
+    std = jnp.sqrt(stats.m2 / jnp.maximum(stats.count, 1.0))
+    return {"shift": jnp.where(unbounded, stats.mean, obs_scale["shift"]),
+            "scale": jnp.where(unbounded, SPREAD * jnp.maximum(std, MIN_STD), obs_scale["scale"])}

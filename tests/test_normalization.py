@@ -1,0 +1,69 @@
+"""Observation scaling: fixed bounds, running moments, and how the training loop keeps them."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qlax
+from qlax import normalization, replay
+from qlax.config import TrainConfig
+from qlax.experiment import start
+
+
+def test_running_moments_match_numpy_over_uneven_batches():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 3)).astype(np.float32) for n in (1, 7, 16, 40)]
+    stats = normalization.init_stats(3)
+    for batch in batches:
+        stats = normalization.update_stats(stats, jnp.asarray(batch))
+    seen = np.concatenate(batches)
+    assert float(stats.count) == len(seen)
+    np.testing.assert_allclose(stats.mean, seen.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats.m2 / stats.count, seen.var(0), rtol=1e-4)
+
+
+def test_bounds_map_to_minus_one_one_and_statistics_to_two_deviations():
+    low, high = np.array([-2.0, 0.0, -np.inf]), np.array([2.0, 10.0, np.inf])
+    assert normalization.bounded(low, high).tolist() == [True, True, False]
+    scale = normalization.fixed_scale(low, high)
+    np.testing.assert_allclose(normalization.apply(scale, jnp.array([[-2.0, 0.0, 7.0], [2.0, 10.0, 7.0]])),
+                               [[-1.0, -1.0, 7.0], [1.0, 1.0, 7.0]])  # unbounded: the identity until stats
+    stats = normalization.update_stats(normalization.init_stats(3), jnp.array([[0.0, 0.0, 1.0], [0.0, 0.0, 5.0]]))
+    scale = normalization.with_stats(scale, stats, ~normalization.bounded(low, high))
+    np.testing.assert_allclose(normalization.apply(scale, jnp.array([[2.0, 5.0, 3.0], [2.0, 5.0, 7.0]])),
+                               [[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]])  # mean 3, std 2: 3 + 2 * 2 -> 1
+
+
+UNBOUNDED = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=1000,
+                        learning_starts=100, early_stop=False)
+
+
+@pytest.mark.parametrize("mode", ["always", "warmup"])
+def test_the_loop_standardizes_unbounded_dimensions_by_what_it_saw(mode):
+    run = start(UNBOUNDED.replace(obs_stats=mode))
+    state, _ = run.population.run_chunk(run.state)
+    state, _ = run.population.run_chunk(state)
+    member = jax.tree.map(lambda leaf: np.asarray(leaf)[1], state)
+    seen = np.asarray(replay.contents(member.replay).obs)[:int(member.replay.size)]  # obs before each step
+    seen = np.concatenate([seen, member.obs])  # and the one the agent sees now
+    if mode == "warmup":  # frozen once 100 transitions were stored: 25 vector steps of 4 envs
+        seen = seen[:4 * 25]
+    stats = member.obs_stats
+    assert float(stats.count) == len(seen)
+    np.testing.assert_allclose(stats.mean, seen.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stats.m2 / stats.count, seen.var(0), rtol=1e-3, atol=1e-7)
+    for params in (member.learner.params, member.learner.target_params):
+        scale = params["obs_scale"]
+        np.testing.assert_allclose(scale["shift"][[1, 3]], seen.mean(0)[[1, 3]], rtol=1e-4, atol=1e-6)  # velocities
+        np.testing.assert_allclose(scale["scale"][[1, 3]], 2 * seen.std(0)[[1, 3]], rtol=1e-3)
+        np.testing.assert_allclose(scale["scale"][[0, 2]], [4.8, 0.41887903], rtol=1e-6)  # the space's bounds
+
+
+def test_explicit_bounds_need_no_statistics():
+    seed = qlax.presets.load("seed")
+    run = start(seed.replace(seeds=1, total_steps=1600, learning_starts=100, buffer_size=1000))
+    assert run.state.obs_stats == ()
+    params = run.state.learner.params
+    np.testing.assert_array_equal(params["obs_scale"]["scale"][0], np.float32([2.4, 3.0, 0.2, 3.0]))
+    np.testing.assert_array_equal(params["obs_scale"]["shift"][0], 0.0)  # the notebook's obs / constants
