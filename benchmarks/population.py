@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 
-from _timing import TrainConfig, emit, qlax_steps_per_s
-from seed_loop import seed_loop_steps_per_s
+from _timing import TrainConfig, emit
+from seed_loop import measure_qlax, measure_seed_loop
 
 GOAL_RATIO = 300
 
@@ -43,19 +43,8 @@ def main():
     parser.add_argument("--seed-steps", type=int, default=500, help="timed vector steps of the seed loop")
     args = parser.parse_args()
 
-    print(f"seed notebook loop: {args.warmup} warm-up + {args.seed_steps} timed vector steps of 16 envs ...",
-          flush=True)
-    seed = seed_loop_steps_per_s(args.seed_steps, args.warmup)
-    print(f"  {seed['steps_per_s']:12,.0f} env steps/s  ({seed['timed_env_steps']:,} env steps with "
-          f"{seed['timed_updates']:,} updates in {seed['seconds']:.1f} s)", flush=True)
-
-    config = cartpole_rbf_config(args.seeds)
-    print(f"qlax, cartpole-rbf, {args.seeds} seeds, early stop OFF (every seed steps): 1 untimed + "
-          f"{args.chunks} timed chunks of {config.chunk_steps} vector steps ...", flush=True)
-    ours = qlax_steps_per_s(config, args.chunks)
-    print(f"  {ours['steps_per_s']:12,.0f} env steps/s aggregate  ({ours['timed_env_steps']:,} env steps; "
-          f"chunks ranged {ours['worst_chunk_steps_per_s']:,.0f}-{ours['best_chunk_steps_per_s']:,.0f}; "
-          f"compile {ours['compile_s']:.1f} s, excluded)", flush=True)
+    seed = measure_seed_loop(args.seed_steps, args.warmup)
+    ours = measure_qlax(cartpole_rbf_config(args.seeds), args.chunks, f"cartpole-rbf, {args.seeds} seeds (aggregate)")
     print(f"  per seed: {ours['steps_per_s'] / args.seeds:,.0f} env steps/s", flush=True)
 
     ratio = ours["steps_per_s"] / seed["steps_per_s"]

@@ -279,6 +279,28 @@ def seed_loop_steps_per_s(timed_steps: int = 1500, warmup_steps: int = 1200, ver
     return result
 
 
+def measure_seed_loop(timed_steps: int, warmup_steps: int, verbose: bool = False) -> dict:
+    """`seed_loop_steps_per_s`, announced and reported on the terminal."""
+    print(f"seed notebook loop: {warmup_steps} warm-up + {timed_steps} timed vector steps of 16 envs ...",
+          flush=True)
+    seed = seed_loop_steps_per_s(timed_steps, warmup_steps, verbose)
+    print(f"  {seed['steps_per_s']:12,.0f} env steps/s  ({seed['timed_env_steps']:,} env steps, "
+          f"{seed['timed_updates']:,} updates, {seed['timed_episodes']:,} episodes in {seed['seconds']:.1f} s)",
+          flush=True)
+    return seed
+
+
+def measure_qlax(config: TrainConfig, chunks: int, label: str) -> dict:
+    """`qlax_steps_per_s` of `config`, announced and reported on the terminal."""
+    print(f"qlax, {label}, early stop off: 1 untimed + {chunks} timed chunks of {config.chunk_steps} vector "
+          f"steps ...", flush=True)
+    ours = qlax_steps_per_s(config, chunks)
+    print(f"  {ours['steps_per_s']:12,.0f} env steps/s  (total timed steps / total time; chunks ranged "
+          f"{ours['worst_chunk_steps_per_s']:,.0f}-{ours['best_chunk_steps_per_s']:,.0f}; "
+          f"compile {ours['compile_s']:.1f} s, excluded)", flush=True)
+    return ours
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warmup", type=int, default=1200, help="untimed vector steps of the seed loop")
@@ -287,20 +309,8 @@ def main():
     parser.add_argument("--verbose", action="store_true", help="print the seed loop's progress lines")
     args = parser.parse_args()
 
-    print(f"seed notebook loop: {args.warmup} warm-up + {args.seed_steps} timed vector steps of 16 envs ...",
-          flush=True)
-    seed = seed_loop_steps_per_s(args.seed_steps, args.warmup, args.verbose)
-    print(f"  {seed['steps_per_s']:12,.0f} env steps/s  ({seed['timed_env_steps']:,} env steps, "
-          f"{seed['timed_updates']:,} updates, {seed['timed_episodes']:,} episodes in {seed['seconds']:.1f} s)",
-          flush=True)
-
-    config = seed_config()
-    print(f"qlax, seed settings, 1 seed, early stop off: 1 untimed + {args.chunks} timed chunks "
-          f"of {config.chunk_steps} vector steps ...", flush=True)
-    ours = qlax_steps_per_s(config, args.chunks)
-    print(f"  {ours['steps_per_s']:12,.0f} env steps/s  (total timed steps / total time; chunks ranged "
-          f"{ours['worst_chunk_steps_per_s']:,.0f}-{ours['best_chunk_steps_per_s']:,.0f}; "
-          f"compile {ours['compile_s']:.1f} s, excluded)", flush=True)
+    seed = measure_seed_loop(args.seed_steps, args.warmup, args.verbose)
+    ours = measure_qlax(seed_config(), args.chunks, "seed settings, 1 seed")
 
     ratio = ours["steps_per_s"] / seed["steps_per_s"]
     meets_speed = ours["steps_per_s"] >= GOAL_STEPS_PER_S

@@ -82,7 +82,7 @@ def join_if_asked(args: argparse.Namespace) -> None:
     if any(v is not None for v in given) and not all(v is not None for v in given):
         raise ConfigError("--coordinator, --num-processes and --process-id go together: give all three")
     if args.distributed or args.coordinator is not None:
-        if getattr(args, "out", "given") is None:
+        if args.command != "resume" and args.out is None:
             raise ConfigError("a multi-process run needs --out: every process must write to the same directory")
         join_processes(args.coordinator, args.num_processes, args.process_id)
 

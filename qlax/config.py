@@ -53,9 +53,12 @@ class TrainConfig:
                                          "space's; dimensions without finite bounds use running statistics)")
     obs_high: list[float] | None = _field(None, "upper observation bounds for scaling (default: the observation "
                                           "space's)")
-    obs_stats: str = _field("warmup", "running mean/std of unbounded observation dimensions: estimated until "
-                            "learning_starts transitions are stored, then frozen (warmup), or updated throughout "
-                            "(always)", choices=("warmup", "always"))
+    obs_scaling: str = _field("bounds", "bounds: finite bounds map to [-1, 1] and only dimensions without them "
+                              "use running statistics; statistics: every dimension by running mean and std",
+                              choices=("bounds", "statistics"))
+    obs_stats: str = _field("warmup", "running observation statistics: estimated until learning_starts "
+                            "transitions are stored, then frozen (warmup), or updated throughout (always)",
+                            choices=("warmup", "always"))
 
     # Q-function.
     q_function: str = _field("linear_rbf", "Q-function family", choices=("linear_rbf", "mlp"))
@@ -149,7 +152,7 @@ class TrainConfig:
         values = {}
         for f in dataclasses.fields(self):
             values[f.name] = _check_field(f, getattr(self, f.name))
-        cfg = dataclasses.replace(self, **values) if values != self.to_dict() else self
+        cfg = dataclasses.replace(self, **values)  # coerced values (1 -> 1.0) even where they compare equal
         cfg._check_relations()
         return cfg
 

@@ -6,6 +6,7 @@ The only module that imports matplotlib, so training never pays for it.
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -61,7 +62,8 @@ def learning_curve(run_dirs: list[Path], out: Path) -> Path:
 
 def _band(ax, steps: np.ndarray, avg: np.ndarray, label: str) -> None:
     """A median line with its interquartile band across the columns of `avg` (chunks, seeds)."""
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # chunks before any episode ended are all NaN: drawn as gaps
+        warnings.simplefilter("ignore", RuntimeWarning)
         low, median, high = np.nanpercentile(np.where(np.isfinite(avg), avg, np.nan), [25, 50, 75], axis=1)
     line, = ax.plot(steps, median, label=label)
     ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)

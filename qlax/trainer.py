@@ -138,12 +138,14 @@ def _build(config: TrainConfig) -> Trainer:
     terminal_on_truncation = config.truncation == "terminal"
     per = config.replay == "prioritized"
     buffer_module = prioritized if per else replay
-    unbounded = ~normalization.bounded(*observation_bounds(config, env))
-    track_stats = bool(unbounded.any())  # else every dimension has fixed bounds
+    standardized = ~normalization.bounded(*observation_bounds(config, env))  # dimensions scaled by statistics
+    if config.obs_scaling == "statistics":
+        standardized = np.ones_like(standardized)
+    track_stats = bool(standardized.any())  # else every dimension has fixed bounds
 
     def rescaled(params, stats: normalization.ObsStats):
-        """`params` scaling the unbounded observation dimensions by `stats`."""
-        return {**params, "obs_scale": normalization.with_stats(params["obs_scale"], stats, unbounded)}
+        """`params` scaling the standardized observation dimensions by `stats`."""
+        return {**params, "obs_scale": normalization.with_stats(params["obs_scale"], stats, standardized)}
 
     def epsilon_at(vector_steps: jax.Array, hp: HParams) -> jax.Array:
         return epsilon(vector_steps, hp.eps_start, hp.eps_end, hp.eps_decay, hp.eps_decay_steps)

@@ -37,6 +37,13 @@ BAD_INPUTS = [
     (["train", "--seeds", "0"], "seeds = 0: out of range, allowed >= 1"),
     (["train", "--set", "lr"], "--set 'lr': expected key=value"),
     (["train", "--set", "gradient=residual"], "needs target 'online'"),
+    (["train", "--set", "stop_on=never"], "stop_on = 'never': must be one of train_average, greedy"),
+    (["train", "--set", "obs_low=[1, 2]", "--set", "obs_high=[3, 4]"],
+     "obs_low = [1.0, 2.0]: env 'CartPole-v1' needs 4 numbers"),
+    (["train", "--max-memory", "12 parsecs"], "--max-memory = '12 parsecs': expected a size such as 8GB"),
+    (["train", "--coordinator", "127.0.0.1:1"], "--coordinator, --num-processes and --process-id go together"),
+    (["train", "--distributed", "--process-id", "0"], "--distributed detects the cluster itself"),
+    (["sweep", "--grid", "batch_size=16,32"], "--grid batch_size: a static setting"),
 ]
 
 

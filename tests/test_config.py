@@ -12,6 +12,7 @@ def test_seed_preset_is_the_notebook():
     assert (c.buffer_size, c.learning_starts, c.batch_size, c.lr, c.gamma) == (100_000, 1000, 32, 5e-3, 0.99)
     assert (c.eps_schedule, c.eps_start, c.eps_end, c.eps_decay) == ("exponential", 1.0, 0.01, 0.999)
     assert (c.gradient, c.target, c.loss, c.truncation) == ("residual", "online", "squared", "terminal")
+    assert (c.obs_low, c.obs_high) == ([-2.4, -3.0, -0.2, -3.0], [2.4, 3.0, 0.2, 3.0])  # obs / [2.4, 3, 0.2, 3]
     assert c.vector_steps == 10_000
 
 
