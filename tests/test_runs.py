@@ -1,7 +1,6 @@
 """Runs people keep: checkpoints, exact resume, interruption, divergence, plots, GIFs, policies."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
