@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -237,3 +238,24 @@ def test_two_processes_train_one_population_and_process_0_writes_it(one_device, 
     for proc in [run_qlax(["resume", str(out), *coordinator, "--process-id", str(i)], devices=2) for i in range(2)]:
         finished(proc)
     assert results(out) == results(one_device)
+
+
+def test_an_interrupted_sweep_resumes_to_the_run_done_in_one_go(lr_sweep, tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    shown = []
+
+    def update(self, *args):  # a real SIGINT once two chunks have been shown
+        shown.append(1)
+        if len(shown) == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(experiment.ProgressDisplay, "update", update)
+    stopped = qlax.sweep(SMALL, {"lr": [5e-3, 2e-2], "gamma": [0.95, 0.99]}, out=out, progress=False,
+                         checkpoint_every=1)
+    monkeypatch.undo()
+    assert stopped.interrupted and stopped.summary["settings"] is None
+    resumed = qlax.resume(out, progress=False)
+    for ours, theirs in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(lr_sweep.state)):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    assert (out / "metrics.csv").read_text() == (lr_sweep.run_dir / "metrics.csv").read_text()
+    assert (out / "sweep.csv").read_text() == (lr_sweep.run_dir / "sweep.csv").read_text()
