@@ -54,8 +54,9 @@ class TrainConfig:
     obs_high: list[float] | None = _field(None, "upper observation bounds for scaling (default: the observation "
                                           "space's)")
     obs_scaling: str = _field("bounds", "bounds: finite bounds map to [-1, 1] and only dimensions without them "
-                              "use running statistics; statistics: every dimension by running mean and std",
-                              choices=("bounds", "statistics"))
+                              "use running statistics; statistics: every dimension by running mean and std; "
+                              "none: observations as the env gives them (binary grids such as MinAtar's)",
+                              choices=("bounds", "statistics", "none"))
     obs_stats: str = _field("warmup", "running observation statistics: estimated until learning_starts "
                             "transitions are stored, then frozen (warmup), or updated throughout (always)",
                             choices=("warmup", "always"))
@@ -91,6 +92,11 @@ class TrainConfig:
     eps_end: float = _field(0.01, "final epsilon", low=0.0, high=1.0)
     eps_decay: float = _field(0.9997, "exponential: factor per vector step", low=0.0, high=1.0, low_open=True)
     eps_decay_steps: int = _field(10_000, "linear: vector steps from eps_start to eps_end", low=1)
+    exploration: str = _field("epsilon_greedy", "epsilon_greedy: one random action per coin; ez_greedy: a random "
+                              "action repeated for a zeta-distributed number of steps (temporally extended, "
+                              "Dabney et al. 2021)", choices=("epsilon_greedy", "ez_greedy"))
+    ez_mu: float = _field(2.0, "ez_greedy: exponent of the zeta distribution of repeat lengths (smaller: longer)",
+                          low=1.0, low_open=True)
 
     # Learning rule.
     lr: float = _field(5e-3, "Adam learning rate", low=0.0, low_open=True)
@@ -207,6 +213,7 @@ class HParams:
     eps_end: jax.Array
     eps_decay: jax.Array
     eps_decay_steps: jax.Array
+    ez_mu: jax.Array
     target_period: jax.Array  # int32
     tau: jax.Array
     huber_delta: jax.Array

@@ -1,11 +1,13 @@
-"""Epsilon schedules over vector steps, and epsilon-greedy actions."""
+"""Epsilon schedules over vector steps, and epsilon-greedy actions (one step or repeated)."""
 
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 SCHEDULES = ("exponential", "linear", "constant")
+MAX_REPEAT = 10_000  # ez-greedy's longest repeat, in steps
 
 
 def epsilon_schedule(kind: str) -> Callable:
@@ -33,14 +35,59 @@ def epsilon_schedule(kind: str) -> Callable:
     return epsilon
 
 
-def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float) -> jax.Array:
-    """Greedy actions, each replaced by a uniform one with probability epsilon.
-
-    q_values: (batch, num_actions) -> actions (batch,) int32. One coin per row; the coin
-    and the random action use separate keys.
-    """
+def _coins(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float):
+    """(explore (batch,) bool, uniform random actions (batch,) int32, greedy actions (batch,) int32):
+    one coin per row; the coin and the random action use separate keys."""
     k_coin, k_action = jax.random.split(key)
     batch, num_actions = q_values.shape
     explore = jax.random.uniform(k_coin, (batch,)) < epsilon
-    random_actions = jax.random.randint(k_action, (batch,), 0, num_actions)
-    return jnp.where(explore, random_actions, jnp.argmax(q_values, axis=-1)).astype(jnp.int32)
+    random_actions = jax.random.randint(k_action, (batch,), 0, num_actions, jnp.int32)
+    return explore, random_actions, jnp.argmax(q_values, axis=-1).astype(jnp.int32)
+
+
+def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float) -> jax.Array:
+    """Greedy actions, each replaced by a uniform one with probability epsilon.
+
+    q_values: (batch, num_actions) -> actions (batch,) int32.
+    """
+    explore, random_actions, greedy = _coins(key, q_values, epsilon)
+    return jnp.where(explore, random_actions, greedy)
+
+
+@struct.dataclass
+class Repeat:
+    """ez-greedy's commitment per env: the random action it repeats and the steps still to go."""
+
+    action: jax.Array  # int32 (batch,)
+    left: jax.Array  # int32 (batch,): 0 when acting on coins again
+
+
+def init_repeat(batch: int) -> Repeat:
+    return Repeat(action=jnp.zeros(batch, jnp.int32), left=jnp.zeros(batch, jnp.int32))
+
+
+def repeat_lengths(key: jax.Array, shape: tuple[int, ...], mu: jax.Array | float) -> jax.Array:
+    """Repeat lengths n >= 1 with the power-law tail P(n >= k) = k^(1 - mu) of a zeta(mu)
+    distribution: n = floor(U^(-1 / (mu - 1))) for U uniform on (0, 1], capped at MAX_REPEAT."""
+    u = jax.random.uniform(key, shape, minval=jnp.finfo(jnp.float32).tiny, maxval=1.0)
+    n = jnp.floor(jnp.power(u, -1.0 / (mu - 1.0)))
+    return jnp.clip(n, 1, MAX_REPEAT).astype(jnp.int32)
+
+
+def ez_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float, repeat: Repeat,
+              mu: jax.Array | float) -> tuple[jax.Array, Repeat]:
+    """Temporally extended epsilon-greedy (Dabney et al. 2021): a row still repeating keeps its
+    action; otherwise a coin with probability epsilon starts a uniform random action held for
+    a `repeat_lengths` number of steps (this one included), else the greedy action.
+
+    Returns (actions (batch,) int32, the repeat state after this step). A heavy-tailed
+    commitment explores far more of tasks such as MountainCar than one-step dithering.
+    """
+    k_coins, k_length = jax.random.split(key)
+    explore, random_actions, greedy = _coins(k_coins, q_values, epsilon)
+    continuing = repeat.left > 0
+    starting = ~continuing & explore
+    actions = jnp.where(continuing, repeat.action, jnp.where(starting, random_actions, greedy))
+    lengths = repeat_lengths(k_length, explore.shape, mu)
+    left = jnp.where(continuing, repeat.left - 1, jnp.where(starting, lengths - 1, 0))
+    return actions, Repeat(action=actions, left=left)

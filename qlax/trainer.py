@@ -23,7 +23,7 @@ from qlax import episodes, normalization, nstep, prioritized, replay
 from qlax.config import DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, static_key
 from qlax.envs import VecEnv, make_env
 from qlax.evaluate import make_evaluate
-from qlax.exploration import epsilon_greedy, epsilon_schedule
+from qlax.exploration import Repeat, epsilon_greedy, epsilon_schedule, ez_greedy, init_repeat
 from qlax.learner import Learner, LearnerState, make_learner
 from qlax.placement import Placement
 from qlax.qfunctions import QFunction, linear_rbf, mlp
@@ -46,6 +46,7 @@ class TrainState:
     stopped: jax.Array  # bool (): early-stopped; the state is frozen from then on
     diverged: jax.Array  # bool (): an update went non-finite; frozen at the last finite state
     obs_stats: normalization.ObsStats | tuple  # moments of unbounded observation dims; () if none
+    repeat: Repeat | tuple  # exploration ez_greedy: the random actions being repeated; () otherwise
 
 
 @struct.dataclass
@@ -76,8 +77,14 @@ class Trainer(NamedTuple):
 
 
 def observation_bounds(config: TrainConfig, env: VecEnv) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) per observation dimension: the settings', else the observation space's."""
+    """(low, high) per observation dimension: the settings', else the observation space's;
+    [-1, 1] everywhere (the identity scaling) for `obs_scaling: none`."""
     spec = env.spec
+    if config.obs_scaling == "none":
+        if config.obs_low is not None or config.obs_high is not None:
+            raise ConfigError("obs_low/obs_high are set but obs_scaling = 'none' ignores bounds: "
+                              "drop them or use obs_scaling 'bounds'")
+        return -np.ones(spec.obs_dim, np.float32), np.ones(spec.obs_dim, np.float32)
     for name in ("obs_low", "obs_high"):
         given = getattr(config, name)
         if given is not None and len(given) != spec.obs_dim:
@@ -137,6 +144,7 @@ def _build(config: TrainConfig) -> Trainer:
     budget = config.vector_steps
     terminal_on_truncation = config.truncation == "terminal"
     per = config.replay == "prioritized"
+    extended = config.exploration == "ez_greedy"
     buffer_module = prioritized if per else replay
     standardized = ~normalization.bounded(*observation_bounds(config, env))  # dimensions scaled by statistics
     if config.obs_scaling == "statistics":
@@ -175,6 +183,7 @@ def _build(config: TrainConfig) -> Trainer:
             stopped=jnp.bool_(False),
             diverged=jnp.bool_(False),
             obs_stats=obs_stats,
+            repeat=init_repeat(config.num_envs) if extended else (),
         )
 
     per_round = config.env_steps_per_round
@@ -226,8 +235,13 @@ def _build(config: TrainConfig) -> Trainer:
         if config.warmup_random:
             eps = jnp.where(replay.can_sample(state.replay, hp.learning_starts), eps, 1.0)
         q = q_function.apply(state.learner.params, state.obs)
-        action = epsilon_greedy(k_act, q, eps)
+        if extended:
+            action, repeat = ez_greedy(k_act, q, eps, state.repeat, hp.ez_mu)
+        else:
+            action, repeat = epsilon_greedy(k_act, q, eps), ()
         obs, env_state, transition, done, known = env.step(k_env, state.env_state, state.obs, action)
+        if extended:  # a new episode starts on coins
+            repeat = repeat.replace(left=jnp.where(done, 0, repeat.left))
         if terminal_on_truncation:  # the seed's rule: a cut is an end, whatever came next
             transition, known = transition.replace(terminated=done), jnp.ones_like(known)
         if config.n_step > 1:
@@ -263,7 +277,7 @@ def _build(config: TrainConfig) -> Trainer:
             if stop_on_average else jnp.bool_(False)
 
         stepped = TrainState(hp, learner_state, buffer, env_state, obs, key,
-                             state.vector_steps + 1, stats, window, solved, ready & ~finite, obs_stats)
+                             state.vector_steps + 1, stats, window, solved, ready & ~finite, obs_stats, repeat)
         # A stopped or finished seed keeps its state. The buffer (masked in `add`) and the
         # learner (selected by `accept`, which implies `active`) are left out of this select,
         # so no step copies them twice.

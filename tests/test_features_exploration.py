@@ -182,3 +182,61 @@ def test_one_coin_per_row():
     assert np.mean(actions[1:] == actions[:-1]) == pytest.approx(0.625, abs=0.015)
     again = np.asarray(greedy(jax.random.PRNGKey(8), q, 0.5))
     assert not np.array_equal(actions, again)  # the key decides
+
+
+@pytest.mark.parametrize("mu", [1.5, 2.0, 3.0])
+def test_repeat_lengths_have_the_zeta_tail(mu):
+    lengths = np.asarray(jax.jit(exploration.repeat_lengths, static_argnums=1)(jax.random.PRNGKey(9), (ROWS,), mu))
+    assert lengths.min() >= 1 and lengths.max() <= exploration.MAX_REPEAT
+    for k in (1, 2, 4, 16):
+        expected = k ** (1.0 - mu)  # P(n >= k)
+        tolerance = 4 * np.sqrt(expected * (1 - expected) / ROWS) + 1e-9
+        assert np.mean(lengths >= k) == pytest.approx(expected, abs=tolerance), k
+
+
+ez = jax.jit(exploration.ez_greedy)
+
+
+def test_ez_greedy_keeps_a_started_action_for_its_length_then_flips_coins_again():
+    q = jnp.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # greedy: 1 and 2
+    repeat = exploration.Repeat(action=jnp.int32([0, 0]), left=jnp.int32([2, 0]))
+    seen = []
+    for step in range(4):  # epsilon 0: only the committed row 0 leaves greedy, for 2 steps
+        actions, repeat = ez(jax.random.PRNGKey(step), q, 0.0, repeat, 2.0)
+        seen.append(np.asarray(actions).tolist())
+    assert seen == [[0, 2], [0, 2], [1, 2], [1, 2]]
+    assert np.asarray(repeat.left).tolist() == [0, 0]
+
+    key = jax.random.PRNGKey(11)  # epsilon 1: every row starts a repeat of its coin's random action
+    rows = jnp.tile(q, (ROWS // 2, 1))
+    actions, started = ez(key, rows, 1.0, exploration.init_repeat(ROWS), 2.0)
+    k_coins, k_length = jax.random.split(key)
+    _, random_actions, _ = exploration._coins(k_coins, rows, 1.0)
+    np.testing.assert_array_equal(actions, random_actions)
+    np.testing.assert_array_equal(started.action, actions)
+    np.testing.assert_array_equal(started.left, exploration.repeat_lengths(k_length, (ROWS,), 2.0) - 1)
+
+
+def test_ez_greedy_runs_in_training_hold_actions_within_episodes_and_restart_at_their_ends():
+    from qlax import replay
+    from qlax.experiment import start
+
+    config = TrainConfig(seeds=1, num_envs=4, total_steps=4_000, chunk_steps=1000, buffer_size=4_000,
+                         learning_starts=4_000, eps_schedule="constant", eps_start=1.0, num_centers=8)
+
+    def consecutive_actions(exploration_kind):
+        run = start(config.replace(exploration=exploration_kind, ez_mu=1.5))
+        state, _ = run.population.run_chunk(run.state)
+        member = jax.tree.map(lambda leaf: np.asarray(leaf)[0], state)
+        stored = replay.contents(member.replay)
+        actions = np.asarray(stored.action).reshape(-1, 4).T  # (env, step): 4 rows per vector step
+        ended = np.asarray(stored.terminated).reshape(-1, 4).T
+        same = actions[:, 1:] == actions[:, :-1]
+        within, across = same[~ended[:, :-1]], same[ended[:, :-1]]
+        return within.mean(), across.mean(), across.size
+
+    within, across, boundaries = consecutive_actions("epsilon_greedy")
+    assert within == pytest.approx(0.5, abs=0.05)  # one coin per step, two actions
+    within, across, boundaries = consecutive_actions("ez_greedy")
+    assert within > 0.85  # P(n >= k) = k^-0.5: most spans outlast a random CartPole episode
+    assert boundaries > 100 and across == pytest.approx(0.5, abs=0.15)  # a new episode flips a new coin

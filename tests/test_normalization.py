@@ -67,3 +67,16 @@ def test_explicit_bounds_need_no_statistics():
     params = run.state.learner.params
     np.testing.assert_array_equal(params["obs_scale"]["scale"][0], np.float32([2.4, 3.0, 0.2, 3.0]))
     np.testing.assert_array_equal(params["obs_scale"]["shift"][0], 0.0)  # the notebook's obs / constants
+
+
+def test_no_scaling_passes_observations_through_and_refuses_bounds():
+    config = qlax.presets.load("cartpole-dqn").replace(seeds=1, total_steps=1600, learning_starts=100,
+                                                        buffer_size=1000, obs_scaling="none", obs_low=None,
+                                                        obs_high=None)
+    run = start(config)
+    assert run.state.obs_stats == ()  # CartPole's velocities are unbounded, yet nothing is estimated
+    scale = run.state.learner.params["obs_scale"]
+    obs = jnp.float32([[0.3, -7.0, 0.1, 12.0]])
+    np.testing.assert_array_equal(normalization.apply(jax.tree.map(lambda x: x[0], scale), obs), obs)
+    with pytest.raises(qlax.ConfigError, match="obs_scaling = 'none'"):
+        start(config.replace(obs_low=[-1.0] * 4, obs_high=[1.0] * 4))
