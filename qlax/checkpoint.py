@@ -25,7 +25,7 @@ from flax import serialization
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.msgpack"
 MANIFEST_FILE = "manifest.json"
-FORMAT = "qlax-checkpoint-v1"
+FORMAT = "qlax-checkpoint-v2"  # v2: ez_mu in the hyperparameters, ez-greedy state
 
 
 class CheckpointError(ValueError):
@@ -89,8 +89,12 @@ def load(path: Path, template: Any, *, shard: int = 0, shards: int = 1) -> tuple
         manifest = json.loads((path / MANIFEST_FILE).read_text())
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable manifest ({err.__class__.__name__})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a qlax checkpoint (format {manifest.get('format')!r})"
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if isinstance(found, str) and found.startswith("qlax-checkpoint-") and found != FORMAT:
+        raise CheckpointError(f"{path}: written in checkpoint format {found!r}; this qlax reads {FORMAT!r}: "
+                              f"resume or evaluate it with the qlax version that wrote it")
+    if found != FORMAT:
+        raise CheckpointError(f"{path}: not a qlax checkpoint (format {found!r})"
                               if isinstance(manifest, dict) else f"{path}: not a qlax checkpoint")
     saved_by = manifest.get("shards", 1)
     if saved_by != shards:

@@ -93,9 +93,9 @@ class TrainConfig:
     eps_decay: float = _field(0.9997, "exponential: factor per vector step", low=0.0, high=1.0, low_open=True)
     eps_decay_steps: int = _field(10_000, "linear: vector steps from eps_start to eps_end", low=1)
     exploration: str = _field("epsilon_greedy", "epsilon_greedy: one random action per coin; ez_greedy: a random "
-                              "action repeated for a zeta-distributed number of steps (temporally extended, "
+                              "action repeated for a power-law number of steps (temporally extended, "
                               "Dabney et al. 2021)", choices=("epsilon_greedy", "ez_greedy"))
-    ez_mu: float = _field(2.0, "ez_greedy: exponent of the zeta distribution of repeat lengths (smaller: longer)",
+    ez_mu: float = _field(2.0, "ez_greedy: repeat lengths n have P(n >= k) = k^(1 - ez_mu) (smaller: longer)",
                           low=1.0, low_open=True)
 
     # Learning rule.
@@ -191,6 +191,9 @@ class TrainConfig:
             bounds = getattr(self, name)
             if bounds is not None and not all(math.isfinite(b) for b in bounds):
                 raise ConfigError(f"{name} = {bounds}: every bound must be a finite number")
+        if self.obs_scaling == "none" and (self.obs_low is not None or self.obs_high is not None):
+            raise ConfigError("obs_low/obs_high are set but obs_scaling = 'none' ignores bounds: drop them "
+                              "(--set obs_low=null --set obs_high=null) or use obs_scaling 'bounds'")
         if self.obs_low is not None and self.obs_high is not None:
             if len(self.obs_low) != len(self.obs_high) or any(
                     lo >= hi for lo, hi in zip(self.obs_low, self.obs_high)):

@@ -67,8 +67,9 @@ def init_repeat(batch: int) -> Repeat:
 
 
 def repeat_lengths(key: jax.Array, shape: tuple[int, ...], mu: jax.Array | float) -> jax.Array:
-    """Repeat lengths n >= 1 with the power-law tail P(n >= k) = k^(1 - mu) of a zeta(mu)
-    distribution: n = floor(U^(-1 / (mu - 1))) for U uniform on (0, 1], capped at MAX_REPEAT."""
+    """Repeat lengths n >= 1 from a discretized power law, P(n >= k) = k^(1 - mu): the tail
+    of a zeta(mu) distribution, though not its head (P(n = 1) is 1/2 for mu = 2, not 0.61).
+    n = floor(U^(-1 / (mu - 1))) for U uniform on [tiny, 1), capped at MAX_REPEAT."""
     u = jax.random.uniform(key, shape, minval=jnp.finfo(jnp.float32).tiny, maxval=1.0)
     n = jnp.floor(jnp.power(u, -1.0 / (mu - 1.0)))
     return jnp.clip(n, 1, MAX_REPEAT).astype(jnp.int32)

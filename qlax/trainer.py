@@ -81,9 +81,6 @@ def observation_bounds(config: TrainConfig, env: VecEnv) -> tuple[np.ndarray, np
     [-1, 1] everywhere (the identity scaling) for `obs_scaling: none`."""
     spec = env.spec
     if config.obs_scaling == "none":
-        if config.obs_low is not None or config.obs_high is not None:
-            raise ConfigError("obs_low/obs_high are set but obs_scaling = 'none' ignores bounds: "
-                              "drop them or use obs_scaling 'bounds'")
         return -np.ones(spec.obs_dim, np.float32), np.ones(spec.obs_dim, np.float32)
     for name in ("obs_low", "obs_high"):
         given = getattr(config, name)

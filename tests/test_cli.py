@@ -40,6 +40,8 @@ BAD_INPUTS = [
     (["train", "--set", "stop_on=never"], "stop_on = 'never': must be one of train_average, greedy"),
     (["train", "--set", "obs_low=[1, 2]", "--set", "obs_high=[3, 4]"],
      "obs_low = [1.0, 2.0]: env 'CartPole-v1' needs 4 numbers"),
+    (["train", "--set", "obs_scaling=none"], "obs_low/obs_high are set but obs_scaling = 'none' ignores bounds"),
+    (["train", "--set", "exploration=ez_greedy", "--set", "ez_mu=1"], "ez_mu = 1.0: out of range, allowed > 1"),
     (["train", "--max-memory", "12 parsecs"], "--max-memory = '12 parsecs': expected a size such as 8GB"),
     (["train", "--coordinator", "127.0.0.1:1"], "--coordinator, --num-processes and --process-id go together"),
     (["train", "--distributed", "--process-id", "0"], "--distributed detects the cluster itself"),

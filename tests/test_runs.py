@@ -86,7 +86,7 @@ def test_an_unfinished_save_is_never_the_latest(one_go, tmp_path):
     assert checkpoint.latest(copy).name == "chunk-000012"
 
 
-@pytest.mark.parametrize("damage", ["truncate", "foreign", "mismatch", "manifest"])
+@pytest.mark.parametrize("damage", ["truncate", "foreign", "mismatch", "manifest", "old format"])
 def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_path, damage):
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(one_go.run_dir), str(copy)], check=True)
@@ -102,9 +102,12 @@ def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_pat
         config = (copy / "config.yaml").read_text().replace("num_centers: 32", "num_centers: 33")
         (copy / "config.yaml").write_text(config)
         expected = "should be (2, 33, 4) float32 for this config, found (2, 32, 4) float32"
-    else:
+    elif damage == "manifest":
         (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "something-else"}')
         expected = "not a qlax checkpoint"
+    else:  # an earlier qlax's checkpoint: its state has other fields
+        (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "qlax-checkpoint-v1"}')
+        expected = "written in checkpoint format 'qlax-checkpoint-v1'; this qlax reads"
     with pytest.raises(checkpoint.CheckpointError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         qlax.resume(copy, progress=False)
     assert cli.main(["eval", str(copy)]) == 2
