@@ -143,9 +143,9 @@ def _build(config: TrainConfig) -> Trainer:
     per = config.replay == "prioritized"
     extended = config.exploration == "ez_greedy"
     buffer_module = prioritized if per else replay
-    standardized = ~normalization.bounded(*observation_bounds(config, env))  # dimensions scaled by statistics
-    if config.obs_scaling == "statistics":
-        standardized = np.ones_like(standardized)
+    # The dimensions scaled by running statistics: all of them, or those without finite bounds.
+    bounded = normalization.bounded(*observation_bounds(config, env))
+    standardized = np.ones_like(bounded) if config.obs_scaling == "statistics" else ~bounded
     track_stats = bool(standardized.any())  # else every dimension has fixed bounds
 
     def rescaled(params, stats: normalization.ObsStats):
@@ -262,9 +262,8 @@ def _build(config: TrainConfig) -> Trainer:
         buffer = _select_priorities(accept, learned_buffer, buffer)
         obs_stats = state.obs_stats
         if track_stats:
-            refresh = active & ~replay.can_sample(buffer, hp.learning_starts)  # warmup: until learning starts
-            if config.obs_stats == "always":
-                refresh = active
+            refresh = active if config.obs_stats == "always" else \
+                active & ~replay.can_sample(buffer, hp.learning_starts)  # warmup: until learning starts
             obs_stats = jax.tree.map(lambda new, old: jnp.where(refresh, new, old),
                                      normalization.update_stats(obs_stats, obs), obs_stats)
             learner_state = learner_state.replace(params=rescaled(learner_state.params, obs_stats),

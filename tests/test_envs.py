@@ -10,43 +10,39 @@ from qlax import normalization
 from qlax.envs import EnvError, env_spec, make_env
 
 
-def test_truncation_keeps_the_final_observation_and_is_not_terminal():
-    env = make_env(probe_envs.COUNTER_PROBE, 3)
+def probe_steps(env_id: str, num_envs: int, steps: int):
+    """(t, obs before the step, EnvStep) for vector steps t = 1..steps of a probe, action 0."""
+    env = make_env(env_id, num_envs)
     step = jax.jit(env.step)
     obs, state = env.reset(jax.random.PRNGKey(0))
-    for t in range(1, 6):
-        new_obs, state, transition, done, _ = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(3, jnp.int32))
-        np.testing.assert_allclose(transition.obs, obs)
-        np.testing.assert_allclose(transition.next_obs[:, 0], t / 10)  # the final observation at t = 5
-        assert not bool(transition.terminated.any())
-        assert done.tolist() == [t == 5] * 3
-        obs = new_obs
-    np.testing.assert_allclose(obs, 0.0)  # auto-reset after the cut
-
-
-def test_without_final_observations_a_cut_transition_is_marked_unknown():
-    env = make_env(probe_envs.BLIND_COUNTER_PROBE, 2)
-    step = jax.jit(env.step)
-    obs, state = env.reset(jax.random.PRNGKey(0))
-    for t in range(1, 7):
-        out = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(2, jnp.int32))
-        assert out.next_obs_known.tolist() == [t != 5] * 2 and out.done.tolist() == [t == 5] * 2
-        if t != 5:
-            np.testing.assert_allclose(out.transition.next_obs[:, 0], (t % 5) / 10)  # the true next observation
+    for t in range(1, steps + 1):
+        out = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(num_envs, jnp.int32))
+        yield t, obs, out
         obs, state = out.obs, out.env_state
 
 
+def test_truncation_keeps_the_final_observation_and_is_not_terminal():
+    for t, obs, out in probe_steps(probe_envs.COUNTER_PROBE, 3, 5):
+        np.testing.assert_allclose(out.transition.obs, obs)
+        np.testing.assert_allclose(out.transition.next_obs[:, 0], t / 10)  # the final observation at t = 5
+        assert not bool(out.transition.terminated.any())
+        assert out.done.tolist() == [t == 5] * 3
+    np.testing.assert_allclose(out.obs, 0.0)  # auto-reset after the cut
+
+
+def test_without_final_observations_a_cut_transition_is_marked_unknown():
+    for t, _, out in probe_steps(probe_envs.BLIND_COUNTER_PROBE, 2, 6):
+        assert out.next_obs_known.tolist() == [t != 5] * 2 and out.done.tolist() == [t == 5] * 2
+        if t != 5:
+            np.testing.assert_allclose(out.transition.next_obs[:, 0], (t % 5) / 10)  # the true next observation
+
+
 def test_an_env_that_never_truncates_ends_by_termination_only():
-    env = make_env(probe_envs.TERMINATING_PROBE, 2)
-    step = jax.jit(env.step)
-    obs, state = env.reset(jax.random.PRNGKey(0))
-    for t in range(1, 8):
-        out = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(2, jnp.int32))
+    for t, _, out in probe_steps(probe_envs.TERMINATING_PROBE, 2, 7):
         ends = (t % 3) == 0
         assert out.transition.terminated.tolist() == [ends] * 2 and out.done.tolist() == [ends] * 2
         assert bool(out.next_obs_known.all())
         np.testing.assert_allclose(out.transition.next_obs[:, 0], (((t - 1) % 3) + 1) / 10)  # 0.3 at the end
-        obs, state = out.obs, out.env_state
 
 
 CARTPOLE = make_env("CartPole-v1", 4)
