@@ -25,7 +25,7 @@ from flax import serialization
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.msgpack"
 MANIFEST_FILE = "manifest.json"
-FORMAT = "qlax-checkpoint-v2"  # v2: ez_mu in the hyperparameters, ez-greedy state
+FORMAT = "qlax-checkpoint-v3"  # v3: algorithm state apart from the member's (qlax 0.2)
 
 
 class CheckpointError(ValueError):

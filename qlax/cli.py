@@ -137,7 +137,7 @@ def report(result) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend)
+    result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend, best=args.best)
     for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
         print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}"
               f"  {'solved' if result['solved'][i] else '-'}")
@@ -220,6 +220,8 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
     evaluate.add_argument("--backend", choices=("gymnax", "gymnasium"), default="gymnax",
                           help="gymnax (compiled) or Gymnasium's own environment of the same id")
+    evaluate.add_argument("--best", action="store_true",
+                          help="evaluate each member's best greedy check (runs trained with keep_best)")
     evaluate.set_defaults(func=cmd_eval)
 
     plot = sub.add_parser("plot", help="learning curves of one or more runs on one figure")

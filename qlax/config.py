@@ -25,6 +25,13 @@ import jax
 import numpy as np
 from flax import struct
 
+from qlax.algorithms import ALGORITHMS
+from qlax.buffers import BUFFERS
+from qlax.exploration import EXPLORERS, SCHEDULES
+from qlax.learner import TARGETS
+from qlax.losses import PENALTIES
+from qlax.qfunctions import TORSOS
+
 
 class ConfigError(ValueError):
     """A setting has a bad name, type or value; the message names it and the allowed range."""
@@ -40,7 +47,12 @@ def _field(default: Any, help: str, *, low: float | None = None, high: float | N
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """One training run: environment, Q-function, replay, exploration, learning rule, budget."""
+    """One training run: environment, algorithm, Q-function, replay, exploration, learning rule, budget."""
+
+    algorithm: str = _field("dqn", "dqn: replay and a target network (with double Q, n-step, prioritized replay, "
+                            "dueling, noisy nets as options); c51 / qrdqn: distributional DQN (categorical / "
+                            "quantile); pqn: rollouts, Q(lambda) and epochs of minibatches, no replay, no target",
+                            choices=tuple(ALGORITHMS))
 
     # Environment and budget.
     env: str = _field("CartPole-v1", "gymnax environment id")
@@ -62,7 +74,8 @@ class TrainConfig:
                             choices=("warmup", "always"))
 
     # Q-function.
-    q_function: str = _field("linear_rbf", "Q-function family", choices=("linear_rbf", "mlp"))
+    q_function: str = _field("linear_rbf", "Q-function family: linear over RBF features, an MLP, or a "
+                             "convolution then the MLP layers (grid and image observations)", choices=TORSOS)
     num_centers: int = _field(500, "linear_rbf: random RBF centers, uniform in [-1, 1]^obs_dim", low=1)
     sigma: float = _field(0.5, "linear_rbf: RBF width", low=0.0, low_open=True)
     init_scale: float = _field(0.1, "linear_rbf: standard deviation of the initial linear weights", low=0.0)
@@ -70,11 +83,28 @@ class TrainConfig:
     activation: str = _field("relu", "mlp: hidden activation", choices=("relu", "tanh", "elu", "gelu", "silu"))
     layer_norm: bool = _field(False, "mlp: layer norm after each hidden layer")
     dueling: bool = _field(False, "mlp: dueling head, value + advantage - mean advantage")
+    conv_channels: list[int] = _field([16], "conv: channels of each 3x3 convolution (stride 1, same padding)")
+    noisy_sigma0: float = _field(0.5, "exploration noisy: initial noise scale of the factorised Gaussian "
+                                 "layers (sigma = sigma0 / sqrt(inputs))", low=0.0, low_open=True)
+
+    # Distributional heads.
+    num_atoms: int = _field(51, "c51: atoms of each action's return distribution", low=2)
+    v_min: float = _field(0.0, "c51: smallest atom")
+    v_max: float = _field(100.0, "c51: largest atom")
+    num_quantiles: int = _field(50, "qrdqn: quantiles of each action's return distribution", low=1)
+
+    # PQN.
+    num_steps: int = _field(32, "pqn: vector steps per rollout", low=1)
+    num_epochs: int = _field(4, "pqn: passes over each rollout", low=1)
+    num_minibatches: int = _field(4, "pqn: minibatches per pass (must divide num_steps x num_envs)", low=1)
+    td_lambda: float = _field(0.65, "pqn: lambda of the Q(lambda) returns (0: one-step targets, 1: Monte Carlo "
+                              "up to the rollout's end)", low=0.0, high=1.0)
+    lr_decay: bool = _field(False, "pqn: decay the learning rate linearly to 0 over the budget")
 
     # Replay.
     buffer_size: int = _field(100_000, "replay capacity in transitions", low=1)
     batch_size: int = _field(32, "transitions per gradient step", low=1)
-    replay: str = _field("uniform", "how batches are drawn", choices=("uniform", "prioritized"))
+    replay: str = _field("uniform", "how batches are drawn", choices=tuple(BUFFERS))
     per_alpha: float = _field(0.6, "prioritized: priority = (|td error| + eps)^alpha", low=0.0, high=1.0)
     per_beta: float = _field(0.4, "prioritized: importance exponent at the start, annealed to 1 over the budget",
                              low=0.0, high=1.0)
@@ -87,28 +117,30 @@ class TrainConfig:
 
     # Exploration.
     eps_schedule: str = _field("exponential", "epsilon schedule over vector steps",
-                               choices=("exponential", "linear", "constant"))
+                               choices=SCHEDULES)
     eps_start: float = _field(1.0, "initial epsilon (the constant one for 'constant')", low=0.0, high=1.0)
     eps_end: float = _field(0.01, "final epsilon", low=0.0, high=1.0)
     eps_decay: float = _field(0.9997, "exponential: factor per vector step", low=0.0, high=1.0, low_open=True)
     eps_decay_steps: int = _field(10_000, "linear: vector steps from eps_start to eps_end", low=1)
     exploration: str = _field("epsilon_greedy", "epsilon_greedy: one random action per coin; ez_greedy: a random "
                               "action repeated for a power-law number of steps (temporally extended, "
-                              "Dabney et al. 2021)", choices=("epsilon_greedy", "ez_greedy"))
+                              "Dabney et al. 2021); noisy: greedy on a network with factorised Gaussian noisy "
+                              "layers (Fortunato et al. 2018), epsilon unused", choices=tuple(EXPLORERS))
     ez_mu: float = _field(2.0, "ez_greedy: repeat lengths n have P(n >= k) = k^(1 - ez_mu) (smaller: longer)",
                           low=1.0, low_open=True)
 
     # Learning rule.
     lr: float = _field(5e-3, "Adam learning rate", low=0.0, low_open=True)
     gamma: float = _field(0.99, "discount", low=0.0, high=1.0)
-    loss: str = _field("huber", "TD error penalty", choices=("squared", "huber"))
-    huber_delta: float = _field(1.0, "Huber transition point", low=0.0, low_open=True)
+    loss: str = _field("huber", "TD error penalty", choices=tuple(PENALTIES))
+    huber_delta: float = _field(1.0, "Huber transition point (qrdqn: the quantile Huber loss's kappa)",
+                                low=0.0, low_open=True)
     max_grad_norm: float | None = _field(None, "clip gradients to this global norm (default: no clipping)",
                                          low=0.0, low_open=True)
     double_q: bool = _field(False, "double Q-learning: online argmax, target evaluation")
     gradient: str = _field("semi", "semi-gradient target, or the seed's residual gradient",
                            choices=("semi", "residual"))
-    target: str = _field("periodic", "bootstrap parameters", choices=("online", "periodic", "polyak"))
+    target: str = _field("periodic", "bootstrap parameters", choices=tuple(TARGETS))
     target_period: int = _field(100, "periodic: updates between target refreshes", low=1)
     tau: float = _field(0.005, "polyak: target step size", low=0.0, high=1.0, low_open=True)
     truncation: str = _field("bootstrap", "on a time limit, bootstrap (correct) or treat as terminal (the seed)",
@@ -124,6 +156,9 @@ class TrainConfig:
                                 "errors reaches the threshold (0: the mean itself)", low=0.0)
     solve_threshold: float | None = _field(None, "return that counts as solved (default: the env's)")
     eval_episodes: int = _field(100, "greedy evaluation episodes per seed", low=1)
+    keep_best: bool = _field(False, "greedy-check every member after every chunk (stop_eval_episodes "
+                             "episodes) and keep the parameters of its best check: load_policy(best=True), "
+                             "qlax eval --best")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied, validated."""
@@ -142,10 +177,6 @@ class TrainConfig:
         """Env steps between update rounds: train_freq, or one round per vector step."""
         return self.train_freq if self.train_freq is not None else self.num_envs
 
-    @property
-    def num_chunks(self) -> int:
-        return math.ceil(self.vector_steps / self.chunk_steps)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -163,30 +194,15 @@ class TrainConfig:
         return cfg
 
     def _check_relations(self) -> None:
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(
-                f"batch_size ({self.batch_size}) exceeds buffer_size ({self.buffer_size}): "
-                f"must be at most the replay capacity")
-        if self.num_envs > self.buffer_size:
-            raise ConfigError(
-                f"num_envs ({self.num_envs}) exceeds buffer_size ({self.buffer_size}): "
-                f"one vector step must fit in the replay buffer")
-        if self.learning_starts > self.buffer_size:
-            raise ConfigError(
-                f"learning_starts ({self.learning_starts}) exceeds buffer_size ({self.buffer_size}): "
-                f"the buffer could never hold that many transitions")
-        if self.learning_starts > self.total_steps:
-            raise ConfigError(
-                f"learning_starts ({self.learning_starts}) exceeds total_steps ({self.total_steps}): "
-                f"no update would ever run; allowed range is 1..{self.total_steps}")
-        if any(h < 1 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes = {self.hidden_sizes}: every layer needs at least 1 unit")
-        if self.double_q and self.target == "online":
-            raise ConfigError("double_q needs a target network: set target to 'periodic' or 'polyak'")
-        if self.gradient == "residual" and self.target != "online":
-            raise ConfigError(
-                f"gradient 'residual' differentiates through the bootstrap target, which needs "
-                f"target 'online' (got target '{self.target}')")
+        from qlax import algorithms
+
+        algorithms.module(self.algorithm).check(self)  # the relations of the settings it reads
+        for name in ("hidden_sizes", "conv_channels"):
+            if any(h < 1 for h in getattr(self, name)):
+                raise ConfigError(f"{name} = {getattr(self, name)}: every layer needs at least 1 unit")
+        if self.exploration == "noisy" and self.q_function == "linear_rbf":
+            raise ConfigError("exploration 'noisy' needs a network with noisy layers: set q_function to "
+                              "'mlp' or 'conv'")
         for name in ("obs_low", "obs_high"):
             bounds = getattr(self, name)
             if bounds is not None and not all(math.isfinite(b) for b in bounds):
@@ -226,6 +242,7 @@ class HParams:
     per_alpha: jax.Array
     per_beta: jax.Array
     learning_starts: jax.Array  # int32
+    td_lambda: jax.Array
 
     @staticmethod
     def of(config: TrainConfig) -> HParams:

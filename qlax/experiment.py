@@ -195,7 +195,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
     latest = placement.gather(pop.observe(state))
     steps_before = int(np.sum(latest.env_steps))
     metrics_path = run_dir / "metrics.csv" if run_dir is not None and is_writer() else None
-    with ProgressDisplay(title, config.vector_steps * config.num_envs, enabled=progress and is_writer()) as display, \
+    with ProgressDisplay(title, trainer.env_steps_budget, enabled=progress and is_writer()) as display, \
             reports.MetricsFile(metrics_path, members) as metrics_file, GracefulInterrupt() as interrupt:
         compile_started = time.perf_counter()
         run_chunk = pop.run_chunk.lower(state).compile()
@@ -203,7 +203,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
         train_started = time.perf_counter()
         chunk = first_chunk
         interrupted = False
-        while chunk < config.num_chunks and not _all_done(latest) and not interrupted:
+        while chunk < trainer.num_chunks and not _all_done(latest) and not interrupted:
             state, metrics = run_chunk(state)
             latest = placement.gather(metrics)
             chunk += 1
@@ -214,7 +214,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
                 int(np.max(latest.env_steps)), steps_per_s, latest.epsilon, latest.avg_return_100,
                 int(np.sum(latest.stopped)), members.count, best, latest.greedy_return))
             interrupted = _any_process(interrupt.requested)  # read once: the save and the exit agree
-            done = chunk == config.num_chunks or _all_done(latest) or interrupted
+            done = chunk == trainer.num_chunks or _all_done(latest) or interrupted
             if run_dir is not None and (done or chunk % options.checkpoint_every == 0):
                 _save(run_dir, state, chunk, meta, options.keep, placement)
         jax.block_until_ready(state)
@@ -222,14 +222,15 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
 
     threshold = solve_threshold(config, trainer.env)
     all_diverged = bool(np.all(latest.diverged))
-    returns = None if interrupted or all_diverged else _evaluate(trainer, members, placement, state.learner.params)
+    returns = None if interrupted or all_diverged else _evaluate(trainer, members, placement,
+                                                                  trainer.greedy_params(state))
     steps_run = int(np.sum(latest.env_steps)) - steps_before
     run = {"preset": options.preset, "env": config.env, "devices": placement.devices,
            "processes": jax.process_count(), "compile_s": round(compile_s, 3), "train_s": round(train_s, 3),
            "env_steps_per_s": round(steps_run / train_s, 1) if train_s > 0 else None,
            "eval_episodes": config.eval_episodes, "threshold": threshold}
-    summary = reports.summary(members, {**reports.train_numbers(latest), **reports.eval_numbers(returns, threshold)},
-                              run)
+    summary = reports.summary(members, {**reports.train_numbers(latest, config.keep_best),
+                                        **reports.eval_numbers(returns, threshold)}, run)
     summary["interrupted"] = interrupted
     summary["wall_s"] = round(time.perf_counter() - started, 3)
     if run_dir is not None and is_writer():
@@ -325,21 +326,24 @@ def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
     return Members.of(config, grid)
 
 
-def load_params(run_dir: str | Path, episodes: int | None = None) -> tuple[Trainer, Members, Any]:
-    """(trainer, members, stacked Q parameters as numpy) from the latest checkpoint of `run_dir`."""
+def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = False) -> tuple[Trainer, Members, Any]:
+    """(trainer, members, stacked greedy Q parameters as numpy) from the latest checkpoint of
+    `run_dir`; with `best`, those of each member's best greedy check (keep_best runs)."""
     members = load_members(run_dir, episodes)
     trainer = make_train(members.config)
     state, _ = checkpoint.load(checkpoint.latest(Path(run_dir)), state_template(trainer, members.count))
-    return trainer, members, state.learner.params
+    return trainer, members, trainer.greedy_params(state, best)
 
 
-def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str = "gymnax") -> dict[str, Any]:
+def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str = "gymnax",
+                 best: bool = False) -> dict[str, Any]:
     """Greedy evaluation of every member saved in `run_dir`; writes and returns eval.json's fields.
 
     backend "gymnax" runs the compiled evaluation; "gymnasium" runs the same policies on
-    Gymnasium's own environment of the same id.
+    Gymnasium's own environment of the same id. `best`: each member's best greedy check's
+    parameters (keep_best runs) instead of its last ones.
     """
-    trainer, members, params = load_params(run_dir, episodes)
+    trainer, members, params = load_params(run_dir, episodes, best)
     config = trainer.config
     if backend == "gymnax":
         placement = place(members.count)
@@ -347,7 +351,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     elif backend == "gymnasium":
         from qlax.gymnasium_backend import evaluate_gymnasium
 
-        returns = evaluate_gymnasium(run_dir, config.eval_episodes)
+        returns = evaluate_gymnasium(run_dir, config.eval_episodes, best=best)
     else:
         raise ConfigError(f"backend = '{backend}': must be one of gymnax, gymnasium")
     threshold = solve_threshold(config, trainer.env)
@@ -355,6 +359,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     result = {
         "episodes": config.eval_episodes,
         "backend": backend,
+        "best": best,
         "mean_return": numbers["eval_mean_return"],
         "std_return": numbers["eval_std_return"],
         "min_return": [float(m) for m in returns.min(axis=1)],

@@ -1,6 +1,7 @@
-"""Epsilon schedules over vector steps, and epsilon-greedy actions (one step or repeated)."""
+"""Exploration: epsilon schedules over vector steps, and the strategies that act on Q-values
+(epsilon-greedy, ez-greedy, noisy networks) behind one `Explorer` interface."""
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,3 +93,29 @@ def ez_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float, r
     lengths = repeat_lengths(k_length, explore.shape, mu)
     left = jnp.where(continuing, repeat.left - 1, jnp.where(starting, lengths - 1, 0))
     return actions, Repeat(action=actions, left=left)
+
+
+class Explorer(NamedTuple):
+    """The exploration component: init(num_envs) -> state; act(key, q_values, epsilon, state,
+    first, hp) -> (actions, state), where `first` (num_envs,) marks envs starting a new episode.
+
+    `noisy`: acting samples the network's own noise (noisy networks) and epsilon is unused.
+    """
+
+    init: Callable
+    act: Callable
+    noisy: bool = False
+
+
+def _ez_act(key, q_values, epsilon, repeat, first, hp):
+    return ez_greedy(key, q_values, epsilon, repeat.replace(left=jnp.where(first, 0, repeat.left)), hp.ez_mu)
+
+
+EXPLORERS = {  # the one list of exploration strategies
+    "epsilon_greedy": Explorer(init=lambda num_envs: (),
+                               act=lambda key, q, eps, state, first, hp: (epsilon_greedy(key, q, eps), ())),
+    "ez_greedy": Explorer(init=init_repeat, act=_ez_act),
+    "noisy": Explorer(init=lambda num_envs: (),
+                      act=lambda key, q, eps, state, first, hp: (jnp.argmax(q, axis=-1).astype(jnp.int32), ()),
+                      noisy=True),
+}

@@ -26,7 +26,8 @@ def _gymnasium():
     return gymnasium
 
 
-def gymnasium_policy(run_dir: str | Path, seed: int, env, setting: int = 0) -> Callable[[np.ndarray], int]:
+def gymnasium_policy(run_dir: str | Path, seed: int, env, setting: int = 0,
+                     best: bool = False) -> Callable[[np.ndarray], int]:
     """Seed `seed`'s (of setting `setting`, for a sweep) greedy policy as `obs -> int action`
     for a Gymnasium env with matching spaces."""
     gymnasium = _gymnasium()
@@ -38,11 +39,12 @@ def gymnasium_policy(run_dir: str | Path, seed: int, env, setting: int = 0) -> C
     if tuple(obs_space.shape) != spec.obs_shape:
         raise ConfigError(f"the policy expects observations of shape {spec.obs_shape}; the Gymnasium "
                           f"env's are {tuple(obs_space.shape)}")
-    policy, _ = load_policy(run_dir, seed, setting)
+    policy, _ = load_policy(run_dir, seed, setting, best)
     return lambda obs: int(policy(np.asarray(obs, np.float32).reshape(-1)))
 
 
-def evaluate_gymnasium(run_dir: str | Path, episodes: int, env_id: str | None = None) -> np.ndarray:
+def evaluate_gymnasium(run_dir: str | Path, episodes: int, env_id: str | None = None,
+                       best: bool = False) -> np.ndarray:
     """Greedy returns (members, episodes) on Gymnasium's `env_id` (default: the run's env id)."""
     gymnasium = _gymnasium()
     members = load_members(run_dir)
@@ -55,7 +57,7 @@ def evaluate_gymnasium(run_dir: str | Path, episodes: int, env_id: str | None = 
     returns = np.zeros((members.count, episodes))
     for member in range(members.count):
         seed = members.seed_of(member)
-        act = gymnasium_policy(run_dir, seed, env, members.setting_of(member))
+        act = gymnasium_policy(run_dir, seed, env, members.setting_of(member), best)
         for episode in range(episodes):
             obs, _ = env.reset(seed=config.seed * 1_000_003 + seed * 10_007 + episode)
             done = False

@@ -1,16 +1,40 @@
-"""One gradient step on a batch of transitions, plus the target-parameter refresh."""
+"""One gradient step on a batch, plus the target-parameter refresh: the piece every
+algorithm's learning shares.
 
-from typing import Callable, NamedTuple
+A learner is built from a loss, `loss(params, target_params, batch, hp, key) -> (per-sample
+loss (batch,), per-sample priority (batch,))`, so it never knows whether the batch holds
+one-step transitions, n-step ones or lambda-returns, nor whether the Q-values are numbers
+or distributions. The priority is each loss's own signal for prioritized replay: |TD
+error| for scalar Q-learning, the per-sample loss for distributional ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlax import losses
-from qlax.config import HParams
-from qlax.qfunctions import QFunction
-from qlax.types import Transition
+if TYPE_CHECKING:
+    from qlax.config import HParams
+
+
+def _online(params, target_params, updates, hp):
+    return params
+
+
+def _periodic(params, target_params, updates, hp):
+    return optax.periodic_update(params, target_params, updates, hp.target_period)
+
+
+def _polyak(params, target_params, updates, hp):
+    return optax.incremental_update(params, target_params, hp.tau)
+
+
+# The one list of target updates: (params, target_params, updates taken, hp) -> target_params.
+TARGETS = {"online": _online, "periodic": _periodic, "polyak": _polyak}
 
 
 @struct.dataclass
@@ -23,78 +47,65 @@ class LearnerState:
 
 class Learner(NamedTuple):
     """init(params, hparams) -> LearnerState;
-    update(state, batch, hparams, weights=None) -> (state, loss, td_error (batch,)).
+    update(state, batch, hparams, weights=None, key=None) -> (state, mean loss, priorities (batch,)).
 
-    `hparams` supplies the dynamic numbers (gamma, huber_delta, target_period, tau and
-    the optimizer's); `weights` (batch,) scale each sample's penalty: importance weights
-    of prioritized replay.
+    `weights` (batch,) scale each sample's loss: importance weights of prioritized replay.
+    `key` feeds whatever the loss samples (noisy networks' noise).
     """
 
     init: Callable
     update: Callable
 
 
-def make_learner(q_function: QFunction, optimizer: Callable[[HParams], optax.GradientTransformation], *,
-                 loss: str = "huber", gradient: str = "semi", target: str = "periodic",
-                 double_q: bool = False) -> Learner:
-    """A Q-learning learner.
+def make_learner(loss: Callable, optimizer: Callable[[HParams], optax.GradientTransformation],
+                 target: str = "periodic") -> Learner:
+    """A learner minimizing `loss` with `optimizer(hparams)`, refreshing targets by `TARGETS[target]`.
 
     `optimizer(hparams)` builds the optax transformation from the member's traced
     hyperparameters at every step (their state layout never depends on them), so the
     learning rate is state, not a compiled-in constant: the effect of
     `optax.inject_hyperparams`, with the training state's `HParams` as the one place
     the numbers live.
-
-    gradient "semi" holds the bootstrap target fixed (stop_gradient): Q-learning proper.
-    gradient "residual" differentiates through it, as the seed notebook does; it uses
-    the online parameters for the target.
-    target "online" bootstraps from the current parameters, "periodic" from a copy
-    refreshed every `target_period` updates, "polyak" from an average moved by `tau`.
-    double_q picks the next action with the online head and values it with the target one.
     """
-    for name, value, choices in (("loss", loss, ("squared", "huber")), ("gradient", gradient, ("semi", "residual")),
-                                 ("target", target, ("online", "periodic", "polyak"))):
-        if value not in choices:  # otherwise a misspelt target would silently run polyak
-            raise ValueError(f"{name} = '{value}': must be one of {', '.join(choices)}")
+    if target not in TARGETS:  # otherwise a misspelt target would silently run another one
+        raise ValueError(f"target = '{target}': must be one of {', '.join(TARGETS)}")
+    refresh = TARGETS[target]
 
-    def loss_fn(params, target_params, batch: Transition, hp: HParams, weights):
-        # One feature pass for obs and next_obs together: the features are never trained,
-        # so the online and the target head share them.
-        phi = q_function.features(params, jnp.concatenate([batch.obs, batch.next_obs]))
-        phi_obs, phi_next = jnp.split(phi, 2)
-        q = losses.select_action_values(q_function.head(params, phi_obs), batch.action)
-        bootstrap = params if gradient == "residual" else target_params
-        next_q = q_function.head(bootstrap, phi_next)
-        discount = hp.gamma if batch.discount is None else batch.discount
-        if double_q:
-            next_q_online = jax.lax.stop_gradient(q_function.head(params, phi_next))
-            y = losses.double_q_target(batch.reward, batch.terminated, next_q_online, next_q, discount)
-        else:
-            y = losses.q_learning_target(batch.reward, batch.terminated, next_q, discount)
-        if gradient == "semi":
-            y = jax.lax.stop_gradient(y)
-        td_error = q - y
-        penalty = losses.td_penalty(td_error, loss, hp.huber_delta)
+    def mean_loss(params, target_params, batch, hp, weights, key):
+        per_sample, priorities = loss(params, target_params, batch, hp, key)
         if weights is not None:
-            penalty = weights * penalty
-        return jnp.mean(penalty), td_error
+            per_sample = weights * per_sample
+        return jnp.mean(per_sample), priorities
 
     def init(params, hp: HParams):
         return LearnerState(params=params, target_params=params,
                             opt_state=optimizer(hp).init(params), updates=jnp.int32(0))
 
-    def update(state: LearnerState, batch: Transition, hp: HParams, weights: jax.Array | None = None):
-        (value, td_error), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, batch, hp, weights)
+    def update(state: LearnerState, batch, hp: HParams, weights: jax.Array | None = None,
+               key: jax.Array | None = None):
+        (value, priorities), grads = jax.value_and_grad(mean_loss, has_aux=True)(
+            state.params, state.target_params, batch, hp, weights, key)
         step_updates, opt_state = optimizer(hp).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, step_updates)
         updates = state.updates + 1
-        if target == "online":
-            target_params = params
-        elif target == "periodic":
-            target_params = optax.periodic_update(params, state.target_params, updates, hp.target_period)
-        else:
-            target_params = optax.incremental_update(params, state.target_params, hp.tau)
-        return LearnerState(params, target_params, opt_state, updates), value, jax.lax.stop_gradient(td_error)
+        target_params = refresh(params, state.target_params, updates, hp)
+        return LearnerState(params, target_params, opt_state, updates), value, jax.lax.stop_gradient(priorities)
 
     return Learner(init=init, update=update)
+
+
+def all_finite(tree) -> jax.Array:
+    """Whether every element of every leaf is finite (bool scalar)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def guarded(ready: jax.Array, new: LearnerState, old: LearnerState, loss: jax.Array):
+    """(the learner state to keep, whether it was accepted, whether the update diverged).
+
+    An update that was due (`ready`) is taken only when its loss and parameters are
+    finite; a non-finite one is never taken, so a diverging member freezes at its last
+    finite state instead of spreading NaNs.
+    """
+    finite = jnp.isfinite(loss) & all_finite(new.params)
+    accept = ready & finite
+    return jax.tree.map(lambda n, o: jnp.where(accept, n, o), new, old), accept, ready & ~finite

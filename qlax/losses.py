@@ -1,8 +1,18 @@
-"""TD targets and losses as pure functions over batches."""
+"""TD targets and losses as pure functions over batches: scalar, lambda-return and distributional.
+
+Each one is checked against rlax's version of the same piece in the tests (rlax is a
+test extra, not a runtime dependency: it brings distrax and TensorFlow Probability).
+Shapes: a leading batch axis; distributional outputs are (batch, num_actions, atoms).
+"""
 
 import jax
 import jax.numpy as jnp
 import optax
+
+PENALTIES = {  # the one list of TD error penalties: 0.5 err^2, or Huber's
+    "squared": lambda td_error, delta: 0.5 * td_error**2,
+    "huber": lambda td_error, delta: optax.huber_loss(td_error, delta=delta),
+}
 
 
 def q_learning_target(reward: jax.Array, terminated: jax.Array, next_q: jax.Array,
@@ -28,14 +38,91 @@ def double_q_target(reward: jax.Array, terminated: jax.Array, next_q_online: jax
 
 
 def select_action_values(q: jax.Array, action: jax.Array) -> jax.Array:
-    """q[i, action[i]]; q: (batch, num_actions), action: (batch,) -> (batch,)."""
-    return jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]
+    """q[i, action[i]]; q: (batch, num_actions, ...), action: (batch,) -> (batch, ...)."""
+    index = action.reshape(action.shape + (1,) * (q.ndim - 1))
+    return jnp.take_along_axis(q, index, axis=1)[:, 0]
 
 
 def td_penalty(td_error: jax.Array, kind: str, huber_delta: float = 1.0) -> jax.Array:
-    """Elementwise penalty: 0.5 * err^2 ("squared") or the Huber loss ("huber")."""
-    if kind == "squared":
-        return 0.5 * td_error**2
-    if kind == "huber":
-        return optax.huber_loss(td_error, delta=huber_delta)
-    raise ValueError(f"loss = '{kind}': must be one of squared, huber")
+    """Elementwise penalty of `PENALTIES[kind]`."""
+    if kind not in PENALTIES:
+        raise ValueError(f"loss = '{kind}': must be one of {', '.join(PENALTIES)}")
+    return PENALTIES[kind](td_error, huber_delta)
+
+
+def lambda_returns(reward: jax.Array, discount: jax.Array, value: jax.Array, lambda_: jax.Array) -> jax.Array:
+    """G_t = r_t + discount_t [(1 - lambda_t) v_t + lambda_t G_{t+1}], with G_{T-1} bootstrapping
+    from v_{T-1} alone; every argument is (T, ...) along time (rlax.lambda_returns' recursion).
+
+    For Q(lambda), v_t = max_a Q(s_{t+1}, a); lambda_t = 0 cuts the return at step t (an
+    episode end, or a next step that cannot be bootstrapped through).
+    """
+    lambda_ = jnp.broadcast_to(lambda_, reward.shape).at[-1].set(0.0)
+
+    def back(next_return, step):
+        r, d, v, lam = step
+        g = r + d * ((1.0 - lam) * v + lam * next_return)
+        return g, g
+
+    _, returns = jax.lax.scan(back, value[-1], (reward, discount, value, lambda_), reverse=True)
+    return returns
+
+
+def categorical_atoms(v_min: jax.Array, v_max: jax.Array, num_atoms: int) -> jax.Array:
+    """num_atoms evenly spaced support points from v_min to v_max."""
+    return v_min + (v_max - v_min) * jnp.arange(num_atoms, dtype=jnp.float32) / (num_atoms - 1)
+
+
+def categorical_q_values(logits: jax.Array, atoms: jax.Array) -> jax.Array:
+    """The mean of each action's categorical distribution: (..., atoms) logits -> (...)."""
+    return jnp.sum(jax.nn.softmax(logits, axis=-1) * atoms, axis=-1)
+
+
+def categorical_project(target_atoms: jax.Array, probs: jax.Array, atoms: jax.Array) -> jax.Array:
+    """Probabilities `probs` at shifted support `target_atoms` (batch, n), projected onto the
+    fixed support `atoms` (n,) by splitting each mass between its two neighbours (C51's
+    projection; rlax's L2 projection)."""
+    spacing = atoms[1] - atoms[0]
+    clipped = jnp.clip(target_atoms, atoms[0], atoms[-1])
+    share = jnp.clip(1.0 - jnp.abs(clipped[:, None, :] - atoms[None, :, None]) / spacing, 0.0, 1.0)
+    return jnp.sum(share * probs[:, None, :], axis=-1)
+
+
+def categorical_loss(logits: jax.Array, action: jax.Array, reward: jax.Array, discount: jax.Array,
+                     next_logits: jax.Array, next_q_selector: jax.Array, atoms: jax.Array) -> jax.Array:
+    """C51's per-sample cross-entropy (Bellemare et al. 2017), with the next action chosen by
+    `next_q_selector` (online Q for double Q, else the target's own means).
+
+    logits, next_logits: (batch, num_actions, atoms); discount: (batch,), zero at terminals.
+    """
+    next_action = jnp.argmax(next_q_selector, axis=-1)
+    next_probs = jax.nn.softmax(select_action_values(next_logits, next_action), axis=-1)
+    target_atoms = reward[:, None] + discount[:, None] * atoms[None, :]
+    target = jax.lax.stop_gradient(categorical_project(target_atoms, next_probs, atoms))
+    log_probs = jax.nn.log_softmax(select_action_values(logits, action), axis=-1)
+    return -jnp.sum(target * log_probs, axis=-1)
+
+
+def quantile_midpoints(num_quantiles: int) -> jax.Array:
+    """tau_i = (2i + 1) / (2N): the quantile levels QR-DQN's outputs estimate."""
+    return (2.0 * jnp.arange(num_quantiles, dtype=jnp.float32) + 1.0) / (2.0 * num_quantiles)
+
+
+def quantile_loss(quantiles: jax.Array, action: jax.Array, reward: jax.Array, discount: jax.Array,
+                  next_quantiles: jax.Array, next_q_selector: jax.Array, huber_delta: jax.Array) -> jax.Array:
+    """QR-DQN's per-sample quantile Huber loss (Dabney et al. 2018): for predicted quantile i
+    and target sample j, huber(d_ij) |tau_i - 1{d_ij < 0}|, averaged over j, summed over i.
+
+    quantiles, next_quantiles: (batch, num_actions, N); huber_delta 0 gives the plain
+    quantile (absolute) loss, as in rlax.
+    """
+    next_action = jnp.argmax(next_q_selector, axis=-1)
+    target = reward[:, None] + discount[:, None] * select_action_values(next_quantiles, next_action)
+    target = jax.lax.stop_gradient(target)
+    predicted = select_action_values(quantiles, action)
+    delta = target[:, None, :] - predicted[:, :, None]  # (batch, i, j)
+    tau = quantile_midpoints(predicted.shape[-1])
+    weight = jnp.abs(tau[None, :, None] - jax.lax.stop_gradient((delta < 0).astype(delta.dtype)))
+    penalty = jnp.where(huber_delta > 0, optax.huber_loss(delta, delta=jnp.maximum(huber_delta, 1e-12)),
+                        jnp.abs(delta))
+    return jnp.sum(jnp.mean(penalty * weight, axis=-1), axis=-1)

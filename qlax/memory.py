@@ -48,20 +48,23 @@ class MemoryPlan:
     def describe(self) -> str:
         return (f"{self.members} members x {size_text(self.per_member)} = {size_text(self.total)} {self.where} "
                 f"(per member: replay {size_text(self.replay)} = {self.replay_rows:,} transitions x "
-                f"{self.row_bytes} B; parameters, target and optimizer {size_text(self.learner)}; "
+                f"{self.row_bytes} B; parameters, target, optimizer and best policy {size_text(self.learner)}; "
                 f"environments {size_text(self.environment)}; other {size_text(self.other)})")
 
 
 def plan(template, members_here: int, where: str) -> MemoryPlan:
-    """The plan for a one-member `template` (a TrainState of ShapeDtypeStructs, no member axis)."""
-    buffer = template.replay
-    storage = (buffer.replay if isinstance(buffer, prioritized.PrioritizedState) else buffer).storage
-    replay = _bytes(template.replay)
-    learner = _bytes(template.learner)
+    """The plan for a one-member `template` (a TrainState of ShapeDtypeStructs, no member axis);
+    an algorithm without replay (PQN) plans none."""
+    buffer = getattr(template.agent, "replay", None)
+    storage = None if buffer is None else \
+        (buffer.replay if isinstance(buffer, prioritized.PrioritizedState) else buffer).storage
+    replay = _bytes(buffer)
+    learner = _bytes((template.agent.learner, template.best))
     environment = _bytes((template.env_state, template.obs))
     return MemoryPlan(replay=replay, learner=learner, environment=environment,
                       other=_bytes(template) - replay - learner - environment,
-                      replay_rows=storage.shape[0], row_bytes=storage.shape[1] * storage.dtype.itemsize,
+                      replay_rows=0 if storage is None else storage.shape[0],
+                      row_bytes=0 if storage is None else storage.shape[1] * storage.dtype.itemsize,
                       members=members_here, where=where)
 
 

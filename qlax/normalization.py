@@ -10,6 +10,8 @@ the parameters (evaluation, checkpoints, `load_policy`) scales alike.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,3 +71,39 @@ def with_stats(obs_scale: dict, stats: ObsStats, unbounded: np.ndarray) -> dict:
     std = jnp.sqrt(stats.m2 / jnp.maximum(stats.count, 1.0))
     return {"shift": jnp.where(unbounded, stats.mean, obs_scale["shift"]),
             "scale": jnp.where(unbounded, SPREAD * jnp.maximum(std, MIN_STD), obs_scale["scale"])}
+
+
+class Tracker(NamedTuple):
+    """The running statistics of the `standardized` dimensions, for an algorithm to keep.
+
+    With no such dimension (`tracks` false) there is nothing to keep: the stats are ().
+    """
+
+    standardized: np.ndarray  # (obs_dim,) bool
+
+    @property
+    def tracks(self) -> bool:
+        return bool(self.standardized.any())
+
+    def init(self, obs: jax.Array) -> ObsStats | tuple:
+        return update_stats(init_stats(self.standardized.shape[0]), obs) if self.tracks else ()
+
+    def refresh(self, stats, obs: jax.Array, when: jax.Array):
+        """`stats` with the batch `obs` merged in where `when`."""
+        if not self.tracks:
+            return stats
+        return jax.tree.map(lambda new, old: jnp.where(when, new, old), update_stats(stats, obs), stats)
+
+    def rescale(self, params: dict, stats) -> dict:
+        """Q parameters whose standardized dimensions are scaled by `stats`."""
+        if not self.tracks:
+            return params
+        return {**params, "obs_scale": with_stats(params["obs_scale"], stats, self.standardized)}
+
+
+def tracker(low: np.ndarray, high: np.ndarray, scaling: str) -> Tracker:
+    """The dimensions scaled by running statistics: all of them (`statistics`), none (`none`),
+    or those without finite bounds (`bounds`)."""
+    if scaling == "none":
+        return Tracker(np.zeros(np.shape(low), bool))
+    return Tracker(np.ones(np.shape(low), bool) if scaling == "statistics" else ~bounded(low, high))

@@ -9,6 +9,8 @@ After a time limit, next_obs is the final observation and terminated is false, s
 learner bootstraps from it with gamma^k.
 """
 
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -68,3 +70,29 @@ def _at(x: jax.Array, index: jax.Array) -> jax.Array:
     """x[index[e], e, ...] for every env e; x: (n, num_envs, ...), index: (num_envs,)."""
     index = index.reshape((1, -1) + (1,) * (x.ndim - 2))
     return jnp.take_along_axis(x, index, axis=0)[0]
+
+
+class Accumulator(NamedTuple):
+    """The n-step component: init(one vector step's transitions) -> window;
+    step(window, transition, done, known, gamma) -> (window, transition to store, storable).
+    For n = 1 it is the identity: no window, every transition stored as it came."""
+
+    n: int
+    init: Callable
+    step: Callable
+
+    def stored_example(self, transition: Transition) -> Transition:
+        """A transition shaped like those `step` emits (n-step ones carry their discount)."""
+        return transition if self.n == 1 else transition.replace(discount=jnp.zeros_like(transition.reward))
+
+
+def accumulator(n: int) -> Accumulator:
+    if n == 1:
+        return Accumulator(1, lambda transition: (), lambda window, transition, done, known, gamma:
+                           ((), transition, known))
+
+    def step(window, transition, done, known, gamma):
+        window = push(window, transition, done, known)
+        return (window, *emit(window, gamma))
+
+    return Accumulator(n, lambda transition: init(transition, n), step)

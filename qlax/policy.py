@@ -13,14 +13,15 @@ from qlax.config import ConfigError
 from qlax.experiment import load_params
 
 
-def load_policy(run_dir: str | Path, seed: int = 0, setting: int = 0) -> tuple[Callable, dict]:
+def load_policy(run_dir: str | Path, seed: int = 0, setting: int = 0, best: bool = False) -> tuple[Callable, dict]:
     """(jitted policy, parameters as numpy arrays) of seed `seed` (of setting `setting`, for
-    a sweep) of the run in `run_dir`.
+    a sweep) of the run in `run_dir`; with `best`, the parameters of that member's best
+    greedy check (runs with keep_best) instead of its last ones.
 
     The policy maps one observation (obs_dim,) to an action, or a batch (n, obs_dim) to
-    (n,) actions, greedily.
+    (n,) actions, greedily: the argmax of the (mean) Q-values, noise off.
     """
-    trainer, members, params = load_params(run_dir)
+    trainer, members, params = load_params(run_dir, best=best)
     if not 0 <= seed < members.seeds:
         raise ConfigError(f"seed = {seed}: out of range, the run has seeds 0..{members.seeds - 1}")
     settings = len(members.settings)

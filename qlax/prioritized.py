@@ -5,8 +5,8 @@ priority per row, so sampling proportional to priority costs O(log capacity) per
 The tree is 64-ary (three levels for 100,000 rows): each update or draw walks a few
 wide levels with vector operations instead of seventeen narrow ones, which is what
 costs time on a CPU.
-New rows get the largest priority seen so far; the learner's TD errors set priorities
-to (|delta| + eps)^alpha afterwards. Importance weights (N P(i))^-beta, divided by the
+New rows get the largest priority seen so far; the learner's per-sample signals (TD
+errors, or a distributional loss) set priorities to (|signal| + eps)^alpha afterwards. Importance weights (N P(i))^-beta, divided by the
 batch's largest, correct the bias; beta is annealed to 1 by the caller.
 """
 
@@ -98,9 +98,12 @@ def sample(state: PrioritizedState, key: jax.Array, batch_size: int, beta: jax.A
     return replay.gather(state.replay, rows), rows, weights / jnp.max(weights)
 
 
-def update_priorities(state: PrioritizedState, rows: jax.Array, td_errors: jax.Array,
+def update_priorities(state: PrioritizedState, rows: jax.Array, signals: jax.Array,
                       alpha: float) -> PrioritizedState:
-    """Priorities (|td| + eps)^alpha for the sampled rows; the running maximum follows."""
-    priorities = (jnp.abs(td_errors) + PRIORITY_EPS) ** alpha
+    """Priorities (|signal| + eps)^alpha for the sampled rows; the running maximum follows.
+
+    The signal is the learner's per-sample priority: the TD error for scalar Q-learning,
+    the per-sample loss for distributional losses."""
+    priorities = (jnp.abs(signals) + PRIORITY_EPS) ** alpha
     return state.replace(levels=_set_leaves(state.levels, rows, priorities),
                          max_priority=jnp.maximum(state.max_priority, jnp.max(priorities)))

@@ -69,14 +69,22 @@ class MetricsFile:
         self.file.flush()
 
 
-def train_numbers(final) -> dict[str, list]:
-    """Per-member training numbers from the final (gathered) ChunkMetrics."""
+def train_numbers(final, keep_best: bool = False) -> dict[str, list]:
+    """Per-member training numbers from the final (gathered) ChunkMetrics; with `keep_best`,
+    each member's best greedy check and the env steps it was taken at."""
+    best = {}
+    if keep_best:
+        best = {"best_greedy_return": [round(float(r), 3) if math.isfinite(r) else None
+                                       for r in final.best_greedy_return],
+                "best_env_steps": [int(s) if math.isfinite(r) else None
+                                   for r, s in zip(final.best_greedy_return, final.best_env_steps)]}
     return {
         "env_steps": [int(v) for v in final.env_steps],
         "early_stopped": [bool(s) for s in final.stopped],
         "diverged": [bool(d) for d in final.diverged],
         "train_avg_return_100": [round(float(a), 3) if math.isfinite(a) else None for a in final.avg_return_100],
         "train_episodes": [int(e) for e in final.episodes],
+        **best,
     }
 
 

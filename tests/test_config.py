@@ -48,7 +48,14 @@ def test_obs_bounds_must_be_finite_and_ordered():
 
 def test_vector_steps_round_up():
     assert TrainConfig(total_steps=1001, num_envs=16).vector_steps == 63
-    assert TrainConfig(total_steps=1000, num_envs=4, chunk_steps=100).num_chunks == 3
+    from qlax.trainer import make_train
+
+    small = TrainConfig(total_steps=1000, num_envs=4, chunk_steps=100, num_centers=8, buffer_size=100,
+                        learning_starts=10)
+    assert make_train(small).num_chunks == 3
+    # PQN learns after whole rollouts: the budget and the chunks round up to them.
+    pqn = make_train(small.replace(algorithm="pqn", num_steps=32, num_minibatches=4))
+    assert (pqn.budget, pqn.chunk_vector_steps, pqn.num_chunks) == (256, 128, 2)
 
 
 def test_a_preset_file_path_loads(tmp_path):

@@ -7,8 +7,8 @@ import optax
 import pytest
 
 from qlax import losses, replay
+from qlax.algorithms import dqn
 from qlax.config import TrainConfig
-from qlax.learner import make_learner
 from qlax.qfunctions import QFunction, mlp
 from qlax.experiment import start
 from qlax.trainer import make_train
@@ -26,11 +26,12 @@ def test_double_q_target_by_hand():
 
 
 def test_double_q_learner_values_the_online_choice_with_the_target():
-    linear = QFunction(init=None, features=lambda p, obs: obs, head=lambda p, phi: phi @ p["W"])
+    linear = QFunction(init=None, features=lambda p, obs: obs, head=lambda p, phi, noise=None: phi @ p["W"])
     w, w_target = np.array([[1.0, 2.0], [0.0, 0.0]], np.float32), np.array([[5.0, -3.0], [0.0, 0.0]], np.float32)
     batch = Transition(obs=jnp.array([[1.0, 0.0]]), action=jnp.array([0]), reward=jnp.array([0.0]),
                        next_obs=jnp.array([[1.0, 0.0]]), terminated=jnp.array([False]))
-    learner = make_learner(linear, lambda hp: optax.sgd(1.0), loss="squared", target="periodic", double_q=True)
+    config = TrainConfig(loss="squared", target="periodic", double_q=True)
+    learner = dqn.learner_for(config, linear, dqn.scalar_values(config), lambda hp: optax.sgd(1.0))
     hp = TrainConfig(gamma=0.5, target_period=100).hparams()
     state = learner.init({"W": jnp.asarray(w)}, hp).replace(target_params={"W": jnp.asarray(w_target)})
     _, loss, _ = learner.update(state, batch, hp)
@@ -62,7 +63,7 @@ def run_updates(**changes) -> tuple[int, int]:
                          buffer_size=500, learning_starts=1, early_stop=False, **changes)
     run = start(config)
     state, metrics = run.population.run_chunk(run.state)
-    return int(state.vector_steps[0]), int(state.learner.updates[0])
+    return int(state.vector_steps[0]), int(state.agent.learner.updates[0])
 
 
 @pytest.mark.parametrize("train_freq,gradient_steps,expected", [
@@ -82,8 +83,8 @@ def stored_actions_and_greedy(warmup_random: bool):
     run = start(config)
     trainer = run.trainer
     state, _ = run.population.run_chunk(run.state)
-    stored = jax.tree.map(lambda x: np.asarray(x[0]), jax.vmap(replay.contents)(state.replay))
-    params = jax.tree.map(lambda x: x[0], state.learner.params)  # no update ran: learning_starts not reached
+    stored = jax.tree.map(lambda x: np.asarray(x[0]), jax.vmap(replay.contents)(state.agent.replay))
+    params = jax.tree.map(lambda x: x[0], state.agent.learner.params)  # no update ran: learning_starts not reached
     greedy = np.asarray(jnp.argmax(trainer.q_function.apply(params, stored.obs), -1))
     return stored.action, greedy
 
@@ -149,7 +150,7 @@ def test_nstep_training_bootstraps_with_gamma_to_the_k():
                          num_centers=8, gamma=0.9, lr=0.05, loss="squared", target="periodic", target_period=20,
                          learning_starts=64, buffer_size=1000, n_step=3, eval_episodes=2)
     result = qlax.train(config, progress=False)
-    q = make_train(config).q_function.apply(jax.tree.map(lambda x: x[0], result.state.learner.params),
+    q = make_train(config).q_function.apply(jax.tree.map(lambda x: x[0], result.state.agent.learner.params),
                                             jnp.zeros((1, 1)))
     np.testing.assert_allclose(q, 10.0, rtol=0.02)
 

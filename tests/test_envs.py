@@ -191,4 +191,4 @@ def test_other_families_train_a_few_compiled_steps(env_id, q_function):
                          eval_episodes=2, early_stop=False)
     result = qlax.train(config, progress=False)
     assert result.summary["env_steps"] == [400, 400]
-    assert int(result.state.learner.updates[0]) > 0 and np.all(np.isfinite(result.summary["eval_mean_return"]))
+    assert int(result.state.agent.learner.updates[0]) > 0 and np.all(np.isfinite(result.summary["eval_mean_return"]))

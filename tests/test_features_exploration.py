@@ -234,7 +234,7 @@ def test_ez_greedy_runs_in_training_hold_actions_within_episodes_and_restart_at_
         run = start(config.replace(exploration=exploration_kind, ez_mu=1.5))
         state, _ = run.population.run_chunk(run.state)
         member = jax.tree.map(lambda leaf: np.asarray(leaf)[0], state)
-        stored = replay.contents(member.replay)
+        stored = replay.contents(member.agent.replay)
         actions = np.asarray(stored.action).reshape(-1, 4).T  # (env, step): 4 rows per vector step
         ended = np.asarray(stored.terminated).reshape(-1, 4).T
         same = actions[:, 1:] == actions[:, :-1]

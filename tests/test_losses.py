@@ -8,7 +8,7 @@ import pytest
 
 from qlax import losses
 from qlax.config import TrainConfig
-from qlax.learner import make_learner
+from qlax.algorithms import dqn
 from qlax.qfunctions import QFunction
 from qlax.types import Transition
 
@@ -53,7 +53,7 @@ def test_penalties_by_hand():
 
 
 # A linear Q whose "features" are the observation itself: Q(s) = s @ W, W: (2, 2).
-LINEAR = QFunction(init=None, features=lambda params, obs: obs, head=lambda params, phi: phi @ params["W"])
+LINEAR = QFunction(init=None, features=lambda params, obs: obs, head=lambda params, phi, noise=None: phi @ params["W"])
 W0 = np.array([[1.0, 0.5], [-0.5, 2.0]], np.float32)
 BATCH = Transition(obs=jnp.array([[1.0, 0.0], [0.0, 1.0], [0.5, -1.0]]), action=jnp.array([0, 1, 1]),
                    reward=jnp.array([1.0, 0.0, -0.5]), next_obs=jnp.array([[0.0, 1.0], [1.0, 1.0], [2.0, 0.5]]),
@@ -95,6 +95,12 @@ def sgd(hp):
 def hparams(**dynamic):
     """The learner's dynamic numbers: GAMMA and `dynamic` over the defaults."""
     return TrainConfig(gamma=GAMMA, **dynamic).hparams()
+
+
+def make_learner(q_function, optimizer, **settings):
+    """The DQN learner of scalar Q-values with `settings` (loss, gradient, target, double_q)."""
+    config = TrainConfig(**settings)
+    return dqn.learner_for(config, q_function, dqn.scalar_values(config), optimizer)
 
 
 def one_update(huber_delta=1.0, weights=None, batch=BATCH, **kwargs):
@@ -209,6 +215,9 @@ def test_online_target_is_the_parameters():
 
 
 @pytest.mark.parametrize("option,value", [("target", "perodic"), ("gradient", "full"), ("loss", "l1")])
-def test_make_learner_refuses_unknown_options(option, value):
+def test_misspelt_options_are_refused(option, value):
     with pytest.raises(ValueError, match=f"{option} = '{value}'"):
-        make_learner(LINEAR, sgd, **{option: value})
+        TrainConfig(**{option: value}).validated()
+    if option == "target":  # the learner itself refuses too: a misspelt target must never run another one
+        with pytest.raises(ValueError, match="target = 'perodic'"):
+            dqn.make_learner(lambda *a: None, sgd, "perodic")

@@ -45,15 +45,15 @@ def test_the_loop_standardizes_unbounded_dimensions_by_what_it_saw(mode):
     state, _ = run.population.run_chunk(run.state)
     state, _ = run.population.run_chunk(state)
     member = jax.tree.map(lambda leaf: np.asarray(leaf)[1], state)
-    seen = np.asarray(replay.contents(member.replay).obs)[:int(member.replay.size)]  # obs before each step
+    seen = np.asarray(replay.contents(member.agent.replay).obs)[:int(member.agent.replay.size)]  # obs before each step
     seen = np.concatenate([seen, member.obs])  # and the one the agent sees now
     if mode == "warmup":  # frozen once 100 transitions were stored: 25 vector steps of 4 envs
         seen = seen[:4 * 25]
-    stats = member.obs_stats
+    stats = member.agent.obs_stats
     assert float(stats.count) == len(seen)
     np.testing.assert_allclose(stats.mean, seen.mean(0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(stats.m2 / stats.count, seen.var(0), rtol=1e-3, atol=1e-7)
-    for params in (member.learner.params, member.learner.target_params):
+    for params in (member.agent.learner.params, member.agent.learner.target_params):
         scale = params["obs_scale"]
         np.testing.assert_allclose(scale["shift"][[1, 3]], seen.mean(0)[[1, 3]], rtol=1e-4, atol=1e-6)  # velocities
         np.testing.assert_allclose(scale["scale"][[1, 3]], 2 * seen.std(0)[[1, 3]], rtol=1e-3)
@@ -63,8 +63,8 @@ def test_the_loop_standardizes_unbounded_dimensions_by_what_it_saw(mode):
 def test_explicit_bounds_need_no_statistics():
     seed = qlax.presets.load("seed")
     run = start(seed.replace(seeds=1, total_steps=1600, learning_starts=100, buffer_size=1000))
-    assert run.state.obs_stats == ()
-    params = run.state.learner.params
+    assert run.state.agent.obs_stats == ()
+    params = run.state.agent.learner.params
     np.testing.assert_array_equal(params["obs_scale"]["scale"][0], np.float32([2.4, 3.0, 0.2, 3.0]))
     np.testing.assert_array_equal(params["obs_scale"]["shift"][0], 0.0)  # the notebook's obs / constants
 
@@ -74,8 +74,8 @@ def test_no_scaling_passes_observations_through_and_refuses_bounds():
                                                         buffer_size=1000, obs_scaling="none", obs_low=None,
                                                         obs_high=None)
     run = start(config)
-    assert run.state.obs_stats == ()  # CartPole's velocities are unbounded, yet nothing is estimated
-    scale = run.state.learner.params["obs_scale"]
+    assert run.state.agent.obs_stats == ()  # CartPole's velocities are unbounded, yet nothing is estimated
+    scale = run.state.agent.learner.params["obs_scale"]
     obs = jnp.float32([[0.3, -7.0, 0.1, 12.0]])
     np.testing.assert_array_equal(normalization.apply(jax.tree.map(lambda x: x[0], scale), obs), obs)
     with pytest.raises(qlax.ConfigError, match="obs_scaling = 'none'"):

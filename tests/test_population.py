@@ -44,8 +44,8 @@ def test_changing_dynamic_settings_compiles_nothing():
     assert compiled == []  # the same program, the same evaluation: nothing compiled again
     hp = second.state.hparams
     assert np.allclose(hp.lr, 2e-2) and np.allclose(hp.sigma, 0.3) and np.all(hp.target_period == 7)
-    assert np.allclose(second.state.learner.params["sigma"], 0.3)  # and it took effect
-    assert not np.allclose(first.state.learner.params["w"], second.state.learner.params["w"])
+    assert np.allclose(second.state.agent.learner.params["sigma"], 0.3)  # and it took effect
+    assert not np.allclose(first.state.agent.learner.params["w"], second.state.agent.learner.params["w"])
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def test_four_devices_spread_the_members_and_give_the_same_results(one_device, t
     probe = ("import qlax, json; from qlax.experiment import start; from qlax.config import TrainConfig; "
              "run = start(TrainConfig(num_envs=4, total_steps=800, seeds=8, num_centers=16, buffer_size=500, "
              "learning_starts=100)); "
-             "w = run.state.learner.params['w']; "
+             "w = run.state.agent.learner.params['w']; "
              "print(json.dumps([len(w.sharding.device_set), sorted(s.data.shape[0] for s in w.addressable_shards)]))")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     printed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)

@@ -118,14 +118,15 @@ def test_a_diverging_seed_freezes_while_the_others_train():
     run_chunk = run.population.run_chunk
     state, _ = run_chunk(run.state)
     state, _ = run_chunk(state)  # past learning_starts
-    w = state.learner.params["w"].at[1].set(np.inf)  # seed 1's weights blow up
-    state = state.replace(learner=state.learner.replace(params={**state.learner.params, "w": w}))
+    w = state.agent.learner.params["w"].at[1].set(np.inf)  # seed 1's weights blow up
+    state = state.replace(agent=state.agent.replace(learner=state.agent.learner.replace(
+        params={**state.agent.learner.params, "w": w})))
     steps_before = np.asarray(state.vector_steps)
     state, metrics = run_chunk(state)
     assert metrics.diverged.tolist() == [False, True]
     # Seed 1 takes the one step whose update came out non-finite, rejects it, and stops there.
     assert np.asarray(state.vector_steps).tolist() == [steps_before[0] + 50, steps_before[1] + 1]
-    assert np.all(np.isfinite(np.asarray(state.learner.params["w"][0])))
+    assert np.all(np.isfinite(np.asarray(state.agent.learner.params["w"][0])))
 
 
 def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp_path, capsys):
@@ -139,7 +140,7 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
     assert summary["diverged"] == [True, True] and max(summary["env_steps"]) < 8000
     config = experiment.load_run_config(out)
     state, _ = checkpoint.load(checkpoint.latest(out), experiment.state_template(qlax.trainer.make_train(config), 2))
-    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.learner.params))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.agent.learner.params))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -214,7 +215,7 @@ def test_render_writes_one_frame_per_step(one_go, tmp_path):
 def test_load_policy_extracts_one_seed(one_go):
     policy, params = load_policy(one_go.run_dir, seed=1)
     assert isinstance(params["w"], np.ndarray) and params["w"].shape == (32, 2)
-    np.testing.assert_array_equal(params["w"], np.asarray(one_go.state.learner.params["w"][1]))
+    np.testing.assert_array_equal(params["w"], np.asarray(one_go.state.agent.learner.params["w"][1]))
     obs = np.zeros((5, 4), np.float32)
     assert policy(obs).shape == (5,) and int(policy(obs[0])) in (0, 1)
     with pytest.raises(qlax.ConfigError, match="seed = 2: out of range"):

@@ -21,7 +21,7 @@ def probe_q_values(truncation: str) -> np.ndarray:
     result = qlax.train(config, progress=False)
     q_apply = make_train(config).q_function.apply
     obs = np.zeros((1, 1), np.float32)
-    return np.asarray(jax.vmap(q_apply, in_axes=(0, None))(result.state.learner.params, obs))[:, 0]
+    return np.asarray(jax.vmap(q_apply, in_axes=(0, None))(result.state.agent.learner.params, obs))[:, 0]
 
 
 def test_q_bootstraps_through_time_limit_truncation():
@@ -40,8 +40,8 @@ def test_without_final_observations_cut_transitions_are_left_out(n_step, stored)
                          seeds=1, num_centers=8, gamma=0.9, lr=0.05, loss="squared", target="periodic",
                          target_period=20, learning_starts=64, buffer_size=8000, n_step=n_step, eval_episodes=2)
     result = qlax.train(config, progress=False)
-    assert int(result.state.replay.size[0]) == stored
-    q = make_train(config).q_function.apply(jax.tree.map(lambda x: x[0], result.state.learner.params),
+    assert int(result.state.agent.replay.size[0]) == stored
+    q = make_train(config).q_function.apply(jax.tree.map(lambda x: x[0], result.state.agent.learner.params),
                                             np.zeros((1, 1), np.float32))
     np.testing.assert_allclose(q, 10.0, rtol=0.02)
 
@@ -104,10 +104,10 @@ def test_budget_ends_a_run_and_seeds_are_independent():
                          buffer_size=500, learning_starts=100, eval_episodes=2)
     result = qlax.train(config, progress=False)
     assert result.summary["env_steps"] == [1000] * 3  # 250 vector steps of 4, over 3 chunks of 100
-    w = np.asarray(result.state.learner.params["w"])
+    w = np.asarray(result.state.agent.learner.params["w"])
     assert not np.allclose(w[0], w[1])  # each seed has its own key, centers and weights
     again = qlax.train(config, progress=False)
-    np.testing.assert_array_equal(np.asarray(again.state.learner.params["w"]), w)  # deterministic
+    np.testing.assert_array_equal(np.asarray(again.state.agent.learner.params["w"]), w)  # deterministic
 
 
 GREEDY = TrainConfig(num_envs=4, total_steps=1200, chunk_steps=50, seeds=2, num_centers=16, buffer_size=500,

@@ -1,0 +1,82 @@
+"""Algorithms: one module each, registered by name, behind one small interface.
+
+The trainer (`qlax.trainer`) steps the environments and keeps every member's books
+(episode records, early stop and freezing, divergence, greedy checks, metrics); an
+algorithm says how its agent acts and how it learns from what was collected:
+
+    algorithm = make(config, env)          # from ALGORITHMS[config.algorithm]
+    agent = algorithm.init(key, hparams, first_obs)
+    actions, agent = algorithm.act(agent, obs, key, hparams, vector_steps, active)
+    agent, learned = algorithm.learn(agent, rollout, key, hparams, vector_steps, active)
+
+`learn` runs after every `rollout_steps` vector steps (1 for the DQN family, a PQN
+rollout's length for PQN) on a `Rollout` with a leading time axis. Both functions leave
+the agent unchanged where `active` is false (a frozen member), so the trainer never
+copies an agent's large parts (a replay buffer) to freeze it.
+
+Adding an algorithm is adding its module (a `make(config, env) -> Algorithm` and a
+`check(config)` for relations between its settings), a line in `ALGORITHMS`, its presets
+and its tests. Modules are imported when their algorithm is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable, NamedTuple
+
+import jax
+from flax import struct
+
+from qlax.qfunctions import QFunction
+from qlax.types import Transition
+
+# The one list of algorithms: name -> module under qlax.algorithms.
+ALGORITHMS = {
+    "dqn": "dqn",  # DQN and its options: double Q, n-step, prioritized replay, dueling, noisy nets
+    "c51": "c51",  # categorical distributional DQN (Bellemare et al. 2017)
+    "qrdqn": "qrdqn",  # quantile regression DQN (Dabney et al. 2018)
+    "pqn": "pqn",  # parallelised Q-network: rollouts, Q(lambda), epochs, no replay, no target (Gallici et al. 2025)
+}
+
+
+@struct.dataclass
+class Rollout:
+    """What the trainer collected since the last `learn`: leaves (rollout_steps, num_envs, ...)."""
+
+    transition: Transition  # next_obs is the final observation where a time limit cut the episode
+    done: jax.Array  # bool: the episode ended (terminated or truncated)
+    known: jax.Array  # bool: transition.next_obs is the true next observation
+    obs: jax.Array  # the observation acted on next (after auto-reset, a new episode's first)
+
+
+@struct.dataclass
+class Learned:
+    """What one `learn` reports to the trainer."""
+
+    loss_sum: jax.Array  # float32 (): summed loss of the updates taken
+    updates: jax.Array  # int32 (): gradient updates taken
+    diverged: jax.Array  # bool (): an update went non-finite and was refused
+
+
+class Algorithm(NamedTuple):
+    """One algorithm's pure functions for one static config (see the module docstring)."""
+
+    q_function: QFunction  # its greedy Q-values: evaluation, policies, rendering
+    rollout_steps: int  # vector steps collected between learns
+    init: Callable  # (key, hparams, obs) -> agent state
+    act: Callable  # (agent, obs, key, hparams, vector_steps, active) -> (actions (num_envs,), agent)
+    learn: Callable  # (agent, Rollout, key, hparams, vector_steps, active) -> (agent, Learned)
+    params: Callable  # agent -> the parameters the greedy policy uses
+    epsilon: Callable  # (agent, hparams, vector_steps) -> the exploration rate acting uses now
+
+
+def module(name: str):
+    """The module of algorithm `name` (imported on first use)."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"algorithm = '{name}': must be one of {', '.join(ALGORITHMS)}")
+    return importlib.import_module(f"qlax.algorithms.{ALGORITHMS[name]}")
+
+
+def make(config, env) -> Algorithm:
+    """The algorithm `config.algorithm` built for `config` and the vectorized `env`."""
+    return module(config.algorithm).make(config, env)

@@ -1,0 +1,250 @@
+"""DQN and its family: replay, n-step returns, a target network, and a value loss.
+
+Every vector step the agent acts (an `exploration.Explorer` on the Q-values), the n-step
+accumulator turns the step into transitions to store, the replay buffer stores them, and
+when an update round is due (every `train_freq` env steps) the learner takes
+`gradient_steps` updates on sampled batches. The parts are components with one interface
+each (`buffers.BUFFERS`, `exploration.EXPLORERS`, `nstep.accumulator`, `learner.TARGETS`);
+what is learned is a `Values`: scalar Q-values here, distributions in `c51` and `qrdqn`,
+which reuse everything else through `build`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qlax import losses, nstep, qfunctions, replay
+from qlax.algorithms import Algorithm, Learned, Rollout
+from qlax.buffers import BUFFERS
+from qlax.config import ConfigError, HParams, TrainConfig
+from qlax.exploration import EXPLORERS, epsilon_schedule
+from qlax.learner import LearnerState, guarded, make_learner
+from qlax.normalization import tracker
+from qlax.types import Transition
+
+
+@struct.dataclass
+class DQNState:
+    learner: LearnerState
+    replay: object  # a buffer of `buffers.BUFFERS[config.replay]`
+    window: nstep.NStepWindow | tuple  # the last n_step transitions per env; () when n_step is 1
+    explore: object  # the explorer's state (ez-greedy's repeats); () if it keeps none
+    obs_stats: object  # `normalization.ObsStats` of the standardized dimensions; () if none
+
+
+class Values(NamedTuple):
+    """How a DQN-family algorithm represents action values and learns them.
+
+    outputs_per_action: 1 for a Q-value, the atoms or quantiles of a distribution;
+    q_values(outputs) -> Q-values (the distribution's mean);
+    loss(forward, batch, hp) -> (per-sample loss, per-sample priority), where `forward`
+    holds the online outputs at obs, the bootstrap outputs at next_obs, and the Q-values
+    that choose the next action.
+    """
+
+    outputs_per_action: int
+    q_values: Callable
+    loss: Callable
+
+
+class Forward(NamedTuple):
+    outputs: jax.Array  # online, at obs
+    next_outputs: jax.Array  # bootstrap parameters, at next_obs
+    next_selector: jax.Array  # Q-values at next_obs that pick the next action
+
+
+def scalar_values(config: TrainConfig) -> Values:
+    """Q-values with a squared or Huber TD penalty, plain or double Q targets."""
+
+    def loss(forward: Forward, batch: Transition, hp: HParams):
+        q = losses.select_action_values(forward.outputs, batch.action)
+        discount = hp.gamma if batch.discount is None else batch.discount
+        if config.double_q:
+            y = losses.double_q_target(batch.reward, batch.terminated, forward.next_selector, forward.next_outputs,
+                                       discount)
+        else:
+            y = losses.q_learning_target(batch.reward, batch.terminated, forward.next_outputs, discount)
+        if config.gradient == "semi":
+            y = jax.lax.stop_gradient(y)
+        td_error = q - y
+        return losses.td_penalty(td_error, config.loss, hp.huber_delta), td_error
+
+    return Values(outputs_per_action=1, q_values=lambda outputs: outputs, loss=loss)
+
+
+def bootstrap_discount(batch: Transition, hp: HParams) -> jax.Array:
+    """gamma (or an n-step transition's gamma^k), zero where the episode terminated."""
+    discount = hp.gamma if batch.discount is None else batch.discount
+    return discount * (1.0 - batch.terminated.astype(jnp.float32))
+
+
+def make_optimizer(hp: HParams) -> optax.GradientTransformation:
+    """Adam at hp.lr after global-norm clipping at hp.max_grad_norm (inf: clipping is a no-op)."""
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr))
+
+
+def check(config: TrainConfig) -> None:
+    """Relations between the settings the DQN family reads."""
+    for name, value in (("batch_size", config.batch_size), ("num_envs", config.num_envs),
+                        ("learning_starts", config.learning_starts)):
+        if value > config.buffer_size:
+            why = {"batch_size": "must be at most the replay capacity",
+                   "num_envs": "one vector step must fit in the replay buffer",
+                   "learning_starts": "the buffer could never hold that many transitions"}[name]
+            raise ConfigError(f"{name} ({value}) exceeds buffer_size ({config.buffer_size}): {why}")
+    if config.learning_starts > config.total_steps:
+        raise ConfigError(
+            f"learning_starts ({config.learning_starts}) exceeds total_steps ({config.total_steps}): "
+            f"no update would ever run; allowed range is 1..{config.total_steps}")
+    if config.double_q and config.target == "online":
+        raise ConfigError("double_q needs a target network: set target to 'periodic' or 'polyak'")
+    if config.gradient == "residual" and config.target != "online":
+        raise ConfigError(
+            f"gradient 'residual' differentiates through the bootstrap target, which needs "
+            f"target 'online' (got target '{config.target}')")
+
+
+def make(config: TrainConfig, env) -> Algorithm:
+    return build(config, env, scalar_values(config))
+
+
+def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: Values,
+                optimizer: Callable[[HParams], optax.GradientTransformation] = make_optimizer):
+    """The learner of `values` on `q_function`: online outputs at obs, bootstrap outputs at
+    next_obs (the target parameters, or the online ones for the residual gradient), and
+    the online Q-values choosing the next action for double Q. With noisy layers each of
+    the three passes draws its own noise."""
+    residual = config.gradient == "residual"
+    noisy = EXPLORERS[config.exploration].noisy
+
+    def loss(params, target_params, batch: Transition, hp: HParams, key):
+        # One feature pass for obs and next_obs together: the features are never trained,
+        # so the online and the target head share them.
+        phi = q_function.features(params, jnp.concatenate([batch.obs, batch.next_obs]))
+        phi_obs, phi_next = jnp.split(phi, 2)
+        k_online, k_next, k_select = jax.random.split(key, 3) if noisy else (None, None, None)
+        next_outputs = q_function.head(params if residual else target_params, phi_next, k_next)
+        if config.double_q:
+            selector = jax.lax.stop_gradient(values.q_values(q_function.head(params, phi_next, k_select)))
+        else:
+            selector = values.q_values(next_outputs)
+        return values.loss(Forward(q_function.head(params, phi_obs, k_online), next_outputs, selector), batch, hp)
+
+    return make_learner(loss, optimizer, config.target)
+
+
+def build(config: TrainConfig, env, values: Values) -> Algorithm:
+    """A DQN-family algorithm learning `values`, with the components `config` names."""
+    q_function = qfunctions.build(config, env.spec, values.outputs_per_action, values.q_values)
+    buffer = BUFFERS[config.replay]
+    explorer = EXPLORERS[config.exploration]
+    accumulator = nstep.accumulator(config.n_step)
+    scaler = tracker(*qfunctions.observation_bounds(config, env.spec), config.obs_scaling)
+    schedule = epsilon_schedule(config.eps_schedule)
+    budget = config.vector_steps
+    per_round = config.env_steps_per_round
+    max_updates = math.ceil(config.num_envs / per_round) * config.gradient_steps
+    fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
+    learner = learner_for(config, q_function, values)
+
+    def init(key: jax.Array, hp: HParams, obs: jax.Array) -> DQNState:
+        num_envs = obs.shape[0]
+        params = q_function.init(key, hp)
+        obs_stats = scaler.init(obs)
+        params = scaler.rescale(params, obs_stats)
+        one_step = Transition(obs=obs, action=jnp.zeros(num_envs, jnp.int32), reward=jnp.zeros(num_envs),
+                              next_obs=obs, terminated=jnp.zeros(num_envs, bool))
+        example = jax.tree.map(lambda x: x[0], accumulator.stored_example(one_step))
+        return DQNState(learner=learner.init(params, hp), replay=buffer.init(example, config.buffer_size),
+                        window=accumulator.init(one_step), explore=explorer.init(num_envs), obs_stats=obs_stats)
+
+    def epsilon(agent: DQNState, hp: HParams, vector_steps: jax.Array) -> jax.Array:
+        eps = jnp.float32(0.0) if explorer.noisy else \
+            schedule(vector_steps, hp.eps_start, hp.eps_end, hp.eps_decay, hp.eps_decay_steps)
+        if config.warmup_random:
+            eps = jnp.where(replay.can_sample(agent.replay, hp.learning_starts), eps, 1.0)
+        return eps
+
+    def act(agent: DQNState, obs, first, key, hp: HParams, vector_steps, active):
+        params = agent.learner.params
+        if explorer.noisy:
+            key, k_noise = jax.random.split(key)
+            q = values.q_values(q_function.outputs(params, obs, k_noise))
+        else:
+            q = q_function.apply(params, obs)
+        eps = epsilon(agent, hp, vector_steps)
+        if explorer.noisy and config.warmup_random:
+            actions, explore = EXPLORERS["epsilon_greedy"].act(key, q, eps, agent.explore, first, hp)
+        else:
+            actions, explore = explorer.act(key, q, eps, agent.explore, first, hp)
+        explore = jax.tree.map(lambda new, old: jnp.where(active, new, old), explore, agent.explore)
+        return actions, agent.replace(explore=explore)
+
+    def learn_rounds(learner_state: LearnerState, buf, key: jax.Array, updates_due: jax.Array, hp: HParams,
+                     beta: jax.Array):
+        """The first `updates_due` of `max_updates` updates, each on a fresh batch.
+
+        Returns (state, summed loss, buffer with its priorities updated). With a fixed
+        cadence every update is due and no masking is needed; otherwise the updates past
+        `updates_due` are computed and dropped (a static loop length keeps it vmappable).
+        The buffer is carried through the updates only when learning writes priorities.
+        """
+
+        def one_update(carry, xs):
+            state, carried, loss_sum = carry
+            k, i = xs
+            source = carried if buffer.learns_priorities else buf
+            k_sample, k_loss = jax.random.split(k) if explorer.noisy else (k, None)
+            batch, rows, weights = buffer.sample(source, k_sample, config.batch_size, beta)
+            new_state, value, priorities = learner.update(state, batch, hp, weights, k_loss)
+            new_carried = buffer.update(carried, rows, priorities, hp.per_alpha) if buffer.learns_priorities else ()
+            if fixed_cadence:
+                return (new_state, new_carried, loss_sum + value), None
+            due = i < updates_due
+            keep_due = lambda new, old: jnp.where(due, new, old)  # noqa: E731
+            kept_buffer = buffer.keep_learned(due, new_carried, carried) if buffer.learns_priorities else ()
+            return (jax.tree.map(keep_due, new_state, state), kept_buffer, loss_sum + jnp.where(due, value, 0.0)), None
+
+        xs = (jax.random.split(key, max_updates), jnp.arange(max_updates))
+        carried = buf if buffer.learns_priorities else ()
+        (learner_state, carried, loss_sum), _ = jax.lax.scan(
+            one_update, (learner_state, carried, jnp.float32(0.0)), xs)
+        return learner_state, loss_sum, carried if buffer.learns_priorities else buf
+
+    def rounds_due(vector_steps: jax.Array) -> jax.Array:
+        """Update rounds whose env-step mark this vector step crosses (multiples of per_round)."""
+        before = vector_steps * config.num_envs
+        return (before + config.num_envs) // per_round - before // per_round
+
+    def learn(agent: DQNState, rollout: Rollout, key, hp: HParams, vector_steps, active):
+        step = jax.tree.map(lambda x: x[0], rollout)  # rollout_steps is 1
+        window, stored, storable = accumulator.step(agent.window, step.transition, step.done, step.known, hp.gamma)
+        # A transition whose next observation is unknown (a time limit in an env without
+        # final observations) is not stored: neither bootstrapping from a reset observation
+        # nor calling the cut terminal would be right.
+        buf = buffer.add(agent.replay, stored, mask=active & storable)
+        updates_due = rounds_due(vector_steps) * config.gradient_steps
+        ready = active & replay.can_sample(buf, hp.learning_starts) & (updates_due > 0)
+        beta = hp.per_beta + (1.0 - hp.per_beta) * jnp.minimum(vector_steps / budget, 1.0)
+        new_learner, loss_sum, learned_buffer = learn_rounds(agent.learner, buf, key, updates_due, hp, beta)
+        learner_state, accept, diverged = guarded(ready, new_learner, agent.learner, loss_sum)
+        buf = buffer.keep_learned(accept, learned_buffer, buf) if buffer.learns_priorities else buf
+        refresh = active if config.obs_stats == "always" else \
+            active & ~replay.can_sample(buf, hp.learning_starts)  # warmup: until learning starts
+        obs_stats = scaler.refresh(agent.obs_stats, step.obs, refresh)
+        if scaler.tracks:
+            learner_state = learner_state.replace(params=scaler.rescale(learner_state.params, obs_stats),
+                                                  target_params=scaler.rescale(learner_state.target_params, obs_stats))
+        window = jax.tree.map(lambda new, old: jnp.where(active, new, old), window, agent.window)
+        agent = DQNState(learner=learner_state, replay=buf, window=window, explore=agent.explore, obs_stats=obs_stats)
+        return agent, Learned(loss_sum=jnp.where(accept, loss_sum, 0.0), updates=jnp.where(accept, updates_due, 0),
+                              diverged=diverged)
+
+    return Algorithm(q_function=q_function, rollout_steps=1, init=init, act=act, learn=learn,
+                     params=lambda agent: agent.learner.params, epsilon=epsilon)

@@ -1,0 +1,55 @@
+"""Replay buffers behind one interface: uniform (`replay`) or prioritized (`prioritized`).
+
+`BUFFERS` is the one list of their names. `sample` returns the batch, the rows it came
+from and importance weights (None for uniform draws); `update` takes the learner's
+per-sample priorities for those rows (a no-op for uniform draws).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from qlax import prioritized, replay
+
+
+class Buffer(NamedTuple):
+    """init(example, capacity); add(state, batch, mask); sample(state, key, batch_size, beta) ->
+    (batch, rows, weights); update(state, rows, priorities, alpha); keep_learned(pred, new, old):
+    `new` where pred else `old`, for what learning changes (the priorities), so no step
+    copies the stored transitions."""
+
+    init: Callable
+    add: Callable
+    sample: Callable
+    update: Callable
+    keep_learned: Callable
+    learns_priorities: bool  # whether learning writes into the buffer at all
+
+
+def _keep_priorities(pred: jax.Array, new: prioritized.PrioritizedState, old: prioritized.PrioritizedState):
+    return old.replace(levels=jax.tree.map(lambda n, o: jnp.where(pred, n, o), new.levels, old.levels),
+                       max_priority=jnp.where(pred, new.max_priority, old.max_priority))
+
+
+UNIFORM = Buffer(
+    init=replay.init,
+    add=replay.add,
+    sample=lambda state, key, batch_size, beta: (replay.sample(state, key, batch_size), None, None),
+    update=lambda state, rows, priorities, alpha: state,
+    keep_learned=lambda pred, new, old: old,
+    learns_priorities=False,
+)
+
+PRIORITIZED = Buffer(
+    init=prioritized.init,
+    add=prioritized.add,
+    sample=prioritized.sample,
+    update=prioritized.update_priorities,
+    keep_learned=_keep_priorities,
+    learns_priorities=True,
+)
+
+BUFFERS = {"uniform": UNIFORM, "prioritized": PRIORITIZED}

@@ -1,0 +1,195 @@
+"""The algorithms beyond DQN, end to end: PQN's episode ends, prioritized replay inside the
+trainer, noisy and convolutional networks, the best policy kept, and every run feature
+(evaluation, policies, render, Gymnasium, checkpoints, resume, sweeps) on a new algorithm."""
+
+import json
+import signal
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+import probe_envs
+import qlax
+from qlax import cli, experiment, prioritized, qfunctions
+from qlax.algorithms import Rollout
+from qlax.config import TrainConfig
+from qlax.envs import make_env
+from qlax.gymnasium_backend import evaluate_gymnasium
+from qlax.policy import load_policy
+from qlax.render import render_episode
+from qlax.trainer import make_train
+from qlax.types import Transition
+
+PROBE_PQN = TrainConfig(algorithm="pqn", env=probe_envs.TIME_LIMIT_PROBE, num_envs=4, total_steps=8000,
+                        chunk_steps=64, seeds=2, num_centers=8, gamma=0.9, lr=0.05, loss="squared",
+                        target="online", num_steps=8, num_epochs=2, num_minibatches=2, td_lambda=0.65,
+                        eps_schedule="constant", eps_start=0.1, eval_episodes=2)
+
+
+def probe_q(config: TrainConfig) -> np.ndarray:
+    """Learned Q(0) of each seed on a probe env, (seeds, actions)."""
+    result = qlax.train(config, progress=False)
+    q_apply = make_train(config).q_function.apply
+    params = result.state.agent.learner.params
+    return np.asarray(jax.vmap(q_apply, in_axes=(0, None))(params, np.zeros((1, 1), np.float32)))[:, 0]
+
+
+@pytest.mark.parametrize("env", [probe_envs.TIME_LIMIT_PROBE, probe_envs.BLIND_TIME_LIMIT_PROBE])
+def test_pqn_bootstraps_through_time_limits(env):
+    # Reward 1 forever, cut every 5 steps: the value is 1 / (1 - 0.9) = 10, with final
+    # observations (bootstrapped from) and without them (the cut step left out).
+    np.testing.assert_allclose(probe_q(PROBE_PQN.replace(env=env)), 10.0, rtol=0.03)
+
+
+def test_pqn_treating_time_limits_as_terminal_learns_the_wrong_value():
+    # purejaxql's and rejax's rule: a cut ends the return; Q settles far below 10.
+    assert np.all(probe_q(PROBE_PQN.replace(truncation="terminal")) < 5.0)
+
+
+def test_prioritized_replay_weights_the_loss_and_writes_priorities_back():
+    """One DQN learn step on a buffer with uneven priorities, against numpy: the loss is the
+    importance-weighted mean, and the sampled rows get (|TD error| + eps)^alpha (alpha 0.5)."""
+    config = TrainConfig(env=probe_envs.TIME_LIMIT_PROBE, num_envs=4, total_steps=1000, num_centers=8,
+                         buffer_size=64, batch_size=16, learning_starts=1, replay="prioritized", per_alpha=0.5,
+                         per_beta=0.4, loss="squared", target="periodic", gamma=0.9, init_scale=1.0)
+    algorithm, hp = make_train(config).algorithm, config.hparams()
+    rng = np.random.default_rng(0)
+    obs0 = jnp.zeros((4, 1))
+    agent = algorithm.init(jax.random.PRNGKey(0), hp, obs0)
+
+    def transitions(n):
+        return Transition(obs=jnp.asarray(rng.uniform(0, 1, (n, 1)), jnp.float32),
+                          action=jnp.asarray(rng.integers(0, 2, n), jnp.int32),
+                          reward=jnp.asarray(rng.normal(size=n), jnp.float32),
+                          next_obs=jnp.asarray(rng.uniform(0, 1, (n, 1)), jnp.float32),
+                          terminated=jnp.asarray(rng.random(n) < 0.3))
+
+    buffer = prioritized.add(agent.replay, transitions(40))
+    buffer = prioritized.update_priorities(buffer, jnp.arange(40), jnp.asarray(rng.uniform(0.01, 5, 40)), 1.0)
+    agent = agent.replace(replay=buffer)
+    step = transitions(4)
+    rollout = jax.tree.map(lambda x: x[None], Rollout(step, jnp.zeros(4, bool), jnp.ones(4, bool), step.next_obs))
+    key, vector_steps = jax.random.PRNGKey(7), jnp.int32(10)
+    learned_agent, learned = algorithm.learn(agent, rollout, key, hp, vector_steps, jnp.bool_(True))
+
+    # What the learn step saw: the buffer with the new step added, and the batch it drew.
+    added = prioritized.add(buffer, step)
+    beta = 0.4 + 0.6 * 10 / config.vector_steps
+    batch, rows, _ = prioritized.sample(added, jax.random.split(key, 1)[0], 16, beta)
+    leaves = np.asarray(added.levels[-1][:44], np.float64)
+    probs = leaves[np.asarray(rows)] / leaves.sum()
+    weights = (44 * probs) ** -beta
+    weights /= weights.max()
+    q = algorithm.q_function.apply(agent.learner.params, batch.obs)
+    next_q = algorithm.q_function.apply(agent.learner.target_params, batch.next_obs)
+    q_taken = np.take_along_axis(np.asarray(q), np.asarray(batch.action)[:, None], 1)[:, 0]
+    target = np.asarray(batch.reward) + 0.9 * (1 - np.asarray(batch.terminated)) * np.asarray(next_q).max(1)
+    td = q_taken - target
+    assert int(learned.updates) == 1
+    np.testing.assert_allclose(float(learned.loss_sum), np.mean(weights * 0.5 * td**2), rtol=1e-5)
+    assert not np.allclose(weights, 1.0)  # the weights matter here
+    written = np.asarray(learned_agent.replay.levels[-1])[np.asarray(rows)]
+    np.testing.assert_allclose(written, (np.abs(td) + prioritized.PRIORITY_EPS) ** 0.5, rtol=1e-5)
+
+
+def test_noisy_layers_use_their_mean_without_a_key_and_fresh_noise_with_one():
+    config = TrainConfig(q_function="mlp", hidden_sizes=[8], exploration="noisy", dueling=True)
+    spec = make_env("CartPole-v1", 1).spec
+    q = qfunctions.build(config, spec)
+    params = q.init(jax.random.PRNGKey(0), config.hparams())
+    obs = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
+    mean_only = q.apply(params, obs)
+    layers = params["net"]["params"]
+    assert set(layers["NoisyDense_0"]) == {"mu_w", "mu_b", "sigma_w", "sigma_b"}
+    h = jax.nn.relu(q.features(params, obs) @ layers["NoisyDense_0"]["mu_w"] + layers["NoisyDense_0"]["mu_b"])
+    value = h @ layers["NoisyDense_1"]["mu_w"] + layers["NoisyDense_1"]["mu_b"]
+    advantage = h @ layers["NoisyDense_2"]["mu_w"] + layers["NoisyDense_2"]["mu_b"]
+    np.testing.assert_allclose(mean_only, value + advantage - advantage.mean(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    noisy_a = q.outputs(params, obs, jax.random.PRNGKey(2))
+    assert not np.allclose(noisy_a, mean_only)
+    np.testing.assert_array_equal(noisy_a, q.outputs(params, obs, jax.random.PRNGKey(2)))
+    assert not np.allclose(noisy_a, q.outputs(params, obs, jax.random.PRNGKey(3)))
+
+
+def test_conv_torso_reads_minatar_grids():
+    config = TrainConfig(env="Breakout-MinAtar", q_function="conv", conv_channels=[4], hidden_sizes=[16],
+                         obs_scaling="none", algorithm="qrdqn", num_quantiles=5)
+    trainer = make_train(config)
+    params = trainer.q_function.init(jax.random.PRNGKey(0), config.hparams())
+    assert params["net"]["params"]["Conv_0"]["kernel"].shape == (3, 3, 4, 4)  # 3x3, 4 channels in and out
+    obs, _ = trainer.env.reset(jax.random.PRNGKey(1))
+    assert trainer.q_function.outputs(params, obs).shape == (config.num_envs, 3, 5)
+    with pytest.raises(qlax.ConfigError, match="q_function = 'conv': env 'CartPole-v1' has observations of shape"):
+        make_train(TrainConfig(q_function="conv"))
+
+
+GREEDY_PQN = TrainConfig(algorithm="pqn", num_envs=8, total_steps=8192, chunk_steps=32, seeds=2, q_function="mlp",
+                         hidden_sizes=[32], layer_norm=True, num_steps=16, num_minibatches=4, lr=3e-3,
+                         eps_schedule="linear", eps_decay_steps=400, loss="squared", target="online",
+                         early_stop=False, keep_best=True, stop_eval_episodes=4, eval_episodes=5,
+                         obs_low=[-2.4, -3.0, -0.2, -3.0], obs_high=[2.4, 3.0, 0.2, 3.0])
+
+
+@pytest.fixture(scope="module")
+def pqn_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pqn")
+    return qlax.train(GREEDY_PQN, out=out, progress=False, checkpoint_every=2)
+
+
+def test_the_best_greedy_check_is_kept_and_loadable(pqn_run):
+    summary, out = pqn_run.summary, pqn_run.run_dir
+    rows = [line.split(",") for line in (out / "metrics.csv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    for seed in range(2):
+        own = [dict(zip(header, r)) for r in rows if r[0] == str(seed)]
+        checks = [float(r["greedy_return"]) for r in own]
+        best = int(np.argmax(checks))  # the first chunk with the highest check
+        assert summary["best_greedy_return"][seed] == pytest.approx(checks[best], abs=1e-3)
+        assert summary["best_env_steps"][seed] == int(own[best]["env_steps"])
+    _, best_params = load_policy(out, seed=1, best=True)
+    for a, b in zip(jax.tree.leaves(best_params), jax.tree.leaves(pqn_run.state.best.params)):
+        np.testing.assert_array_equal(a, np.asarray(b[1]))
+    assert cli.main(["eval", str(out), "--best", "--episodes", "3"]) == 0
+    assert json.loads((out / "eval.json").read_text())["best"] is True
+
+
+def test_pqn_runs_evaluate_render_and_play_gymnasium(pqn_run, tmp_path):
+    out = pqn_run.run_dir
+    result = qlax.evaluate_run(out)
+    np.testing.assert_allclose(result["mean_return"], pqn_run.summary["eval_mean_return"], atol=1e-3)
+    path, frames = render_episode(out, seed=0, out=tmp_path / "episode.gif")
+    assert Image.open(path).n_frames == frames >= 8
+    returns = evaluate_gymnasium(out, episodes=2)
+    assert returns.shape == (2, 2) and np.all(returns >= 8)
+
+
+def test_an_interrupted_pqn_run_resumes_to_the_run_done_in_one_go(pqn_run, tmp_path, monkeypatch):
+    shown = []
+    original = experiment.ProgressDisplay.update
+
+    def update(self, *args):
+        original(self, *args)
+        shown.append(1)
+        if len(shown) == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(experiment.ProgressDisplay, "update", update)
+    out = tmp_path / "run"
+    assert qlax.train(GREEDY_PQN, out=out, progress=False, checkpoint_every=2).interrupted
+    monkeypatch.undo()
+    resumed = qlax.resume(out, progress=False)
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(pqn_run.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert (out / "metrics.csv").read_text() == (pqn_run.run_dir / "metrics.csv").read_text()
+
+
+def test_a_pqn_sweep_over_lambda_is_one_program():
+    grid = qlax.sweep(GREEDY_PQN.replace(total_steps=1024, keep_best=False), {"td_lambda": [0.0, 0.9]}, seeds=2,
+                      progress=False)
+    assert grid.summary["num_members"] == 4 and len(grid.summary["settings"]) == 2
+    lambdas = np.asarray(grid.state.hparams.td_lambda)
+    np.testing.assert_allclose(lambdas, [0.0, 0.0, 0.9, 0.9])
