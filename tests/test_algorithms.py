@@ -5,6 +5,7 @@ trainer, noisy and convolutional networks, the best policy kept, and every run f
 import json
 import signal
 
+import flax
 import gymnasium
 import jax
 import jax.numpy as jnp
@@ -120,7 +121,11 @@ def test_conv_torso_reads_minatar_grids():
                          obs_scaling="none", algorithm="qrdqn", num_quantiles=5)
     trainer = make_train(config)
     params = trainer.q_function.init(jax.random.PRNGKey(0), config.hparams())
-    assert params["net"]["params"]["Conv_0"]["kernel"].shape == (3, 3, 4, 4)  # 3x3, 4 channels in and out
+    conv = params["net"]["params"]["Conv3x3_0"]
+    assert conv["kernel"].shape == (3, 3, 4, 4)  # 3x3, 4 channels in and out
+    grid = jax.random.normal(jax.random.PRNGKey(2), (5, 10, 10, 4))
+    reference = flax.linen.Conv(4, (3, 3), padding="SAME").apply({"params": conv}, grid)
+    np.testing.assert_allclose(qfunctions.Conv3x3(4).apply({"params": conv}, grid), reference, atol=1e-5)
     obs, _ = trainer.env.reset(jax.random.PRNGKey(1))
     assert trainer.q_function.outputs(params, obs).shape == (config.num_envs, 3, 5)
     with pytest.raises(qlax.ConfigError, match="q_function = 'conv': env 'CartPole-v1' has observations of shape"):
@@ -193,3 +198,11 @@ def test_a_pqn_sweep_over_lambda_is_one_program():
     assert grid.summary["num_members"] == 4 and len(grid.summary["settings"]) == 2
     lambdas = np.asarray(grid.state.hparams.td_lambda)
     np.testing.assert_allclose(lambdas, [0.0, 0.0, 0.9, 0.9])
+
+
+@pytest.mark.parametrize("preset", ["cartpole-pqn", "cartpole-c51", "cartpole-qrdqn", "cartpole-rainbow"])
+def test_each_algorithm_solves_cartpole(preset):
+    config = qlax.presets.load(preset)
+    result = qlax.train(config, seeds=4, progress=False)
+    assert sum(result.solved) >= 3, result.eval_mean_return
+    assert max(result.summary["env_steps"]) <= make_train(config).env_steps_budget

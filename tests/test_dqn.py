@@ -82,6 +82,8 @@ def stored_actions_and_greedy(warmup_random: bool):
                          warmup_random=warmup_random, early_stop=False)
     run = start(config)
     trainer = run.trainer
+    # The epsilon reported is the one acting uses: 1 while the warm-up acts at random.
+    assert np.asarray(run.population.observe(run.state).epsilon).tolist() == [1.0 if warmup_random else 0.0]
     state, _ = run.population.run_chunk(run.state)
     stored = jax.tree.map(lambda x: np.asarray(x[0]), jax.vmap(replay.contents)(state.agent.replay))
     params = jax.tree.map(lambda x: x[0], state.agent.learner.params)  # no update ran: learning_starts not reached

@@ -119,6 +119,9 @@ def test_greedy_stop_freezes_a_member_at_the_chunk_its_check_passes():
     easy = qlax.train(GREEDY.replace(solve_threshold=5.0), progress=False)
     assert easy.summary["env_steps"] == [200, 200] and all(easy.summary["early_stopped"])
     assert easy.summary["solved"] == [True, True]  # the final 100-episode check agrees at this threshold
+    # A check that passes in the chunk that spends the budget stops nothing early.
+    spent = qlax.train(GREEDY.replace(solve_threshold=5.0, total_steps=200), progress=False)
+    assert spent.summary["env_steps"] == [200, 200] and spent.summary["early_stopped"] == [False, False]
     # An unreachable threshold: every chunk is checked, nobody stops, the checks are real returns.
     run = qlax.experiment.start(GREEDY.replace(solve_threshold=1000.0))
     state, metrics = run.population.run_chunk(run.state)
