@@ -19,7 +19,8 @@ from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, field_help
 from qlax.envs import EnvError
 from qlax.devices import join_processes
-from qlax.experiment import DivergedError, default_run_dir, evaluate_run, resume, train
+from qlax.experiment import DivergedError, default_run_dir, resume, train
+from qlax.rundir import evaluate_run
 from qlax.interrupt import EXIT_CODE as INTERRUPTED
 
 USAGE_ERRORS = (ConfigError, EnvError, CheckpointError)
@@ -108,7 +109,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def report(result) -> int:
     """Print the greedy evaluation per member (per setting, for a sweep) and the run's totals;
     return the exit code. With several processes, process 0 prints."""
-    from qlax.experiment import is_writer
+    from qlax.devices import is_writer
 
     s, out = result.summary, result.run_dir
     if not is_writer():

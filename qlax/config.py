@@ -278,7 +278,12 @@ def field_names() -> list[str]:
 
 
 def field_help() -> dict[str, str]:
-    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+    """Each setting's meaning, with its allowed names where a registry lists them."""
+    def text(f: dataclasses.Field) -> str:
+        choices = f.metadata["choices"]
+        return f.metadata["help"] + (f" (one of: {', '.join(choices)})" if choices else "")
+
+    return {f.name: text(f) for f in dataclasses.fields(TrainConfig)}
 
 
 def unknown_key_message(key: str) -> str:

@@ -1,4 +1,5 @@
-"""JAX's devices as qlax wants them: one per CPU core, and joining a multi-process run.
+"""JAX's devices as qlax wants them: one per CPU core, and joining a multi-process run and
+agreeing across its processes (who writes, whether any process was interrupted).
 
 XLA runs one CPU device's program mostly on one thread; with a device per core, the
 member axis is sharded across them (`qlax.placement`) and a 2-core machine trains
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 
 
 def cpu_cores() -> int:
@@ -43,3 +45,27 @@ def join_processes(coordinator: str | None = None, num_processes: int | None = N
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
+
+
+def is_writer() -> bool:
+    """Whether this process writes the run's files (process 0 of a multi-process run)."""
+    return jax.process_index() == 0
+
+
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is set in any process: every process must take the same branch."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.any(_multihost().process_allgather(np.array([flag]))))
+
+
+def barrier(name: str) -> None:
+    """Return once every process reached the barrier `name` (at once with one process)."""
+    if jax.process_count() > 1:
+        _multihost().sync_global_devices(name)
+
+
+def _multihost():
+    from jax.experimental import multihost_utils
+
+    return multihost_utils

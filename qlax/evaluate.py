@@ -4,9 +4,12 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from qlax.envs import make_env
 from qlax.qfunctions import QFunction
+
+EVAL_STREAM = 0x5EED  # fold_in tag that separates evaluation keys from training keys
 
 
 def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Callable:
@@ -52,3 +55,12 @@ def evaluate_population(env_id: str, q_function: QFunction, params, keys: jax.Ar
     if cache_key not in _EVALUATORS:
         _EVALUATORS[cache_key] = jax.jit(jax.vmap(make_evaluate(env_id, q_function, num_episodes)))
     return _EVALUATORS[cache_key](keys, params)
+
+
+def evaluate_members(trainer, members, placement, params) -> np.ndarray:
+    """Greedy returns (members, eval_episodes) of a trainer's stacked `params`, placed over
+    the devices by `placement` (a `sweep.Members`' own evaluation keys)."""
+    config = trainer.config
+    keys = placement.put(members.rng_keys(EVAL_STREAM))
+    return placement.gather(evaluate_population(config.env, trainer.q_function, params, keys,
+                                                config.eval_episodes))

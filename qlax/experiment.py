@@ -12,7 +12,6 @@ they take the same decisions, and process 0 writes the files.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +20,18 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 import yaml
-from jax.experimental import multihost_utils
 
 from qlax import checkpoint, memory, reports
-from qlax.config import ConfigError, TrainConfig, from_dict
-from qlax.evaluate import evaluate_population
+from qlax.config import ConfigError, TrainConfig
+from qlax.devices import any_process, barrier, is_writer
+from qlax.evaluate import evaluate_members
 from qlax.interrupt import GracefulInterrupt
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
+from qlax.rundir import CONFIG_FILE, GRID_FILE, load_members, load_state, member_template
 from qlax.sweep import Members
 from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
 
-EVAL_STREAM = 0x5EED  # fold_in tag that separates evaluation keys from training keys
-GRID_FILE = "grid.yaml"
 
 
 class DivergedError(RuntimeError):
@@ -93,11 +91,6 @@ def default_run_dir(preset: str) -> Path:
     return Path("runs") / f"{Path(preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def is_writer() -> bool:
-    """Whether this process writes the run's files (process 0 of a multi-process run)."""
-    return jax.process_index() == 0
-
-
 class Started(NamedTuple):
     """A population ready to step: `state, metrics = population.run_chunk(state)`."""
 
@@ -137,7 +130,7 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     run_dir = Path(out) if out is not None else None
     if run_dir is not None and is_writer():
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(run.members.config.to_dict(), sort_keys=False))
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(run.members.config.to_dict(), sort_keys=False))
         if run.members.grid:
             grid_text = yaml.safe_dump({k: list(v) for k, v in run.members.grid}, sort_keys=False)
             (run_dir / GRID_FILE).write_text(grid_text)
@@ -157,7 +150,7 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
     run_dir = Path(run_dir)
     members = load_members(run_dir)
     trainer, pop = _prepare(members, max_memory, progress)
-    state, manifest = _load_state(run_dir, trainer, members, pop.placement)
+    state, manifest = load_state(run_dir, trainer, members, pop.placement)
     options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"])
     if is_writer():
         reports.MetricsFile(run_dir / "metrics.csv", members).truncate(manifest["chunk"])
@@ -213,7 +206,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
             display.update(int(np.max(latest.env_steps)), describe(
                 int(np.max(latest.env_steps)), steps_per_s, latest.epsilon, latest.avg_return_100,
                 int(np.sum(latest.stopped)), members.count, best, latest.greedy_return))
-            interrupted = _any_process(interrupt.requested)  # read once: the save and the exit agree
+            interrupted = any_process(interrupt.requested)  # read once: the save and the exit agree
             done = chunk == trainer.num_chunks or _all_done(latest) or interrupted
             if run_dir is not None and (done or chunk % options.checkpoint_every == 0):
                 _save(run_dir, state, chunk, meta, options.keep, placement)
@@ -222,7 +215,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
 
     threshold = solve_threshold(config, trainer.env)
     all_diverged = bool(np.all(latest.diverged))
-    returns = None if interrupted or all_diverged else _evaluate(trainer, members, placement,
+    returns = None if interrupted or all_diverged else evaluate_members(trainer, members, placement,
                                                                   trainer.greedy_params(state))
     steps_run = int(np.sum(latest.env_steps)) - steps_before
     run = {"preset": options.preset, "env": config.env, "devices": placement.devices,
@@ -253,37 +246,6 @@ def _all_done(metrics) -> bool:
     return bool(np.all(np.asarray(metrics.stopped) | np.asarray(metrics.diverged)))
 
 
-def _any_process(flag: bool) -> bool:
-    """Whether `flag` is set in any process: every process must take the same branch."""
-    if jax.process_count() == 1:
-        return flag
-    return bool(np.any(multihost_utils.process_allgather(np.array([flag]))))
-
-
-def _barrier(name: str) -> None:
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
-
-
-def _evaluate(trainer: Trainer, members: Members, placement: Placement, params) -> np.ndarray:
-    """Greedy returns (members, eval_episodes) of stacked, placed `params`."""
-    config = trainer.config
-    keys = placement.put(members.rng_keys(EVAL_STREAM))
-    return placement.gather(evaluate_population(config.env, trainer.q_function, params, keys,
-                                                config.eval_episodes))
-
-
-def member_template(trainer: Trainer):
-    """Shapes and dtypes of one member's state, without computing it."""
-    key = jax.ShapeDtypeStruct((2,), np.uint32)
-    return jax.eval_shape(trainer.init, key, trainer.config.hparams())
-
-
-def state_template(trainer: Trainer, rows: int):
-    """Shapes and dtypes of `rows` members' state."""
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, *s.shape), s.dtype), member_template(trainer))
-
-
 def _save(run_dir: Path, state: TrainState, chunk: int, meta: dict[str, Any], keep: int,
           placement: Placement) -> None:
     """Checkpoint the members: one process saves the real ones; several save their own rows."""
@@ -291,83 +253,6 @@ def _save(run_dir: Path, state: TrainState, chunk: int, meta: dict[str, Any], ke
     if jax.process_count() == 1:
         rows = jax.tree.map(lambda leaf: leaf[:placement.members], rows)
     checkpoint.save(run_dir, rows, chunk, meta, keep, shard=jax.process_index(), shards=jax.process_count(),
-                    barrier=_barrier)
+                    barrier=barrier)
 
 
-def _load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Placement):
-    """(the placed state, manifest) from the latest checkpoint of `run_dir`."""
-    shards = jax.process_count()
-    rows = members.count if shards == 1 else len(placement.local_rows)
-    saved, manifest = checkpoint.load(checkpoint.latest(run_dir), state_template(trainer, rows),
-                                      shard=jax.process_index(), shards=shards)
-    if shards == 1:
-        return placement.put(saved), manifest
-    if manifest.get("padded") != placement.padded:
-        raise checkpoint.CheckpointError(
-            f"{run_dir}: saved as {manifest.get('padded')} rows over the devices; these processes lay the "
-            f"population out as {placement.padded}: resume on the same number of devices")
-    return placement.from_local(saved), manifest
-
-
-def load_run_config(run_dir: str | Path) -> TrainConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"{run_dir}: not a qlax run directory (no config.yaml)")
-    return from_dict(yaml.safe_load(path.read_text()) or {})
-
-
-def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
-    """The members of the run in `run_dir` (its config, and its grid for a sweep)."""
-    config = load_run_config(run_dir)
-    if episodes is not None:
-        config = config.replace(eval_episodes=episodes)
-    grid_path = Path(run_dir) / GRID_FILE
-    grid = yaml.safe_load(grid_path.read_text()) if grid_path.is_file() else None
-    return Members.of(config, grid)
-
-
-def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = False) -> tuple[Trainer, Members, Any]:
-    """(trainer, members, stacked greedy Q parameters as numpy) from the latest checkpoint of
-    `run_dir`; with `best`, those of each member's best greedy check (keep_best runs)."""
-    members = load_members(run_dir, episodes)
-    trainer = make_train(members.config)
-    state, _ = checkpoint.load(checkpoint.latest(Path(run_dir)), state_template(trainer, members.count))
-    return trainer, members, trainer.greedy_params(state, best)
-
-
-def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str = "gymnax",
-                 best: bool = False) -> dict[str, Any]:
-    """Greedy evaluation of every member saved in `run_dir`; writes and returns eval.json's fields.
-
-    backend "gymnax" runs the compiled evaluation; "gymnasium" runs the same policies on
-    Gymnasium's own environment of the same id. `best`: each member's best greedy check's
-    parameters (keep_best runs) instead of its last ones.
-    """
-    trainer, members, params = load_params(run_dir, episodes, best)
-    config = trainer.config
-    if backend == "gymnax":
-        placement = place(members.count)
-        returns = _evaluate(trainer, members, placement, placement.put(params))
-    elif backend == "gymnasium":
-        from qlax.gymnasium_backend import evaluate_gymnasium
-
-        returns = evaluate_gymnasium(run_dir, config.eval_episodes, best=best)
-    else:
-        raise ConfigError(f"backend = '{backend}': must be one of gymnax, gymnasium")
-    threshold = solve_threshold(config, trainer.env)
-    numbers = reports.eval_numbers(returns, threshold)
-    result = {
-        "episodes": config.eval_episodes,
-        "backend": backend,
-        "best": best,
-        "mean_return": numbers["eval_mean_return"],
-        "std_return": numbers["eval_std_return"],
-        "min_return": [float(m) for m in returns.min(axis=1)],
-        "max_return": [float(m) for m in returns.max(axis=1)],
-        "threshold": threshold,
-        "solved": numbers["solved"],
-        "solved_fraction": sum(numbers["solved"]) / len(numbers["solved"]),
-    }
-    if is_writer():
-        (Path(run_dir) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result

@@ -14,7 +14,7 @@ import numpy as np
 
 from qlax.config import ConfigError
 from qlax.envs import env_spec
-from qlax.experiment import load_members, load_run_config
+from qlax.rundir import load_members, load_run_config
 from qlax.policy import load_policy
 
 

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from qlax.experiment import load_members  # noqa: E402
+from qlax.rundir import load_members  # noqa: E402
 
 
 def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qlax.config import ConfigError
-from qlax.experiment import load_params
+from qlax.rundir import load_params
 
 
 def load_policy(run_dir: str | Path, seed: int = 0, setting: int = 0, best: bool = False) -> tuple[Callable, dict]:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from qlax.envs import make_env
-from qlax.experiment import load_run_config
+from qlax.rundir import load_run_config
 from qlax.policy import load_policy
 
 WIDTH, HEIGHT = 600, 400

@@ -6,7 +6,6 @@ import json
 import signal
 
 import flax
-import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import cli, experiment, memory
+from qlax import cli, experiment, memory, rundir
 from qlax.config import DYNAMIC_SETTINGS, TrainConfig
 
 SMALL = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=500,
@@ -131,7 +131,7 @@ def test_bad_grids_are_refused_before_anything_runs(tmp_path, capsys, grid, expe
 
 def test_memory_plan_counts_buffers_parameters_and_environments():
     trainer = qlax.trainer.make_train(SMALL)
-    plan = memory.plan(experiment.member_template(trainer), 2, "in this process")
+    plan = memory.plan(rundir.member_template(trainer), 2, "in this process")
     row = 2 * 4 + 3  # obs, next_obs (4 each), action, reward, terminated: one float32 each
     assert plan.row_bytes == row * 4 and plan.replay_rows == 500
     assert plan.replay == 500 * row * 4 + 2 * 4  # the rows, the insert position and the size
@@ -145,7 +145,7 @@ def test_a_population_too_big_for_the_limit_is_refused(tmp_path, capsys):
     argv = ["sweep", "--grid", "lr=1e-3,1e-2", "--seeds", "64", "--max-memory", "100MB", "--out", str(out)]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    plan = memory.plan(experiment.member_template(qlax.trainer.make_train(qlax.presets.load("cartpole-rbf"))),
+    plan = memory.plan(rundir.member_template(qlax.trainer.make_train(qlax.presets.load("cartpole-rbf"))),
                        128, "in this process")
     assert plan.replay > 100_000 * 44  # 128 members of 4.4 MB: about 570 MB
     assert (f"the population needs {memory.size_text(plan.total)} in this process, more than the 100.0 MB "

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import qlax
-from qlax import checkpoint, cli, experiment, plotting
+from qlax import checkpoint, cli, experiment, plotting, rundir
 from qlax.config import TrainConfig
 from qlax.policy import load_policy
 from qlax.render import render_episode
@@ -138,8 +138,8 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
     assert "every member diverged" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diverged"] == [True, True] and max(summary["env_steps"]) < 8000
-    config = experiment.load_run_config(out)
-    state, _ = checkpoint.load(checkpoint.latest(out), experiment.state_template(qlax.trainer.make_train(config), 2))
+    config = rundir.load_run_config(out)
+    state, _ = checkpoint.load(checkpoint.latest(out), rundir.state_template(qlax.trainer.make_train(config), 2))
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.agent.learner.params))
 
 

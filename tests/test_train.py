@@ -89,7 +89,7 @@ def test_run_directory_holds_the_contracted_files(cartpole_run):
     last_rows = [dict(zip(rows[0].split(","), r.split(","))) for r in rows[-4:]]
     assert sorted(int(r["seed"]) for r in last_rows) == [0, 1, 2, 3]
     assert all(r["stopped"] == "1" and r["diverged"] == "0" for r in last_rows)
-    assert qlax.experiment.load_run_config(run_dir) == qlax.presets.load("cartpole-rbf").replace(seeds=4)
+    assert qlax.rundir.load_run_config(run_dir) == qlax.presets.load("cartpole-rbf").replace(seeds=4)
 
 
 def test_evaluate_run_reloads_saved_parameters(cartpole_run):
