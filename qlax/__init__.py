@@ -5,9 +5,10 @@
     grid = qlax.sweep(config, {"lr": [1e-3, 5e-3], "gamma": [0.98, 0.99]}, seeds=8)
 """
 
-from qlax.devices import use_every_cpu_core
+from qlax.devices import use_compilation_cache, use_every_cpu_core
 
 use_every_cpu_core()  # before anything runs on JAX (see qlax.devices)
+use_compilation_cache()
 
 from qlax import presets, trainer  # noqa: E402
 from qlax.config import ConfigError, TrainConfig  # noqa: E402

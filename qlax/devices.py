@@ -34,6 +34,28 @@ def use_every_cpu_core() -> None:
         pass  # JAX already started its backends in this process: keep what it has
 
 
+def compilation_cache_dir() -> str | None:
+    """Where compiled programs are kept between runs: QLAX_COMPILATION_CACHE (a directory, or
+    `off`), else qlax/jax under the user's cache directory (XDG_CACHE_HOME or ~/.cache)."""
+    chosen = os.environ.get("QLAX_COMPILATION_CACHE")
+    if chosen is not None:
+        return None if chosen.strip().lower() in ("", "0", "off", "false", "no") else chosen
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "qlax", "jax")
+
+
+def use_compilation_cache() -> None:
+    """Turn on JAX's persistent compilation cache, so a second run of the same program skips
+    XLA's compile (seconds on a CPU); unless the user configured one already, or turned it off."""
+    if jax.config.jax_compilation_cache_dir is not None:
+        return
+    path = compilation_cache_dir()
+    if path is None:
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def join_processes(coordinator: str | None = None, num_processes: int | None = None,
                    process_id: int | None = None) -> None:
     """Join a run of several processes (one per host) with `jax.distributed.initialize`.

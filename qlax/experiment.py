@@ -194,22 +194,48 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
         run_chunk = pop.run_chunk.lower(state).compile()
         compile_s += time.perf_counter() - compile_started
         train_started = time.perf_counter()
-        chunk = first_chunk
-        interrupted = False
-        while chunk < trainer.num_chunks and not _all_done(latest) and not interrupted:
-            state, metrics = run_chunk(state)
+        chunk, saved, interrupted = first_chunk, first_chunk, False
+
+        def report(metrics):
+            """Gather a chunk's numbers, append them to metrics.csv, show progress."""
             latest = placement.gather(metrics)
-            chunk += 1
             metrics_file.write(latest)
             steps_per_s = (float(np.sum(latest.env_steps)) - steps_before) / (time.perf_counter() - train_started)
             best = reports.best_so_far(members, latest.avg_return_100, latest.stopped) if members.grid else None
             display.update(int(np.max(latest.env_steps)), describe(
                 int(np.max(latest.env_steps)), steps_per_s, latest.epsilon, latest.avg_return_100,
                 int(np.sum(latest.stopped)), members.count, best, latest.greedy_return))
-            interrupted = any_process(interrupt.requested)  # read once: the save and the exit agree
-            done = chunk == trainer.num_chunks or _all_done(latest) or interrupted
-            if run_dir is not None and (done or chunk % options.checkpoint_every == 0):
+            return latest
+
+        # The next chunk is dispatched before the host reads the last one's numbers (JAX runs it
+        # asynchronously), so the device never waits for metrics, files or progress. A chunk
+        # dispatched after every member stopped changes nothing in the state and is dropped;
+        # one in flight at an interrupt is finished and saved. A periodic checkpoint is taken
+        # before the next dispatch, which consumes (donates) the state.
+        in_flight = run_chunk(state) if chunk < trainer.num_chunks and not _all_done(latest) else None
+        while in_flight is not None:
+            state, metrics = in_flight
+            chunk += 1
+            more = chunk < trainer.num_chunks
+            if run_dir is not None and more and chunk % options.checkpoint_every == 0:
+                latest = report(metrics)  # the rows first: a checkpoint never covers a missing row
                 _save(run_dir, state, chunk, meta, options.keep, placement)
+                saved = chunk
+                in_flight = run_chunk(state)
+            else:
+                in_flight = run_chunk(state) if more else None
+                latest = report(metrics)
+            interrupted = any_process(interrupt.requested)  # read once: the save and the exit agree
+            if in_flight is not None and _all_done(latest):
+                state, _ = in_flight  # every member is frozen: the state is the same
+                in_flight = None
+            elif in_flight is not None and interrupted:
+                state, metrics = in_flight
+                chunk += 1
+                latest = report(metrics)
+                in_flight = None
+        if run_dir is not None and saved != chunk:
+            _save(run_dir, state, chunk, meta, options.keep, placement)
         jax.block_until_ready(state)
         train_s = time.perf_counter() - train_started
 

@@ -51,7 +51,9 @@ def test_interrupted_and_resumed_run_equals_one_go(one_go, tmp_path, monkeypatch
     monkeypatch.undo()
     assert stopped.interrupted and stopped.summary["solved"] is None
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True
-    assert checkpoint.latest(out).name == f"chunk-{stop_after:06d}"
+    # The chunk already in flight when the signal came is finished too, and its rows written.
+    assert checkpoint.latest(out).name == f"chunk-{stop_after + 1:06d}"
+    assert _rows(out / "metrics.csv") == (stop_after + 1) * CONFIG.seeds
 
     resumed = qlax.resume(out, progress=False)
     assert not resumed.interrupted
