@@ -1,0 +1,96 @@
+"""Every code block in the README and the docs runs, so no example can go stale.
+
+- ```python blocks run in order, one namespace per page, in a fresh directory;
+- ```bash blocks run with bash there (`qlax` on the PATH), except set-up lines that
+  create a virtual environment and pip-install (CI runs the README's set-up itself);
+- ```yaml blocks are preset files: they load and validate;
+- unlabelled blocks are transcripts and diagrams: each `$ qlax ...` line followed by a
+  `qlax: error: ...` line is run, and must fail with exactly that line (up to a `...`).
+"""
+
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import qlax
+from qlax import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+SET_UP = re.compile(r"-m venv|pip install")
+
+pytestmark = pytest.mark.slow
+
+
+def blocks(page: Path, language: str) -> list[str]:
+    return [body for lang, body in FENCE.findall(page.read_text()) if lang == language]
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=page_id)
+def test_python_blocks_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__docs__"}
+    for code in blocks(page, "python"):
+        exec(compile(code, f"{page_id(page)}", "exec"), namespace)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if any(not SET_UP.search(b) for b in blocks(p, "bash"))],
+                         ids=page_id)
+def test_bash_blocks_run(page, tmp_path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "QLAX_PORT": str(free_port())}
+    for code in blocks(page, "bash"):
+        if SET_UP.search(code):
+            continue
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{code}\n{done.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "yaml")], ids=page_id)
+def test_yaml_blocks_are_valid_presets(page, tmp_path):
+    for i, text in enumerate(blocks(page, "yaml")):
+        path = tmp_path / f"block{i}.yaml"
+        path.write_text(text)
+        assert isinstance(qlax.presets.load(str(path)), qlax.TrainConfig)
+
+
+def transcript_errors() -> list[tuple[str, str, str]]:
+    """(page, command, expected error line) of every `$ qlax` line followed by an error."""
+    found = []
+    for page in PAGES:
+        for text in blocks(page, ""):
+            lines = text.splitlines()
+            for command, answer in zip(lines, lines[1:]):
+                if command.startswith("$ qlax ") and answer.startswith("qlax: error:"):
+                    found.append((page_id(page), command[2:], answer))
+    return found
+
+
+@pytest.mark.parametrize("page,command,expected", transcript_errors(), ids=lambda v: v if "/" in v else None)
+def test_transcribed_errors_are_what_qlax_says(page, command, expected, capsys):
+    assert cli.main(shlex.split(command)[1:]) == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    shown = expected.split("...")
+    assert said.startswith(shown[0].rstrip()), (said, expected)
+    position = 0
+    for piece in shown:  # every shown piece appears, in order
+        position = said.find(piece.strip(), position)
+        assert position >= 0, (said, expected)
