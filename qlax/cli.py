@@ -93,7 +93,8 @@ def cmd_train(args: argparse.Namespace, grid: dict[str, list] | None = None) -> 
     join_if_asked(args)
     out = Path(args.out) if args.out else default_run_dir(args.preset)
     result = train(config, grid=grid, out=out, preset=args.preset, progress=True,
-                   checkpoint_every=args.checkpoint_every, keep=args.keep, max_memory=args.max_memory)
+                   checkpoint_every=args.checkpoint_every, keep=args.keep, max_memory=args.max_memory,
+                   log=args.log)
     return report(result)
 
 
@@ -260,6 +261,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
                         help="save the full training state every N chunks (default 10) and at the end")
     parser.add_argument("--keep", type=int, default=2, metavar="K", help="checkpoints kept (default 2)")
+    parser.add_argument("--log", action="append", default=[], metavar="TRACKER",
+                        help="also log every chunk to tensorboard (DIR/tensorboard) or wandb (offline in DIR/wandb "
+                             "unless W&B is configured); repeatable")
     add_process_arguments(parser)
 
 

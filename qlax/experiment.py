@@ -12,6 +12,7 @@ they take the same decisions, and process 0 writes the files.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import jax
 import numpy as np
 import yaml
 
-from qlax import checkpoint, memory, reports
+from qlax import checkpoint, memory, reports, tracking
 from qlax.config import ConfigError, TrainConfig
 from qlax.devices import any_process, barrier, is_writer
 from qlax.evaluate import evaluate_members
@@ -45,6 +46,7 @@ class RunOptions:
     preset: str | None = None
     checkpoint_every: int = 10  # chunks between checkpoints (one is also saved at the end)
     keep: int = 2  # checkpoints kept
+    log: tuple[str, ...] = ()  # trackers: tensorboard, wandb
 
     def validated(self) -> RunOptions:
         if self.checkpoint_every < 1:
@@ -116,18 +118,21 @@ def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memor
 
 def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list] | None = None,
           out: str | Path | None = None, preset: str | None = None, progress: bool = True,
-          checkpoint_every: int = 10, keep: int = 2, max_memory: str | int | None = None) -> RunResult:
+          checkpoint_every: int = 10, keep: int = 2, max_memory: str | int | None = None,
+          log: tuple[str, ...] = ()) -> RunResult:
     """Train `seeds` seeds of `config` (of every setting of `grid`) at once, evaluate each
-    member greedily, write `out` if given.
+    member greedily, write `out` if given; `log` names trackers (tensorboard, wandb) that
+    get every chunk's numbers.
 
     Every setting is checked, the environment built and the memory planned before
     anything compiles or is written.
     """
     started = time.perf_counter()
     config = config.replace(seeds=seeds) if seeds is not None else config
-    options = RunOptions(preset, checkpoint_every, keep).validated()
-    run = start(config, grid, max_memory=max_memory, progress=progress)
+    options = RunOptions(preset, checkpoint_every, keep, tuple(log)).validated()
     run_dir = Path(out) if out is not None else None
+    tracking.check(options.log, run_dir)
+    run = start(config, grid, max_memory=max_memory, progress=progress)
     if run_dir is not None and is_writer():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(run.members.config.to_dict(), sort_keys=False))
@@ -151,7 +156,9 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
     members = load_members(run_dir)
     trainer, pop = _prepare(members, max_memory, progress)
     state, manifest = load_state(run_dir, trainer, members, pop.placement)
-    options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"])
+    options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"],
+                         tuple(manifest.get("log", ())))
+    tracking.check(options.log, run_dir)
     if is_writer():
         reports.MetricsFile(run_dir / "metrics.csv", members).truncate(manifest["chunk"])
     return _run(trainer, members, pop, state, manifest["chunk"], run_dir, options, progress, started, 0.0)
@@ -184,12 +191,17 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
     config, placement = trainer.config, pop.placement
     title = Path(options.preset).stem if options.preset else config.env
     meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep,
+            "log": list(options.log),
             "members": placement.members, "padded": placement.padded}
     latest = placement.gather(pop.observe(state))
     steps_before = int(np.sum(latest.env_steps))
     metrics_path = run_dir / "metrics.csv" if run_dir is not None and is_writer() else None
     with ProgressDisplay(title, trainer.env_steps_budget, enabled=progress and is_writer()) as display, \
-            reports.MetricsFile(metrics_path, members) as metrics_file, GracefulInterrupt() as interrupt:
+            reports.MetricsFile(metrics_path, members) as metrics_file, GracefulInterrupt() as interrupt, \
+            contextlib.ExitStack() as closing:
+        trackers = [closing.enter_context(contextlib.closing(t)) for t in
+                    tracking.open_trackers(options.log, run_dir, members.config.to_dict())] \
+            if run_dir is not None and is_writer() else []
         compile_started = time.perf_counter()
         run_chunk = pop.run_chunk.lower(state).compile()
         compile_s += time.perf_counter() - compile_started
@@ -205,6 +217,8 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
             display.update(int(np.max(latest.env_steps)), describe(
                 int(np.max(latest.env_steps)), steps_per_s, latest.epsilon, latest.avg_return_100,
                 int(np.sum(latest.stopped)), members.count, best, latest.greedy_return))
+            for tracker in trackers:
+                tracker.log(int(np.max(latest.env_steps)), tracking.chunk_scalars(latest, members, steps_per_s))
             return latest
 
         # The next chunk is dispatched before the host reads the last one's numbers (JAX runs it

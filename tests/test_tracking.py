@@ -1,0 +1,90 @@
+"""Experiment tracking: TensorBoard events read back with TensorBoard's own reader, and the
+W&B offline run's history read back from its log, against metrics.csv."""
+
+import csv
+import json
+import struct
+
+import pytest
+
+import qlax
+from qlax import cli
+from qlax.config import TrainConfig
+
+CONFIG = TrainConfig(num_envs=4, total_steps=600, chunk_steps=50, seeds=2, num_centers=8, buffer_size=200,
+                     learning_starts=50, eval_episodes=2, early_stop=False)
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tracked")
+    qlax.train(CONFIG, out=out, progress=False, log=("tensorboard", "wandb"))
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return out, rows
+
+
+def test_tensorboard_events_hold_every_chunk_and_the_config(tracked):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, rows = tracked
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    for seed in ("0", "1"):
+        logged = [(e.step, e.value) for e in events.Scalars(f"avg_return_100/seed_{seed}")]
+        own = [r for r in rows if r["seed"] == seed and r["avg_return_100"] != "nan"]
+        assert [s for s, _ in logged] == [int(r["env_steps"]) for r in own]
+        assert [v for _, v in logged] == pytest.approx([float(r["avg_return_100"]) for r in own], rel=1e-5)
+    assert "epsilon/seed_1" in scalars and "population/env_steps_per_s" in scalars
+    assert len(events.Scalars("population/env_steps_per_s")) == 3  # 150 vector steps: 3 chunks
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def wandb_records(path):
+    """The records of a W&B run log: a ':W&B' header, then LevelDB-style log blocks of 32 KiB
+    whose records (checksum, length, kind) may be split across blocks."""
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    position, pending = 7, b""
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's zero-filled tail
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        body, position = data[position + 7:position + 7 + length], position + 7 + length
+        if kind in (1, 4):  # a whole record, or the last piece of one
+            yield pending + body
+            pending = b""
+        elif kind in (2, 3):  # the first or a middle piece
+            pending += body
+
+
+def test_wandb_offline_history_holds_every_chunk(tracked):
+    from wandb.proto import wandb_internal_pb2
+
+    out, rows = tracked
+    [log] = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    history, config = [], {}
+    for data in wandb_records(log):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                            for item in record.history.item})
+        elif record.WhichOneof("record_type") in ("run", "config"):
+            updates = record.run.config.update if record.HasField("run") else record.config.update
+            config.update({item.key: json.loads(item.value_json) for item in updates})
+    steps = [h["_step"] for h in history]
+    assert steps == sorted({int(r["env_steps"]) for r in rows})
+    assert [h["epsilon/seed_0"] for h in history] == pytest.approx(
+        [float(r["epsilon"]) for r in rows if r["seed"] == "0"], rel=1e-5)
+    assert config["num_centers"] == 8 and config["lr"] == CONFIG.lr
+
+
+def test_trackers_are_checked_before_anything_runs(tmp_path, capsys):
+    assert cli.main(["train", "--log", "mlflow", "--out", str(tmp_path / "run")]) == 2
+    assert "--log mlflow: must be one of tensorboard, wandb" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(qlax.ConfigError, match="give an output directory"):
+        qlax.train(CONFIG, progress=False, log=("tensorboard",))
