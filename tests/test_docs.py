@@ -94,3 +94,17 @@ def test_transcribed_errors_are_what_qlax_says(page, command, expected, capsys):
     for piece in shown:  # every shown piece appears, in order
         position = said.find(piece.strip(), position)
         assert position >= 0, (said, expected)
+
+
+def test_the_algorithms_page_names_everything_each_registry_lists():
+    from qlax.algorithms import ALGORITHMS
+    from qlax.buffers import BUFFERS
+    from qlax.exploration import EXPLORERS, SCHEDULES
+    from qlax.learner import TARGETS
+    from qlax.losses import PENALTIES
+    from qlax.qfunctions import TORSOS
+
+    page = (ROOT / "docs" / "algorithms.md").read_text()
+    for registry in (ALGORITHMS, BUFFERS, EXPLORERS, SCHEDULES, TARGETS, PENALTIES, TORSOS):
+        for name in registry:
+            assert re.search(rf"\b{name}\b", page), name
