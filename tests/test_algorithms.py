@@ -39,12 +39,14 @@ def probe_q(config: TrainConfig) -> np.ndarray:
 
 
 @pytest.mark.parametrize("env", [probe_envs.TIME_LIMIT_PROBE, probe_envs.BLIND_TIME_LIMIT_PROBE])
+@pytest.mark.slow
 def test_pqn_bootstraps_through_time_limits(env):
     # Reward 1 forever, cut every 5 steps: the value is 1 / (1 - 0.9) = 10, with final
     # observations (bootstrapped from) and without them (the cut step left out).
     np.testing.assert_allclose(probe_q(PROBE_PQN.replace(env=env)), 10.0, rtol=0.03)
 
 
+@pytest.mark.slow
 def test_pqn_treating_time_limits_as_terminal_learns_the_wrong_value():
     # purejaxql's and rejax's rule: a cut ends the return; Q settles far below 10.
     assert np.all(probe_q(PROBE_PQN.replace(truncation="terminal")) < 5.0)
@@ -144,6 +146,7 @@ def pqn_run(tmp_path_factory):
     return qlax.train(GREEDY_PQN, out=out, progress=False, checkpoint_every=2)
 
 
+@pytest.mark.slow
 def test_the_best_greedy_check_is_kept_and_loadable(pqn_run):
     summary, out = pqn_run.summary, pqn_run.run_dir
     rows = [line.split(",") for line in (out / "metrics.csv").read_text().splitlines()]
@@ -161,6 +164,7 @@ def test_the_best_greedy_check_is_kept_and_loadable(pqn_run):
     assert json.loads((out / "eval.json").read_text())["best"] is True
 
 
+@pytest.mark.slow
 def test_pqn_runs_evaluate_render_and_play_gymnasium(pqn_run, tmp_path):
     out = pqn_run.run_dir
     result = qlax.evaluate_run(out)
@@ -171,6 +175,7 @@ def test_pqn_runs_evaluate_render_and_play_gymnasium(pqn_run, tmp_path):
     assert returns.shape == (2, 2) and np.all(returns >= 8)
 
 
+@pytest.mark.slow
 def test_an_interrupted_pqn_run_resumes_to_the_run_done_in_one_go(pqn_run, tmp_path, monkeypatch):
     shown = []
     original = experiment.ProgressDisplay.update
@@ -191,6 +196,7 @@ def test_an_interrupted_pqn_run_resumes_to_the_run_done_in_one_go(pqn_run, tmp_p
     assert (out / "metrics.csv").read_text() == (pqn_run.run_dir / "metrics.csv").read_text()
 
 
+@pytest.mark.slow
 def test_a_pqn_sweep_over_lambda_is_one_program():
     grid = qlax.sweep(GREEDY_PQN.replace(total_steps=1024, keep_best=False), {"td_lambda": [0.0, 0.9]}, seeds=2,
                       progress=False)
@@ -200,6 +206,7 @@ def test_a_pqn_sweep_over_lambda_is_one_program():
 
 
 @pytest.mark.parametrize("preset", ["cartpole-pqn", "cartpole-c51", "cartpole-qrdqn", "cartpole-rainbow"])
+@pytest.mark.slow
 def test_each_algorithm_solves_cartpole(preset):
     config = qlax.presets.load(preset)
     result = qlax.train(config, seeds=4, progress=False)

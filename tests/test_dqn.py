@@ -72,6 +72,7 @@ def run_updates(**changes) -> tuple[int, int]:
     (6, 1, 33),  # does not divide num_envs: 200 env steps cross 33 multiples of 6
     (24, 3, 24),  # a round every 6 vector steps: 8 rounds of 3 updates
 ])
+@pytest.mark.slow
 def test_update_rounds_fire_at_env_step_crossings(train_freq, gradient_steps, expected):
     assert run_updates(train_freq=train_freq, gradient_steps=gradient_steps) == (50, expected)
 
@@ -91,6 +92,7 @@ def stored_actions_and_greedy(warmup_random: bool):
     return stored.action, greedy
 
 
+@pytest.mark.slow
 def test_warmup_acts_uniformly_until_learning_starts():
     actions, greedy = stored_actions_and_greedy(True)
     assert np.mean(actions != greedy) == pytest.approx(0.5, abs=0.08)  # 400 coin flips
@@ -143,6 +145,7 @@ def test_nstep_windows_match_a_hand_computed_reference():
             assert bool(out.terminated[env]) == term
 
 
+@pytest.mark.slow
 def test_nstep_training_bootstraps_with_gamma_to_the_k():
     # The time-limit probe again, with 3-step targets: the value is still 1 / (1 - gamma).
     import probe_envs
@@ -157,6 +160,7 @@ def test_nstep_training_bootstraps_with_gamma_to_the_k():
     np.testing.assert_allclose(q, 10.0, rtol=0.02)
 
 
+@pytest.mark.slow
 def test_cartpole_dqn_solves_at_least_three_of_four_seeds():
     import qlax
 

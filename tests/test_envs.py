@@ -182,6 +182,7 @@ def test_a_discrete_state_index_is_one_hot():
 
 @pytest.mark.parametrize("env_id,q_function", [("Acrobot-v1", "linear_rbf"), ("Breakout-MinAtar", "mlp"),
                                                ("Catch-bsuite", "mlp"), ("FrozenLake-misc", "linear_rbf")])
+@pytest.mark.slow
 def test_other_families_train_a_few_compiled_steps(env_id, q_function):
     import qlax
     from qlax.config import TrainConfig

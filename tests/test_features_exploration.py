@@ -223,6 +223,7 @@ def test_ez_greedy_keeps_a_started_action_for_its_length_then_flips_coins_again(
     np.testing.assert_array_equal(started.left, exploration.repeat_lengths(k_length, (ROWS,), 2.0) - 1)
 
 
+@pytest.mark.slow
 def test_ez_greedy_runs_in_training_hold_actions_within_episodes_and_restart_at_their_ends():
     from qlax import replay
     from qlax.experiment import start

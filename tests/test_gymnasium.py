@@ -10,6 +10,8 @@ import qlax
 from qlax import cli
 from qlax.gymnasium_backend import gymnasium_policy
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 
 @pytest.fixture(scope="module")
 def partly_trained(tmp_path_factory):

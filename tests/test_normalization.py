@@ -40,6 +40,7 @@ UNBOUNDED = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, nu
 
 
 @pytest.mark.parametrize("mode", ["always", "warmup"])
+@pytest.mark.slow
 def test_the_loop_standardizes_unbounded_dimensions_by_what_it_saw(mode):
     run = start(UNBOUNDED.replace(obs_stats=mode))
     state, _ = run.population.run_chunk(run.state)

@@ -19,6 +19,8 @@ import qlax
 from qlax import cli, experiment, memory, rundir
 from qlax.config import DYNAMIC_SETTINGS, TrainConfig
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 SMALL = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=500,
                     learning_starts=100, eval_episodes=3)
 SMALL_SETS = ["--steps", "800", "--set", "num_envs=4", "--set", "chunk_steps=50", "--set", "num_centers=16",

@@ -11,6 +11,8 @@ import qlax
 from qlax import cli
 from qlax.config import TrainConfig
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 CONFIG = TrainConfig(num_envs=4, total_steps=600, chunk_steps=50, seeds=2, num_centers=8, buffer_size=200,
                      learning_starts=50, eval_episodes=2, early_stop=False)
 

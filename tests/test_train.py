@@ -11,6 +11,8 @@ import qlax
 from qlax.config import TrainConfig
 from qlax.trainer import make_train
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 
 def probe_q_values(truncation: str) -> np.ndarray:
     """Learned Q(obs) on the time-limit probe, (seeds, actions)."""
