@@ -47,7 +47,7 @@ class MetricsFile:
     def __enter__(self):
         if self.path is not None:
             self.file = self.path.open("a", newline="")
-            self.writer = csv.writer(self.file)
+            self.writer = csv.writer(self.file, lineterminator="\n")
         return self
 
     def __exit__(self, *exc):
@@ -128,7 +128,7 @@ def write_sweep_table(run_dir: Path, members: Members, table: list[dict[str, Any
     """sweep.csv: one row per setting."""
     columns = ["setting", *members.keys, "seeds", "mean_return", "stderr_return", "solved_fraction"]
     with (run_dir / "sweep.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer = csv.DictWriter(f, columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in table])
 

@@ -57,7 +57,7 @@ def test_interrupted_and_resumed_run_equals_one_go(one_go, tmp_path, monkeypatch
     assert not resumed.interrupted
     for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(one_go.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert (out / "metrics.csv").read_text() == (one_go.run_dir / "metrics.csv").read_text()
+    assert (out / "metrics.csv").read_bytes() == (one_go.run_dir / "metrics.csv").read_bytes()
     timings = {"wall_s", "compile_s", "train_s", "env_steps_per_s"}
     ours = {k: v for k, v in json.loads((out / "summary.json").read_text()).items() if k not in timings}
     theirs = {k: v for k, v in json.loads((one_go.run_dir / "summary.json").read_text()).items() if k not in timings}
