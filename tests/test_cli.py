@@ -109,3 +109,8 @@ def test_envs_lists_supported_ids_with_their_presets(capsys):
     assert "475" in cartpole and "cartpole-rbf" in cartpole and "seed" in cartpole
     assert "Pendulum-v1                not supported: its action space is continuous" in listing
     assert "10x10x4" in listing  # a MinAtar image, as gymnax emits it
+
+
+def test_a_mistyped_preset_gets_a_suggestion(capsys):
+    assert cli.main(["train", "cartpole-dq"]) == 2
+    assert "unknown preset 'cartpole-dq' (did you mean 'cartpole-dqn'?)" in capsys.readouterr().err
