@@ -71,12 +71,37 @@ def test_checkpoints_keep_the_last_k(one_go):
     assert manifest["chunk"] == 12 and manifest["checkpoint_every"] == 3
 
 
-def test_resuming_a_finished_run_changes_nothing(one_go, tmp_path):
+def test_resuming_a_finished_run_changes_nothing(one_go, tmp_path, monkeypatch, capsys):
     copy = tmp_path / "copy"
-    subprocess.run(["cp", "-r", str(one_go.run_dir), str(copy)], check=True)
+    subprocess.run(["cp", "-a", str(one_go.run_dir), str(copy)], check=True)
+    saved = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in copy.rglob("*") if p.is_file()}
+    monkeypatch.setattr(experiment, "population", lambda *args: pytest.fail("a finished run was compiled again"))
     again = qlax.resume(copy, progress=False)
-    assert again.summary["eval_mean_return"] == one_go.summary["eval_mean_return"]
-    assert (copy / "metrics.csv").read_text() == (one_go.run_dir / "metrics.csv").read_text()
+    assert again.already_finished and again.summary == one_go.summary
+    for a, b in zip(jax.tree.leaves(again.state), jax.tree.leaves(one_go.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    solved = sum(one_go.summary["solved"])
+    assert cli.main(["resume", str(copy)]) == 0
+    assert capsys.readouterr().out == f"{copy}: the run is finished (solved {solved}/2 seeds); nothing to resume\n"
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in copy.rglob("*") if p.is_file()} == saved
+
+
+def test_train_in_python_refuses_a_directory_that_holds_a_run(one_go, monkeypatch):
+    monkeypatch.setattr(experiment, "population", lambda *args: pytest.fail("compiled before refusing"))
+    with pytest.raises(rundir.RunDirError, match=r"holds a run already .*\(Python: overwrite=True\)"):
+        qlax.train(CONFIG, out=one_go.run_dir, progress=False)
+
+
+def test_resuming_a_run_stopped_before_its_first_checkpoint_says_so(one_go, tmp_path, capsys):
+    out = tmp_path / "run"  # what two Ctrl-C during compilation leave
+    out.mkdir()
+    for name in ("config.yaml", ".lock"):
+        (out / name).write_bytes((one_go.run_dir / name).read_bytes())
+    (out / "metrics.csv").write_text((one_go.run_dir / "metrics.csv").read_text().splitlines()[0] + "\n")
+    assert cli.main(["resume", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"qlax: error: {out}: the run was stopped before its first checkpoint, so there is nothing to resume or "
+        f"evaluate; start it again with `qlax train ... --out {out} --overwrite`\n")
 
 
 def test_an_unfinished_save_is_never_the_latest(one_go, tmp_path):
