@@ -21,7 +21,7 @@ from qlax.config import ConfigError, TrainConfig, field_help
 from qlax.envs import EnvError
 from qlax.devices import is_writer, join_processes
 from qlax.experiment import DivergedError, default_run_dir, resume, train
-from qlax.rundir import RunDirError, evaluate_run
+from qlax.rundir import EVAL_FILE, RunDirError, evaluate_run
 from qlax.interrupt import EXIT_CODE as INTERRUPTED
 
 USAGE_ERRORS = (ConfigError, EnvError, CheckpointError, RunDirError)
@@ -122,6 +122,13 @@ def solved_note(result) -> str:
     return f" (solved {sum(result.solved)}/{len(result.solved)} {noun})"
 
 
+def solved_count(solved: list[bool], threshold: float | None, noun: str) -> str:
+    """'solved 3/8 seeds', or 'no threshold, 8 seeds' for an environment without one."""
+    if threshold is None:
+        return f"no threshold, {len(solved)} {noun}"
+    return f"solved {sum(solved)}/{len(solved)} {noun}"
+
+
 def report(result) -> int:
     """Print the greedy evaluation per member (per setting, for a sweep) and the run's totals;
     return the exit code. With several processes, process 0 prints."""
@@ -133,31 +140,44 @@ def report(result) -> int:
         print(f"\ninterrupted at {max(steps):,} env steps per seed; checkpoint, metrics.csv and "
               f"summary.json saved in {out}\nresume with: qlax resume {out}")
         return INTERRUPTED
-    print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed (threshold {s['threshold']}):")
+    threshold = s["threshold"]
+    print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed "
+          f"({'no threshold' if threshold is None else f'threshold {threshold}'}):")
     if result.members.grid:
         for row in s["settings"]:
             stderr = "" if row["stderr_return"] is None else f" +- {row['stderr_return']:.1f}"
+            solved = "" if threshold is None else f"  solved {row['solved_fraction']:.0%} of {row['seeds']} seeds"
             print(f"  {result.members.label(row['setting']):40s} mean return {row['mean_return']:8.1f}{stderr}"
-                  f"  solved {row['solved_fraction']:.0%} of {row['seeds']} seeds")
+                  f"{solved}")
         print(f"best: {result.members.label(s['best_setting']['setting'])}")
-        count, noun = s["num_members"], "members"
+        noun = "members"
     else:
         for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):
-            status = "diverged" if s["diverged"][i] else "solved" if solved else "-"
-            print(f"  seed {i:3d}: mean return {mean:8.1f}  {status}  ({s['env_steps'][i]:,} env steps)")
-        count, noun = s["num_seeds"], "seeds"
-    print(f"solved {sum(result.solved)}/{count} {noun}  |  wall {s['wall_s']:.1f} s "
+            print(f"  seed {i:3d}: mean return {mean:8.1f}  {status(solved, threshold, s['diverged'][i])}"
+                  f"({s['env_steps'][i]:,} env steps)")
+        noun = "seeds"
+    print(f"{solved_count(result.solved, threshold, noun)}  |  wall {s['wall_s']:.1f} s "
           f"(compile {s['compile_s']:.1f} s)  |  {s['env_steps_per_s'] or 0:,.0f} env steps/s  |  {out}")
     return 0
 
 
+def status(solved: bool, threshold: float | None, diverged: bool = False) -> str:
+    """A member's line's verdict and the spaces after it: nothing to say without a threshold."""
+    if diverged:
+        return "diverged  "
+    if threshold is None:
+        return ""
+    return "solved  " if solved else "-  "
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend, best=args.best)
+    threshold = result["threshold"]
     for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
-        print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}"
-              f"  {'solved' if result['solved'][i] else '-'}")
-    print(f"solved {sum(result['solved'])}/{len(result['solved'])} seeds over {result['episodes']} "
-          f"episodes each on {result['backend']}  |  {Path(args.run_dir) / 'eval.json'}")
+        print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}  {status(result['solved'][i], threshold)}"
+              .rstrip())
+    print(f"{solved_count(result['solved'], threshold, 'seeds')} over {result['episodes']} "
+          f"episodes each on {result['backend']}  |  {Path(args.run_dir) / EVAL_FILE}")
     return 0
 
 
@@ -249,7 +269,7 @@ def make_parser() -> argparse.ArgumentParser:
     render.add_argument("run_dir", metavar="DIR", help="a run directory with a checkpoint")
     render.add_argument("--seed", type=int, default=0, help="which seed's policy plays (default 0)")
     render.add_argument("--setting", type=int, default=0, help="for a sweep: which setting's seed")
-    render.add_argument("--out", default="episode.gif", help="GIF path (default: episode.gif)")
+    render.add_argument("--out", help="GIF path (default: DIR/episode-seed<i>.gif)")
     render.set_defaults(func=cmd_render)
 
     envs = sub.add_parser("envs", help="the gymnax environments qlax can train on")

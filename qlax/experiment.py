@@ -219,6 +219,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
          run_dir: Path | None, options: RunOptions, progress: bool, started: float, compile_s: float) -> RunResult:
     """Run chunks from `first_chunk` until every member stopped or the budget is spent."""
     config, placement = trainer.config, pop.placement
+    threshold = solve_threshold(config, trainer.env)
     title = Path(options.preset).stem if options.preset else config.env
     meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep,
             "members": placement.members, "padded": placement.padded}
@@ -242,7 +243,8 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
             best = reports.best_so_far(members, latest.avg_return_100, latest.stopped) if members.grid else None
             display.update(int(np.max(latest.env_steps)), describe(
                 int(np.max(latest.env_steps)), steps_per_s, latest.epsilon, latest.avg_return_100,
-                int(np.sum(latest.stopped)), members.count, best, latest.greedy_return))
+                None if threshold is None else int(np.sum(latest.stopped)), members.count, best,
+                latest.greedy_return))
             interrupted = any_process(interrupt.requested)  # read once: the save and the exit agree
             done = chunk == trainer.num_chunks or _all_done(latest) or interrupted
             if run_dir is not None and (done or chunk % options.checkpoint_every == 0):
@@ -250,7 +252,6 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
         jax.block_until_ready(state)
         train_s = time.perf_counter() - train_started
 
-    threshold = solve_threshold(config, trainer.env)
     all_diverged = bool(np.all(latest.diverged))
     returns = None if interrupted or all_diverged else evaluate_members(trainer, members, placement,
                                                                   trainer.greedy_params(state))

@@ -210,12 +210,17 @@ def _rows(metrics: Path) -> int:
 
 def test_learning_curve_png(one_go, tmp_path):
     image = Image.open(one_go.run_dir / "learning_curve.png")  # written by train
-    assert image.size == (800, 450)
+    assert image.size[0] == 800
     out = tmp_path / "compare.png"
     assert cli.main(["plot", str(one_go.run_dir), str(one_go.run_dir), "--out", str(out)]) == 0
-    assert Image.open(out).size == (800, 450)
-    steps, avg = plotting.read_curve(one_go.run_dir)
-    assert steps.tolist() == [200 * (i + 1) for i in range(12)] and avg.shape == (12, 2)
+    assert Image.open(out).size[0] == 800
+    steps, returns, column = plotting.read_curve(one_go.run_dir)
+    assert steps.tolist() == [200 * (i + 1) for i in range(12)] and returns.shape == (12, 2)
+    assert column == "avg_return_100"  # no greedy checks in this run
+    ax = plotting.figure([one_go.run_dir]).axes[0]
+    assert ax.get_ylabel() == "100-episode training average return" and "CartPole-v1" in ax.get_title()
+    threshold = [line for line in ax.get_lines() if line.get_label() == "CartPole-v1 solved at 475"]
+    assert len(threshold) == 1 and set(threshold[0].get_ydata()) == {475}
 
 
 def test_render_writes_one_frame_per_step(one_go, tmp_path):
