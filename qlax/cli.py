@@ -1,29 +1,30 @@
 """The `qlax` command: a thin layer over the Python API.
 
-Bad input exits with code 2 and one line that names the setting and the allowed range,
-before anything is compiled.
+Bad input (a setting, a path, a run directory) exits with code 2 and one line that names
+it and what is allowed, before anything is compiled.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from qlax import presets
+from qlax import __version__, presets
 from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, field_help
 from qlax.envs import EnvError
-from qlax.devices import join_processes
+from qlax.devices import is_writer, join_processes
 from qlax.experiment import DivergedError, default_run_dir, resume, train
-from qlax.rundir import evaluate_run
+from qlax.rundir import EVAL_FILE, RunDirError, evaluate_run
 from qlax.interrupt import EXIT_CODE as INTERRUPTED
 
-USAGE_ERRORS = (ConfigError, EnvError, CheckpointError)
+USAGE_ERRORS = (ConfigError, EnvError, CheckpointError, RunDirError)
 
 
 def parse_value(text: str) -> Any:
@@ -91,8 +92,8 @@ def join_if_asked(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace, grid: dict[str, list] | None = None) -> int:
     config = build_config(args)
     join_if_asked(args)
-    out = Path(args.out) if args.out else default_run_dir(args.preset)
-    result = train(config, grid=grid, out=out, preset=args.preset, progress=True,
+    out = args.out if args.out is not None else default_run_dir(args.preset, config.env)
+    result = train(config, grid=grid, out=out, overwrite=args.overwrite, preset=args.preset, progress=True,
                    checkpoint_every=args.checkpoint_every, keep=args.keep, max_memory=args.max_memory,
                    log=args.log)
     return report(result)
@@ -104,14 +105,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     join_if_asked(args)
-    return report(resume(args.run_dir, progress=True, max_memory=args.max_memory))
+    result = resume(args.run_dir, progress=True, max_memory=args.max_memory)
+    if result.already_finished:
+        if is_writer():
+            print(f"{result.run_dir}: the run is finished{solved_note(result)}; nothing to resume")
+        return 0
+    return report(result)
+
+
+def solved_note(result) -> str:
+    """' (solved 3/8 seeds)' or ' (no threshold)' for a finished run; '' when nothing was evaluated."""
+    if result.summary["threshold"] is None:
+        return " (no threshold)"
+    if result.solved is None:
+        return ""
+    noun = "members" if result.members.grid else "seeds"
+    return f" (solved {sum(result.solved)}/{len(result.solved)} {noun})"
+
+
+def solved_count(solved: list[bool], threshold: float | None, noun: str) -> str:
+    """'solved 3/8 seeds', or 'no threshold, 8 seeds' for an environment without one."""
+    if threshold is None:
+        return f"no threshold, {len(solved)} {noun}"
+    return f"solved {sum(solved)}/{len(solved)} {noun}"
 
 
 def report(result) -> int:
     """Print the greedy evaluation per member (per setting, for a sweep) and the run's totals;
     return the exit code. With several processes, process 0 prints."""
-    from qlax.devices import is_writer
-
     s, out = result.summary, result.run_dir
     if not is_writer():
         return INTERRUPTED if result.interrupted else 0
@@ -120,31 +141,44 @@ def report(result) -> int:
         print(f"\ninterrupted at {max(steps):,} env steps per seed; checkpoint, metrics.csv and "
               f"summary.json saved in {out}\nresume with: qlax resume {out}")
         return INTERRUPTED
-    print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed (threshold {s['threshold']}):")
+    threshold = s["threshold"]
+    print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed "
+          f"({'no threshold' if threshold is None else f'threshold {threshold}'}):")
     if result.members.grid:
         for row in s["settings"]:
             stderr = "" if row["stderr_return"] is None else f" +- {row['stderr_return']:.1f}"
+            solved = "" if threshold is None else f"  solved {row['solved_fraction']:.0%} of {row['seeds']} seeds"
             print(f"  {result.members.label(row['setting']):40s} mean return {row['mean_return']:8.1f}{stderr}"
-                  f"  solved {row['solved_fraction']:.0%} of {row['seeds']} seeds")
+                  f"{solved}")
         print(f"best: {result.members.label(s['best_setting']['setting'])}")
-        count, noun = s["num_members"], "members"
+        noun = "members"
     else:
         for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):
-            status = "diverged" if s["diverged"][i] else "solved" if solved else "-"
-            print(f"  seed {i:3d}: mean return {mean:8.1f}  {status}  ({s['env_steps'][i]:,} env steps)")
-        count, noun = s["num_seeds"], "seeds"
-    print(f"solved {sum(result.solved)}/{count} {noun}  |  wall {s['wall_s']:.1f} s "
+            print(f"  seed {i:3d}: mean return {mean:8.1f}  {status(solved, threshold, s['diverged'][i])}"
+                  f"({s['env_steps'][i]:,} env steps)")
+        noun = "seeds"
+    print(f"{solved_count(result.solved, threshold, noun)}  |  wall {s['wall_s']:.1f} s "
           f"(compile {s['compile_s']:.1f} s)  |  {s['env_steps_per_s'] or 0:,.0f} env steps/s  |  {out}")
     return 0
 
 
+def status(solved: bool, threshold: float | None, diverged: bool = False) -> str:
+    """A member's line's verdict and the spaces after it: nothing to say without a threshold."""
+    if diverged:
+        return "diverged  "
+    if threshold is None:
+        return ""
+    return "solved  " if solved else "-  "
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend, best=args.best)
+    threshold = result["threshold"]
     for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
-        print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}"
-              f"  {'solved' if result['solved'][i] else '-'}")
-    print(f"solved {sum(result['solved'])}/{len(result['solved'])} seeds over {result['episodes']} "
-          f"episodes each on {result['backend']}  |  {Path(args.run_dir) / 'eval.json'}")
+        print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}  {status(result['solved'][i], threshold)}"
+              .rstrip())
+    print(f"{solved_count(result['solved'], threshold, 'seeds')} over {result['episodes']} "
+          f"episodes each on {result['backend']}  |  {Path(args.run_dir) / EVAL_FILE}")
     return 0
 
 
@@ -200,7 +234,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qlax", description="Q-learning in JAX, compiled end to end.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"qlax {__version__}", help="print qlax's version")
+    sub = parser.add_subparsers(dest="command", required=True, help="see `qlax COMMAND -h`")
 
     train = sub.add_parser("train", help="train a population of seeds, evaluate, write a run directory")
     add_run_arguments(train)
@@ -213,12 +248,12 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=cmd_sweep)
 
     resume = sub.add_parser("resume", help="continue a run from its latest checkpoint")
-    resume.add_argument("run_dir")
+    resume.add_argument("run_dir", metavar="DIR", help="the run directory of an interrupted run")
     add_process_arguments(resume)
     resume.set_defaults(func=cmd_resume)
 
     evaluate = sub.add_parser("eval", help="greedy evaluation of a finished run")
-    evaluate.add_argument("run_dir")
+    evaluate.add_argument("run_dir", metavar="DIR", help="a run directory with a checkpoint")
     evaluate.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
     evaluate.add_argument("--backend", choices=("gymnax", "gymnasium"), default="gymnax",
                           help="gymnax (compiled) or Gymnasium's own environment of the same id")
@@ -227,22 +262,22 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_eval)
 
     plot = sub.add_parser("plot", help="learning curves of one or more runs on one figure")
-    plot.add_argument("run_dirs", nargs="+", metavar="DIR")
+    plot.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories, drawn on one figure")
     plot.add_argument("--out", help="image path (default: DIR/learning_curve.png of the first run)")
     plot.set_defaults(func=cmd_plot)
 
     render = sub.add_parser("render", help="one greedy episode of a seed as a GIF")
-    render.add_argument("run_dir")
-    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("run_dir", metavar="DIR", help="a run directory with a checkpoint")
+    render.add_argument("--seed", type=int, default=0, help="which seed's policy plays (default 0)")
     render.add_argument("--setting", type=int, default=0, help="for a sweep: which setting's seed")
-    render.add_argument("--out", default="episode.gif")
+    render.add_argument("--out", help="GIF path (default: DIR/episode-seed<i>.gif)")
     render.set_defaults(func=cmd_render)
 
     envs = sub.add_parser("envs", help="the gymnax environments qlax can train on")
     envs.set_defaults(func=cmd_envs)
 
     listing = sub.add_parser("presets", help="list presets, or print every setting of one")
-    listing.add_argument("--show", metavar="PRESET")
+    listing.add_argument("--show", metavar="PRESET", help="print every setting of PRESET (a name or a YAML path)")
     listing.set_defaults(func=cmd_presets)
     return parser
 
@@ -257,7 +292,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a setting (repeatable); `qlax presets --show NAME` lists them")
     parser.add_argument("--no-early-stop", action="store_true",
                         help="train every seed for the whole budget")
-    parser.add_argument("--out", help="run directory (default: runs/<preset>-<time>)")
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<preset>-<time>, with the env "
+                        "id after the preset's name when --set env= changes it); refused if it holds a run")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in --out (its checkpoints, metrics, summary, plots) first")
     parser.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
                         help="save the full training state every N chunks (default 10) and at the end")
     parser.add_argument("--keep", type=int, default=2, metavar="K", help="checkpoints kept (default 2)")
@@ -274,8 +312,8 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
                              "CPUs; default: 80%% of the device's memory, or of host RAM")
     group = parser.add_argument_group("several processes (one per host), see README")
     group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, for jax.distributed")
-    group.add_argument("--num-processes", type=int, metavar="N")
-    group.add_argument("--process-id", type=int, metavar="I")
+    group.add_argument("--num-processes", type=int, metavar="N", help="how many processes the run has")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0 to N-1")
     group.add_argument("--distributed", action="store_true",
                        help="join a cluster that jax.distributed detects itself (SLURM, Open MPI, TPU, ...)")
 
@@ -283,13 +321,23 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # the reader went away (`qlax presets | head -1`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error when Python flushes at exit
+        return 0
     except USAGE_ERRORS as err:
-        print(f"qlax: error: {err}", file=sys.stderr)
-        return 2
+        return error(err, 2)
+    except OSError as err:  # a path the file system refuses
+        return error(f"{err.filename}: {err.strerror}" if err.filename else err, 2)
     except DivergedError as err:
-        print(f"qlax: error: {err}", file=sys.stderr)
-        return 1
+        return error(err, 1)
+
+
+def error(message, code: int) -> int:
+    print(f"qlax: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,17 +23,17 @@ import jax
 import numpy as np
 import yaml
 
-from qlax import checkpoint, memory, reports, tracking
+from qlax import checkpoint, memory, presets, reports, tracking
 from qlax.config import ConfigError, TrainConfig
 from qlax.devices import any_process, barrier, is_writer
 from qlax.evaluate import evaluate_members
 from qlax.interrupt import GracefulInterrupt
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
-from qlax.rundir import CONFIG_FILE, GRID_FILE, load_members, load_state, member_template
+from qlax.rundir import (CONFIG_FILE, GRID_FILE, claim, finished_summary, load_members, load_state, lock,
+                         member_template)
 from qlax.sweep import Members
 from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
-
 
 
 class DivergedError(RuntimeError):
@@ -65,6 +66,7 @@ class RunResult:
     eval_returns: np.ndarray | None  # (members, eval_episodes); None if the run was interrupted
     run_dir: Path | None
     members: Members
+    already_finished: bool = False  # resume found the run finished and changed nothing
 
     @property
     def solved(self) -> list[bool] | None:
@@ -89,8 +91,10 @@ class RunResult:
         return None if values[0] is None else values
 
 
-def default_run_dir(preset: str) -> Path:
-    return Path("runs") / f"{Path(preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_run_dir(preset: str, env: str) -> Path:
+    """runs/<preset>-<time>, or runs/<preset>-<env>-<time> when the run's `env` is not the preset's."""
+    name = Path(preset).stem if env == presets.load(preset).env else f"{Path(preset).stem}-{env}"
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 class Started(NamedTuple):
@@ -108,40 +112,38 @@ def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memor
     """The compiled program for `config` (swept over `grid`), laid out over the devices, with
     every member initialized. Settings, memory and layout are checked before anything compiles."""
     members = Members.of(config.validated(), grid)
-    trainer, pop = _prepare(members, max_memory, progress)
-    compile_started = time.perf_counter()
-    keys, hparams = pop.placement.put(members.rng_keys()), pop.placement.put(members.hparams())
-    init = pop.init.lower(keys, hparams).compile()
-    compile_s = time.perf_counter() - compile_started
-    return Started(members, trainer, pop, init(keys, hparams), compile_s)
+    planned = _plan(members, max_memory)
+    return _init(members, planned, progress)
 
 
 def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list] | None = None,
-          out: str | Path | None = None, preset: str | None = None, progress: bool = True,
-          checkpoint_every: int = 10, keep: int = 2, max_memory: str | int | None = None,
-          log: tuple[str, ...] = ()) -> RunResult:
+          out: str | Path | None = None, overwrite: bool = False, preset: str | None = None,
+          progress: bool = True, checkpoint_every: int = 10, keep: int = 2,
+          max_memory: str | int | None = None, log: tuple[str, ...] = ()) -> RunResult:
     """Train `seeds` seeds of `config` (of every setting of `grid`) at once, evaluate each
     member greedily, write `out` if given; `log` names trackers (tensorboard, wandb) that
     get every chunk's numbers.
 
-    Every setting is checked, the environment built and the memory planned before
-    anything compiles or is written.
+    Every setting is checked, the environment built, the memory planned and `out` claimed
+    (refused if it holds a run, unless `overwrite`; locked until the run ends) before
+    anything compiles.
     """
     started = time.perf_counter()
     config = config.replace(seeds=seeds) if seeds is not None else config
     options = RunOptions(preset, checkpoint_every, keep, tuple(log)).validated()
-    run_dir = Path(out) if out is not None else None
-    tracking.check(options.log, run_dir)
-    run = start(config, grid, max_memory=max_memory, progress=progress)
-    if run_dir is not None and is_writer():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(run.members.config.to_dict(), sort_keys=False))
-        if run.members.grid:
-            grid_text = yaml.safe_dump({k: list(v) for k, v in run.members.grid}, sort_keys=False)
-            (run_dir / GRID_FILE).write_text(grid_text)
-        reports.MetricsFile(run_dir / "metrics.csv", run.members).start()
-    return _run(run.trainer, run.members, run.population, run.state, 0, run_dir, options, progress, started,
-                run.compile_s)
+    tracking.check(options.log, out)
+    members = Members.of(config.validated(), grid)
+    planned = _plan(members, max_memory)
+    with claim(out, overwrite) if out is not None else nullcontext() as run_dir:
+        run = _init(members, planned, progress)
+        if run_dir is not None and is_writer():
+            (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(members.config.to_dict(), sort_keys=False))
+            if members.grid:
+                grid_text = yaml.safe_dump({k: list(v) for k, v in members.grid}, sort_keys=False)
+                (run_dir / GRID_FILE).write_text(grid_text)
+            reports.MetricsFile(run_dir / reports.METRICS_FILE, members).start()
+        return _run(run.trainer, members, run.population, run.state, 0, run_dir, options, progress, started,
+                    run.compile_s)
 
 
 def sweep(config: TrainConfig, grid: dict[str, list], seeds: int | None = None, **options) -> RunResult:
@@ -150,32 +152,66 @@ def sweep(config: TrainConfig, grid: dict[str, list], seeds: int | None = None, 
 
 
 def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int | None = None) -> RunResult:
-    """Continue the run in `run_dir` from its latest checkpoint, as if it had never stopped."""
+    """Continue the run in `run_dir` from its latest checkpoint, as if it had never stopped.
+
+    A finished run (its summary.json not interrupted) is left as it is: the result holds
+    its summary and saved state, with `already_finished` set.
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     members = load_members(run_dir)
-    trainer, pop = _prepare(members, max_memory, progress)
-    state, manifest = load_state(run_dir, trainer, members, pop.placement)
-    options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"],
-                         tuple(manifest.get("log", ())))
-    tracking.check(options.log, run_dir)
-    if is_writer():
-        reports.MetricsFile(run_dir / "metrics.csv", members).truncate(manifest["chunk"])
-    return _run(trainer, members, pop, state, manifest["chunk"], run_dir, options, progress, started, 0.0)
+    planned = _plan(members, max_memory)
+    with lock(run_dir):
+        state, manifest = load_state(run_dir, planned.trainer, members, planned.placement)
+        finished = finished_summary(run_dir)
+        if finished is not None:
+            return RunResult(summary=finished, state=state, eval_returns=None, run_dir=run_dir, members=members,
+                             already_finished=True)
+        options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"],
+                             tuple(manifest.get("log", ())))
+        tracking.check(options.log, run_dir)
+        if is_writer():
+            reports.MetricsFile(run_dir / reports.METRICS_FILE, members).truncate(manifest["chunk"])
+        pop = _build(planned, progress)
+        return _run(planned.trainer, members, pop, state, manifest["chunk"], run_dir, options, progress, started,
+                    0.0)
 
 
-def _prepare(members: Members, max_memory: str | int | None, progress: bool) -> tuple[Trainer, Population]:
+class Planned(NamedTuple):
+    """A population's program and layout, checked against the memory limit; nothing compiled."""
+
+    trainer: Trainer
+    placement: Placement
+    memory_line: str
+
+
+def _plan(members: Members, max_memory: str | int | None) -> Planned:
     """The program, its layout over the devices, and the memory check, before any compile."""
     trainer = make_train(members.config)
     placement = place(members.count)
     plan = memory.plan(member_template(trainer), *_members_here(placement))
     allowed, source = memory.limit(max_memory)
     memory.check(plan, allowed, source)
+    return Planned(trainer, placement, f"memory: {plan.describe()}; limit {memory.size_text(allowed)} ({source})")
+
+
+def _build(planned: Planned, progress: bool) -> Population:
+    """Show the memory plan and build the jitted population."""
     if progress and is_writer():
-        print(f"memory: {plan.describe()}; limit {memory.size_text(allowed)} ({source})", flush=True)
-        if placement.note:
-            print(placement.note, flush=True)
-    return trainer, population(trainer, placement)
+        print(planned.memory_line, flush=True)
+        if planned.placement.note:
+            print(planned.placement.note, flush=True)
+    return population(planned.trainer, planned.placement)
+
+
+def _init(members: Members, planned: Planned, progress: bool) -> Started:
+    """Build the population, compile its init and initialize every member."""
+    pop = _build(planned, progress)
+    compile_started = time.perf_counter()
+    keys, hparams = pop.placement.put(members.rng_keys()), pop.placement.put(members.hparams())
+    init = pop.init.lower(keys, hparams).compile()
+    compile_s = time.perf_counter() - compile_started
+    return Started(members, planned.trainer, pop, init(keys, hparams), compile_s)
 
 
 def _members_here(placement: Placement) -> tuple[int, str]:
@@ -189,13 +225,14 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
          run_dir: Path | None, options: RunOptions, progress: bool, started: float, compile_s: float) -> RunResult:
     """Run chunks from `first_chunk` until every member stopped or the budget is spent."""
     config, placement = trainer.config, pop.placement
+    threshold = solve_threshold(config, trainer.env)
     title = Path(options.preset).stem if options.preset else config.env
     meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep,
             "log": list(options.log),
             "members": placement.members, "padded": placement.padded}
     latest = placement.gather(pop.observe(state))
     steps_before = int(np.sum(latest.env_steps))
-    metrics_path = run_dir / "metrics.csv" if run_dir is not None and is_writer() else None
+    metrics_path = run_dir / reports.METRICS_FILE if run_dir is not None and is_writer() else None
     with ProgressDisplay(title, trainer.env_steps_budget, enabled=progress and is_writer()) as display, \
             reports.MetricsFile(metrics_path, members) as metrics_file, GracefulInterrupt() as interrupt, \
             contextlib.ExitStack() as closing:
@@ -216,7 +253,8 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
             best = reports.best_so_far(members, latest.avg_return_100, latest.stopped) if members.grid else None
             display.update(int(np.max(latest.env_steps)), describe(
                 int(np.max(latest.env_steps)), steps_per_s, latest.epsilon, latest.avg_return_100,
-                int(np.sum(latest.stopped)), members.count, best, latest.greedy_return))
+                None if threshold is None else int(np.sum(latest.stopped)), members.count, best,
+                latest.greedy_return))
             for tracker in trackers:
                 tracker.log(int(np.max(latest.env_steps)), tracking.chunk_scalars(latest, members, steps_per_s))
             return latest
@@ -253,7 +291,6 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
         jax.block_until_ready(state)
         train_s = time.perf_counter() - train_started
 
-    threshold = solve_threshold(config, trainer.env)
     all_diverged = bool(np.all(latest.diverged))
     returns = None if interrupted or all_diverged else evaluate_members(trainer, members, placement,
                                                                   trainer.greedy_params(state))

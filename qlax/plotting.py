@@ -12,58 +12,88 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402  (the backend must be chosen first)
+from matplotlib.figure import Figure  # noqa: E402
 
+from qlax.envs import make_env  # noqa: E402
+from qlax.reports import METRICS_FILE  # noqa: E402
 from qlax.rundir import load_members  # noqa: E402
+from qlax.trainer import solve_threshold  # noqa: E402
+
+Y_LABELS = {"greedy_return": "greedy return (check after each chunk)",
+            "avg_return_100": "100-episode training average return"}
 
 
-def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(env steps per seed at the end of each chunk (chunks,), avg_return_100 (chunks, members)).
+def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """(env steps per seed at the end of each chunk (chunks,), returns (chunks, members), their column).
 
-    The x axis is the nominal budget position of each chunk, so early-stopped members,
-    whose rows repeat their frozen values, stay aligned with the others.
+    The returns are the greedy checks' (`greedy_return`) where the run made them, since
+    they are what the policy does; else the 100-episode training average. The x axis is
+    the nominal budget position of each chunk, so early-stopped members, whose rows repeat
+    their frozen values, stay aligned with the others.
     """
     members = load_members(run_dir)
     config = members.config
-    with (run_dir / "metrics.csv").open() as f:
+    with (Path(run_dir) / METRICS_FILE).open() as f:
         rows = list(csv.DictReader(f))
     chunks = len(rows) // members.count
-    avg = np.array([float(r["avg_return_100"]) for r in rows[:chunks * members.count]]).reshape(chunks, members.count)
+    rows = rows[:chunks * members.count]
+    greedy = any(np.isfinite(float(r.get("greedy_return") or "nan")) for r in rows)
+    column = "greedy_return" if greedy else "avg_return_100"
+    values = np.array([float(r[column]) for r in rows]).reshape(chunks, members.count)
     per_chunk = config.chunk_steps * config.num_envs
     budget = config.vector_steps * config.num_envs
     steps = np.minimum(per_chunk * np.arange(1, chunks + 1), budget)
-    return steps, avg
+    return steps, values, column
 
 
 def learning_curve(run_dirs: list[Path], out: Path) -> Path:
-    """Plot the median 100-episode average (with its interquartile band) of each run, and of
-    each setting of a sweep."""
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for run_dir in map(Path, run_dirs):
-        steps, avg = read_curve(run_dir)
-        if avg.size == 0:
-            continue
-        members = load_members(run_dir)
-        for s in range(len(members.settings)):
-            own = avg[:, members.member(s, 0):members.member(s, members.seeds)]
-            label = f"{run_dir.name} {members.label(s)}".strip()
-            _band(ax, steps, own, f"{label} ({own.shape[1]} seeds)")
-    ax.set_xlabel("environment steps per seed")
-    ax.set_ylabel("100-episode average return")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    ax.set_title("median across seeds, interquartile band")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    """Write `figure(run_dirs)` to the image file `out`."""
+    figure(run_dirs).savefig(out)
     return Path(out)
 
 
-def _band(ax, steps: np.ndarray, avg: np.ndarray, label: str) -> None:
-    """A median line with its interquartile band across the columns of `avg` (chunks, seeds)."""
+def figure(run_dirs: list[Path]) -> Figure:
+    """The median return (with its interquartile band) of each run, and of each setting of a
+    sweep, with each environment's solve threshold; see `read_curve` for which return."""
+    lines, columns, thresholds = [], set(), {}
+    for run_dir in map(Path, run_dirs):
+        steps, values, column = read_curve(run_dir)
+        if values.size == 0:
+            continue
+        members = load_members(run_dir)
+        config = members.config
+        columns.add(column)
+        thresholds[config.env] = solve_threshold(config, make_env(config.env, 1))
+        for s in range(len(members.settings)):
+            own = values[:, members.member(s, 0):members.member(s, members.seeds)]
+            lines.append((steps, own, f"{run_dir.name} {members.label(s)}".strip() + f" ({own.shape[1]} seeds)",
+                          column))
+    if len(columns) > 1:  # runs with and without greedy checks: each line says which it shows
+        lines = [(x, y, f"{label} [{'greedy' if column == 'greedy_return' else 'avg100'}]", column)
+                 for x, y, label, column in lines]
+    drawn = {env: t for env, t in thresholds.items() if t is not None}
+    rows = -(-(len(lines) + len(drawn)) // 2)  # the legend below the axes, two entries a row
+    fig = Figure(figsize=(8, 4.5 + 0.22 * rows), dpi=100, layout="constrained")  # no pyplot: nothing to close
+    ax = fig.subplots()
+    colours = matplotlib.colormaps["tab10" if len(lines) <= 10 else "tab20"]
+    for i, (steps, values, label, _) in enumerate(lines):
+        _band(ax, steps, values, label, colours(i % colours.N))
+    for env, threshold in drawn.items():
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"{env} solved at {threshold:g}")
+    ax.set_xlabel("environment steps per seed")
+    ax.set_ylabel(Y_LABELS[columns.pop()] if len(columns) == 1 else "return: greedy check or 100-episode average")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{', '.join(thresholds) or 'no data yet'}: median across seeds, interquartile band")
+    if lines:
+        fig.legend(loc="outside lower center", ncols=2, fontsize="small", frameon=False)
+    return fig
+
+
+def _band(ax, steps: np.ndarray, values: np.ndarray, label: str, colour) -> None:
+    """A median line with its interquartile band across the columns of `values` (chunks, seeds)."""
     with warnings.catch_warnings():  # chunks before any episode ended are all NaN: drawn as gaps
         warnings.simplefilter("ignore", RuntimeWarning)
-        low, median, high = np.nanpercentile(np.where(np.isfinite(avg), avg, np.nan), [25, 50, 75], axis=1)
-    line, = ax.plot(steps, median, label=label)
-    ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
+        low, median, high = np.nanpercentile(np.where(np.isfinite(values), values, np.nan), [25, 50, 75], axis=1)
+    ax.plot(steps, median, label=label, color=colour, linewidth=1.5)
+    ax.fill_between(steps, low, high, color=colour, alpha=0.15, linewidth=0)

@@ -19,15 +19,16 @@ def spread(name: str, values: np.ndarray) -> str:
 
 
 def describe(env_steps: int, steps_per_s: float, epsilon: np.ndarray, avg100: np.ndarray,
-             solved: int, members: int, best: str | None = None, greedy: np.ndarray | None = None) -> str:
+             solved: int | None, members: int, best: str | None = None,
+             greedy: np.ndarray | None = None) -> str:
     """One status line: steps, speed, epsilon, 100-episode training average across members
     (mean [min, max]), the greedy checks' returns when stop_on is greedy, members at the
-    threshold, and for a sweep the best setting so far."""
+    threshold (None: there is none), and for a sweep the best setting so far."""
     line = f"{env_steps:>9,d} env steps/seed  {steps_per_s:>9,.0f} steps/s  eps {float(np.mean(epsilon)):.3f}  "
     line += spread("avg100", avg100)
     if greedy is not None and np.isfinite(greedy).any():
         line += "  " + spread("greedy", greedy)
-    line += f"  solved {solved}/{members}"
+    line += "  no threshold" if solved is None else f"  solved {solved}/{members}"
     return f"{line}  |  {best}" if best else line
 
 

@@ -1,19 +1,28 @@
-"""One greedy episode of a trained seed, drawn frame by frame into a GIF (pillow)."""
+"""One greedy episode of a trained seed, drawn frame by frame into a GIF (pillow).
+
+Each environment is drawn as it looks, from the observation alone: CartPole, Acrobot and
+MountainCar as Gymnasium draws them, MinAtar grids as coloured cells. Others are refused.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from qlax.envs import make_env
-from qlax.rundir import load_run_config
+from qlax.envs import EnvError, env_spec, make_env
+from qlax.rundir import load_members
 from qlax.policy import load_policy
 
 WIDTH, HEIGHT = 600, 400
+# One colour per MinAtar channel (matplotlib's tab10; Seaquest has the most channels, 10).
+CHANNEL_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                   (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def rollout(env_id: str, policy, key: jax.Array) -> np.ndarray:
@@ -48,34 +57,113 @@ def draw_cartpole(obs: np.ndarray) -> Image.Image:
     return image
 
 
-def draw_bars(obs: np.ndarray) -> Image.Image:
-    """Any environment: the observation vector as bars, clipped to [-3, 3]."""
+def draw_acrobot(obs: np.ndarray) -> Image.Image:
+    """Two 1 m links hanging from a pivot (angle 0: straight down), and the goal line 1 m above it."""
+    cos1, sin1, cos2, sin2 = (float(v) for v in obs[:4])
+    theta1, theta2 = math.atan2(sin1, cos1), math.atan2(sin2, cos2)
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
-    flat = np.clip(obs.reshape(-1), -3, 3)
-    width = WIDTH / max(len(flat), 1)
-    middle = HEIGHT / 2
-    for i, v in enumerate(flat):
-        top, bottom = sorted((middle, middle - v / 3 * (HEIGHT * 0.45)))
-        draw.rectangle([i * width + 2, top, (i + 1) * width - 2, bottom], fill=(70, 110, 180))
-    draw.line([(0, middle), (WIDTH, middle)], fill="black")
+    scale, pivot = HEIGHT / 4.4, (WIDTH / 2, HEIGHT / 2)
+
+    def at(x: float, y: float) -> tuple[float, float]:  # metres from the pivot, y up -> pixels
+        return pivot[0] + x * scale, pivot[1] - y * scale
+
+    elbow = (math.sin(theta1), -math.cos(theta1))
+    tip = (elbow[0] + math.sin(theta1 + theta2), elbow[1] - math.cos(theta1 + theta2))
+    draw.line([at(-2.2, 1.0), at(2.2, 1.0)], fill="black", width=1)
+    for start, end in ((0.0, 0.0), elbow), (elbow, tip):
+        draw.line([at(*start), at(*end)], fill=(0, 204, 204), width=10)
+    for x, y in (0.0, 0.0), elbow:
+        cx, cy = at(x, y)
+        draw.ellipse([cx - 6, cy - 6, cx + 6, cy + 6], fill=(204, 204, 0))
     return image
+
+
+def draw_mountaincar(obs: np.ndarray) -> Image.Image:
+    """The hill y = 0.45 sin(3x) + 0.55 over x in [-1.2, 0.6], the car on it, the flag at 0.5."""
+    position = float(obs[0])
+    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(image)
+    scale = WIDTH / 1.8
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (x + 1.2) * scale, HEIGHT - 20 - y * scale
+
+    def height(x: float) -> float:
+        return 0.45 * math.sin(3 * x) + 0.55
+
+    draw.line([at(x, height(x)) for x in np.linspace(-1.2, 0.6, 100)], fill="black", width=2)
+    flag = at(0.5, height(0.5))
+    draw.line([flag, (flag[0], flag[1] - 50)], fill="black", width=2)
+    draw.polygon([(flag[0], flag[1] - 50), (flag[0], flag[1] - 40), (flag[0] + 25, flag[1] - 45)], fill=(204, 204, 0))
+    angle = math.atan(1.35 * math.cos(3 * position))  # the slope dy/dx at the car
+    base = at(position, height(position))
+
+    def turn(dx: float, dy: float) -> tuple[float, float]:  # pixels from the car's base, along the slope
+        return (base[0] + dx * math.cos(angle) + dy * math.sin(angle),
+                base[1] - dx * math.sin(angle) + dy * math.cos(angle))
+
+    draw.polygon([turn(-20, -10), turn(20, -10), turn(20, -30), turn(-20, -30)], fill=(60, 60, 60))
+    for dx in (-12, 12):
+        cx, cy = turn(dx, -6)
+        draw.ellipse([cx - 6, cy - 6, cx + 6, cy + 6], fill=(128, 128, 128))
+    return image
+
+
+def draw_grid(obs: np.ndarray) -> Image.Image:
+    """A (rows, columns, channels) 0/1 grid: each lit cell in its channel's colour (the last lit
+    channel on top), with a key of the channels beside it."""
+    rows, cols, channels = obs.shape
+    cell = HEIGHT // max(rows, cols)
+    image = Image.new("RGB", (WIDTH, HEIGHT), "black")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 0, cols * cell - 1, rows * cell - 1], fill=(40, 40, 40))
+    for r in range(rows):
+        for c in range(cols):
+            lit = np.flatnonzero(obs[r, c] > 0.5)
+            if lit.size:
+                draw.rectangle([c * cell + 1, r * cell + 1, (c + 1) * cell - 1, (r + 1) * cell - 1],
+                               fill=CHANNEL_COLOURS[lit[-1] % len(CHANNEL_COLOURS)])
+    for k in range(channels):
+        top = 40 + 24 * k
+        draw.rectangle([cols * cell + 20, top, cols * cell + 36, top + 16], fill=CHANNEL_COLOURS[k % len(CHANNEL_COLOURS)])
+        draw.text((cols * cell + 44, top + 2), f"channel {k}", fill="white")
+    return image
+
+
+DRAWINGS = {"CartPole-v1": draw_cartpole, "Acrobot-v1": draw_acrobot, "MountainCar-v0": draw_mountaincar}
+
+
+def drawing(env_id: str) -> Callable[[np.ndarray], Image.Image]:
+    """How to draw one observation of `env_id`; EnvError for an environment qlax cannot draw."""
+    if env_id in DRAWINGS:
+        return DRAWINGS[env_id]
+    if env_id.endswith("-MinAtar"):
+        shape = env_spec(env_id).obs_shape  # qlax flattens the grid; gymnax emits (10, 10, channels)
+        return lambda obs: draw_grid(obs.reshape(shape))
+    raise EnvError(f"env = '{env_id}': qlax render cannot draw it; it draws {', '.join(DRAWINGS)} "
+                   f"and the MinAtar games")
 
 
 def _stamp(image: Image.Image, t: int) -> Image.Image:
     """Print the step number, which also keeps the GIF writer from merging equal frames."""
-    ImageDraw.Draw(image).text((10, 10), f"step {t + 1}", fill="black")
+    ImageDraw.Draw(image).text((10, 10), f"step {t + 1}", fill=(128, 128, 128))
     return image
 
 
-def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path = "episode.gif",
+def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path | None = None,
                    setting: int = 0) -> tuple[Path, int]:
-    """Write one greedy episode of seed `seed` (of setting `setting`, for a sweep) to `out`;
-    returns (path, number of frames)."""
-    config = load_run_config(run_dir)
+    """Write one greedy episode of seed `seed` (of setting `setting`, for a sweep) to `out`
+    (default: the run directory's episode-seed<seed>.gif, episode-setting<j>-seed<i>.gif for
+    a sweep); returns (path, number of frames)."""
+    members = load_members(run_dir)
+    config = members.config
+    draw = drawing(config.env)
     policy, _ = load_policy(run_dir, seed, setting)
+    if out is None:
+        which = f"setting{setting}-seed{seed}" if members.grid else f"seed{seed}"
+        out = Path(run_dir) / f"episode-{which}.gif"
     observations = rollout(config.env, policy, jax.random.PRNGKey(config.seed + seed))
-    draw = draw_cartpole if config.env == "CartPole-v1" else draw_bars
     frames = [_stamp(draw(o), t) for t, o in enumerate(observations)]
     frames[0].save(out, save_all=True, append_images=frames[1:], duration=20, loop=0, optimize=False)
     return Path(out), len(frames)

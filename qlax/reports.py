@@ -17,6 +17,9 @@ import numpy as np
 
 from qlax.sweep import Members, setting_table
 
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+SWEEP_FILE = "sweep.csv"
 METRIC_COLUMNS = ("env_steps", "epsilon", "avg_return_100", "episodes", "loss", "stopped", "diverged",
                   "greedy_return")
 
@@ -47,7 +50,7 @@ class MetricsFile:
     def __enter__(self):
         if self.path is not None:
             self.file = self.path.open("a", newline="")
-            self.writer = csv.writer(self.file)
+            self.writer = csv.writer(self.file, lineterminator="\n")
         return self
 
     def __exit__(self, *exc):
@@ -121,14 +124,14 @@ def summary(members: Members, numbers: dict[str, list], run: dict[str, Any]) -> 
 
 
 def write_summary(run_dir: Path, summary_fields: dict[str, Any]) -> None:
-    (run_dir / "summary.json").write_text(json.dumps(summary_fields, indent=2) + "\n")
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary_fields, indent=2) + "\n")
 
 
 def write_sweep_table(run_dir: Path, members: Members, table: list[dict[str, Any]]) -> None:
     """sweep.csv: one row per setting."""
     columns = ["setting", *members.keys, "seeds", "mean_return", "stderr_return", "solved_fraction"]
-    with (run_dir / "sweep.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+    with (run_dir / SWEEP_FILE).open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in table])
 

@@ -1,15 +1,21 @@
-"""A run directory read back: its config and members, its latest checkpoint's state and
-parameters, and a fresh greedy evaluation of what it saved (eval.json).
+"""A run directory: claimed and locked for a run, and read back (its config and members,
+its latest checkpoint's state and parameters, a fresh greedy evaluation: eval.json).
 
 `experiment` writes run directories; everything that reads one (resume, `qlax eval`,
-policies, plots, rendering, the Gymnasium backend) reads it through here.
+policies, plots, rendering, the Gymnasium backend) reads it through here. A directory
+that holds a run is never written by a new run unless told to overwrite it, and one
+process at a time trains in it (an flock on `.lock`, which dies with its process).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -17,7 +23,7 @@ import yaml
 
 from qlax import checkpoint, reports
 from qlax.config import ConfigError, TrainConfig, from_dict
-from qlax.devices import is_writer
+from qlax.devices import any_process, is_writer
 from qlax.evaluate import evaluate_members
 from qlax.placement import Placement, place
 from qlax.sweep import Members
@@ -25,6 +31,139 @@ from qlax.trainer import Trainer, make_train, solve_threshold
 
 CONFIG_FILE = "config.yaml"
 GRID_FILE = "grid.yaml"
+EVAL_FILE = "eval.json"
+LOCK_FILE = ".lock"
+# A directory with any of these holds a run; --overwrite deletes the run's files (and its GIFs).
+RUN_MARKERS = (CONFIG_FILE, reports.METRICS_FILE, reports.SUMMARY_FILE, checkpoint.CHECKPOINT_DIR)
+RUN_FILES = (CONFIG_FILE, GRID_FILE, reports.METRICS_FILE, reports.SUMMARY_FILE, reports.SWEEP_FILE, EVAL_FILE,
+             "learning_curve.png")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used: it holds a run, another process uses it, or the
+    file system refuses it."""
+
+
+def claim(out: str | Path, overwrite: bool = False):
+    """Context manager: `out` created, checked writable and locked for a new run, as a Path.
+
+    Refused if it holds a run, unless `overwrite`, which first deletes that run's files
+    (config, metrics, summary, sweep table, eval.json, plot, GIFs, checkpoints).
+    """
+    if isinstance(out, str) and not out.strip():
+        raise RunDirError("out = '': an empty path; name the run directory, e.g. --out runs/mine")
+    run_dir = Path(out)
+
+    def prepare() -> None:
+        checkpoints = run_dir / checkpoint.CHECKPOINT_DIR
+        if checkpoints.exists() and not checkpoints.is_dir():
+            raise RunDirError(f"{checkpoints}: exists and is not a directory; qlax saves checkpoints there: "
+                              f"move it away or choose another --out")
+        found = [name for name in RUN_MARKERS if (run_dir / name).exists()]
+        if found and not overwrite:
+            raise RunDirError(f"{run_dir}: holds a run already ({', '.join(found)}); continue it with "
+                              f"`qlax resume {run_dir}`, or replace it with --overwrite (Python: overwrite=True)")
+        if overwrite:
+            _delete_run(run_dir)
+        _check_writable(run_dir)
+
+    return lock(run_dir, prepare, create=True)
+
+
+@contextmanager
+def lock(run_dir: Path, prepare: Callable[[], None] = lambda: None, create: bool = False) -> Iterator[Path]:
+    """Take an exclusive flock on `run_dir`/.lock (creating the directory first if `create`),
+    run `prepare` under it, and hold it for the body.
+
+    A second process gets RunDirError at once; a killed process's lock dies with it. The
+    lock file is created after `prepare`, so a refused directory is left as it was. With
+    several processes only the writer locks and prepares, and every process raises if that
+    failed, so none is left waiting.
+    """
+    fd, error = None, None
+    if is_writer():
+        try:
+            if create:
+                _create(run_dir)
+            fd = _acquire(run_dir, create=False)  # a process that holds it shows before any check
+            prepare()
+            fd = _acquire(run_dir, create=True) if fd is None else fd
+        except RunDirError as err:
+            error = err
+        except OSError as err:
+            error = RunDirError(f"{err.filename or run_dir}: {err.strerror or err}")
+    try:
+        if any_process(error is not None):
+            raise error or RunDirError(f"{run_dir}: refused by the writing process (see its message)")
+        yield run_dir
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _create(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: exists and is not a directory; give --out a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"{run_dir}: cannot create the run directory ({err.strerror})") from None
+
+
+def _acquire(run_dir: Path, create: bool) -> int | None:
+    """The locked lock file's descriptor; None if it does not exist and `create` is false."""
+    path = run_dir / LOCK_FILE
+    if not create and not path.exists():
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise RunDirError(f"{run_dir}: cannot write in the run directory ({err.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunDirError(f"{run_dir}: another qlax process is using this run directory; wait for it to "
+                          f"finish or stop it") from None
+    except OSError:  # a file system without locks: run unlocked rather than not at all
+        pass
+    return fd
+
+
+def _delete_run(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for gif in run_dir.glob("*.gif"):
+        gif.unlink()
+    if (run_dir / checkpoint.CHECKPOINT_DIR).is_dir():
+        shutil.rmtree(run_dir / checkpoint.CHECKPOINT_DIR)
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Refuse now, not after compiling, a directory this process cannot write in."""
+    probe = run_dir / f".probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(f"{run_dir}: cannot write in the run directory ({err.strerror})") from None
+
+
+def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """summary.json of a run that finished (not interrupted); None if the run can go on."""
+    try:
+        summary = json.loads((Path(run_dir) / reports.SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("interrupted") is False else None
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The newest complete checkpoint of `run_dir`; a run stopped before its first is said to be."""
+    if not checkpoint.complete(run_dir) and (Path(run_dir) / CONFIG_FILE).is_file():
+        raise RunDirError(f"{run_dir}: the run was stopped before its first checkpoint, so there is nothing to "
+                          f"resume or evaluate; start it again with `qlax train ... --out {run_dir} --overwrite`")
+    return checkpoint.latest(run_dir)
 
 
 def member_template(trainer: Trainer):
@@ -42,7 +181,7 @@ def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Pla
     """(the placed state, manifest) from the latest checkpoint of `run_dir`."""
     shards = jax.process_count()
     rows = members.count if shards == 1 else len(placement.local_rows)
-    saved, manifest = checkpoint.load(checkpoint.latest(run_dir), state_template(trainer, rows),
+    saved, manifest = checkpoint.load(latest_checkpoint(run_dir), state_template(trainer, rows),
                                       shard=jax.process_index(), shards=shards)
     if shards == 1:
         return placement.put(saved), manifest
@@ -76,7 +215,7 @@ def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = F
     `run_dir`; with `best`, those of each member's best greedy check (keep_best runs)."""
     members = load_members(run_dir, episodes)
     trainer = make_train(members.config)
-    state, _ = checkpoint.load(checkpoint.latest(Path(run_dir)), state_template(trainer, members.count))
+    state, _ = checkpoint.load(latest_checkpoint(Path(run_dir)), state_template(trainer, members.count))
     return trainer, members, trainer.greedy_params(state, best)
 
 
@@ -114,5 +253,5 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
         "solved_fraction": sum(numbers["solved"]) / len(numbers["solved"]),
     }
     if is_writer():
-        (Path(run_dir) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        (Path(run_dir) / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
     return result

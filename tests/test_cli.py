@@ -1,12 +1,21 @@
 """The `qlax` command: the README's entry points and every kind of bad input."""
 
+import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from qlax import cli, experiment
+import qlax
+from qlax import cli, experiment, rundir
+from qlax.config import TrainConfig
+
+# A run that compiles and finishes in seconds: 2 chunks of 50 vector steps of 4 envs.
+TINY = ["--seeds", "1", "--steps", "400", "--set", "num_envs=4", "--set", "num_centers=8", "--set", "chunk_steps=50",
+        "--set", "eval_episodes=2", "--set", "learning_starts=50", "--set", "buffer_size=200"]
 
 
 @pytest.fixture
@@ -68,6 +77,7 @@ def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
 
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
+    out.mkdir()  # an existing empty directory is fine
     argv = ["train", "--seeds", "2", "--steps", "3200", "--set", "learning_starts=320",
             "--set", "eval_episodes=3", "--set", "chunk_steps=50", "--out", str(out)]
     assert cli.main(argv) == 0
@@ -109,3 +119,133 @@ def test_envs_lists_supported_ids_with_their_presets(capsys):
     assert "475" in cartpole and "cartpole-rbf" in cartpole and "seed" in cartpole
     assert "Pendulum-v1                not supported: its action space is continuous" in listing
     assert "10x10x4" in listing  # a MinAtar image, as gymnax emits it
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"qlax {qlax.__version__}\n"
+    parser = cli.make_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in [("qlax", parser), *commands.items()]:
+        for action in command._actions:
+            assert action.help, f"{name}: {'/'.join(action.option_strings) or action.dest} has no help"
+
+
+def test_presets_piped_into_a_closed_reader_exit_quietly():
+    # `qlax presets | head -1`: the reader is gone before qlax writes (it closes at once here).
+    proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "presets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and stderr == ""
+
+
+def test_a_mistyped_preset_gets_a_suggestion(capsys):
+    assert cli.main(["train", "cartpole-dq"]) == 2
+    assert "unknown preset 'cartpole-dq' (did you mean 'cartpole-dqn'?)" in capsys.readouterr().err
+
+
+def test_the_default_run_directory_names_an_env_the_preset_did_not_choose(monkeypatch, capsys):
+    chosen = []
+    monkeypatch.setattr(cli, "train", lambda config, **options: chosen.append(options["out"]))
+    monkeypatch.setattr(cli, "report", lambda result: 0)
+    cli.main(["train", "acrobot-rbf", "--set", "env=MountainCar-v0"])
+    cli.main(["train", "acrobot-rbf", "--set", "env=Acrobot-v1"])
+    assert re.fullmatch(r"runs/acrobot-rbf-MountainCar-v0-\d{8}-\d{6}", str(chosen[0]))
+    assert re.fullmatch(r"runs/acrobot-rbf-\d{8}-\d{6}", str(chosen[1]))
+
+
+def old_run(out):
+    """A run directory as a finished run leaves it (contents made up), and a file of the user's."""
+    (out / "checkpoints" / "chunk-000099").mkdir(parents=True)
+    (out / "checkpoints" / "chunk-000099" / "manifest.json").write_text("{}")
+    for name in ("config.yaml", "grid.yaml", "metrics.csv", "summary.json", "sweep.csv", "eval.json",
+                 "learning_curve.png", "episode-seed0.gif", "notes.txt"):
+        (out / name).write_text(f"old {name}")
+
+
+def file_contents(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def place_file(tmp_path):
+    (tmp_path / "README.md").write_text("not a directory")
+    return tmp_path / "README.md"
+
+
+def place_checkpoints_file(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoints").write_text("not a directory")
+    return tmp_path / "run"
+
+
+def place_old_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    old_run(tmp_path / "run")
+    return tmp_path / "run"
+
+
+def place_read_only_parent(tmp_path):
+    (tmp_path / "parent").mkdir(mode=0o555)
+    return tmp_path / "parent" / "run"
+
+
+RUN_DIR_REFUSALS = [
+    (place_file, "README.md: exists and is not a directory"),
+    (lambda tmp_path: "/proc/qlax-run", "/proc/qlax-run: cannot create the run directory (No such file or directory)"),
+    (lambda tmp_path: "", "out = '': an empty path"),
+    (place_checkpoints_file, "run/checkpoints: exists and is not a directory; qlax saves checkpoints there"),
+    (place_old_run, "run: holds a run already (config.yaml, metrics.csv, summary.json, checkpoints); continue it "
+                    "with `qlax resume {out}`, or replace it with --overwrite"),
+    pytest.param(place_read_only_parent, "run: cannot create the run directory (Permission denied)",
+                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only directories")),
+]
+
+
+@pytest.mark.parametrize("place,message", RUN_DIR_REFUSALS,
+                         ids=["a file", "/proc", "empty", "checkpoints a file", "a run", "read-only parent"])
+def test_an_unusable_run_directory_is_refused_before_compiling(place, message, tmp_path, capsys, no_compile):
+    out = place(tmp_path)
+    before = file_contents(tmp_path)
+    for command in (["train", *TINY], ["sweep", "--grid", "lr=1e-3,2e-3", *TINY]):
+        assert cli.main(command + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message.format(out=out) in err
+        assert err.startswith("qlax: error: ") and err.count("\n") == 1
+    assert file_contents(tmp_path) == before  # nothing changed, nothing added
+
+
+def test_overwrite_replaces_the_whole_old_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    old_run(out)
+    assert cli.main(["train", *TINY, "--out", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoints", "config.yaml", "learning_curve.png",
+                                                      "metrics.csv", "notes.txt", "summary.json"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["chunk-000002"]
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == [400]
+    assert (out / "notes.txt").read_text() == "old notes.txt"  # not a file of the run
+
+
+HOLD_THE_LOCK = ("import sys, time; from qlax.rundir import claim\n"
+                 "with claim(sys.argv[1]):\n    print('locked', flush=True); time.sleep(600)")
+
+
+def test_one_qlax_process_at_a_time_in_a_run_directory(tmp_path, capsys, no_compile):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        (out / "config.yaml").write_text(json.dumps(TrainConfig(num_envs=4, num_centers=8).to_dict()))
+        for command in (["train", *TINY, "--out", str(out)], ["resume", str(out)]):
+            assert cli.main(command) == 2
+            err = capsys.readouterr().err
+            assert f"qlax: error: {out}: another qlax process is using this run directory" in err
+            assert err.count("\n") == 1
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the lock file stays
+        holder.wait()
+    assert (out / ".lock").exists()
+    with rundir.claim(out, overwrite=True):  # the lock died with its process
+        assert not (out / "config.yaml").exists()

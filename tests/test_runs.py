@@ -59,7 +59,7 @@ def test_interrupted_and_resumed_run_equals_one_go(one_go, tmp_path, monkeypatch
     assert not resumed.interrupted
     for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(one_go.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert (out / "metrics.csv").read_text() == (one_go.run_dir / "metrics.csv").read_text()
+    assert (out / "metrics.csv").read_bytes() == (one_go.run_dir / "metrics.csv").read_bytes()
     timings = {"wall_s", "compile_s", "train_s", "env_steps_per_s"}
     ours = {k: v for k, v in json.loads((out / "summary.json").read_text()).items() if k not in timings}
     theirs = {k: v for k, v in json.loads((one_go.run_dir / "summary.json").read_text()).items() if k not in timings}
@@ -73,12 +73,37 @@ def test_checkpoints_keep_the_last_k(one_go):
     assert manifest["chunk"] == 12 and manifest["checkpoint_every"] == 3
 
 
-def test_resuming_a_finished_run_changes_nothing(one_go, tmp_path):
+def test_resuming_a_finished_run_changes_nothing(one_go, tmp_path, monkeypatch, capsys):
     copy = tmp_path / "copy"
-    subprocess.run(["cp", "-r", str(one_go.run_dir), str(copy)], check=True)
+    subprocess.run(["cp", "-a", str(one_go.run_dir), str(copy)], check=True)
+    saved = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in copy.rglob("*") if p.is_file()}
+    monkeypatch.setattr(experiment, "population", lambda *args: pytest.fail("a finished run was compiled again"))
     again = qlax.resume(copy, progress=False)
-    assert again.summary["eval_mean_return"] == one_go.summary["eval_mean_return"]
-    assert (copy / "metrics.csv").read_text() == (one_go.run_dir / "metrics.csv").read_text()
+    assert again.already_finished and again.summary == one_go.summary
+    for a, b in zip(jax.tree.leaves(again.state), jax.tree.leaves(one_go.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    solved = sum(one_go.summary["solved"])
+    assert cli.main(["resume", str(copy)]) == 0
+    assert capsys.readouterr().out == f"{copy}: the run is finished (solved {solved}/2 seeds); nothing to resume\n"
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in copy.rglob("*") if p.is_file()} == saved
+
+
+def test_train_in_python_refuses_a_directory_that_holds_a_run(one_go, monkeypatch):
+    monkeypatch.setattr(experiment, "population", lambda *args: pytest.fail("compiled before refusing"))
+    with pytest.raises(rundir.RunDirError, match=r"holds a run already .*\(Python: overwrite=True\)"):
+        qlax.train(CONFIG, out=one_go.run_dir, progress=False)
+
+
+def test_resuming_a_run_stopped_before_its_first_checkpoint_says_so(one_go, tmp_path, capsys):
+    out = tmp_path / "run"  # what two Ctrl-C during compilation leave
+    out.mkdir()
+    for name in ("config.yaml", ".lock"):
+        (out / name).write_bytes((one_go.run_dir / name).read_bytes())
+    (out / "metrics.csv").write_text((one_go.run_dir / "metrics.csv").read_text().splitlines()[0] + "\n")
+    assert cli.main(["resume", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"qlax: error: {out}: the run was stopped before its first checkpoint, so there is nothing to resume or "
+        f"evaluate; start it again with `qlax train ... --out {out} --overwrite`\n")
 
 
 def test_an_unfinished_save_is_never_the_latest(one_go, tmp_path):
@@ -187,12 +212,17 @@ def _rows(metrics: Path) -> int:
 
 def test_learning_curve_png(one_go, tmp_path):
     image = Image.open(one_go.run_dir / "learning_curve.png")  # written by train
-    assert image.size == (800, 450)
+    assert image.size[0] == 800
     out = tmp_path / "compare.png"
     assert cli.main(["plot", str(one_go.run_dir), str(one_go.run_dir), "--out", str(out)]) == 0
-    assert Image.open(out).size == (800, 450)
-    steps, avg = plotting.read_curve(one_go.run_dir)
-    assert steps.tolist() == [200 * (i + 1) for i in range(12)] and avg.shape == (12, 2)
+    assert Image.open(out).size[0] == 800
+    steps, returns, column = plotting.read_curve(one_go.run_dir)
+    assert steps.tolist() == [200 * (i + 1) for i in range(12)] and returns.shape == (12, 2)
+    assert column == "avg_return_100"  # no greedy checks in this run
+    ax = plotting.figure([one_go.run_dir]).axes[0]
+    assert ax.get_ylabel() == "100-episode training average return" and "CartPole-v1" in ax.get_title()
+    threshold = [line for line in ax.get_lines() if line.get_label() == "CartPole-v1 solved at 475"]
+    assert len(threshold) == 1 and set(threshold[0].get_ydata()) == {475}
 
 
 def test_render_writes_one_frame_per_step(one_go, tmp_path):
