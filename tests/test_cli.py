@@ -68,6 +68,7 @@ def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys, no_compile
     assert not out.exists()  # nothing written
 
 
+@pytest.mark.slow
 def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "qlax.cli", "train", "--set", "gamma=2"],
                           capture_output=True, text=True, cwd=tmp_path)
@@ -75,6 +76,7 @@ def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and "gamma = 2.0: out of range" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()  # an existing empty directory is fine
@@ -132,6 +134,7 @@ def test_version_and_help(capsys):
             assert action.help, f"{name}: {'/'.join(action.option_strings) or action.dest} has no help"
 
 
+@pytest.mark.slow
 def test_presets_piped_into_a_closed_reader_exit_quietly():
     # `qlax presets | head -1`: the reader is gone before qlax writes (it closes at once here).
     proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "presets"], stdout=subprocess.PIPE,
@@ -216,6 +219,7 @@ def test_an_unusable_run_directory_is_refused_before_compiling(place, message, t
     assert file_contents(tmp_path) == before  # nothing changed, nothing added
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_whole_old_run(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
@@ -232,6 +236,7 @@ HOLD_THE_LOCK = ("import sys, time; from qlax.rundir import claim\n"
                  "with claim(sys.argv[1]):\n    print('locked', flush=True); time.sleep(600)")
 
 
+@pytest.mark.slow
 def test_one_qlax_process_at_a_time_in_a_run_directory(tmp_path, capsys, no_compile):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(out)], stdout=subprocess.PIPE, text=True)

@@ -15,6 +15,8 @@ from qlax import cli, plotting, render, reports
 from qlax.config import TrainConfig
 from qlax.sweep import Members
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 TINY = ["--seeds", "2", "--steps", "400", "--set", "num_envs=4", "--set", "chunk_steps=50", "--set", "eval_episodes=2",
         "--set", "learning_starts=50", "--set", "buffer_size=200"]
 

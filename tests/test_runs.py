@@ -18,6 +18,8 @@ from qlax.config import TrainConfig
 from qlax.policy import load_policy
 from qlax.render import render_episode
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 # Small, but long enough that seeds learn something and differ: 12 chunks of 50 vector steps.
 CONFIG = TrainConfig(num_envs=4, total_steps=2400, chunk_steps=50, seeds=2, num_centers=32,
                      buffer_size=1000, learning_starts=100, eval_episodes=3, early_stop=False)
