@@ -12,39 +12,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from qlax import presets
 from qlax.checkpoint import CheckpointError
-from qlax.config import ConfigError, TrainConfig, field_help
+from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, short
 from qlax.envs import EnvError
 from qlax.devices import join_processes
 from qlax.experiment import DivergedError, default_run_dir, resume, train
 from qlax.rundir import evaluate_run
 from qlax.interrupt import EXIT_CODE as INTERRUPTED
+from qlax.sweep import check_grid_size
 
 USAGE_ERRORS = (ConfigError, EnvError, CheckpointError)
 
 
-def parse_value(text: str) -> Any:
-    """A --set value: YAML scalars and lists, and numbers YAML 1.1 reads as text (1e-3)."""
-    value = yaml.safe_load(text) if text.strip() else text
-    if isinstance(value, str):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-    return value
+def parse_value(text: str, source: str) -> Any:
+    """A --set or --grid value: YAML, read by `load_yaml` (1e-3 is a number, "1e-3" a string)."""
+    return load_yaml(text, source) if text.strip() else text
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """--set key=value pairs, each value checked as it is given (a later one for the same key
+    overrides it, but a bad one is refused all the same)."""
     changes = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set '{pair}': expected key=value, e.g. --set lr=1e-3")
-        changes[key.strip()] = parse_value(text)
+            raise ConfigError(f"--set {short(pair)}: expected key=value, e.g. --set lr=1e-3")
+        changes[key.strip()] = check_setting(key.strip(), parse_value(text, f"--set {short(pair)}"))
     return changes
 
 
@@ -60,18 +54,21 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def parse_grid(pairs: list[str]) -> dict[str, list]:
-    """--grid lr=1e-3,2.5e-3 --grid gamma=0.98,0.99 -> {"lr": [0.001, 0.0025], "gamma": [...]}."""
-    grid: dict[str, list] = {}
+    """--grid lr=1e-3,2.5e-3 --grid gamma=0.98,0.99 -> {"lr": [0.001, 0.0025], "gamma": [...]};
+    a grid with too many settings is refused before any value is read."""
+    texts: dict[str, list[str]] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
-        values = [parse_value(v) for v in text.split(",") if v.strip()]
+        values = [v for v in text.split(",") if v.strip()]
         if not sep or not key or not values:
-            raise ConfigError(f"--grid '{pair}': expected key=value,value,..., e.g. --grid lr=1e-3,5e-3")
-        if key in grid:
-            raise ConfigError(f"--grid {key}: given twice; list every value once, e.g. --grid {key}=a,b,c")
-        grid[key] = values
-    return grid
+            raise ConfigError(f"--grid {short(pair)}: expected key=value,value,..., e.g. --grid lr=1e-3,5e-3")
+        if key in texts:
+            raise ConfigError(f"--grid {short(key)}: given twice; list every value once, "
+                              f"e.g. --grid {short(key)}=a,b,c")
+        texts[key] = values
+    check_grid_size({key: len(values) for key, values in texts.items()})
+    return {key: [parse_value(v, f"--grid {short(f'{key}={v}')}") for v in values] for key, values in texts.items()}
 
 
 def join_if_asked(args: argparse.Namespace) -> None:
@@ -197,8 +194,15 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line gets one `qlax: error:` line (exit 2), not the usage too."""
+
+    def error(self, message: str):
+        self.exit(2, f"qlax: error: {message[:300]} (see {self.prog} --help)\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qlax", description="Q-learning in JAX, compiled end to end.")
+    parser = _Parser(prog="qlax", description="Q-learning in JAX, compiled end to end.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a population of seeds, evaluate, write a run directory")

@@ -13,10 +13,9 @@ from typing import Any
 
 import jax
 import numpy as np
-import yaml
 
 from qlax import checkpoint, reports
-from qlax.config import ConfigError, TrainConfig, from_dict
+from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
 from qlax.devices import is_writer
 from qlax.evaluate import evaluate_members
 from qlax.placement import Placement, place
@@ -53,12 +52,27 @@ def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Pla
     return placement.from_local(saved), manifest
 
 
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """The YAML mapping in `path` (config.yaml, grid.yaml), read with qlax's safe loader."""
+    try:
+        values = load_yaml(path.read_bytes(), str(path))
+    except OSError as err:
+        raise checkpoint.CheckpointError(f"{path}: cannot be read ({err.strerror})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting: value, found {type(values).__name__}")
+    return values
+
+
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The validated config a run was started with."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise checkpoint.CheckpointError(f"{run_dir}: not a qlax run directory (no config.yaml)")
-    return from_dict(yaml.safe_load(path.read_text()) or {})
+    values = _read_mapping(path)
+    try:
+        return from_dict(values)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
@@ -67,8 +81,13 @@ def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
     if episodes is not None:
         config = config.replace(eval_episodes=episodes)
     grid_path = Path(run_dir) / GRID_FILE
-    grid = yaml.safe_load(grid_path.read_text()) if grid_path.is_file() else None
-    return Members.of(config, grid)
+    if not grid_path.is_file():
+        return Members.of(config)
+    grid = _read_mapping(grid_path)
+    try:
+        return Members.of(config, grid)
+    except ConfigError as err:
+        raise ConfigError(f"{grid_path}: {err}") from None
 
 
 def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = False) -> tuple[Trainer, Members, Any]:
