@@ -24,6 +24,7 @@ from qlax.trainer import Trainer, make_train, solve_threshold
 
 CONFIG_FILE = "config.yaml"
 GRID_FILE = "grid.yaml"
+METRICS_FILE = "metrics.csv"
 
 
 def member_template(trainer: Trainer):
@@ -37,19 +38,47 @@ def state_template(trainer: Trainer, rows: int):
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, *s.shape), s.dtype), member_template(trainer))
 
 
+def run_settings(members: Members) -> dict[str, Any]:
+    """The settings that define a run, as its checkpoints are bound to them: its config but
+    eval_episodes (which `qlax eval --episodes` may change) and its grid, in order."""
+    config = {k: v for k, v in members.config.to_dict().items() if k != "eval_episodes"}
+    return {"config": config, "grid": [[key, list(values)] for key, values in members.grid]}
+
+
 def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Placement):
-    """(the placed state, manifest) from the latest checkpoint of `run_dir`."""
+    """(the placed state, manifest) from the latest checkpoint of `run_dir`, checked against
+    the run's chunks and its metrics.csv."""
     shards = jax.process_count()
     rows = members.count if shards == 1 else len(placement.local_rows)
-    saved, manifest = checkpoint.load(checkpoint.latest(run_dir), state_template(trainer, rows),
+    latest = checkpoint.latest(run_dir)
+    saved, manifest = checkpoint.load(latest, state_template(trainer, rows), settings=run_settings(members),
                                       shard=jax.process_index(), shards=shards)
+    chunk = manifest["chunk"]
+    if chunk > trainer.num_chunks:
+        raise checkpoint.CheckpointError(f"{latest}: {chunk} chunks saved, but this run has {trainer.num_chunks}")
+    logged = _metric_rows(Path(run_dir) / METRICS_FILE)
+    if logged < chunk * members.count:
+        raise checkpoint.CheckpointError(
+            f"{run_dir}: {METRICS_FILE} has {logged} rows; {latest.name} covers {chunk} chunks x {members.count} "
+            f"members = {chunk * members.count}: the run directory's files do not belong together")
     if shards == 1:
         return placement.put(saved), manifest
-    if manifest.get("padded") != placement.padded:
+    if manifest["padded"] != placement.padded:
         raise checkpoint.CheckpointError(
-            f"{run_dir}: saved as {manifest.get('padded')} rows over the devices; these processes lay the "
+            f"{run_dir}: saved as {manifest['padded']} rows over the devices; these processes lay the "
             f"population out as {placement.padded}: resume on the same number of devices")
     return placement.from_local(saved), manifest
+
+
+def _metric_rows(path: Path) -> int:
+    """Rows of metrics.csv below its header (0 if there is none)."""
+    try:
+        with path.open("rb") as file:
+            return max(sum(1 for _ in file) - 1, 0)
+    except FileNotFoundError:
+        return 0
+    except OSError as err:
+        raise checkpoint.CheckpointError(f"{path}: cannot be read ({err.strerror})") from None
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -95,7 +124,8 @@ def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = F
     `run_dir`; with `best`, those of each member's best greedy check (keep_best runs)."""
     members = load_members(run_dir, episodes)
     trainer = make_train(members.config)
-    state, _ = checkpoint.load(checkpoint.latest(Path(run_dir)), state_template(trainer, members.count))
+    state, _ = checkpoint.load(checkpoint.latest(Path(run_dir)), state_template(trainer, members.count),
+                               settings=run_settings(members))
     return trainer, members, trainer.greedy_params(state, best)
 
 

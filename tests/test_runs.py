@@ -86,7 +86,7 @@ def test_an_unfinished_save_is_never_the_latest(one_go, tmp_path):
     assert checkpoint.latest(copy).name == "chunk-000012"
 
 
-@pytest.mark.parametrize("damage", ["truncate", "foreign", "mismatch", "manifest", "old format"])
+@pytest.mark.parametrize("damage", ["truncate", "bit flip", "mismatch", "manifest", "old format"])
 def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_path, damage):
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(one_go.run_dir), str(copy)], check=True)
@@ -94,20 +94,22 @@ def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_pat
     state_file = latest / checkpoint.STATE_FILE
     if damage == "truncate":
         state_file.write_bytes(state_file.read_bytes()[:1000])
-        expected = "truncated or not a qlax state file"
-    elif damage == "foreign":
-        state_file.write_bytes(b"\x93\x01\x02\x03")
-        expected = "expected entries"
+        expected = "state.msgpack: 1,000 bytes, the manifest says"
+    elif damage == "bit flip":
+        data = bytearray(state_file.read_bytes())
+        data[-1] ^= 1
+        state_file.write_bytes(bytes(data))
+        expected = "its sha256 is not the manifest's: damaged or replaced"
     elif damage == "mismatch":  # the run's config no longer matches what was saved
         config = (copy / "config.yaml").read_text().replace("num_centers: 32", "num_centers: 33")
         (copy / "config.yaml").write_text(config)
-        expected = "should be (2, 33, 4) float32 for this config, found (2, 32, 4) float32"
+        expected = "saved by a run with other settings than this run directory's (num_centers: 32 there, 33 here)"
     elif damage == "manifest":
         (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "something-else"}')
         expected = "not a qlax checkpoint"
-    else:  # an earlier qlax's checkpoint: its state has other fields
-        (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "qlax-checkpoint-v1"}')
-        expected = "written in checkpoint format 'qlax-checkpoint-v1'; this qlax reads"
+    else:  # an earlier qlax's checkpoint: its state has other fields, or it has no checksums
+        (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "qlax-checkpoint-v3"}')
+        expected = "written in checkpoint format 'qlax-checkpoint-v3'; this qlax reads 'qlax-checkpoint-v4'"
     with pytest.raises(checkpoint.CheckpointError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         qlax.resume(copy, progress=False)
     assert cli.main(["eval", str(copy)]) == 2
@@ -139,7 +141,9 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diverged"] == [True, True] and max(summary["env_steps"]) < 8000
     config = rundir.load_run_config(out)
-    state, _ = checkpoint.load(checkpoint.latest(out), rundir.state_template(qlax.trainer.make_train(config), 2))
+    members = rundir.load_members(out)
+    state, _ = checkpoint.load(checkpoint.latest(out), rundir.state_template(qlax.trainer.make_train(config), 2),
+                               settings=rundir.run_settings(members))
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.agent.learner.params))
 
 
