@@ -12,14 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qlax import presets
+from qlax import checkpoint, interrupt, presets
 from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, short
 from qlax.envs import EnvError
 from qlax.devices import join_processes
 from qlax.experiment import DivergedError, default_run_dir, resume, train
 from qlax.rundir import evaluate_run
-from qlax.interrupt import EXIT_CODE as INTERRUPTED
 from qlax.sweep import check_grid_size
 
 USAGE_ERRORS = (ConfigError, EnvError, CheckpointError)
@@ -110,12 +109,12 @@ def report(result) -> int:
 
     s, out = result.summary, result.run_dir
     if not is_writer():
-        return INTERRUPTED if result.interrupted else 0
+        return interrupt.exit_code() if result.interrupted else 0
     if result.interrupted:
         steps = s["env_steps"] if "env_steps" in s else [m["env_steps"] for m in s["members"]]
         print(f"\ninterrupted at {max(steps):,} env steps per seed; checkpoint, metrics.csv and "
               f"summary.json saved in {out}\nresume with: qlax resume {out}")
-        return INTERRUPTED
+        return interrupt.exit_code()
     print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed (threshold {s['threshold']}):")
     if result.members.grid:
         for row in s["settings"]:
@@ -280,9 +279,28 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
                        help="join a cluster that jax.distributed detects itself (SLURM, Open MPI, TPU, ...)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+def saved_text(args: argparse.Namespace | None) -> str:
+    """What the command has saved so far, for the line an interrupted command ends with."""
+    command = getattr(args, "command", None)
+    run_dir = args.out if command in ("train", "sweep") else args.run_dir if command == "resume" else None
+    if run_dir is None:
+        return "nothing was saved"
     try:
+        name = checkpoint.latest(run_dir).name
+    except CheckpointError:
+        return f"no checkpoint was saved in {run_dir}"
+    return f"checkpoint {name} is saved in {run_dir}; continue with: qlax resume {run_dir}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `qlax` command. Without `argv` it is this process's command: its exit on a signal
+    (interrupt.exit_on_signal) then stays until the process ends."""
+    args = None
+    previous = interrupt.exit_on_signal(lambda: saved_text(args))
+    try:
+        args = make_parser().parse_args(argv)
+        if args.command in ("train", "sweep") and args.out is None:
+            args.out = str(default_run_dir(args.preset))  # known now, for the line an interrupt prints
         return args.func(args)
     except USAGE_ERRORS as err:
         print(f"qlax: error: {err}", file=sys.stderr)
@@ -290,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     except DivergedError as err:
         print(f"qlax: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if argv is not None:
+            interrupt.restore(previous)
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_finishes_the_chunk_saves_and_exits_130(tmp_path, sig):
+def test_a_signal_finishes_the_chunk_saves_and_exits_128_plus_the_signal(tmp_path, sig):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "1600000", "--no-early-stop",
            "--set", "chunk_steps=50", "--set", "num_centers=16", "--out", str(out)]
@@ -158,7 +158,7 @@ def test_a_signal_finishes_the_chunk_saves_and_exits_130(tmp_path, sig):
         time.sleep(0.2)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + sig, stderr
     assert "qlax resume" in stdout and "Traceback" not in stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["env_steps"][0] < 1_600_000
@@ -176,11 +176,43 @@ def test_a_second_sigint_exits_at_once(tmp_path):
     while time.time() < deadline and not checkpoint.complete(out):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "second interrupt" in stderr
+    assert proc.returncode == 130 and "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert f"second interrupt, exiting now; checkpoint chunk-000001 is saved in {out}" in stderr
     assert checkpoint.latest(out).name == "chunk-000001"  # the last good one is kept
+
+
+def test_a_signal_during_the_final_evaluation_exits_at_once_and_keeps_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    # Two chunks of training, then a greedy evaluation of 100,000 episodes that takes seconds.
+    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "400", "--set", "num_envs=4",
+           "--set", "num_centers=8", "--set", "chunk_steps=50", "--set", "learning_starts=50",
+           "--set", "buffer_size=200", "--set", "eval_episodes=100000", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    final = out / "checkpoints" / "chunk-000002" / checkpoint.MANIFEST_FILE
+    deadline = time.time() + 120
+    while time.time() < deadline and not final.exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert stderr.endswith(f"\nqlax: interrupted by SIGINT; checkpoint chunk-000002 is saved in {out}; "
+                           f"continue with: qlax resume {out}\n")
+    assert not (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_command_imports_jax_exits_cleanly(sig):
+    proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "presets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig and stdout == ""
+    assert stderr == f"\nqlax: interrupted by {signal.Signals(sig).name}; nothing was saved\n"
 
 
 def _rows(metrics: Path) -> int:
