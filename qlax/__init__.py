@@ -5,7 +5,12 @@
     grid = qlax.sweep(config, {"lr": [1e-3, 5e-3], "gamma": [0.98, 0.99]}, seeds=8)
 """
 
-from qlax.devices import use_compilation_cache, use_every_cpu_core
+from qlax import interrupt
+
+if interrupt.is_command_line():  # a Ctrl-C while JAX imports ends the command cleanly too
+    interrupt.exit_on_signal(lambda: "nothing was saved")
+
+from qlax.devices import use_compilation_cache, use_every_cpu_core  # noqa: E402
 
 use_every_cpu_core()  # before anything runs on JAX (see qlax.devices)
 use_compilation_cache()

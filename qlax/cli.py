@@ -13,39 +13,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from qlax import __version__, presets
+from qlax import __version__, checkpoint, interrupt, presets
 from qlax.checkpoint import CheckpointError
-from qlax.config import ConfigError, TrainConfig, field_help
+from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, short
 from qlax.envs import EnvError
 from qlax.devices import is_writer, join_processes
 from qlax.experiment import DivergedError, default_run_dir, resume, train
 from qlax.rundir import EVAL_FILE, RunDirError, evaluate_run
-from qlax.interrupt import EXIT_CODE as INTERRUPTED
+from qlax.sweep import check_grid_size
 
 USAGE_ERRORS = (ConfigError, EnvError, CheckpointError, RunDirError)
 
 
-def parse_value(text: str) -> Any:
-    """A --set value: YAML scalars and lists, and numbers YAML 1.1 reads as text (1e-3)."""
-    value = yaml.safe_load(text) if text.strip() else text
-    if isinstance(value, str):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-    return value
+def parse_value(text: str, source: str) -> Any:
+    """A --set or --grid value: YAML, read by `load_yaml` (1e-3 is a number, "1e-3" a string)."""
+    return load_yaml(text, source) if text.strip() else text
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """--set key=value pairs, each value checked as it is given (a later one for the same key
+    overrides it, but a bad one is refused all the same)."""
     changes = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set '{pair}': expected key=value, e.g. --set lr=1e-3")
-        changes[key.strip()] = parse_value(text)
+            raise ConfigError(f"--set {short(pair)}: expected key=value, e.g. --set lr=1e-3")
+        changes[key.strip()] = check_setting(key.strip(), parse_value(text, f"--set {short(pair)}"))
     return changes
 
 
@@ -61,18 +54,21 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def parse_grid(pairs: list[str]) -> dict[str, list]:
-    """--grid lr=1e-3,2.5e-3 --grid gamma=0.98,0.99 -> {"lr": [0.001, 0.0025], "gamma": [...]}."""
-    grid: dict[str, list] = {}
+    """--grid lr=1e-3,2.5e-3 --grid gamma=0.98,0.99 -> {"lr": [0.001, 0.0025], "gamma": [...]};
+    a grid with too many settings is refused before any value is read."""
+    texts: dict[str, list[str]] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
-        values = [parse_value(v) for v in text.split(",") if v.strip()]
+        values = [v for v in text.split(",") if v.strip()]
         if not sep or not key or not values:
-            raise ConfigError(f"--grid '{pair}': expected key=value,value,..., e.g. --grid lr=1e-3,5e-3")
-        if key in grid:
-            raise ConfigError(f"--grid {key}: given twice; list every value once, e.g. --grid {key}=a,b,c")
-        grid[key] = values
-    return grid
+            raise ConfigError(f"--grid {short(pair)}: expected key=value,value,..., e.g. --grid lr=1e-3,5e-3")
+        if key in texts:
+            raise ConfigError(f"--grid {short(key)}: given twice; list every value once, "
+                              f"e.g. --grid {short(key)}=a,b,c")
+        texts[key] = values
+    check_grid_size({key: len(values) for key, values in texts.items()})
+    return {key: [parse_value(v, f"--grid {short(f'{key}={v}')}") for v in values] for key, values in texts.items()}
 
 
 def join_if_asked(args: argparse.Namespace) -> None:
@@ -93,6 +89,7 @@ def cmd_train(args: argparse.Namespace, grid: dict[str, list] | None = None) -> 
     config = build_config(args)
     join_if_asked(args)
     out = args.out if args.out is not None else default_run_dir(args.preset, config.env)
+    args.out = str(out)  # known now, for the line an interrupt prints
     result = train(config, grid=grid, out=out, overwrite=args.overwrite, preset=args.preset, progress=True,
                    checkpoint_every=args.checkpoint_every, keep=args.keep, max_memory=args.max_memory,
                    log=args.log)
@@ -135,12 +132,12 @@ def report(result) -> int:
     return the exit code. With several processes, process 0 prints."""
     s, out = result.summary, result.run_dir
     if not is_writer():
-        return INTERRUPTED if result.interrupted else 0
+        return interrupt.exit_code() if result.interrupted else 0
     if result.interrupted:
         steps = s["env_steps"] if "env_steps" in s else [m["env_steps"] for m in s["members"]]
         print(f"\ninterrupted at {max(steps):,} env steps per seed; checkpoint, metrics.csv and "
               f"summary.json saved in {out}\nresume with: qlax resume {out}")
-        return INTERRUPTED
+        return interrupt.exit_code()
     threshold = s["threshold"]
     print(f"\ngreedy evaluation, {s['eval_episodes']} episodes per seed "
           f"({'no threshold' if threshold is None else f'threshold {threshold}'}):")
@@ -232,8 +229,15 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line gets one `qlax: error:` line (exit 2), not the usage too."""
+
+    def error(self, message: str):
+        self.exit(2, f"qlax: error: {message[:300]} (see {self.prog} --help)\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qlax", description="Q-learning in JAX, compiled end to end.")
+    parser = _Parser(prog="qlax", description="Q-learning in JAX, compiled end to end.")
     parser.add_argument("--version", action="version", version=f"qlax {__version__}", help="print qlax's version")
     sub = parser.add_subparsers(dest="command", required=True, help="see `qlax COMMAND -h`")
 
@@ -318,9 +322,26 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
                        help="join a cluster that jax.distributed detects itself (SLURM, Open MPI, TPU, ...)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+def saved_text(args: argparse.Namespace | None) -> str:
+    """What the command has saved so far, for the line an interrupted command ends with."""
+    command = getattr(args, "command", None)
+    run_dir = args.out if command in ("train", "sweep") else args.run_dir if command == "resume" else None
+    if run_dir is None:
+        return "nothing was saved"
     try:
+        name = checkpoint.latest(run_dir).name
+    except CheckpointError:
+        return f"no checkpoint was saved in {run_dir}"
+    return f"checkpoint {name} is saved in {run_dir}; continue with: qlax resume {run_dir}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `qlax` command. Without `argv` it is this process's command: its exit on a signal
+    (interrupt.exit_on_signal) then stays until the process ends."""
+    args = None
+    previous = interrupt.exit_on_signal(lambda: saved_text(args))
+    try:
+        args = make_parser().parse_args(argv)
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
@@ -333,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         return error(f"{err.filename}: {err.strerror}" if err.filename else err, 2)
     except DivergedError as err:
         return error(err, 1)
+    finally:
+        if argv is not None:
+            interrupt.restore(previous)
 
 
 def error(message, code: int) -> int:

@@ -16,13 +16,17 @@ recompiles.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import re
+import reprlib
 import types
 import typing
 from typing import Any
 
 import jax
 import numpy as np
+import yaml
 from flax import struct
 
 from qlax.algorithms import ALGORITHMS
@@ -35,6 +39,9 @@ from qlax.qfunctions import TORSOS
 
 class ConfigError(ValueError):
     """A setting has a bad name, type or value; the message names it and the allowed range."""
+
+
+INT32_MAX = 2**31 - 1  # every integer setting lives in an int32 in the compiled program
 
 
 def _field(default: Any, help: str, *, low: float | None = None, high: float | None = None,
@@ -199,22 +206,18 @@ class TrainConfig:
         algorithms.module(self.algorithm).check(self)  # the relations of the settings it reads
         for name in ("hidden_sizes", "conv_channels"):
             if any(h < 1 for h in getattr(self, name)):
-                raise ConfigError(f"{name} = {getattr(self, name)}: every layer needs at least 1 unit")
+                raise ConfigError(f"{name} = {short(getattr(self, name))}: every layer needs at least 1 unit")
         if self.exploration == "noisy" and self.q_function == "linear_rbf":
             raise ConfigError("exploration 'noisy' needs a network with noisy layers: set q_function to "
                               "'mlp' or 'conv'")
-        for name in ("obs_low", "obs_high"):
-            bounds = getattr(self, name)
-            if bounds is not None and not all(math.isfinite(b) for b in bounds):
-                raise ConfigError(f"{name} = {bounds}: every bound must be a finite number")
         if self.obs_scaling == "none" and (self.obs_low is not None or self.obs_high is not None):
             raise ConfigError("obs_low/obs_high are set but obs_scaling = 'none' ignores bounds: drop them "
                               "(--set obs_low=null --set obs_high=null) or use obs_scaling 'bounds'")
         if self.obs_low is not None and self.obs_high is not None:
-            if len(self.obs_low) != len(self.obs_high) or any(
-                    lo >= hi for lo, hi in zip(self.obs_low, self.obs_high)):
+            if len(self.obs_low) != len(self.obs_high) or any(  # compared as the program holds them
+                    np.float32(lo) >= np.float32(hi) for lo, hi in zip(self.obs_low, self.obs_high)):
                 raise ConfigError(
-                    f"obs_low {self.obs_low} and obs_high {self.obs_high}: need equal lengths "
+                    f"obs_low {short(self.obs_low)} and obs_high {short(self.obs_high)}: need equal lengths "
                     f"and obs_low < obs_high in every dimension")
 
 
@@ -289,9 +292,18 @@ def field_help() -> dict[str, str]:
 def unknown_key_message(key: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(key, field_names(), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown setting '{key}'{hint}; known settings: {', '.join(field_names())}"
+    close = difflib.get_close_matches(key[:100], field_names(), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else " (`qlax presets --show NAME` lists every setting)"
+    return f"unknown setting {short(key)}{hint}"
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """One setting's value, checked on its own (type and range) and coerced; relations are
+    checked with the whole config."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if name not in fields:
+        raise ConfigError(unknown_key_message(name))
+    return _check_field(fields[name], value)
 
 
 def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
@@ -304,11 +316,12 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainC
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> Any:
     """`value` coerced to the field's type, or a ConfigError naming the field and its range."""
-    kind, optional, is_list = _field_kind(f)
+    kind, optional, is_list = _field_kinds()[f.name]
     if value is None:
         if optional:
             return None
@@ -316,17 +329,30 @@ def _check_field(f: dataclasses.Field, value: Any) -> Any:
     if is_list:
         if not isinstance(value, (list, tuple)) or not value:
             plural = "integers" if kind is int else "numbers"
-            raise ConfigError(f"{f.name} = {value!r}: expected a non-empty list of {plural}")
-        return [_coerce(f.name, v, kind) for v in value]
-    value = _coerce(f.name, value, kind)
+            raise ConfigError(f"{f.name} = {short(value)}: expected a non-empty list of {plural}")
+        return [_representable(f"{f.name}[{i}]", _coerce(f"{f.name}[{i}]", v, kind), kind)
+                for i, v in enumerate(value)]
+    value = _representable(f.name, _coerce(f.name, value, kind), kind)
     meta = f.metadata
     if meta["choices"] is not None and value not in meta["choices"]:
-        raise ConfigError(f"{f.name} = {value!r}: must be one of {', '.join(meta['choices'])}")
+        raise ConfigError(f"{f.name} = {short(value)}: must be one of {', '.join(meta['choices'])}")
     low, high = meta["low"], meta["high"]
-    too_low = low is not None and (value <= low if meta["low_open"] else value < low)
-    too_high = high is not None and value > high
-    if too_low or too_high or (kind is float and not math.isfinite(value)):
-        raise ConfigError(f"{f.name} = {value}: out of range, allowed {_range_text(kind, meta)}")
+    seen = float(np.float32(value)) if kind is float else value  # the range holds for what the program reads
+    too_low = low is not None and (seen <= low if meta["low_open"] else seen < low)
+    too_high = high is not None and seen > high
+    if too_low or too_high:
+        as32 = f" ({seen:g} as a float32)" if f"{seen:g}" != f"{value:g}" else ""
+        raise ConfigError(f"{f.name} = {short(value)}{as32}: out of range, allowed {_range_text(kind, meta)}")
+    return value
+
+
+def _representable(name: str, value: Any, kind: type) -> Any:
+    """Integers must fit an int32 and numbers a float32, as the compiled program holds them."""
+    if kind is int and not -INT32_MAX - 1 <= value <= INT32_MAX:
+        raise ConfigError(f"{name} = {short(value)}: out of range, allowed at most {INT32_MAX} (a 32-bit integer)")
+    if kind is float and not abs(value) <= _FLOAT32_MAX:  # also refuses nan
+        raise ConfigError(f"{name} = {short(value)}: expected a finite number that fits a float32 "
+                          f"(magnitude at most {_FLOAT32_MAX:.4g})")
     return value
 
 
@@ -341,23 +367,25 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             return int(value)
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return float(value) if abs(value) <= _FLOAT32_MAX else value  # too large: refused next, as given
     elif isinstance(value, kind):
         return value
-    raise ConfigError(f"{name} = {value!r}: expected {_TYPE_NAMES[kind]}")
+    raise ConfigError(f"{name} = {short(value)}: expected {_TYPE_NAMES[kind]}")
 
 
-def _field_kind(f: dataclasses.Field) -> tuple[type, bool, bool]:
-    """(scalar type, whether None is allowed, whether it is a list) of a field's annotation."""
-    hint = typing.get_type_hints(TrainConfig)[f.name]
-    optional = False
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(hint))
-        hint = args[0]
-    if typing.get_origin(hint) is list:
-        return typing.get_args(hint)[0], optional, True
-    return hint, optional, False
+@functools.cache
+def _field_kinds() -> dict[str, tuple[type, bool, bool]]:
+    """Each field's (scalar type, whether None is allowed, whether it is a list), from its annotation."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        optional = False
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            optional = len(args) < len(typing.get_args(hint))
+            hint = args[0]
+        is_list = typing.get_origin(hint) is list
+        kinds[name] = (typing.get_args(hint)[0] if is_list else hint, optional, is_list)
+    return kinds
 
 
 def _range_text(kind: type, meta: dict) -> str:
@@ -369,3 +397,129 @@ def _range_text(kind: type, meta: dict) -> str:
         return f"{'>' if meta['low_open'] else '>='} {fmt(low)}"
     return f"<= {fmt(high)}"
 
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+
+
+def short(value: Any, width: int = 80) -> str:
+    """repr(value) cut to `width` characters with an ellipsis, so no message embeds a huge value."""
+    try:
+        text = _SHORT.repr(value)
+    except ValueError:  # an integer with more digits than Python prints
+        text = f"<a {value.bit_length()}-bit integer>" if isinstance(value, int) else f"<{type(value).__name__}>"
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+# Reading YAML: presets, --set and --grid values, config.yaml and grid.yaml.
+
+MAX_YAML_CHARS = 1_000_000
+MAX_YAML_VALUES = 20_000  # counted as written and with aliases expanded: a "billion laughs" is refused
+MAX_YAML_DEPTH = 50
+_STR_TAG = "tag:yaml.org,2002:str"
+_KEPT_TAGS = {"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+              "tag:yaml.org,2002:float"}
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader for settings: scalars are null, booleans, integers, floats (1e-3 too,
+    as in YAML 1.2) or strings; no tags, no dates, no merge keys; mapping keys are unique strings."""
+
+    yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag in _KEPT_TAGS]
+                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+    depth = values = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!"):
+            raise yaml.composer.ComposerError(None, None, f"tags such as {_one_line(tag, 40)} are not allowed",
+                                              event.start_mark)
+        self.values += 1
+        too_many = f"more than {MAX_YAML_VALUES:,} values" if self.values > MAX_YAML_VALUES else \
+            f"values nested more than {MAX_YAML_DEPTH} deep" if self.depth == MAX_YAML_DEPTH else None
+        if too_many:
+            raise yaml.composer.ComposerError(None, None, too_many, event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if key.tag != _STR_TAG:
+                raise yaml.constructor.ConstructorError(None, None, "every key must be a string", key.start_mark)
+            if key.value in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {short(key.value, 40)} appears twice",
+                                                        key.start_mark)
+            seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+def load_yaml(text: str | bytes, source: str) -> Any:
+    """The value of one YAML document (bytes must be UTF-8), read safely; every problem is one
+    ConfigError line that names `source` (e.g. "--set lr=...", "preset 'x'", "runs/a/config.yaml")."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{source}: not UTF-8 text (byte 0x{text[err.start]:02x} at offset {err.start})") \
+                from None
+    if len(text) > MAX_YAML_CHARS:
+        raise ConfigError(f"{source}: {len(text):,} characters of YAML; at most {MAX_YAML_CHARS:,} are read")
+    try:
+        size, value = _parse(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        what = ", ".join(part for part in (err.context, err.problem) if part)
+        raise ConfigError(f"{source}: not valid YAML: {_one_line(what, 160)}{where}") from None
+    except yaml.reader.ReaderError as err:
+        raise ConfigError(f"{source}: not valid YAML: character {err.character:#06x} at position "
+                          f"{err.position} is not allowed") from None
+    except ValueError as err:  # an integer with more digits than Python converts
+        raise ConfigError(f"{source}: not valid YAML: {_one_line(str(err), 120)}") from None
+    if size > MAX_YAML_VALUES:
+        raise ConfigError(f"{source}: aliases expand to more than {MAX_YAML_VALUES:,} values, or contain themselves")
+    return value
+
+
+def _parse(text: str) -> tuple[float, Any]:
+    """(nodes after expanding aliases, the value: None when there are too many)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return 0, None
+        size = _expanded_size(node, {}, set())
+        return size, loader.construct_document(node) if size <= MAX_YAML_VALUES else None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, float], open_: set[int]) -> float:
+    """How many nodes `node` stands for once every alias is expanded (aliases share nodes);
+    inf for an alias inside the value it names."""
+    if id(node) in open_:
+        return math.inf
+    if id(node) not in sizes:
+        open_.add(id(node))
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes, open_) for child in children)
+        open_.discard(id(node))
+    return sizes[id(node)]
+
+
+def _one_line(text: str, width: int) -> str:
+    """`text` with control characters escaped, cut to `width` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:width])
+    return text if len(text) <= width else text[:width - 3] + "..."

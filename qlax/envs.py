@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qlax.config import short
 from qlax.types import Transition
 
 # Returns that count as solved (Gymnasium's reward thresholds).
@@ -72,10 +73,9 @@ def _gymnax():
 def _make_gymnax(env_id: str):
     gymnax = _gymnax()
     if env_id not in gymnax.registered_envs:
-        close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise EnvError(f"env = '{env_id}': unknown environment id{hint}; "
-                       f"known ids: {', '.join(gymnax.registered_envs)}")
+        close = difflib.get_close_matches(env_id[:100], gymnax.registered_envs, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else " (`qlax envs` lists the ones qlax supports)"
+        raise EnvError(f"env = {short(env_id)}: unknown environment id{hint}")
     try:
         env, params = gymnax.make(env_id)
     except OSError as err:  # e.g. MNISTBandit downloads its data set when built

@@ -31,7 +31,7 @@ from qlax.interrupt import GracefulInterrupt
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
 from qlax.rundir import (CONFIG_FILE, GRID_FILE, claim, finished_summary, load_members, load_state, lock,
-                         member_template)
+                         member_template, run_settings)
 from qlax.sweep import Members
 from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
 
@@ -271,7 +271,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
             more = chunk < trainer.num_chunks
             if run_dir is not None and more and chunk % options.checkpoint_every == 0:
                 latest = report(metrics)  # the rows first: a checkpoint never covers a missing row
-                _save(run_dir, state, chunk, meta, options.keep, placement)
+                _save(run_dir, state, chunk, meta, options.keep, placement, members)
                 saved = chunk
                 in_flight = run_chunk(state)
             else:
@@ -287,7 +287,7 @@ def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState,
                 latest = report(metrics)
                 in_flight = None
         if run_dir is not None and saved != chunk:
-            _save(run_dir, state, chunk, meta, options.keep, placement)
+            _save(run_dir, state, chunk, meta, options.keep, placement, members)
         jax.block_until_ready(state)
         train_s = time.perf_counter() - train_started
 
@@ -324,12 +324,9 @@ def _all_done(metrics) -> bool:
 
 
 def _save(run_dir: Path, state: TrainState, chunk: int, meta: dict[str, Any], keep: int,
-          placement: Placement) -> None:
-    """Checkpoint the members: one process saves the real ones; several save their own rows."""
-    rows = placement.local(state)
-    if jax.process_count() == 1:
-        rows = jax.tree.map(lambda leaf: leaf[:placement.members], rows)
-    checkpoint.save(run_dir, rows, chunk, meta, keep, shard=jax.process_index(), shards=jax.process_count(),
-                    barrier=barrier)
-
-
+          placement: Placement, members: Members) -> None:
+    """Checkpoint the members, one array on the host at a time: one process saves the real
+    rows; several save their own."""
+    to_host = (lambda leaf: np.asarray(leaf)[:placement.members]) if jax.process_count() == 1 else placement.local
+    checkpoint.save(run_dir, state, chunk, meta, keep, settings=run_settings(members), to_host=to_host,
+                    shard=jax.process_index(), shards=jax.process_count(), barrier=barrier)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import jax
 
 from qlax import prioritized
-from qlax.config import ConfigError
+from qlax.config import ConfigError, short
 
 DEFAULT_FRACTION = 0.8
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
@@ -99,7 +99,7 @@ def parse_size(text: str | int | float) -> int:
     except ValueError:
         value = math.nan
     if unit not in _UNITS or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--max-memory = {text!r}: expected a size such as 8GB, 512MB or 2GiB")
+        raise ConfigError(f"--max-memory = {short(text)}: expected a size such as 8GB, 512MB or 2GiB")
     return int(value * _UNITS[unit])
 
 

@@ -219,14 +219,14 @@ TORSOS = ("linear_rbf", "mlp", "conv")
 def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per observation dimension: the settings', else the observation space's;
     [-1, 1] everywhere (the identity scaling) for `obs_scaling: none`."""
-    from qlax.config import ConfigError
+    from qlax.config import ConfigError, short
 
     if config.obs_scaling == "none":
         return -np.ones(spec.obs_dim, np.float32), np.ones(spec.obs_dim, np.float32)
     for name in ("obs_low", "obs_high"):
         given = getattr(config, name)
         if given is not None and len(given) != spec.obs_dim:
-            raise ConfigError(f"{name} = {given}: env '{spec.id}' needs {spec.obs_dim} numbers")
+            raise ConfigError(f"{name} = {short(given)}: env '{spec.id}' needs {spec.obs_dim} numbers")
     low = np.asarray(config.obs_low if config.obs_low is not None else spec.obs_low, np.float32)
     high = np.asarray(config.obs_high if config.obs_high is not None else spec.obs_high, np.float32)
     return low, high

@@ -19,10 +19,9 @@ from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
-import yaml
 
 from qlax import checkpoint, reports
-from qlax.config import ConfigError, TrainConfig, from_dict
+from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
 from qlax.devices import any_process, is_writer
 from qlax.evaluate import evaluate_members
 from qlax.placement import Placement, place
@@ -177,19 +176,58 @@ def state_template(trainer: Trainer, rows: int):
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, *s.shape), s.dtype), member_template(trainer))
 
 
+def run_settings(members: Members) -> dict[str, Any]:
+    """The settings that define a run, as its checkpoints are bound to them: its config but
+    eval_episodes (which `qlax eval --episodes` may change) and its grid, in order."""
+    config = {k: v for k, v in members.config.to_dict().items() if k != "eval_episodes"}
+    return {"config": config, "grid": [[key, list(values)] for key, values in members.grid]}
+
+
 def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Placement):
-    """(the placed state, manifest) from the latest checkpoint of `run_dir`."""
+    """(the placed state, manifest) from the latest checkpoint of `run_dir`, checked against
+    the run's chunks and its metrics.csv."""
     shards = jax.process_count()
     rows = members.count if shards == 1 else len(placement.local_rows)
-    saved, manifest = checkpoint.load(latest_checkpoint(run_dir), state_template(trainer, rows),
+    latest = latest_checkpoint(run_dir)
+    saved, manifest = checkpoint.load(latest, state_template(trainer, rows), settings=run_settings(members),
                                       shard=jax.process_index(), shards=shards)
+    chunk = manifest["chunk"]
+    if chunk > trainer.num_chunks:
+        raise checkpoint.CheckpointError(f"{latest}: {chunk} chunks saved, but this run has {trainer.num_chunks}")
+    logged = _metric_rows(Path(run_dir) / reports.METRICS_FILE)
+    if logged < chunk * members.count:
+        raise checkpoint.CheckpointError(
+            f"{run_dir}: {reports.METRICS_FILE} has {logged} rows; {latest.name} covers {chunk} chunks x {members.count} "
+            f"members = {chunk * members.count}: the run directory's files do not belong together")
     if shards == 1:
         return placement.put(saved), manifest
-    if manifest.get("padded") != placement.padded:
+    if manifest["padded"] != placement.padded:
         raise checkpoint.CheckpointError(
-            f"{run_dir}: saved as {manifest.get('padded')} rows over the devices; these processes lay the "
+            f"{run_dir}: saved as {manifest['padded']} rows over the devices; these processes lay the "
             f"population out as {placement.padded}: resume on the same number of devices")
     return placement.from_local(saved), manifest
+
+
+def _metric_rows(path: Path) -> int:
+    """Rows of metrics.csv below its header (0 if there is none)."""
+    try:
+        with path.open("rb") as file:
+            return max(sum(1 for _ in file) - 1, 0)
+    except FileNotFoundError:
+        return 0
+    except OSError as err:
+        raise checkpoint.CheckpointError(f"{path}: cannot be read ({err.strerror})") from None
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """The YAML mapping in `path` (config.yaml, grid.yaml), read with qlax's safe loader."""
+    try:
+        values = load_yaml(path.read_bytes(), str(path))
+    except OSError as err:
+        raise checkpoint.CheckpointError(f"{path}: cannot be read ({err.strerror})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting: value, found {type(values).__name__}")
+    return values
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -197,7 +235,11 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise checkpoint.CheckpointError(f"{run_dir}: not a qlax run directory (no config.yaml)")
-    return from_dict(yaml.safe_load(path.read_text()) or {})
+    values = _read_mapping(path)
+    try:
+        return from_dict(values)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
@@ -206,8 +248,13 @@ def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
     if episodes is not None:
         config = config.replace(eval_episodes=episodes)
     grid_path = Path(run_dir) / GRID_FILE
-    grid = yaml.safe_load(grid_path.read_text()) if grid_path.is_file() else None
-    return Members.of(config, grid)
+    if not grid_path.is_file():
+        return Members.of(config)
+    grid = _read_mapping(grid_path)
+    try:
+        return Members.of(config, grid)
+    except ConfigError as err:
+        raise ConfigError(f"{grid_path}: {err}") from None
 
 
 def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = False) -> tuple[Trainer, Members, Any]:
@@ -215,7 +262,8 @@ def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = F
     `run_dir`; with `best`, those of each member's best greedy check (keep_best runs)."""
     members = load_members(run_dir, episodes)
     trainer = make_train(members.config)
-    state, _ = checkpoint.load(latest_checkpoint(Path(run_dir)), state_template(trainer, members.count))
+    state, _ = checkpoint.load(latest_checkpoint(Path(run_dir)), state_template(trainer, members.count),
+                               settings=run_settings(members))
     return trainer, members, trainer.greedy_params(state, best)
 
 

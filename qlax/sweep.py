@@ -9,6 +9,7 @@ with no keys: one setting, `config.seeds` members.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from qlax.config import DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, field_names, unknown_key_message
+from qlax.config import (DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, check_setting, field_names, short,
+                         unknown_key_message)
+
+MAX_SETTINGS = 10_000  # settings in one sweep: the product of the grid's value counts
 
 
 def seed_key(base_seed: int, seed: int) -> jax.Array:
@@ -34,7 +38,7 @@ class Members:
 
     @staticmethod
     def of(config: TrainConfig, grid: dict[str, list] | None = None) -> Members:
-        """Members of `config` swept over `grid`, every key and value checked first."""
+        """Members of `config` swept over `grid`: its size, then every key and value checked first."""
         grid = dict(grid or {})
         for key, values in grid.items():
             if key not in field_names():
@@ -46,9 +50,10 @@ class Members:
                     f"{', '.join(DYNAMIC_SETTINGS)}")
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(f"--grid {key}: needs at least one value, e.g. --grid {key}=a,b")
-        members = Members(config, tuple((k, tuple(v)) for k, v in grid.items()))
+        check_grid_size({key: len(values) for key, values in grid.items()})
+        members = Members(config, tuple((k, tuple(check_setting(k, v) for v in values)) for k, values in grid.items()))
         for setting in members.settings:
-            config.replace(**setting)  # every value, and every combination, validated
+            config.replace(**setting)  # every combination validated
         return members
 
     @property
@@ -56,7 +61,7 @@ class Members:
         """The swept settings' names."""
         return [key for key, _ in self.grid]
 
-    @property
+    @functools.cached_property
     def settings(self) -> list[dict[str, Any]]:
         """Each combination of swept values, as {setting: value}."""
         return [dict(zip(self.keys, combo)) for combo in itertools.product(*(values for _, values in self.grid))]
@@ -99,6 +104,16 @@ class Members:
         """'lr=0.001 gamma=0.99' for a setting; the empty string for a plain run."""
         return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in self.settings[setting].items())
+
+
+def check_grid_size(counts: dict[str, int]) -> None:
+    """Refuse a grid of more than MAX_SETTINGS settings, from its value counts alone."""
+    settings = math.prod(counts.values())
+    if settings > MAX_SETTINGS:
+        sizes = " x ".join(f"{short(key, 24)} ({n:,} values)" for key, n in list(counts.items())[:4])
+        total = f"{settings:,}" if settings < 10**12 else "over 10^12"
+        raise ConfigError(f"--grid: {sizes}{' x ...' if len(counts) > 4 else ''} make {total} settings; "
+                          f"a sweep trains at most {MAX_SETTINGS:,} settings (each with --seeds members)")
 
 
 def setting_table(members: Members, eval_means: np.ndarray, solved: np.ndarray) -> list[dict[str, Any]]:

@@ -141,7 +141,7 @@ def _build(config: TrainConfig) -> Trainer:
     greedy_returns = make_evaluate(config.env, algorithm.q_function, config.stop_eval_episodes) \
         if check_greedy else None
     rollout_steps = algorithm.rollout_steps
-    rollouts_per_chunk = max(1, math.ceil(config.chunk_steps / rollout_steps))
+    rollouts_per_chunk = max(1, math.ceil(min(config.chunk_steps, config.vector_steps) / rollout_steps))
     budget = math.ceil(config.vector_steps / rollout_steps) * rollout_steps
     terminal_on_truncation = config.truncation == "terminal"
 

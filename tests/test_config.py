@@ -58,6 +58,13 @@ def test_vector_steps_round_up():
     assert (pqn.budget, pqn.chunk_vector_steps, pqn.num_chunks) == (256, 128, 2)
 
 
+def test_a_chunk_never_scans_past_the_budget():
+    config = TrainConfig(total_steps=4000, num_envs=4, chunk_steps=100_000_000, num_centers=8, buffer_size=200,
+                         learning_starts=50)
+    trainer = qlax.trainer.make_train(config)  # builds the program, compiles nothing
+    assert (trainer.budget, trainer.chunk_vector_steps, trainer.num_chunks) == (1000, 1000, 1)
+
+
 def test_a_preset_file_path_loads(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("description: mine\nnum_envs: 8\nlr: 1.0e-3\n")

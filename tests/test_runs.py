@@ -115,7 +115,7 @@ def test_an_unfinished_save_is_never_the_latest(one_go, tmp_path):
     assert checkpoint.latest(copy).name == "chunk-000012"
 
 
-@pytest.mark.parametrize("damage", ["truncate", "foreign", "mismatch", "manifest", "old format"])
+@pytest.mark.parametrize("damage", ["truncate", "bit flip", "mismatch", "manifest", "old format"])
 def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_path, damage):
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(one_go.run_dir), str(copy)], check=True)
@@ -123,20 +123,22 @@ def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_pat
     state_file = latest / checkpoint.STATE_FILE
     if damage == "truncate":
         state_file.write_bytes(state_file.read_bytes()[:1000])
-        expected = "truncated or not a qlax state file"
-    elif damage == "foreign":
-        state_file.write_bytes(b"\x93\x01\x02\x03")
-        expected = "expected entries"
+        expected = "state.msgpack: 1,000 bytes, the manifest says"
+    elif damage == "bit flip":
+        data = bytearray(state_file.read_bytes())
+        data[-1] ^= 1
+        state_file.write_bytes(bytes(data))
+        expected = "its sha256 is not the manifest's: damaged or replaced"
     elif damage == "mismatch":  # the run's config no longer matches what was saved
         config = (copy / "config.yaml").read_text().replace("num_centers: 32", "num_centers: 33")
         (copy / "config.yaml").write_text(config)
-        expected = "should be (2, 33, 4) float32 for this config, found (2, 32, 4) float32"
+        expected = "saved by a run with other settings than this run directory's (num_centers: 32 there, 33 here)"
     elif damage == "manifest":
         (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "something-else"}')
         expected = "not a qlax checkpoint"
-    else:  # an earlier qlax's checkpoint: its state has other fields
-        (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "qlax-checkpoint-v1"}')
-        expected = "written in checkpoint format 'qlax-checkpoint-v1'; this qlax reads"
+    else:  # an earlier qlax's checkpoint: its state has other fields, or it has no checksums
+        (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "qlax-checkpoint-v3"}')
+        expected = "written in checkpoint format 'qlax-checkpoint-v3'; this qlax reads 'qlax-checkpoint-v4'"
     with pytest.raises(checkpoint.CheckpointError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         qlax.resume(copy, progress=False)
     assert cli.main(["eval", str(copy)]) == 2
@@ -168,12 +170,14 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diverged"] == [True, True] and max(summary["env_steps"]) < 8000
     config = rundir.load_run_config(out)
-    state, _ = checkpoint.load(checkpoint.latest(out), rundir.state_template(qlax.trainer.make_train(config), 2))
+    members = rundir.load_members(out)
+    state, _ = checkpoint.load(checkpoint.latest(out), rundir.state_template(qlax.trainer.make_train(config), 2),
+                               settings=rundir.run_settings(members))
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.agent.learner.params))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_finishes_the_chunk_saves_and_exits_130(tmp_path, sig):
+def test_a_signal_finishes_the_chunk_saves_and_exits_128_plus_the_signal(tmp_path, sig):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "1600000", "--no-early-stop",
            "--set", "chunk_steps=50", "--set", "num_centers=16", "--out", str(out)]
@@ -183,7 +187,7 @@ def test_a_signal_finishes_the_chunk_saves_and_exits_130(tmp_path, sig):
         time.sleep(0.2)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + sig, stderr
     assert "qlax resume" in stdout and "Traceback" not in stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["env_steps"][0] < 1_600_000
@@ -201,11 +205,43 @@ def test_a_second_sigint_exits_at_once(tmp_path):
     while time.time() < deadline and not checkpoint.complete(out):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "second interrupt" in stderr
+    assert proc.returncode == 130 and "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert f"second interrupt, exiting now; checkpoint chunk-000001 is saved in {out}" in stderr
     assert checkpoint.latest(out).name == "chunk-000001"  # the last good one is kept
+
+
+def test_a_signal_during_the_final_evaluation_exits_at_once_and_keeps_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    # Two chunks of training, then a greedy evaluation of 100,000 episodes that takes seconds.
+    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "400", "--set", "num_envs=4",
+           "--set", "num_centers=8", "--set", "chunk_steps=50", "--set", "learning_starts=50",
+           "--set", "buffer_size=200", "--set", "eval_episodes=100000", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    final = out / "checkpoints" / "chunk-000002" / checkpoint.MANIFEST_FILE
+    deadline = time.time() + 120
+    while time.time() < deadline and not final.exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert stderr.endswith(f"\nqlax: interrupted by SIGINT; checkpoint chunk-000002 is saved in {out}; "
+                           f"continue with: qlax resume {out}\n")
+    assert not (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_command_imports_jax_exits_cleanly(sig):
+    proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "presets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig and stdout == ""
+    assert stderr == f"\nqlax: interrupted by {signal.Signals(sig).name}; nothing was saved\n"
 
 
 def _rows(metrics: Path) -> int:

@@ -31,7 +31,7 @@ def values(config: TrainConfig) -> dqn.Values:
 
 def check(config: TrainConfig) -> None:
     dqn.check(config)
-    if config.v_min >= config.v_max:
+    if np.float32(config.v_min) >= np.float32(config.v_max):  # as the program holds them
         raise ConfigError(f"v_min ({config.v_min}) must be below v_max ({config.v_max})")
     if config.q_function == "linear_rbf":
         raise ConfigError("algorithm 'c51' needs a network: set q_function to 'mlp' or 'conv'")

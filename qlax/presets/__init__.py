@@ -12,9 +12,8 @@ import difflib
 from importlib import resources
 from pathlib import Path
 
-import yaml
 
-from qlax.config import ConfigError, TrainConfig, from_dict
+from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
 
 DEFAULT = "cartpole-rbf"
 
@@ -31,7 +30,7 @@ def _read(name_or_path: str) -> tuple[str, dict]:
     elif name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
         try:
-            identity, text = str(path.resolve()), path.read_text()
+            identity, text = str(path.resolve()), path.read_bytes()
         except OSError as err:
             raise ConfigError(f"preset '{name_or_path}': cannot read it ({err.strerror})") from None
     else:
@@ -39,12 +38,7 @@ def _read(name_or_path: str) -> tuple[str, dict]:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"unknown preset '{name_or_path}'{hint}; available: {', '.join(names())} "
                           f"(or a path to a .yaml file)")
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"preset '{name_or_path}': not valid YAML{where} ({getattr(err, 'problem', err)})") from None
+    data = load_yaml(text, f"preset '{name_or_path}'") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"preset '{name_or_path}' must be a mapping of setting: value")
     return identity, data

@@ -1,0 +1,241 @@
+"""Checkpoints bound to their run and to their bytes: damage is refused in one line or is
+harmless, another run's checkpoint is refused, a full disk keeps the previous checkpoint,
+and a kill while saving loses nothing that resume does not redo exactly."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import jax
+import numpy as np
+import pytest
+from flax import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qlax import checkpoint, cli, rundir
+from qlax.checkpoint import CheckpointError
+from qlax.placement import place
+from qlax.trainer import make_train
+
+# Two chunks of 50 vector steps, two seeds, a checkpoint after each chunk.
+TINY = ["train", "--seeds", "2", "--steps", "400", "--no-early-stop", "--checkpoint-every", "1",
+        "--set", "num_envs=4", "--set", "num_centers=8", "--set", "chunk_steps=50", "--set", "eval_episodes=2",
+        "--set", "learning_starts=50", "--set", "buffer_size=200"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three finished tiny runs whose states have the same shapes: the original, and runs
+    with another lr and another seed."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, changes in (("a", []), ("lr", ["--set", "lr=1e-3"]), ("seed", ["--set", "seed=7"])):
+        assert cli.main(TINY + changes + ["--out", str(root / name)]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def original(runs):
+    return load(runs / "a")[0]
+
+
+def load(run_dir):
+    """(state as numpy, manifest): what resume would continue from."""
+    members = rundir.load_members(run_dir)
+    state, manifest = rundir.load_state(run_dir, make_train(members.config), members, place(members.count))
+    return jax.tree.map(np.asarray, state), manifest
+
+
+def assert_same_state(a, b) -> None:
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def copy_run(runs, tmp_path, name="a"):
+    shutil.copytree(runs / name, tmp_path / "run")
+    return tmp_path / "run"
+
+
+MANIFEST_KEYS = ["format", "chunk", "shards", "preset", "checkpoint_every", "keep", "members", "padded",
+                 "settings_sha256", "settings", "files", "something"]
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=8),
+                        st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(),
+                                                                              max_size=2), st.just("DELETE"))
+DAMAGE = st.one_of(
+    st.tuples(st.just("truncate"), st.sampled_from(["state", "manifest", "metrics"]), st.floats(0, 1)),
+    st.tuples(st.just("flip"), st.sampled_from(["state", "manifest"]), st.floats(0, 1), st.integers(0, 7)),
+    st.tuples(st.just("append"), st.sampled_from(["state", "manifest", "metrics"]), st.binary(min_size=1, max_size=9)),
+    st.tuples(st.just("edit"), st.sampled_from(MANIFEST_KEYS), JSON_VALUES),
+)
+
+
+def damage(run_dir, how) -> None:
+    latest = checkpoint.latest(run_dir)
+    files = {"state": latest / checkpoint.STATE_FILE, "manifest": latest / checkpoint.MANIFEST_FILE,
+             "metrics": run_dir / "metrics.csv"}
+    kind = how[0]
+    if kind == "edit":
+        manifest = json.loads(files["manifest"].read_text())
+        if how[2] == "DELETE":
+            manifest.pop(how[1], None)
+        else:
+            manifest[how[1]] = how[2]
+        files["manifest"].write_text(json.dumps(manifest))
+        return
+    file = files[how[1]]
+    data = bytearray(file.read_bytes())
+    if kind == "truncate":
+        del data[int(how[2] * (len(data) - 1)):]
+    elif kind == "flip":
+        data[int(how[2] * (len(data) - 1))] ^= 1 << how[3]
+    else:
+        data += how[2]
+    file.write_bytes(bytes(data))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(how=DAMAGE)
+def test_damage_is_refused_in_one_line_or_loads_the_exact_state(runs, original, tmp_path_factory, how):
+    run_dir = copy_run(runs, tmp_path_factory.mktemp("damaged"))
+    damage(run_dir, how)
+    try:
+        state, _ = load(run_dir)
+    except CheckpointError as refused:
+        assert "\n" not in str(refused) and len(str(refused)) < 500
+        return
+    assert_same_state(state, original)
+
+
+@pytest.mark.parametrize("other,differs", [("lr", "lr: 0.001 there, 0.005 here"), ("seed", "seed: 7 there, 0 here")])
+def test_a_checkpoint_of_another_run_with_the_same_shapes_is_refused(runs, tmp_path, capsys, other, differs):
+    run_dir = copy_run(runs, tmp_path)
+    ours, theirs = checkpoint.latest(run_dir), checkpoint.latest(runs / other)
+    shutil.copy(theirs / checkpoint.STATE_FILE, ours / checkpoint.STATE_FILE)  # the state file alone
+    with pytest.raises(CheckpointError, match="its sha256 is not the manifest's: damaged or replaced"):
+        load(run_dir)
+    shutil.copy(theirs / checkpoint.MANIFEST_FILE, ours / checkpoint.MANIFEST_FILE)  # and its manifest
+    with pytest.raises(CheckpointError, match=f"saved by a run with other settings than this run directory's "
+                                              f"\\({differs}\\); it is not this run's checkpoint"):
+        load(run_dir)
+    assert cli.main(["eval", str(run_dir)]) == 2 and cli.main(["resume", str(run_dir)]) == 2
+    assert capsys.readouterr().err.count("it is not this run's checkpoint") == 2
+
+
+@pytest.mark.parametrize("change,message", [
+    ("no manifest", "chunk-000002: damaged checkpoint (no manifest.json); move it away to resume from "
+                    "chunk-000001, the newest complete one"),
+    ("renamed", "chunk-000003: manifest's chunk = 2 does not match the directory's name"),
+    ("metrics", "metrics.csv has 2 rows; chunk-000002 covers 2 chunks x 2 members = 4: the run directory's "
+                "files do not belong together"),
+    ("past the budget", "chunk-000003: 3 chunks saved, but this run has 2"),
+])
+def test_the_manifest_numbers_must_agree_with_the_directory(runs, tmp_path, capsys, change, message):
+    run_dir = copy_run(runs, tmp_path)
+    latest = run_dir / "checkpoints" / "chunk-000002"
+    if change == "no manifest":
+        (latest / checkpoint.MANIFEST_FILE).unlink()
+    elif change == "renamed":
+        latest.rename(latest.with_name("chunk-000003"))
+    elif change == "metrics":
+        lines = (run_dir / "metrics.csv").read_text().splitlines(keepends=True)
+        (run_dir / "metrics.csv").write_text("".join(lines[:3]))
+    else:
+        manifest = json.loads((latest / checkpoint.MANIFEST_FILE).read_text())
+        (latest / checkpoint.MANIFEST_FILE).write_text(json.dumps({**manifest, "chunk": 3}))
+        latest.rename(latest.with_name("chunk-000003"))
+    assert cli.main(["resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_the_run_resumes(runs, original, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    write, arrays = checkpoint._write_array, []
+
+    def full_disk(file, array):  # the second checkpoint runs out of space half way through
+        if ".tmp-chunk-000002" in file.file.name:
+            arrays.append(array.nbytes)
+            if len(arrays) == 5:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file.file.name)
+        write(file, array)
+
+    monkeypatch.setattr(checkpoint, "_write_array", full_disk)
+    assert cli.main(TINY + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 500
+    assert (f"qlax: error: checkpoint chunk-000002 not saved: No space left on device ({out}/checkpoints/"
+            f".tmp-chunk-000002/state.msgpack); a checkpoint of this run needs about 2") in err
+    assert f"; chunk-000001 is kept: make room, then qlax resume {out}" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["chunk-000001"]
+    assert not (out / "summary.json").exists()
+
+    monkeypatch.undo()
+    assert cli.main(["resume", str(out)]) == 0
+    assert_same_state(load(out)[0], original)
+    assert (out / "metrics.csv").read_text() == (runs / "a" / "metrics.csv").read_text()
+
+
+SLOW_SAVE = """
+import sys, time
+from qlax import checkpoint, cli
+write = checkpoint._write_array
+def slowly(file, array):  # the second checkpoint crawls, so that it is killed half way through
+    if ".tmp-chunk-000002" in file.file.name:
+        time.sleep(0.1)
+    write(file, array)
+checkpoint._write_array = slowly
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_while_saving_then_resume_equals_the_run_done_in_one_go(tmp_path):
+    # Every run here is a fresh process: XLA's CPU results may differ in the last bit between a
+    # fresh process and one that has compiled many other programs before.
+    one_go, out = tmp_path / "one-go", tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "qlax.cli", *TINY, "--out", str(one_go)], check=True,
+                   stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, *TINY, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    partial = out / "checkpoints" / ".tmp-chunk-000002" / checkpoint.STATE_FILE
+    deadline = time.time() + 120
+    while time.time() < deadline and not partial.exists():
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL and partial.exists()
+    assert checkpoint.latest(out).name == "chunk-000001"
+
+    subprocess.run([sys.executable, "-m", "qlax.cli", "resume", str(out)], check=True, stdout=subprocess.DEVNULL)
+    assert_same_state(load(out)[0], load(one_go)[0])
+    assert (out / "metrics.csv").read_text() == (one_go / "metrics.csv").read_text()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["chunk-000001", "chunk-000002"]
+
+
+META = {"preset": None, "checkpoint_every": 1, "keep": 1, "members": 1, "padded": 1}
+
+
+def test_saving_streams_the_state_without_copying_it(tmp_path):
+    state = {"big": np.arange(5_000_000, dtype=np.float32), "small": {"n": np.int32(7), "none": None}}
+    tracemalloc.start()
+    path = checkpoint.save(tmp_path, state, 1, META, keep=1, settings={})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2_000_000  # the array is 20 MB: no copy of it was made
+    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), state)
+    assert_same_state(checkpoint.load(path, template, settings={})[0], state)
+
+
+def test_arrays_larger_than_a_msgpack_object_are_written_in_flax_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(serialization, "MAX_CHUNK_SIZE", 1000)
+    state = {"big": np.arange(3000, dtype=np.float64).reshape(100, 30), "small": np.ones(3, np.bool_)}
+    path = checkpoint.save(tmp_path, state, 1, META, keep=1, settings={})
+    restored = serialization.msgpack_restore((path / checkpoint.STATE_FILE).read_bytes())
+    assert_same_state(restored, state)
