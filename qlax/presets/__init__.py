@@ -12,7 +12,6 @@ import difflib
 from importlib import resources
 from pathlib import Path
 
-
 from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
 
 DEFAULT = "cartpole-rbf"
