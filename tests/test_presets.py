@@ -31,7 +31,8 @@ def test_without_base_the_settings_left_out_take_the_defaults(tmp_path):
     ({"a.yaml": "base: cartpole-dq\n"}, "unknown preset 'cartpole-dq' (did you mean 'cartpole-dqn'?)"),
     ({"a.yaml": "base: [cartpole-dqn]\n"}, "base = ['cartpole-dqn']: expected a preset name or a path"),
     ({"a.yaml": "base: missing.yaml\n"}, "missing.yaml': cannot read it (No such file or directory)"),
-    ({"a.yaml": "lr: [1\n"}, "preset '{a}': not valid YAML at line 2"),
+    ({"a.yaml": "lr: [1\n"}, "preset '{a}': not valid YAML: while parsing a flow sequence, expected ',' or ']', "
+                              "but got '<stream end>' (line 2, column 1)"),
 ], ids=["cycle", "typo", "not a name", "missing", "bad YAML"])
 def test_a_bad_preset_file_is_refused_in_one_line(files, message, tmp_path, capsys):
     paths = {name[0]: write(tmp_path / name, text) for name, text in files.items()}
