@@ -28,7 +28,7 @@ def no_run(monkeypatch):
     """Fail the test if bad input gets as far as planning a run (before anything compiles)."""
     def refuse(*args, **kwargs):
         raise AssertionError("bad input reached the run")
-    monkeypatch.setattr(experiment, "_prepare", refuse)
+    monkeypatch.setattr(experiment, "_plan", refuse)
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
