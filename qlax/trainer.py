@@ -22,7 +22,7 @@ from flax import struct
 
 from qlax import algorithms, episodes
 from qlax.algorithms import Algorithm, Rollout
-from qlax.config import DYNAMIC_SETTINGS, HParams, TrainConfig, static_key
+from qlax.config import DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, static_key
 from qlax.envs import VecEnv, make_env
 from qlax.evaluate import make_evaluate
 from qlax.placement import Placement
@@ -100,8 +100,6 @@ class Trainer(NamedTuple):
         """The parameters of the greedy policy (of the best greedy check, with `best`)."""
         if best:
             if state.best == ():
-                from qlax.config import ConfigError
-
                 raise ConfigError("this run kept no best policy: train with keep_best: true (the greedy "
                                   "checks after every chunk pick it)")
             return state.best.params

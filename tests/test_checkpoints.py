@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import tracemalloc
 
 import jax
@@ -19,6 +18,7 @@ from flax import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processes import signal_when
 from qlax import checkpoint, cli, rundir
 from qlax.checkpoint import CheckpointError
 from qlax.placement import place
@@ -204,11 +204,7 @@ def test_a_kill_while_saving_then_resume_equals_the_run_done_in_one_go(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, *TINY, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     partial = out / "checkpoints" / ".tmp-chunk-000002" / checkpoint.STATE_FILE
-    deadline = time.time() + 120
-    while time.time() < deadline and not partial.exists():
-        time.sleep(0.02)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
+    signal_when(proc, partial, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL and partial.exists()
     assert checkpoint.latest(out).name == "chunk-000001"

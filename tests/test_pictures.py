@@ -78,7 +78,7 @@ def test_render_draws_mountaincar_into_the_run_directory(tmp_path, capsys):
     path, frames = capsys.readouterr().out.strip().rsplit(": ", 1)
     gif = Image.open(path)
     assert path == str(out / "episode-seed1.gif") and gif.n_frames == int(frames.split()[0])
-    assert 1 <= gif.n_frames <= 200  # MountainCar-v0 ends at 200 steps
+    assert gif.n_frames == 200  # a barely trained car never reaches the flag: the 200-step time limit ends it
 
 
 def ink(image: Image.Image, colour) -> np.ndarray:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import qlax
+from processes import signal_when
 from qlax import checkpoint, cli, experiment, plotting, rundir
 from qlax.config import TrainConfig
 from qlax.policy import load_policy
@@ -220,12 +221,7 @@ def test_a_signal_during_the_final_evaluation_exits_at_once_and_keeps_the_checkp
            "--set", "num_centers=8", "--set", "chunk_steps=50", "--set", "learning_starts=50",
            "--set", "buffer_size=200", "--set", "eval_episodes=100000", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    final = out / "checkpoints" / "chunk-000002" / checkpoint.MANIFEST_FILE
-    deadline = time.time() + 120
-    while time.time() < deadline and not final.exists():
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    signal_when(proc, out / "checkpoints" / "chunk-000002" / checkpoint.MANIFEST_FILE, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr and "Exception ignored" not in stderr
     assert stderr.endswith(f"\nqlax: interrupted by SIGINT; checkpoint chunk-000002 is saved in {out}; "
