@@ -62,7 +62,8 @@ class TrainConfig:
                             choices=tuple(ALGORITHMS))
 
     # Environment and budget.
-    env: str = _field("CartPole-v1", "gymnax environment id")
+    env: str = _field("CartPole-v1", "environment: a gymnax id (qlax envs), gymnasium:ID, envpool:ID, navix:ID, "
+                      "jumanji:ID, or module.path:factory for your own JAX environment")
     num_envs: int = _field(16, "parallel environments per seed", low=1)
     total_steps: int = _field(160_000, "environment steps per seed (num_envs per vector step)", low=1)
     seeds: int = _field(1, "independent seeds trained at once (vmapped)", low=1)
@@ -168,10 +169,13 @@ class TrainConfig:
                              "qlax eval --best")
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with `changes` applied, validated."""
+        """A copy with `changes` applied, validated. A change of `env` takes the new
+        environment's own bounds and threshold (`ENV_SETTINGS`) unless `changes` sets them."""
         unknown = sorted(set(changes) - set(field_names()))
         if unknown:
             raise ConfigError(unknown_key_message(unknown[0]))
+        if "env" in changes and changes["env"] != self.env:
+            changes = {**{name: None for name in ENV_SETTINGS}, **changes}
         return dataclasses.replace(self, **changes).validated()
 
     @property
@@ -268,6 +272,11 @@ DYNAMIC_SETTINGS = tuple(f.name for f in dataclasses.fields(HParams))
 _INTEGER_HPARAMS = ("target_period", "learning_starts")
 
 
+# Settings that describe one environment: a change of env drops them (a preset's CartPole
+# bounds mean nothing to Asterix) unless the same change sets them again.
+ENV_SETTINGS = ("obs_low", "obs_high", "solve_threshold")
+
+
 def static_key(config: TrainConfig) -> str:
     """What the compiled per-member program depends on: every setting but the dynamic ones
     and those only the host reads (seeds, seed, eval_episodes). Equal keys share one program."""
@@ -308,11 +317,7 @@ def check_setting(name: str, value: Any) -> Any:
 
 def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
     """A validated config from `values` over `base` (default: the field defaults)."""
-    unknown = [k for k in values if k not in field_names()]
-    if unknown:
-        raise ConfigError(unknown_key_message(unknown[0]))
-    base = base or TrainConfig()
-    return dataclasses.replace(base, **values).validated()
+    return (base or TrainConfig()).replace(**values)
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}

@@ -10,32 +10,36 @@ from qlax.envs import make_env
 from qlax.qfunctions import QFunction
 
 EVAL_STREAM = 0x5EED  # fold_in tag that separates evaluation keys from training keys
+# Steps after which an episode of an environment without a time limit is cut in evaluation.
+UNLIMITED_EPISODE_STEPS = 100_000
 
 
 def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Callable:
     """evaluate(key, params) -> returns (num_episodes,) of complete greedy episodes.
 
     Runs `num_episodes` environments side by side until each has ended once (by
-    termination or time limit); rewards after an env's first end are ignored.
+    termination or time limit); rewards after an env's first end are ignored. An
+    environment without a time limit is cut after `UNLIMITED_EPISODE_STEPS` steps.
     """
     env = make_env(env_id, num_episodes)
+    limit = env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS
 
     def evaluate(key, params):
         k_reset, k_run = jax.random.split(key)
         obs, env_state = env.reset(k_reset)
 
         def not_all_done(carry):
-            return ~jnp.all(carry[4])
+            return ~jnp.all(carry[4]) & (carry[5] < limit)
 
         def step(carry):
-            obs, env_state, key, returns, finished = carry
+            obs, env_state, key, returns, finished, t = carry
             key, k_step = jax.random.split(key)
             action = jnp.argmax(q_function.apply(params, obs), axis=-1).astype(jnp.int32)
             step = env.step(k_step, env_state, obs, action)
             returns = returns + jnp.where(finished, 0.0, step.transition.reward)
-            return step.obs, step.env_state, key, returns, finished | step.done
+            return step.obs, step.env_state, key, returns, finished | step.done, t + 1
 
-        carry = (obs, env_state, k_run, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool))
+        carry = (obs, env_state, k_run, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool), jnp.int32(0))
         return jax.lax.while_loop(not_all_done, step, carry)[3]
 
     return evaluate

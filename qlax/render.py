@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from qlax.envs import EnvError, env_spec, make_env
+from qlax.evaluate import UNLIMITED_EPISODE_STEPS
 from qlax.rundir import load_members
 from qlax.policy import load_policy
 
@@ -37,7 +38,7 @@ def rollout(env_id: str, policy, key: jax.Array) -> np.ndarray:
         step = env.step(k, env_state, obs, action)
         return (step.obs, step.env_state, done | step.done[0]), (obs[0], done)
 
-    keys = jax.random.split(k_steps, env.spec.max_episode_steps)
+    keys = jax.random.split(k_steps, env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS)
     _, (seen, done_before) = jax.lax.scan(step, (obs, env_state, jnp.bool_(False)), keys)
     return np.asarray(seen)[~np.asarray(done_before)]
 

@@ -167,7 +167,7 @@ def _build(config: TrainConfig) -> Trainer:
         transition, known = step.transition, step.next_obs_known
         if terminal_on_truncation:  # the seed's rule: a cut is an end, whatever came next
             transition, known = transition.replace(terminated=step.done), jnp.ones_like(known)
-        stepped = state.replace(env_state=step.env_state, obs=step.obs, first=step.done, key=key,
+        stepped = state.replace(env_state=step.env_state, obs=step.obs, first=step.first, key=key,
                                 vector_steps=state.vector_steps + 1,
                                 stats=episodes.update(state.stats, transition.reward, step.done))
         # A stopped or finished member keeps its state; the agent freezes itself (`active`),

@@ -1,4 +1,4 @@
-"""Vectorized gymnax environments that emit `Transition`s.
+"""gymnax environments (a registered id, or a gymnax `Environment` object) as `VecEnv`s.
 
 gymnax >= 1.0 auto-resets inside `step`, returns `terminated` and `truncated` apart, and
 keeps the pre-reset observation in `info["final_observation"]`; a `Transition` stores
@@ -8,57 +8,16 @@ that final observation as `next_obs`, so a time limit is bootstrapped through.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Callable, NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from qlax.config import short
+from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.types import Transition
 
 # Returns that count as solved (Gymnasium's reward thresholds).
 SOLVE_THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0}
-
-
-class EnvError(ValueError):
-    """An unknown or unsupported environment id."""
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    id: str
-    obs_shape: tuple  # as gymnax emits it; () for a discrete state index
-    obs_dim: int  # the flattened (or one-hot) size the Q-functions see
-    num_actions: int
-    max_episode_steps: int
-    obs_low: np.ndarray  # (obs_dim,) the observation space's bounds, inf where it has none
-    obs_high: np.ndarray
-    solve_threshold: float | None
-
-
-class EnvStep(NamedTuple):
-    """One vector step: what the agent sees next and the transitions that led there."""
-
-    obs: jax.Array  # (num_envs, obs_dim): after auto-reset, the first observation of a new episode
-    env_state: object
-    transition: Transition
-    done: jax.Array  # (num_envs,) bool: the episode ended (terminated or truncated)
-    next_obs_known: jax.Array  # (num_envs,) bool: transition.next_obs is the true next observation
-
-
-class VecEnv(NamedTuple):
-    """`num_envs` copies of one environment, vmapped, with auto-reset.
-
-    reset(key) -> (obs (num_envs, obs_dim), env_state)
-    step(key, env_state, obs, action (num_envs,)) -> EnvStep
-    """
-
-    spec: EnvSpec
-    num_envs: int
-    reset: Callable
-    step: Callable
 
 
 def _gymnax():
@@ -70,42 +29,52 @@ def _gymnax():
     return gymnax
 
 
-def _make_gymnax(env_id: str):
+def is_gymnax_env(env) -> bool:
+    """Whether `env` is a gymnax `Environment` object (with its own auto-reset)."""
+    return isinstance(env, _gymnax().environments.environment.Environment)
+
+
+def registered(env_id: str) -> bool:
+    return env_id in _gymnax().registered_envs
+
+
+def make(env_id: str):
+    """(env, params) of gymnax's registered `env_id`, refused clearly where qlax cannot train on it."""
     gymnax = _gymnax()
     if env_id not in gymnax.registered_envs:
         close = difflib.get_close_matches(env_id[:100], gymnax.registered_envs, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else " (`qlax envs` lists the ones qlax supports)"
+        hint = f" (did you mean '{close[0]}'?)" if close else \
+            " (`qlax envs` lists gymnax's; gymnasium:ID, envpool:ID, navix:ID, jumanji:ID and module:factory name others)"
         raise EnvError(f"env = {short(env_id)}: unknown environment id{hint}")
     try:
-        env, params = gymnax.make(env_id)
+        return gymnax.make(env_id)
     except OSError as err:  # e.g. MNISTBandit downloads its data set when built
         raise EnvError(f"env = '{env_id}': gymnax could not build it here ({err}); "
                        f"it needs data it downloads on first use") from None
-    if not isinstance(env.action_space(params), gymnax.environments.spaces.Discrete):
-        raise EnvError(f"env = '{env_id}': its action space is continuous; "
+
+
+def spec_of(env, params, name: str) -> EnvSpec:
+    """Shapes, bounds and threshold of a gymnax env, without building a vectorized one."""
+    spaces = _gymnax().environments.spaces
+    if not isinstance(env.action_space(params), spaces.Discrete):
+        raise EnvError(f"env = '{name}': its action space is continuous; "
                        f"Q-learning needs a discrete action space")
-    return env, params
-
-
-def env_spec(env_id: str) -> EnvSpec:
-    """Shapes, bounds and threshold of `env_id`, without building a vectorized env."""
-    env, params = _make_gymnax(env_id)
     space = env.observation_space(params)
-    if isinstance(space, _gymnax().environments.spaces.Discrete):  # a state index, fed to Q-functions one-hot
+    if isinstance(space, spaces.Discrete):  # a state index, fed to Q-functions one-hot
         obs_dim, low, high = int(space.n), np.zeros(space.n, np.float32), np.ones(space.n, np.float32)
     else:
         obs_dim = int(np.prod(space.shape))
         low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape).reshape(-1)
         high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape).reshape(-1)
     return EnvSpec(
-        id=env_id,
+        id=name,
         obs_shape=tuple(int(d) for d in space.shape),
         obs_dim=obs_dim,
         num_actions=int(env.action_space(params).n),
         max_episode_steps=int(params.max_steps_in_episode),
         obs_low=low,
         obs_high=high,
-        solve_threshold=SOLVE_THRESHOLDS.get(env_id),
+        solve_threshold=SOLVE_THRESHOLDS.get(name),
     )
 
 
@@ -114,18 +83,15 @@ def supported() -> tuple[list[EnvSpec], dict[str, str]]:
     specs, refused = [], {}
     for env_id in _gymnax().registered_envs:
         try:
-            specs.append(env_spec(env_id))
+            specs.append(spec_of(*make(env_id), env_id))
         except EnvError as err:
             refused[env_id] = str(err).split(": ", 1)[1]
     return specs, refused
 
 
-def make_env(env_id: str, num_envs: int) -> VecEnv:
-    """`num_envs` vmapped copies of gymnax's `env_id`, observations flattened to vectors
+def vectorize(env, params, spec: EnvSpec, num_envs: int) -> VecEnv:
+    """`num_envs` vmapped copies of a gymnax env, observations flattened to vectors
     (images and grids flattened; a discrete state index one-hot encoded)."""
-    env, params = _make_gymnax(env_id)
-    spec = env_spec(env_id)
-
     if isinstance(env.observation_space(params), _gymnax().environments.spaces.Discrete):
         def flat(obs):
             return jax.nn.one_hot(obs, spec.obs_dim, dtype=jnp.float32)
@@ -153,6 +119,6 @@ def make_env(env_id: str, num_envs: int) -> VecEnv:
             next_obs=flat(final),
             terminated=terminated.astype(bool),
         )
-        return EnvStep(flat(next_obs), state, transition, done, known)
+        return EnvStep(flat(next_obs), state, transition, done, known, done)
 
     return VecEnv(spec=spec, num_envs=num_envs, reset=reset, step=step)

@@ -1,0 +1,77 @@
+"""Environments by name, from every source qlax trains on, as one `VecEnv` protocol.
+
+    CartPole-v1           gymnax's registry
+    gymnasium:ID          any id Gymnasium knows, stepped on the host (qlax[gymnasium])
+    envpool:ID            EnvPool, stepped inside the compiled loop (qlax[envpool])
+    navix:ID, jumanji:ID  those JAX suites (qlax[navix], qlax[jumanji])
+    module.path:factory   a JAX environment that `factory()` builds (imported only when named)
+    object:NAME           an environment object handed to `qlax.train(config, env=...)`
+
+A source's module is imported only when one of its names is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from qlax.config import short
+from qlax.envs import gymnax_adapter, jax_adapter
+from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
+from qlax.envs.jax_adapter import Box, Discrete, TimeStep, register
+
+__all__ = ["Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "make_env",
+           "register", "supported"]
+
+# prefix -> the adapter module, which gives spec(id) -> EnvSpec and make(id, num_envs) -> VecEnv.
+SOURCES = {
+    "gymnasium": "qlax.envs.gymnasium_adapter",
+    "envpool": "qlax.envs.envpool_adapter",
+    "navix": "qlax.envs.navix_adapter",
+    "jumanji": "qlax.envs.jumanji_adapter",
+}
+
+
+def _source(name: str):
+    """(adapter module, id within it) for a prefixed name; (None, name) for the others."""
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in SOURCES:
+        if not rest:
+            raise EnvError(f"env = {short(name)}: name the environment after '{prefix}:'")
+        return importlib.import_module(SOURCES[prefix]), rest
+    return None, name
+
+
+def _jax_env(name: str):
+    """The environment object behind an `object:` or `module:factory` name."""
+    if name.startswith(jax_adapter.OBJECT_PREFIX):
+        return jax_adapter.registered_object(name)
+    return jax_adapter.from_factory(name)
+
+
+def _is_gymnax_id(name: str) -> bool:
+    return ":" not in name or gymnax_adapter.registered(name)
+
+
+def env_spec(name: str) -> EnvSpec:
+    """Shapes, bounds and threshold of environment `name`, its protocol checked; nothing compiled."""
+    adapter, env_id = _source(name)
+    if adapter is not None:
+        return adapter.spec(env_id)
+    if _is_gymnax_id(name):
+        return gymnax_adapter.spec_of(*gymnax_adapter.make(name), name)
+    return jax_adapter.spec_of(_jax_env(name), name)
+
+
+def make_env(name: str, num_envs: int) -> VecEnv:
+    """`num_envs` copies of environment `name` with auto-reset, as the trainer steps them."""
+    adapter, env_id = _source(name)
+    if adapter is not None:
+        return adapter.make(env_id, num_envs)
+    if _is_gymnax_id(name):
+        env, params = gymnax_adapter.make(name)
+        return gymnax_adapter.vectorize(env, params, gymnax_adapter.spec_of(env, params, name), num_envs)
+    env = _jax_env(name)
+    return jax_adapter.vectorize(env, jax_adapter.spec_of(env, name), num_envs)
+
+
+supported = gymnax_adapter.supported

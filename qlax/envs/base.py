@@ -1,0 +1,56 @@
+"""What every environment source gives the trainer: a spec and a vectorized env.
+
+A source (gymnax, a JAX environment object, Gymnasium on the host, ...) adapts its
+environments to `VecEnv`: `num_envs` copies with auto-reset, observations flattened to
+float vectors, and transitions that keep `terminated` apart from a time limit and hold
+the true final observation as `next_obs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+
+
+class EnvError(ValueError):
+    """An unknown environment, or one that breaks the protocol qlax trains on."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    id: str
+    obs_shape: tuple  # as the environment emits it; () for a discrete state index
+    obs_dim: int  # the flattened (or one-hot) size the Q-functions see
+    num_actions: int
+    max_episode_steps: int | None  # None: the environment has no time limit qlax knows of
+    obs_low: np.ndarray  # (obs_dim,) the observation space's bounds, inf where it has none
+    obs_high: np.ndarray
+    solve_threshold: float | None
+    host: bool = False  # stepped on the host (a checkpoint cannot hold its state)
+
+
+class EnvStep(NamedTuple):
+    """One vector step: what the agent sees next and the transitions that led there."""
+
+    obs: jax.Array  # (num_envs, obs_dim): the observation acted on next
+    env_state: object
+    transition: "Transition"  # noqa: F821 (qlax.types)
+    done: jax.Array  # (num_envs,) bool: the episode ended (terminated or truncated)
+    next_obs_known: jax.Array  # (num_envs,) bool: transition.next_obs is the true next observation
+    first: jax.Array  # (num_envs,) bool: obs is the first observation of an episode
+
+
+class VecEnv(NamedTuple):
+    """`num_envs` copies of one environment with auto-reset.
+
+    reset(key) -> (obs (num_envs, obs_dim), env_state)
+    step(key, env_state, obs, action (num_envs,)) -> EnvStep
+    """
+
+    spec: EnvSpec
+    num_envs: int
+    reset: Callable
+    step: Callable

@@ -1,0 +1,279 @@
+"""Any JAX environment: qlax's environment protocol, its checks, and auto-reset.
+
+A JAX environment is an object with
+
+    observation_space   Box (shape, low, high), Discrete (n), or a Dict/Tuple of them
+    action_space        Discrete (n)
+    reset(key) -> (obs, state)
+    step(key, state, action) -> (obs, state, reward, terminated, truncated)
+
+and optionally `max_episode_steps` (qlax then cuts episodes there), `solve_threshold`
+and `name`. `step` does not reset: its `obs` is the true next observation, which qlax
+keeps as the transition's `next_obs` before resetting an ended episode itself. Spaces
+are read by their attributes, so gymnax's and Gymnasium's space classes work as well as
+`qlax.envs.Box` and `qlax.envs.Discrete`. A gymnax `Environment` object is taken as it is.
+
+Everything is checked with `jax.eval_shape` before anything compiles; a break of the
+protocol gets one line that names it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qlax.config import short
+from qlax.envs import gymnax_adapter
+from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
+from qlax.types import Transition
+
+
+class TimeStep(NamedTuple):
+    """What `step` returns (a plain 5-tuple in this order works too)."""
+
+    obs: Any
+    state: Any
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+
+
+@dataclass(frozen=True)
+class Discrete:
+    """n actions (or observed states) 0 .. n-1."""
+
+    n: int
+
+
+@dataclass(frozen=True)
+class Box:
+    """Real-valued observations of `shape` between `low` and `high` (scalars or arrays; +-inf for none)."""
+
+    shape: tuple[int, ...]
+    low: Any = -np.inf
+    high: Any = np.inf
+
+
+class _Part(NamedTuple):
+    """One leaf space of an observation: its shape as emitted and its flattened size."""
+
+    shape: tuple[int, ...]
+    size: int
+    one_hot: bool  # a discrete index, fed one-hot
+    low: np.ndarray
+    high: np.ndarray
+
+
+def _parts(space, name: str, where: str = "observation_space") -> list[_Part]:
+    """The leaf spaces of an observation space, in the order qlax flattens them (a dict's
+    keys sorted, as JAX orders a dict's leaves)."""
+    children = getattr(space, "spaces", None)
+    if isinstance(children, dict):
+        return [p for key in sorted(children) for p in _parts(children[key], name, f"{where}[{key!r}]")]
+    if isinstance(children, (tuple, list)):
+        return [p for i, child in enumerate(children) for p in _parts(child, name, f"{where}[{i}]")]
+    n = getattr(space, "n", None)
+    shape = getattr(space, "shape", None)
+    if n is not None and not shape and np.ndim(n) == 0:  # Discrete (gymnax's, Gymnasium's, qlax's)
+        if int(getattr(space, "start", 0)) != 0:
+            raise EnvError(f"env '{name}': {where} is a Discrete space starting at {space.start}; qlax one-hot "
+                           f"encodes indices from 0")
+        return [_Part((), int(n), True, np.zeros(int(n), np.float32), np.ones(int(n), np.float32))]
+    if shape is not None and hasattr(space, "low") and hasattr(space, "high") and n is None:  # Box
+        shape = tuple(int(d) for d in shape)
+        low = np.broadcast_to(np.asarray(space.low, np.float32), shape).reshape(-1)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), shape).reshape(-1)
+        return [_Part(shape, math.prod(shape), False, low, high)]
+    raise EnvError(f"env '{name}': {where} is {short(space)}; qlax trains on Box and Discrete observations, "
+                   f"and on Dict or Tuple spaces of them (flattened)")
+
+
+def _num_actions(space, name: str) -> int:
+    n = getattr(space, "n", None)
+    if n is None or np.ndim(n) != 0 or getattr(space, "shape", ()) not in ((), None):
+        raise EnvError(f"env '{name}': action_space is {short(space)}; Q-learning needs a discrete action space "
+                       f"(one integer action from 0 to n-1)")
+    if int(getattr(space, "start", 0)) != 0:
+        raise EnvError(f"env '{name}': action_space starts at {space.start}; qlax's actions run from 0 to n-1")
+    return int(n)
+
+
+def _flatten(parts: list[_Part], batch: int):
+    """obs (a pytree with a leading batch axis) -> (batch, obs_dim) float32."""
+    def flat(obs):
+        leaves = jax.tree.leaves(obs)
+        return jnp.concatenate([
+            jax.nn.one_hot(leaf, part.size, dtype=jnp.float32) if part.one_hot
+            else jnp.reshape(leaf, (batch, part.size)).astype(jnp.float32)
+            for leaf, part in zip(leaves, parts)], axis=-1)
+    return flat
+
+
+def _check(env, name: str, parts: list[_Part]) -> None:
+    """The protocol, checked on shapes only (`jax.eval_shape`): one clear line per break."""
+    for method in ("reset", "step"):
+        if not callable(getattr(env, method, None)):
+            raise EnvError(f"env '{name}': has no {method}() method; a JAX environment needs reset(key) -> "
+                           f"(obs, state) and step(key, state, action) -> (obs, state, reward, terminated, "
+                           f"truncated)")
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    try:
+        out = jax.eval_shape(env.reset, key)
+    except Exception as err:  # noqa: BLE001 (any failure of the user's code is reported, in one line)
+        raise EnvError(f"env '{name}': reset(key) failed: {short(err, 200)}") from None
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise EnvError(f"env '{name}': reset(key) must return (obs, state); it returned {short(out, 120)}")
+    obs, state = out
+    _check_obs(obs, parts, name, "reset")
+    action = jax.ShapeDtypeStruct((), jnp.int32)
+    try:
+        out = jax.eval_shape(env.step, key, state, action)
+    except Exception as err:  # noqa: BLE001
+        raise EnvError(f"env '{name}': step(key, state, action) failed: {short(err, 200)}") from None
+    if not isinstance(out, tuple) or len(out) != 5:
+        count = len(out) if isinstance(out, tuple) else "not a tuple of"
+        raise EnvError(f"env '{name}': step must return (obs, state, reward, terminated, truncated), terminated "
+                       f"and truncated apart; it returned {count} values")
+    next_obs, next_state, reward, terminated, truncated = out
+    _check_obs(next_obs, parts, name, "step")
+    for what, value in (("reward", reward), ("terminated", terminated), ("truncated", truncated)):
+        if not hasattr(value, "shape") or value.shape != ():
+            raise EnvError(f"env '{name}': step's {what} must be a scalar; it is {short(value, 120)}")
+    same = jax.tree.structure(state) == jax.tree.structure(next_state) and all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(next_state)))
+    if not same:
+        raise EnvError(f"env '{name}': step returns a state of another structure, shape or dtype than reset's; "
+                       f"the two must match for the compiled loop")
+
+
+def _check_obs(obs, parts: list[_Part], name: str, method: str) -> None:
+    shapes = [tuple(leaf.shape) for leaf in jax.tree.leaves(obs)]
+    expected = [part.shape for part in parts]
+    if shapes != expected:
+        raise EnvError(f"env '{name}': {method} returns observations of shape {shapes if len(shapes) != 1 else shapes[0]}; "
+                       f"observation_space says {expected if len(expected) != 1 else expected[0]}")
+
+
+def spec_of(env, name: str) -> EnvSpec:
+    """The spec of a protocol environment, its protocol checked; a gymnax object's own spec."""
+    if gymnax_adapter.is_gymnax_env(env):
+        return gymnax_adapter.spec_of(env, env.default_params, name)
+    for attribute in ("observation_space", "action_space"):
+        if not hasattr(env, attribute):
+            raise EnvError(f"env '{name}': has no {attribute}; a JAX environment names its spaces "
+                           f"(qlax.envs.Box, qlax.envs.Discrete, or gymnax's or Gymnasium's)")
+    parts = _parts(env.observation_space, name)
+    num_actions = _num_actions(env.action_space, name)
+    _check(env, name, parts)
+    limit = getattr(env, "max_episode_steps", None)
+    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise EnvError(f"env '{name}': max_episode_steps = {short(limit)}: expected a positive integer or None")
+    threshold = getattr(env, "solve_threshold", None)
+    return EnvSpec(
+        id=name,
+        obs_shape=parts[0].shape if len(parts) == 1 and not parts[0].one_hot else
+        (() if len(parts) == 1 else (sum(p.size for p in parts),)),
+        obs_dim=sum(p.size for p in parts),
+        num_actions=num_actions,
+        max_episode_steps=None if limit is None else int(limit),
+        obs_low=np.concatenate([p.low for p in parts]),
+        obs_high=np.concatenate([p.high for p in parts]),
+        solve_threshold=None if threshold is None else float(threshold),
+    )
+
+
+class _Limited(NamedTuple):
+    """A protocol env's state and its episode's steps, for qlax's own time limit."""
+
+    inner: Any
+    steps: jax.Array
+
+
+def vectorize(env, spec: EnvSpec, num_envs: int) -> VecEnv:
+    """`num_envs` vmapped copies with auto-reset: an ended episode's final observation is
+    kept as `next_obs`, then the copy resets; `max_episode_steps` cuts an episode as a
+    truncation."""
+    if gymnax_adapter.is_gymnax_env(env):
+        return gymnax_adapter.vectorize(env, env.default_params, spec, num_envs)
+    flat = _flatten(_parts(env.observation_space, spec.id), num_envs)
+    limit = spec.max_episode_steps
+
+    def reset_all(key):
+        obs, inner = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+        return obs, _Limited(inner, jnp.zeros(num_envs, jnp.int32))
+
+    def reset(key):
+        obs, state = reset_all(key)
+        return flat(obs), state
+
+    def step(key, state: _Limited, obs, action):
+        k_step, k_reset = jax.random.split(key)
+        next_obs, inner, reward, terminated, truncated = jax.vmap(env.step)(
+            jax.random.split(k_step, num_envs), state.inner, action.astype(jnp.int32))
+        steps = state.steps + 1
+        terminated = jnp.asarray(terminated).astype(bool)
+        truncated = jnp.asarray(truncated).astype(bool) & ~terminated
+        if limit is not None:
+            truncated = truncated | ((steps >= limit) & ~terminated)
+        done = terminated | truncated
+        reset_obs, reset_state = reset_all(k_reset)
+        after = jax.tree.map(lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (new.ndim - 1)), new, old),
+                             (reset_obs, reset_state), (next_obs, _Limited(inner, steps)))
+        transition = Transition(obs=obs, action=action.astype(jnp.int32),
+                                reward=jnp.asarray(reward, jnp.float32), next_obs=flat(next_obs),
+                                terminated=terminated)
+        return EnvStep(flat(after[0]), after[1], transition, done, jnp.ones(num_envs, bool), done)
+
+    return VecEnv(spec=spec, num_envs=num_envs, reset=reset, step=step)
+
+
+# Environment objects handed over from Python (`qlax.train(config, env=...)`), by name.
+_OBJECTS: dict[str, Any] = {}
+OBJECT_PREFIX = "object:"
+
+
+def register(env, name: str | None = None) -> str:
+    """The name `env` (an environment object) trains under: `object:NAME`, unique to the
+    object in this process; `name` reuses a saved run's name (resume, evaluation)."""
+    if name is None:
+        base = f"{OBJECT_PREFIX}{getattr(env, 'name', None) or type(env).__name__}"
+        name, suffix = base, 1
+        while name in _OBJECTS and _OBJECTS[name] is not env:
+            suffix += 1
+            name = f"{base}-{suffix}"
+    _OBJECTS[name] = env
+    return name
+
+
+def registered_object(name: str):
+    if name not in _OBJECTS:
+        raise EnvError(f"env = {short(name)}: this run trained on an environment object passed from Python; "
+                       f"pass it again, e.g. qlax.resume(run_dir, env=my_env) or evaluate_run(run_dir, env=my_env)")
+    return _OBJECTS[name]
+
+
+@functools.lru_cache(maxsize=None)
+def from_factory(name: str):
+    """The environment that `module.path:factory` builds: the module is imported, then
+    `factory()` called (once per process)."""
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # noqa: BLE001 (ImportError, or the module's own failure)
+        raise EnvError(f"env = {short(name)}: cannot import module '{short(module_name, 60)}' "
+                       f"({short(err, 120)}); is it on the Python path?") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise EnvError(f"env = {short(name)}: module '{module_name}' has no callable '{short(attribute, 60)}'")
+    try:
+        return factory()
+    except Exception as err:  # noqa: BLE001
+        raise EnvError(f"env = {short(name)}: {attribute}() failed: {short(err, 160)}") from None
