@@ -36,8 +36,8 @@ def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Call
             key, k_step = jax.random.split(key)
             action = jnp.argmax(q_function.apply(params, obs), axis=-1).astype(jnp.int32)
             step = env.step(k_step, env_state, obs, action)
-            returns = returns + jnp.where(finished, 0.0, step.transition.reward)
-            return step.obs, step.env_state, key, returns, finished | step.done, t + 1
+            returns = returns + jnp.where(finished, 0.0, step.score)
+            return step.obs, step.env_state, key, returns, finished | step.game_over, t + 1
 
         carry = (obs, env_state, k_run, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool), jnp.int32(0))
         return jax.lax.while_loop(not_all_done, step, carry)[3]

@@ -36,7 +36,7 @@ def rollout(env_id: str, policy, key: jax.Array) -> np.ndarray:
         obs, env_state, done = carry
         action = policy(obs[0])[None]
         step = env.step(k, env_state, obs, action)
-        return (step.obs, step.env_state, done | step.done[0]), (obs[0], done)
+        return (step.obs, step.env_state, done | step.game_over[0]), (obs[0], done)
 
     keys = jax.random.split(k_steps, env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS)
     _, (seen, done_before) = jax.lax.scan(step, (obs, env_state, jnp.bool_(False)), keys)

@@ -169,7 +169,7 @@ def _build(config: TrainConfig) -> Trainer:
             transition, known = transition.replace(terminated=step.done), jnp.ones_like(known)
         stepped = state.replace(env_state=step.env_state, obs=step.obs, first=step.first, key=key,
                                 vector_steps=state.vector_steps + 1,
-                                stats=episodes.update(state.stats, transition.reward, step.done))
+                                stats=episodes.update(state.stats, step.score, step.game_over))
         # A stopped or finished member keeps its state; the agent freezes itself (`active`),
         # so no step copies its replay buffer.
         kept = jax.tree.map(lambda new, old: jnp.where(active, new, old),

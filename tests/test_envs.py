@@ -53,7 +53,7 @@ def test_cartpole_shapes_and_dtypes():
     obs, state = cartpole_reset(jax.random.PRNGKey(0))
     assert obs.shape == (4, 4) and obs.dtype == jnp.float32
     assert np.all(np.abs(np.asarray(obs)) <= 0.05)  # gymnax resets uniformly in [-0.05, 0.05]
-    new_obs, state, transition, done, _, _ = cartpole_step(jax.random.PRNGKey(1), state, obs, jnp.array([0, 1, 0, 1]))
+    new_obs, state, transition, done, *_ = cartpole_step(jax.random.PRNGKey(1), state, obs, jnp.array([0, 1, 0, 1]))
     assert new_obs.shape == (4, 4) and done.shape == (4,) and done.dtype == jnp.bool_
     assert transition.obs.shape == transition.next_obs.shape == (4, 4)
     assert transition.action.dtype == jnp.int32 and transition.action.tolist() == [0, 1, 0, 1]
@@ -71,7 +71,7 @@ def test_termination_keeps_the_terminal_observation():
     obs, state = cartpole_reset(jax.random.PRNGKey(0))
     ended = np.zeros(4, bool)
     for t in range(200):  # pushing right always falls over, well before the 500-step limit
-        new_obs, state, transition, done, _, _ = cartpole_step(jax.random.PRNGKey(t), state, obs, jnp.ones(4, jnp.int32))
+        new_obs, state, transition, done, *_ = cartpole_step(jax.random.PRNGKey(t), state, obs, jnp.ones(4, jnp.int32))
         done = np.asarray(done)
         assert np.asarray(transition.terminated).tolist() == done.tolist()
         np.testing.assert_array_equal(transition.obs, obs)
@@ -98,7 +98,7 @@ def test_a_real_time_limit_is_truncation_with_the_final_observation():
         def body(carry, t):
             obs, state = carry
             action = (obs @ gains > 0).astype(jnp.int32)
-            new_obs, state, transition, done, _, _ = CARTPOLE.step(jax.random.fold_in(key, t), state, obs, action)
+            new_obs, state, transition, done, *_ = CARTPOLE.step(jax.random.fold_in(key, t), state, obs, action)
             return (new_obs, state), (transition, done, new_obs)
 
         obs, state = CARTPOLE.reset(key)
@@ -141,7 +141,7 @@ def test_cartpole_dynamics_match_an_independent_implementation():
     actions = [0, 1, 1, 0, 1, 1, 1, 0]
     for t, a in enumerate(actions):
         mixed = jnp.array([a, 1 - a, a, 1 - a], jnp.int32)  # both forces in every step
-        obs, state, transition, _, _, _ = cartpole_step(jax.random.PRNGKey(t), state, obs, mixed)
+        obs, state, transition, *_ = cartpole_step(jax.random.PRNGKey(t), state, obs, mixed)
         expected = np.stack([numpy_cartpole_step(e, int(b)) for e, b in zip(expected, np.asarray(mixed))])
         np.testing.assert_allclose(transition.next_obs, expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(transition.reward, 1.0)

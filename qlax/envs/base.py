@@ -41,6 +41,16 @@ class EnvStep(NamedTuple):
     done: jax.Array  # (num_envs,) bool: the episode ended (terminated or truncated)
     next_obs_known: jax.Array  # (num_envs,) bool: transition.next_obs is the true next observation
     first: jax.Array  # (num_envs,) bool: obs is the first observation of an episode
+    # What returns report, where learning sees something else (Atari: clipped rewards,
+    # a lost life as an end): the reward as the game scores it, and the game's end.
+    score: jax.Array  # (num_envs,) float32
+    game_over: jax.Array  # (num_envs,) bool
+
+
+def env_step(obs, env_state, transition, done, known) -> EnvStep:
+    """An EnvStep of an environment that reports what it learns from: obs after an end is
+    a new episode's first, the score is the reward and the game ends with the episode."""
+    return EnvStep(obs, env_state, transition, done, known, first=done, score=transition.reward, game_over=done)
 
 
 class VecEnv(NamedTuple):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qlax.config import short
-from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
+from qlax.envs.base import EnvError, EnvSpec, VecEnv, env_step
 from qlax.types import Transition
 
 # Returns that count as solved (Gymnasium's reward thresholds).
@@ -119,6 +119,6 @@ def vectorize(env, params, spec: EnvSpec, num_envs: int) -> VecEnv:
             next_obs=flat(final),
             terminated=terminated.astype(bool),
         )
-        return EnvStep(flat(next_obs), state, transition, done, known, done)
+        return env_step(flat(next_obs), state, transition, done, known)
 
     return VecEnv(spec=spec, num_envs=num_envs, reset=reset, step=step)

@@ -31,7 +31,7 @@ import numpy as np
 
 from qlax.config import short
 from qlax.envs import gymnax_adapter
-from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
+from qlax.envs.base import EnvError, EnvSpec, VecEnv, env_step
 from qlax.types import Transition
 
 
@@ -230,7 +230,7 @@ def vectorize(env, spec: EnvSpec, num_envs: int) -> VecEnv:
         transition = Transition(obs=obs, action=action.astype(jnp.int32),
                                 reward=jnp.asarray(reward, jnp.float32), next_obs=flat(next_obs),
                                 terminated=terminated)
-        return EnvStep(flat(after[0]), after[1], transition, done, jnp.ones(num_envs, bool), done)
+        return env_step(flat(after[0]), after[1], transition, done, jnp.ones(num_envs, bool))
 
     return VecEnv(spec=spec, num_envs=num_envs, reset=reset, step=step)
 
