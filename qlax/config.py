@@ -82,14 +82,16 @@ class TrainConfig:
                             choices=("warmup", "always"))
 
     # Q-function.
-    q_function: str = _field("linear_rbf", "Q-function family: linear over RBF features, an MLP, or a "
-                             "convolution then the MLP layers (grid and image observations)", choices=TORSOS)
+    q_function: str = _field("linear_rbf", "Q-function family: linear over RBF features, an MLP, a "
+                             "convolution then the MLP layers (grid and image observations), or the Nature "
+                             "DQN's three convolutions over stacked pixel frames then the MLP layers (Atari)",
+                             choices=TORSOS)
     num_centers: int = _field(500, "linear_rbf: random RBF centers, uniform in [-1, 1]^obs_dim", low=1)
     sigma: float = _field(0.5, "linear_rbf: RBF width", low=0.0, low_open=True)
     init_scale: float = _field(0.1, "linear_rbf: standard deviation of the initial linear weights", low=0.0)
     hidden_sizes: list[int] = _field([64, 64], "mlp: units of each hidden layer")
     activation: str = _field("relu", "mlp: hidden activation", choices=("relu", "tanh", "elu", "gelu", "silu"))
-    layer_norm: bool = _field(False, "mlp: layer norm after each hidden layer")
+    layer_norm: bool = _field(False, "mlp: layer norm after each hidden layer (nature: and each convolution)")
     dueling: bool = _field(False, "mlp: dueling head, value + advantage - mean advantage")
     conv_channels: list[int] = _field([16], "conv: channels of each 3x3 convolution (stride 1, same padding)")
     noisy_sigma0: float = _field(0.5, "exploration noisy: initial noise scale of the factorised Gaussian "
@@ -213,7 +215,11 @@ class TrainConfig:
                 raise ConfigError(f"{name} = {short(getattr(self, name))}: every layer needs at least 1 unit")
         if self.exploration == "noisy" and self.q_function == "linear_rbf":
             raise ConfigError("exploration 'noisy' needs a network with noisy layers: set q_function to "
-                              "'mlp' or 'conv'")
+                              "'mlp', 'conv' or 'nature'")
+        if self.q_function == "nature" and (self.obs_scaling != "bounds" or self.obs_low is not None
+                                            or self.obs_high is not None):
+            raise ConfigError("q_function 'nature' divides pixels by 255, as the Nature DQN does: leave "
+                              "obs_scaling, obs_low and obs_high unset")
         if self.obs_scaling == "none" and (self.obs_low is not None or self.obs_high is not None):
             raise ConfigError("obs_low/obs_high are set but obs_scaling = 'none' ignores bounds: drop them "
                               "(--set obs_low=null --set obs_high=null) or use obs_scaling 'bounds'")

@@ -45,8 +45,14 @@ def fixed_scale(low: np.ndarray, high: np.ndarray) -> dict:
             "scale": jnp.asarray((high - low) / 2.0, jnp.float32)}
 
 
+def pixel_scale(obs_dim: int) -> dict:
+    """{"shift", "scale"} that divide bytes by 255: pixels onto [0, 1], as the Nature DQN reads them."""
+    return {"shift": jnp.zeros(obs_dim, jnp.float32), "scale": jnp.full(obs_dim, 255.0, jnp.float32)}
+
+
 def apply(obs_scale: dict, obs: jax.Array) -> jax.Array:
-    """obs (..., obs_dim) scaled; the shift and scale are held fixed (no gradient)."""
+    """obs (..., obs_dim), float32 or bytes, scaled to float32; the shift and scale are held
+    fixed (no gradient)."""
     shift, scale = jax.lax.stop_gradient(obs_scale["shift"]), jax.lax.stop_gradient(obs_scale["scale"])
     return (obs - shift) / scale
 

@@ -11,9 +11,10 @@ evaluation never know which one they run:
 - `q_values(outputs)` turns outputs into Q-values (the distribution's mean);
 - `apply(params, obs)` is the greedy Q-values: what evaluation, policies and render use.
 
-The torsos (registered in `TORSOS`, the one list of their names): `linear_rbf`, `mlp`, and
+The torsos (registered in `TORSOS`, the one list of their names): `linear_rbf`, `mlp`,
 `conv` (a small convolution over grid or image observations such as MinAtar's, then the
-MLP layers).
+MLP layers), and `nature` (the Nature DQN's three convolutions over stacked pixel frames,
+divided by 255, then the MLP layers: Mnih et al. 2015).
 """
 
 from __future__ import annotations
@@ -136,12 +137,54 @@ class Conv3x3(nn.Module):
         return patches @ kernel.reshape(9 * channels, self.features) + bias
 
 
+class ValidConv(nn.Module):
+    """A convolution without padding whose stride divides its kernel size, as one matmul.
+
+    The same numbers as `nn.Conv(features, (size, size), (stride, stride), padding="VALID")`
+    (and its parameter shapes). The input is cut into stride x stride blocks (space to
+    depth), so a size x size kernel at that stride is a (size/stride)^2 kernel at stride 1
+    over the blocks: its patches are that many shifted views side by side, and the
+    convolution one matmul against the kernel's rows reordered to match. Under a
+    population's vmap (one kernel per member) this is a batched matmul, several times
+    faster on a CPU than the grouped convolution XLA makes of `nn.Conv`
+    (benchmarks/nature_conv.py).
+    """
+
+    features: int
+    size: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x):
+        channels, size, stride = x.shape[-1], self.size, self.stride
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (size, size, channels, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        blocks_per_kernel = size // stride
+        out_h, out_w = (x.shape[-3] - size) // stride + 1, (x.shape[-2] - size) // stride + 1
+        rows, cols = out_h + blocks_per_kernel - 1, out_w + blocks_per_kernel - 1  # blocks the output reads
+        lead = x.shape[:-3]
+        x = x[..., :rows * stride, :cols * stride, :].reshape(lead + (rows, stride, cols, stride, channels))
+        x = jnp.swapaxes(x, -4, -3).reshape(lead + (rows, cols, stride * stride * channels))  # (dy, dx, c) per block
+        views = [x[..., i:i + out_h, j:j + out_w, :] for i in range(blocks_per_kernel)
+                 for j in range(blocks_per_kernel)]
+        patches = jnp.concatenate(views, axis=-1)  # features in (block i, block j, dy, dx, c) order
+        weights = kernel.reshape(blocks_per_kernel, stride, blocks_per_kernel, stride, channels, self.features)
+        weights = weights.transpose(0, 2, 1, 3, 4, 5).reshape(-1, self.features)  # the same order
+        return patches @ weights + bias
+
+
+# The Nature DQN's convolutions (Mnih et al. 2015): (channels, kernel size, stride), no padding.
+NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+
+
 class QNetwork(nn.Module):
     """An optional convolution, dense layers with an activation (and optional layer norm),
     then a Q head with `outputs_per_action` numbers per action.
 
     The dueling head computes V(s) + A(s, a) - mean_a A(s, a) (per atom or quantile).
-    `obs_shape` set: observations are reshaped to it (H, W, C) and convolved first.
+    `obs_shape` set: observations are reshaped to it (H, W, C) and convolved first; with
+    `nature`, it is (frames, H, W), frames as channels, through `NATURE_CONVS` (each
+    followed by layer norm when `layer_norm` is set, as PQN's network does).
     `noisy_sigma0` set: every dense layer is a `NoisyDense`.
     """
 
@@ -154,6 +197,7 @@ class QNetwork(nn.Module):
     obs_shape: tuple[int, ...] | None = None
     conv_channels: tuple[int, ...] = ()
     noisy_sigma0: float | None = None
+    nature: bool = False
 
     def dense(self, features: int, name: str | None = None):
         if self.noisy_sigma0 is not None:
@@ -165,6 +209,11 @@ class QNetwork(nn.Module):
         activation = getattr(nn, self.activation)
         if self.obs_shape is not None:
             x = x.reshape(x.shape[:-1] + tuple(self.obs_shape))
+            if self.nature:
+                x = jnp.moveaxis(x, -3, -1)  # frames last, as channels
+                for channels, size, stride in NATURE_CONVS:
+                    x = ValidConv(channels, size, stride)(x)
+                    x = activation(nn.LayerNorm()(x) if self.layer_norm else x)
             for channels in self.conv_channels:
                 x = activation(Conv3x3(channels)(x))
             x = x.reshape(x.shape[:-3] + (-1,))
@@ -184,17 +233,16 @@ class QNetwork(nn.Module):
         return outputs[..., 0] if k == 1 else outputs
 
 
-def network(network: QNetwork, obs_dim: int, obs_low: np.ndarray, obs_high: np.ndarray,
+def network(network: QNetwork, obs_dim: int, obs_scale: dict,
             q_values: Callable = lambda outputs: outputs) -> QFunction:
-    """A flax Q-network over the observation scaled to about [-1, 1].
+    """A flax Q-network over the observation scaled by `obs_scale` (see `normalization`).
 
-    params = {"net": the flax variables, "obs_scale": see `normalization`}. Its fixed
-    `features` are just that scaling; every network parameter is trained.
+    params = {"net": the flax variables, "obs_scale": obs_scale}. Its fixed `features`
+    are just that scaling; every network parameter is trained.
     """
 
     def init(key, hparams):
-        return {"net": network.init(key, jnp.zeros((1, obs_dim))),
-                "obs_scale": normalization.fixed_scale(obs_low, obs_high)}
+        return {"net": network.init(key, jnp.zeros((1, obs_dim))), "obs_scale": obs_scale}
 
     def scaled(params, obs):
         return normalization.apply(params["obs_scale"], obs)
@@ -210,10 +258,10 @@ def mlp(obs_dim: int, num_actions: int, hidden_sizes: list[int], activation: str
         dueling: bool, obs_low: np.ndarray, obs_high: np.ndarray) -> QFunction:
     """A scalar-output MLP Q-network (the DQN family's)."""
     return network(QNetwork(tuple(hidden_sizes), num_actions, activation, layer_norm, dueling),
-                   obs_dim, obs_low, obs_high)
+                   obs_dim, normalization.fixed_scale(obs_low, obs_high))
 
 
-TORSOS = ("linear_rbf", "mlp", "conv")
+TORSOS = ("linear_rbf", "mlp", "conv", "nature")
 
 
 def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
@@ -240,13 +288,27 @@ def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda
     low, high = observation_bounds(config, spec)
     if config.q_function == "linear_rbf":
         return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)
-    conv = config.q_function == "conv"
+    conv, nature = config.q_function == "conv", config.q_function == "nature"
     if conv and len(spec.obs_shape) != 3:
         raise ConfigError(f"q_function = 'conv': env '{spec.id}' has observations of shape {spec.obs_shape}; "
                           f"the convolution needs (height, width, channels)")
+    if nature:
+        check_frames(spec)
     noisy = config.exploration == "noisy"
     net = QNetwork(tuple(config.hidden_sizes), spec.num_actions, config.activation, config.layer_norm,
-                   config.dueling, outputs_per_action, obs_shape=tuple(spec.obs_shape) if conv else None,
+                   config.dueling, outputs_per_action, obs_shape=tuple(spec.obs_shape) if conv or nature else None,
                    conv_channels=tuple(config.conv_channels) if conv else (),
-                   noisy_sigma0=config.noisy_sigma0 if noisy else None)
-    return network(net, spec.obs_dim, low, high, q_values)
+                   noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature)
+    obs_scale = normalization.pixel_scale(spec.obs_dim) if nature else normalization.fixed_scale(low, high)
+    return network(net, spec.obs_dim, obs_scale, q_values)
+
+
+def check_frames(spec) -> None:
+    """The Nature torso reads stacked pixel frames: (frames, height, width) bytes of at least
+    36 x 36 pixels (where its three convolutions leave one)."""
+    from qlax.config import ConfigError
+
+    if spec.obs_dtype != "uint8" or len(spec.obs_shape) != 3 or min(spec.obs_shape[1:]) < 36:
+        raise ConfigError(f"q_function = 'nature': env '{spec.id}' has {spec.obs_dtype} observations of shape "
+                          f"{spec.obs_shape}; the Nature DQN's convolutions read uint8 frames (frames, height, "
+                          f"width) of at least 36 x 36 pixels, such as atari:GAME's (4, 84, 84)")

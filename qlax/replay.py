@@ -4,10 +4,12 @@ In the style of flashbax: `init`, `add`, `sample`, `can_sample`, all jittable an
 vmappable. Capacity is exact, in transitions; `add` takes any batch up to capacity and
 wraps around; `sample` draws uniformly, with replacement, from filled rows only.
 
-Each stored transition is one float32 row holding every field side by side (see
-`RowLayout`), so adding a batch is one scatter and sampling one is one gather, whatever
-the number of fields: on a CPU that, and drawing indices from raw random bits, is what
-makes the buffer several times cheaper than one array per field.
+Each stored transition is one row holding every field side by side (see `RowLayout`),
+so adding a batch is one scatter and sampling one is one gather, whatever the number of
+fields: on a CPU that, and drawing indices from raw random bits, is what makes the
+buffer several times cheaper than one array per field. Rows are float32, or bytes when a
+field is uint8 (pixel observations): a 4x84x84 Atari frame stack then costs 28 KB a
+copy, not the 113 KB it would take widened to float32.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ from flax import struct
 from qlax.types import Transition
 
 _BITCAST = ("int32", "uint32")  # stored bit for bit in a float32 slot
-_WIDENED = ("bool", "int8", "uint8", "int16", "uint16", "float16", "bfloat16")  # exact as float32
+_WIDENED = ("bool", "int8", "int16", "uint16", "float16", "bfloat16")  # exact as float32
+_WORDS = ("float32",) + _BITCAST  # stored as their 4 bytes in a byte row
 
 
 @dataclasses.dataclass(frozen=True)
 class RowLayout:
-    """Where each field of a transition sits in a float32 row, and how to get it back exactly.
+    """Where each field of a transition sits in a row, and how to get it back exactly.
 
-    float32 fields are stored as they are, 32-bit integers bit for bit (bitcast), and
-    narrower types (bool, 8- and 16-bit) widened, which float32 represents exactly.
+    Without uint8 fields a row is float32: float32 fields as they are, 32-bit integers
+    bit for bit (bitcast), narrower types (bool, 8- and 16-bit) widened, which float32
+    represents exactly. With a uint8 field (frames) a row is bytes: uint8 and bool
+    fields one byte per value, 32-bit fields their four bytes (bitcast).
     """
 
     treedef: Any
@@ -42,28 +47,43 @@ class RowLayout:
     def of(example: Transition) -> RowLayout:
         leaves, treedef = jax.tree.flatten(example)
         dtypes = tuple(jnp.asarray(leaf).dtype.name for leaf in leaves)
+        layout = RowLayout(treedef, tuple(tuple(jnp.shape(leaf)) for leaf in leaves), dtypes)
+        allowed = ("uint8", "bool") + _WORDS if layout.dtype == jnp.uint8 else ("float32",) + _BITCAST + _WIDENED
         for dtype in dtypes:
-            if dtype != "float32" and dtype not in _BITCAST + _WIDENED:
-                raise ValueError(f"the replay buffer stores 32-bit and narrower fields; got {dtype}")
-        return RowLayout(treedef, tuple(tuple(jnp.shape(leaf)) for leaf in leaves), dtypes)
+            if dtype not in allowed:
+                raise ValueError(f"the replay buffer stores {', '.join(allowed)} fields"
+                                 f"{' beside uint8 ones' if layout.dtype == jnp.uint8 else ''}; got {dtype}")
+        return layout
+
+    @property
+    def dtype(self):
+        """The row's element type: bytes when a field is uint8, float32 otherwise."""
+        return jnp.dtype(jnp.uint8) if "uint8" in self.dtypes else jnp.dtype(jnp.float32)
 
     @property
     def widths(self) -> list[int]:
-        return [math.prod(shape) for shape in self.shapes]
+        """Row elements per field."""
+        bytes_per = 4 if self.dtype == jnp.uint8 else 1
+        return [math.prod(shape) * (bytes_per if dtype in _WORDS else 1)
+                for shape, dtype in zip(self.shapes, self.dtypes)]
 
     @property
     def width(self) -> int:
         return sum(self.widths)
 
     def pack(self, batch: Transition) -> jax.Array:
-        """(n, width) float32 rows of a batch with leading axis n."""
+        """(n, width) rows of a batch with leading axis n."""
         leaves = jax.tree.leaves(batch)
         n = leaves[0].shape[0]
         columns = []
         for leaf, dtype in zip(leaves, self.dtypes):
             leaf = jnp.asarray(leaf).reshape(n, -1)
-            columns.append(jax.lax.bitcast_convert_type(leaf, jnp.float32) if dtype in _BITCAST
-                           else leaf.astype(jnp.float32))
+            if self.dtype == jnp.uint8:
+                column = jax.lax.bitcast_convert_type(leaf, jnp.uint8) if dtype in _WORDS else leaf.astype(jnp.uint8)
+            else:
+                column = jax.lax.bitcast_convert_type(leaf, jnp.float32) if dtype in _BITCAST \
+                    else leaf.astype(jnp.float32)
+            columns.append(column.reshape(n, -1))
         return jnp.concatenate(columns, axis=1)
 
     def unpack(self, rows: jax.Array) -> Transition:
@@ -71,16 +91,21 @@ class RowLayout:
         lead = rows.shape[:-1]
         leaves, start = [], 0
         for shape, dtype, width in zip(self.shapes, self.dtypes, self.widths):
-            column = rows[..., start:start + width].reshape(lead + shape)
+            column = rows[..., start:start + width]
             start += width
-            leaves.append(jax.lax.bitcast_convert_type(column, jnp.dtype(dtype)) if dtype in _BITCAST
-                          else column.astype(jnp.dtype(dtype)))
+            if self.dtype == jnp.uint8 and dtype in _WORDS:  # four bytes per value
+                column = jax.lax.bitcast_convert_type(column.reshape(lead + shape + (4,)), jnp.dtype(dtype))
+            elif dtype in _BITCAST:
+                column = jax.lax.bitcast_convert_type(column.reshape(lead + shape), jnp.dtype(dtype))
+            else:
+                column = column.reshape(lead + shape).astype(jnp.dtype(dtype))
+            leaves.append(column)
         return jax.tree.unflatten(self.treedef, leaves)
 
 
 @struct.dataclass
 class ReplayState:
-    storage: jax.Array  # (capacity, layout.width) float32: one packed transition per row
+    storage: jax.Array  # (capacity, layout.width) of layout.dtype: one packed transition per row
     insert_pos: jax.Array  # int32 (): the row the next transition goes to
     size: jax.Array  # int32 (): rows filled, at most capacity
     layout: RowLayout = struct.field(pytree_node=False)
@@ -95,7 +120,7 @@ def init(example: Transition, capacity: int) -> ReplayState:
     if capacity < 1:
         raise ValueError(f"capacity ({capacity}) must be at least 1")
     layout = RowLayout.of(example)
-    return ReplayState(storage=jnp.zeros((capacity, layout.width), jnp.float32), insert_pos=jnp.int32(0),
+    return ReplayState(storage=jnp.zeros((capacity, layout.width), layout.dtype), insert_pos=jnp.int32(0),
                        size=jnp.int32(0), layout=layout)
 
 

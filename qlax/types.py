@@ -15,9 +15,9 @@ class Transition:
     transition that took k steps carries gamma^k. None (no leaf) for one-step transitions.
     """
 
-    obs: jax.Array  # (..., obs_dim) float32
+    obs: jax.Array  # (..., obs_dim) float32, or uint8 for pixel frames
     action: jax.Array  # (...,) int32
     reward: jax.Array  # (...,) float32; for n steps, the discounted sum
-    next_obs: jax.Array  # (..., obs_dim) float32
+    next_obs: jax.Array  # (..., obs_dim) like obs
     terminated: jax.Array  # (...,) bool
     discount: jax.Array | None = None  # (...,) float32

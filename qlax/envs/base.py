@@ -2,7 +2,7 @@
 
 A source (gymnax, a JAX environment object, Gymnasium on the host, ...) adapts its
 environments to `VecEnv`: `num_envs` copies with auto-reset, observations flattened to
-float vectors, and transitions that keep `terminated` apart from a time limit and hold
+vectors (float32, or uint8 for pixel frames: `EnvSpec.obs_dtype`), and transitions that keep `terminated` apart from a time limit and hold
 the true final observation as `next_obs`.
 """
 
@@ -30,12 +30,13 @@ class EnvSpec:
     obs_high: np.ndarray
     solve_threshold: float | None
     host: bool = False  # stepped on the host (a checkpoint cannot hold its state)
+    obs_dtype: str = "float32"  # of the observations a VecEnv emits: "uint8" for pixel frames, kept as bytes
 
 
 class EnvStep(NamedTuple):
     """One vector step: what the agent sees next and the transitions that led there."""
 
-    obs: jax.Array  # (num_envs, obs_dim): the observation acted on next
+    obs: jax.Array  # (num_envs, obs_dim) of spec.obs_dtype: the observation acted on next
     env_state: object
     transition: "Transition"  # noqa: F821 (qlax.types)
     done: jax.Array  # (num_envs,) bool: the episode ended (terminated or truncated)
@@ -56,7 +57,7 @@ def env_step(obs, env_state, transition, done, known) -> EnvStep:
 class VecEnv(NamedTuple):
     """`num_envs` copies of one environment with auto-reset.
 
-    reset(key) -> (obs (num_envs, obs_dim), env_state)
+    reset(key) -> (obs (num_envs, obs_dim) of spec.obs_dtype, env_state)
     step(key, env_state, obs, action (num_envs,)) -> EnvStep
     """
 
