@@ -416,6 +416,11 @@ def short(value: Any, width: int = 80) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+def reason(err: BaseException, width: int = 160) -> str:
+    """An exception as one short line (for an error that reports a user's code failing)."""
+    return _one_line(f"{type(err).__name__}: {err}", width)
+
+
 # Reading YAML: presets, --set and --grid values, config.yaml and grid.yaml.
 
 MAX_YAML_CHARS = 1_000_000
