@@ -361,8 +361,17 @@ def main(argv: list[str] | None = None) -> int:
             interrupt.restore(previous)
 
 
+MAX_ERROR_CHARS = 480
+
+
 def error(message, code: int) -> int:
-    print(f"qlax: error: {message}", file=sys.stderr)
+    """Print `message` as one `qlax: error:` line; a long one (a huge path) keeps its start
+    and its end, where the advice is."""
+    text = " ".join(str(message).splitlines())
+    if len(text) > MAX_ERROR_CHARS:
+        half = (MAX_ERROR_CHARS - 5) // 2
+        text = f"{text[:half]} ... {text[-half:]}"
+    print(f"qlax: error: {text}", file=sys.stderr)
     return code
 
 

@@ -31,8 +31,8 @@ from qlax.evaluate import evaluate_members
 from qlax.interrupt import GracefulInterrupt
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
-from qlax.rundir import (CONFIG_FILE, GRID_FILE, claim, finished_summary, load_members, load_state, lock,
-                         member_template, run_settings)
+from qlax.rundir import (CONFIG_FILE, GRID_FILE, RunDirError, claim, finished_summary, latest_checkpoint,
+                         load_members, load_state, lock, member_template, run_settings)
 from qlax.sweep import Members
 from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
 
@@ -228,7 +228,26 @@ def _members_here(placement: Placement) -> tuple[int, str]:
 
 
 def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState, first_chunk: int,
-         run_dir: Path | None, options: RunOptions, progress: bool, started: float, compile_s: float) -> RunResult:
+         run_dir: Path | None, *args) -> RunResult:
+    """`_train_and_report`, with a run-directory file that cannot be written (a full disk)
+    turned into one line that says what is kept and how to go on."""
+    try:
+        return _train_and_report(trainer, members, pop, state, first_chunk, run_dir, *args)
+    except OSError as err:
+        if run_dir is None:
+            raise
+        name = Path(err.filename).name if err.filename else "a file of the run"
+        try:
+            kept = f"checkpoint {latest_checkpoint(run_dir).name} is kept: make room, then qlax resume {run_dir}"
+        except (RunDirError, checkpoint.CheckpointError):
+            kept = "no checkpoint was saved yet: make room, then train again"
+        raise RunDirError(f"{name} could not be written ({err.strerror or err}); the run stopped, "
+                          f"{kept}") from None
+
+
+def _train_and_report(trainer: Trainer, members: Members, pop: Population, state: TrainState, first_chunk: int,
+                      run_dir: Path | None, options: RunOptions, progress: bool, started: float,
+                      compile_s: float) -> RunResult:
     """Run chunks from `first_chunk` until every member stopped or the budget is spent."""
     config, placement = trainer.config, pop.placement
     threshold = solve_threshold(config, trainer.env)
