@@ -161,3 +161,12 @@ def test_a_module_factory_that_is_not_there_gets_one_line():
         envs.env_spec("no_such_module:make")
     with pytest.raises(EnvError, match="module 'user_env' has no callable 'nothing'"):
         envs.env_spec("user_env:nothing")
+
+
+@pytest.mark.parametrize("preset", presets.names())
+@pytest.mark.parametrize("env", ["CartPole-v1", "Asterix-MinAtar", "user_env:corridor"])
+def test_every_preset_switches_environment_or_says_which_setting_to_change(preset, env):
+    try:
+        assert make_train(presets.load(preset).replace(env=env)).env.spec.id == env
+    except qlax.ConfigError as err:  # a convolution on vector observations: the only refusal
+        assert "--set q_function=mlp" in str(err)
