@@ -291,7 +291,7 @@ def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda
     conv, nature = config.q_function == "conv", config.q_function == "nature"
     if conv and len(spec.obs_shape) != 3:
         raise ConfigError(f"q_function = 'conv': env '{spec.id}' has observations of shape {spec.obs_shape}; "
-                          f"the convolution needs (height, width, channels)")
+                          f"the convolution needs (height, width, channels): --set q_function=mlp trains on them")
     if nature:
         check_frames(spec)
     noisy = config.exploration == "noisy"
@@ -311,4 +311,5 @@ def check_frames(spec) -> None:
     if spec.obs_dtype != "uint8" or len(spec.obs_shape) != 3 or min(spec.obs_shape[1:]) < 36:
         raise ConfigError(f"q_function = 'nature': env '{spec.id}' has {spec.obs_dtype} observations of shape "
                           f"{spec.obs_shape}; the Nature DQN's convolutions read uint8 frames (frames, height, "
-                          f"width) of at least 36 x 36 pixels, such as atari:GAME's (4, 84, 84)")
+                          f"width) of at least 36 x 36 pixels, such as atari:GAME's (4, 84, 84): --set "
+                          f"q_function=mlp trains on them (or conv, on grids)")
