@@ -212,8 +212,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
         print(f"{spec.id:26s} {shape:>12s} {spec.num_actions:7d} {threshold:>9s}  {', '.join(by_env.get(spec.id, [])) or '-'}")
     for env_id, why in refused.items():
         print(f"{env_id:26s} not supported: {why}")
-    print("\nBeyond gymnax's: gymnasium:ID, envpool:ID, navix:ID, jumanji:ID, and module.path:factory for your "
-          "own JAX environment (docs/environments.md)")
+    print("\nBeyond gymnax's: gymnasium:ID, atari:GAME, envpool:ID, navix:ID, jumanji:ID, and module.path:factory "
+          "for your own JAX environment (docs/environments.md)")
     return 0
 
 

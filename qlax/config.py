@@ -62,8 +62,8 @@ class TrainConfig:
                             choices=tuple(ALGORITHMS))
 
     # Environment and budget.
-    env: str = _field("CartPole-v1", "environment: a gymnax id (qlax envs), gymnasium:ID, envpool:ID, navix:ID, "
-                      "jumanji:ID, or module.path:factory for your own JAX environment")
+    env: str = _field("CartPole-v1", "environment: a gymnax id (qlax envs), gymnasium:ID, atari:GAME, envpool:ID, "
+                      "navix:ID, jumanji:ID, or module.path:factory for your own JAX environment")
     num_envs: int = _field(16, "parallel environments per seed", low=1)
     total_steps: int = _field(160_000, "environment steps per seed (num_envs per vector step)", low=1)
     seeds: int = _field(1, "independent seeds trained at once (vmapped)", low=1)

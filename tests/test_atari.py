@@ -163,3 +163,24 @@ def test_the_nature_torso_refuses_what_it_cannot_read():
     with pytest.raises(ConfigError, match="the Nature DQN's convolutions read uint8 frames"):
         qfunctions.build(TrainConfig(q_function="nature"), FRAMES.__class__(
             **{**FRAMES.__dict__, "obs_dtype": "float32"}))
+
+
+@pytest.mark.slow
+def test_dqn_trains_on_breakout_counting_games_not_lives():
+    """End to end through the Gymnasium adapter: uint8 frames into byte rows and the
+    Nature torso; the training returns count games (a random Breakout game loses its 5
+    lives in about 200 steps), while learning's episodes end at every lost life."""
+    pytest.importorskip("qlax.envs.gymnasium_adapter")
+    import qlax
+
+    config = TrainConfig(env="atari:Breakout:max_frames=4000", q_function="nature", hidden_sizes=[16], num_envs=2,
+                         total_steps=1200, chunk_steps=200, buffer_size=1200, batch_size=4, learning_starts=100,
+                         train_freq=8, eps_schedule="constant", eps_start=1.0, early_stop=False, eval_episodes=1)
+    result = qlax.train(config, progress=False)
+    buffer = result.state.agent.replay
+    assert buffer.storage.dtype == jnp.uint8
+    stored = replay.contents(jax.tree.map(lambda x: x[0], buffer))
+    lives_lost = int(np.sum(np.asarray(stored.terminated)))
+    games = int(result.state.stats.episodes[0])
+    assert 2 <= games <= 12 and lives_lost >= 3 * games  # 5 learning episodes to a game
+    assert result.eval_returns.shape == (1, 1) and float(result.eval_returns[0, 0]).is_integer()

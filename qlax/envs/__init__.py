@@ -2,6 +2,7 @@
 
     CartPole-v1           gymnax's registry
     gymnasium:ID          any id Gymnasium knows, stepped on the host (qlax[gymnasium])
+    atari:GAME            an Atari game with the standard DQN preprocessing, on the host (qlax[atari])
     envpool:ID            EnvPool, stepped inside the compiled loop (qlax[envpool])
     navix:ID, jumanji:ID  those JAX suites (qlax[navix], qlax[jumanji])
     module.path:factory   a JAX environment that `factory()` builds (imported only when named)
@@ -25,6 +26,7 @@ __all__ = ["Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "Vec
 # prefix -> the adapter module, which gives spec(id) -> EnvSpec and make(id, num_envs) -> VecEnv.
 SOURCES = {
     "gymnasium": "qlax.envs.gymnasium_adapter",
+    "atari": "qlax.envs.atari",
     "envpool": "qlax.envs.envpool_adapter",
     "navix": "qlax.envs.navix_adapter",
     "jumanji": "qlax.envs.jumanji_adapter",

@@ -2,8 +2,8 @@
 
 A source (gymnax, a JAX environment object, Gymnasium on the host, ...) adapts its
 environments to `VecEnv`: `num_envs` copies with auto-reset, observations flattened to
-vectors (float32, or uint8 for pixel frames: `EnvSpec.obs_dtype`), and transitions that keep `terminated` apart from a time limit and hold
-the true final observation as `next_obs`.
+vectors (float32, or uint8 for pixel frames: `EnvSpec.obs_dtype`), and transitions that
+keep `terminated` apart from a time limit and hold the true final observation as `next_obs`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def make(env_id: str):
     if env_id not in gymnax.registered_envs:
         close = difflib.get_close_matches(env_id[:100], gymnax.registered_envs, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else \
-            " (`qlax envs` lists gymnax's; gymnasium:ID, envpool:ID, navix:ID, jumanji:ID and module:factory name others)"
+            " (`qlax envs` lists gymnax's; gymnasium:ID, atari:GAME, envpool:ID, navix:ID, jumanji:ID and " \
+            "module:factory name others)"
         raise EnvError(f"env = {short(env_id)}: unknown environment id{hint}")
     try:
         return gymnax.make(env_id)

@@ -1,0 +1,104 @@
+"""Env steps/s of qlax on Atari Pong with the standard preprocessing (the pong-dqn preset).
+
+    python benchmarks/atari_throughput.py [--steps 20000] [--num-envs 8] [--buffer-size 20000]
+
+- host: one `qlax.envs.atari.Atari` copy stepped in a plain Python loop with random
+  actions (emulator, frame skip, pooling, resize, stacking: the host's ceiling per core);
+  beside it Gymnasium's AtariPreprocessing + FrameStackObservation on the same loop, where
+  OpenCV is installed (it resizes with cv2, qlax with numpy);
+- parts: the Nature network's Q-values for one vector step's `--num-envs` observations
+  (acting), and a gradient through 64 frame stacks (about one update: the online network
+  at 32 observations, the target at their 32 next ones);
+- qlax: the pong-dqn preset, `--steps` env steps (one chunk untimed, the rest timed, compile
+  excluded: `_timing.qlax_steps_per_s`): the env stepped from inside the compiled loop
+  through the Gymnasium adapter, acting, the byte replay buffer, and 2 update rounds per
+  vector step of 8 envs (train_freq 4). DQN computes its update rounds from the first
+  step and keeps them only once learning_starts transitions are stored (one program for
+  every member), so this is the preset's speed throughout. The replay buffer is cut to
+  `--buffer-size` transitions (the preset's 100,000 take 5.6 GB), and learning_starts
+  with it; the buffer's size does not change the cost of a step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from _timing import emit, qlax_steps_per_s, repeat_timings
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import qlax
+from qlax import qfunctions
+from qlax.envs import atari
+
+CHUNK_VECTOR_STEPS = 250
+
+
+def host_steps_per_s(env, steps: int) -> float:
+    """Env steps/s of one Gymnasium env in a Python loop with random actions (resets included)."""
+    actions = np.random.default_rng(0).integers(0, env.action_space.n, steps)
+    env.reset(seed=0)
+    started = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(int(action))
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - started)
+
+
+def gymnasium_reference():
+    """Gymnasium's own preprocessing of Pong, or None without OpenCV."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return None
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+    game = atari.gymnasium.make("ALE/Pong-v5", frameskip=1, repeat_action_probability=0.0)
+    return FrameStackObservation(AtariPreprocessing(game, terminal_on_life_loss=False), 4)
+
+
+def network_ms(config, num_envs: int) -> dict:
+    """Median ms of acting on `num_envs` frame stacks and of a gradient through 64."""
+    q = qfunctions.build(config, atari.spec("Pong"))
+    params = q.init(jax.random.PRNGKey(0), config.hparams())
+    act = jax.jit(q.apply)
+    grad = jax.jit(jax.grad(lambda p, frames: jnp.mean(q.apply(p, frames) ** 2)))
+    frames = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, atari.spec("Pong").obs_dim), np.uint8))
+    return {"act_ms": 1e3 * float(np.median(repeat_timings(lambda: act(params, frames[:num_envs]), 7))),
+            "grad_64_ms": 1e3 * float(np.median(repeat_timings(lambda: grad(params, frames), 7)))}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps of the qlax run")
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--buffer-size", type=int, default=20_000)
+    parser.add_argument("--host-steps", type=int, default=3_000, help="steps of the plain host loops")
+    args = parser.parse_args()
+
+    result = {"benchmark": "atari_throughput", "env": "atari:Pong", "num_envs": args.num_envs}
+    result["host_steps_per_s"] = host_steps_per_s(atari.Atari("Pong"), args.host_steps)
+    print(f"host loop, one qlax Atari copy:  {result['host_steps_per_s']:8.0f} env steps/s")
+    reference = gymnasium_reference()
+    if reference is not None:
+        result["gymnasium_host_steps_per_s"] = host_steps_per_s(reference, args.host_steps)
+        print(f"host loop, Gymnasium's wrappers: {result['gymnasium_host_steps_per_s']:8.0f} env steps/s")
+
+    config = qlax.presets.load("pong-dqn").replace(num_envs=args.num_envs, buffer_size=args.buffer_size,
+                                                   learning_starts=min(1_000, args.buffer_size),
+                                                   chunk_steps=CHUNK_VECTOR_STEPS)
+    result.update(network_ms(config, args.num_envs))
+    print(f"Nature network: acting on {args.num_envs} frame stacks {result['act_ms']:.1f} ms, "
+          f"a gradient through 64 {result['grad_64_ms']:.1f} ms")
+    chunks = max(1, round(args.steps / (CHUNK_VECTOR_STEPS * args.num_envs)) - 1)
+    result["qlax"] = measured = qlax_steps_per_s(config, chunks)
+    print(f"qlax pong-dqn ({measured['timed_env_steps']:,} timed env steps): {measured['steps_per_s']:.0f} env steps/s "
+          f"(compile {measured['compile_s']:.0f} s)")
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
