@@ -50,8 +50,10 @@ def emit(window: NStepWindow, gamma: float) -> tuple[Transition, jax.Array]:
     """
     n = window.done.shape[0]
     steps = window.steps
-    # Step j counts if no earlier step in the window ended the episode.
-    ended_before = jnp.cumsum(window.done, axis=0) - window.done
+    # Step j counts if no earlier step in the window ended the episode or was no transition
+    # (an unknown next observation: e.g. EnvPool's reset step, which ends nothing).
+    ends = window.done | ~window.known
+    ended_before = jnp.cumsum(ends, axis=0) - ends
     counts = ended_before == 0  # (n, num_envs)
     k = jnp.sum(counts, axis=0)  # steps up to the episode's end, 1..n
     last_known = _at(window.known, k - 1)
