@@ -166,7 +166,7 @@ def _build(config: TrainConfig) -> Trainer:
         step = env.step(k_env, state.env_state, state.obs, actions)
         transition, known = step.transition, step.next_obs_known
         if terminal_on_truncation:  # the seed's rule: a cut is an end, whatever came next
-            transition, known = transition.replace(terminated=step.done), jnp.ones_like(known)
+            transition, known = transition.replace(terminated=step.done), known | step.done
         stepped = state.replace(env_state=step.env_state, obs=step.obs, first=step.first, key=key,
                                 vector_steps=state.vector_steps + 1,
                                 stats=episodes.update(state.stats, step.score, step.game_over))
