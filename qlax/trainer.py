@@ -72,6 +72,7 @@ class ChunkMetrics:
 
 
 GREEDY_CHECK_STREAM = 0x6EED  # fold_in tag of the greedy checks' keys
+RESTART_STREAM = 0x4E57  # fold_in tag of the key that restarts a host env's episodes
 
 
 class Trainer(NamedTuple):
@@ -81,6 +82,7 @@ class Trainer(NamedTuple):
     init: Callable  # (key, HParams) -> TrainState
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics)
     observe: Callable  # TrainState -> ChunkMetrics (loss NaN): the numbers of a state as it stands
+    restart: Callable  # TrainState -> TrainState: fresh episodes (a resumed run of a host env)
     budget: int  # vector steps per member: the config's, rounded up to whole rollouts
     chunk_vector_steps: int  # vector steps per chunk: whole rollouts
 
@@ -229,6 +231,15 @@ def _build(config: TrainConfig) -> Trainer:
                                                     candidate, state.best))
         return state, mean
 
+    def restart(state: TrainState) -> TrainState:
+        """Fresh episodes for every env: a checkpoint cannot hold the state of envs stepped
+        outside JAX (`EnvSpec.host`), so a resumed run starts them anew, and the episodes
+        that were under way are dropped from the returns."""
+        obs, env_state = env.reset(jax.random.fold_in(state.key, RESTART_STREAM))
+        stats = state.stats.replace(running_return=jnp.zeros_like(state.stats.running_return),
+                                    running_length=jnp.zeros_like(state.stats.running_length))
+        return state.replace(obs=obs, env_state=env_state, first=jnp.ones_like(state.first), stats=stats)
+
     def run_chunk(state: TrainState):
         was_active = is_active(state)
         state, (loss_sums, updates_run) = jax.lax.scan(rollout_and_learn, state, None, length=rollouts_per_chunk)
@@ -240,7 +251,7 @@ def _build(config: TrainConfig) -> Trainer:
         return state, observe(state, loss, greedy)
 
     return Trainer(config=config, env=env, algorithm=algorithm, init=init, run_chunk=run_chunk, observe=observe,
-                   budget=budget, chunk_vector_steps=rollouts_per_chunk * rollout_steps)
+                   restart=restart, budget=budget, chunk_vector_steps=rollouts_per_chunk * rollout_steps)
 
 
 class Population(NamedTuple):
@@ -249,6 +260,7 @@ class Population(NamedTuple):
     init: Callable  # (keys (padded, 2), HParams with leaves (padded,)) -> TrainState
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics); donates its input
     observe: Callable  # TrainState -> ChunkMetrics
+    restart: Callable  # TrainState -> TrainState; donates its input
     placement: Placement  # how the member axis is spread over devices
 
 
@@ -269,6 +281,7 @@ def population(trainer: Trainer, placement: Placement) -> Population:
             jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding),
             jax.jit(jax.vmap(trainer.run_chunk), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
             jax.jit(jax.vmap(trainer.observe), in_shardings=sharding, out_shardings=sharding),
+            jax.jit(jax.vmap(trainer.restart), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
         )
-    init, run_chunk, observe = _POPULATIONS[key]
-    return Population(init=init, run_chunk=run_chunk, observe=observe, placement=placement)
+    init, run_chunk, observe, restart = _POPULATIONS[key]
+    return Population(init=init, run_chunk=run_chunk, observe=observe, restart=restart, placement=placement)
