@@ -76,8 +76,8 @@ def test_cartpole_steps_follow_gymnasiums_dynamics():
     known = np.asarray(steps.next_obs_known)
     t = steps.transition
     assert known.sum() > 200
-    for obs, action, next_obs, terminated in zip(*(np.asarray(x)[known] for x in
-                                                    (t.obs, t.action, t.next_obs, t.terminated))):
+    fields = (t.obs, t.action, t.next_obs, t.terminated)
+    for obs, action, next_obs, terminated in zip(*(np.asarray(x)[known] for x in fields)):
         reference.state = obs.astype(np.float64)
         expected, _, ended, _, _ = reference.step(int(action))
         np.testing.assert_allclose(next_obs, expected, rtol=1e-5, atol=1e-6)
@@ -173,7 +173,8 @@ def test_resume_starts_fresh_episodes(tmp_path, monkeypatch):
     restarted = qlax.trainer.population(planned.trainer, planned.placement).restart(state)
     assert (np.abs(np.asarray(restarted.obs)) <= RESET_RANGE).all() and np.asarray(restarted.first).all()
     assert not np.asarray(restarted.stats.running_return).any()
-    np.testing.assert_array_equal(np.asarray(restarted.stats.recent_returns), np.asarray(stopped.state.stats.recent_returns))
+    np.testing.assert_array_equal(np.asarray(restarted.stats.recent_returns),
+                                  np.asarray(stopped.state.stats.recent_returns))
 
     resumed = qlax.resume(tmp_path, progress=False)
     assert not resumed.interrupted and resumed.summary["env_steps"] == [1600, 1600]

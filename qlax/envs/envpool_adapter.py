@@ -125,23 +125,30 @@ class _Raw(NamedTuple):
     game_over: jax.Array  # the game ended (Atari: no lives left, not a lost life)
 
 
+class _Pool(NamedTuple):
+    env: object  # EnvPool's object
+    handle: np.ndarray  # its handle's bytes (the XLA calls carry the pool's address as a constant)
+    recv: object  # its XLA functions
+    step: object
+
+
 class _Pools:
     """The pools of one `VecEnv`, by size, each built the first time a program of that size
     is traced; and the functions that step and reset them, batching-aware."""
 
     def __init__(self, env_id: str):
         self.env_id = env_id
-        self.pools: dict[int, tuple] = {}
+        self.pools: dict[int, _Pool] = {}
 
-    def pool(self, size: int):
-        """(envpool object, its XLA step) for `size` envs."""
+    def pool(self, size: int) -> _Pool:
+        """The pool of `size` envs, built on first use."""
         if size not in self.pools:
             with _quiet():
                 env = _envpool().make(self.env_id, env_type="gymnasium", num_envs=size, batch_size=size,
                                       seed=SEED, **dict(_options(self.env_id)))
                 env.observation_space, env.action_space  # built (and kept) here, where their warnings are quiet
             handle, recv, _, step = env.xla()
-            self.pools[size] = (env, np.asarray(handle), recv, step)
+            self.pools[size] = _Pool(env, np.asarray(handle), recv, step)
         return self.pools[size]
 
     @functools.lru_cache(maxsize=None)
@@ -150,8 +157,7 @@ class _Pools:
         `vmap` with M members, the same on the pool of M * size envs."""
         @jax.custom_batching.custom_vmap
         def step(token, action):
-            _, _, _, xla_step = self.pool(size)
-            token, out = xla_step(token, action.astype(jnp.int32))
+            token, out = self.pool(size).step(token, action.astype(jnp.int32))
             return token, self._raw(out)
 
         @step.def_vmap
@@ -171,14 +177,14 @@ class _Pools:
         not read: it only carries the member axis of a vmapped call to the batching rule."""
         @jax.custom_batching.custom_vmap
         def reset(key):
-            env, handle, recv, _ = self.pool(size)
+            pool = self.pool(size)
 
             def ask(_):
-                env.async_reset()
-                return handle
+                pool.env.async_reset()
+                return pool.handle
 
-            token = io_callback(ask, jax.ShapeDtypeStruct(handle.shape, handle.dtype), key)
-            token, out = recv(token)
+            token = io_callback(ask, jax.ShapeDtypeStruct(pool.handle.shape, pool.handle.dtype), key)
+            token, out = pool.recv(token)
             return token, self._raw(out)
 
         @reset.def_vmap
