@@ -212,6 +212,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
         print(f"{spec.id:26s} {shape:>12s} {spec.num_actions:7d} {threshold:>9s}  {', '.join(by_env.get(spec.id, [])) or '-'}")
     for env_id, why in refused.items():
         print(f"{env_id:26s} not supported: {why}")
+    print("\nBeyond gymnax's: gymnasium:ID, envpool:ID, navix:ID, jumanji:ID, and module.path:factory for your "
+          "own JAX environment (docs/environments.md)")
     return 0
 
 
@@ -359,8 +361,17 @@ def main(argv: list[str] | None = None) -> int:
             interrupt.restore(previous)
 
 
+MAX_ERROR_CHARS = 480
+
+
 def error(message, code: int) -> int:
-    print(f"qlax: error: {message}", file=sys.stderr)
+    """Print `message` as one `qlax: error:` line; a long one (a huge path) keeps its start
+    and its end, where the advice is."""
+    text = " ".join(str(message).splitlines())
+    if len(text) > MAX_ERROR_CHARS:
+        half = (MAX_ERROR_CHARS - 5) // 2
+        text = f"{text[:half]} ... {text[-half:]}"
+    print(f"qlax: error: {text}", file=sys.stderr)
     return code
 
 

@@ -416,21 +416,29 @@ def short(value: Any, width: int = 80) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+def reason(err: BaseException, width: int = 160) -> str:
+    """An exception as one short line (for an error that reports a user's code failing)."""
+    return _one_line(f"{type(err).__name__}: {err}", width)
+
+
 # Reading YAML: presets, --set and --grid values, config.yaml and grid.yaml.
 
 MAX_YAML_CHARS = 1_000_000
 MAX_YAML_VALUES = 20_000  # counted as written and with aliases expanded: a "billion laughs" is refused
 MAX_YAML_DEPTH = 50
 _STR_TAG = "tag:yaml.org,2002:str"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
 _KEPT_TAGS = {"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
               "tag:yaml.org,2002:float"}
 
 
 class _Loader(yaml.SafeLoader):
     """YAML's safe loader for settings: scalars are null, booleans, integers, floats (1e-3 too,
-    as in YAML 1.2) or strings; no tags, no dates, no merge keys; mapping keys are unique strings."""
+    as in YAML 1.2) or strings; no tags, no dates, no merge keys; mapping keys are unique strings.
+    Booleans are YAML 1.2's true and false only: yes, no, on and off stay strings."""
 
-    yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag in _KEPT_TAGS]
+    yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag in _KEPT_TAGS
+                                       and tag != _BOOL_TAG]
                                for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     depth = values = 0
@@ -464,6 +472,7 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+_Loader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
                               re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
                               list("-+0123456789."))

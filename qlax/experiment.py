@@ -13,6 +13,7 @@ they take the same decisions, and process 0 writes the files.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,15 +24,15 @@ import jax
 import numpy as np
 import yaml
 
-from qlax import checkpoint, memory, presets, reports, tracking
+from qlax import checkpoint, envs, memory, presets, reports, tracking
 from qlax.config import ConfigError, TrainConfig
 from qlax.devices import any_process, barrier, is_writer
 from qlax.evaluate import evaluate_members
 from qlax.interrupt import GracefulInterrupt
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
-from qlax.rundir import (CONFIG_FILE, GRID_FILE, claim, finished_summary, load_members, load_state, lock,
-                         member_template, run_settings)
+from qlax.rundir import (CONFIG_FILE, GRID_FILE, RunDirError, claim, finished_summary, latest_checkpoint,
+                         load_members, load_state, lock, member_template, run_settings)
 from qlax.sweep import Members
 from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
 
@@ -94,6 +95,7 @@ class RunResult:
 def default_run_dir(preset: str, env: str) -> Path:
     """runs/<preset>-<time>, or runs/<preset>-<env>-<time> when the run's `env` is not the preset's."""
     name = Path(preset).stem if env == presets.load(preset).env else f"{Path(preset).stem}-{env}"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)  # gymnasium:ALE/Pong-v5 names one directory
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -119,10 +121,11 @@ def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memor
 def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list] | None = None,
           out: str | Path | None = None, overwrite: bool = False, preset: str | None = None,
           progress: bool = True, checkpoint_every: int = 10, keep: int = 2,
-          max_memory: str | int | None = None, log: tuple[str, ...] = ()) -> RunResult:
+          max_memory: str | int | None = None, log: tuple[str, ...] = (), env: Any = None) -> RunResult:
     """Train `seeds` seeds of `config` (of every setting of `grid`) at once, evaluate each
     member greedily, write `out` if given; `log` names trackers (tensorboard, wandb) that
-    get every chunk's numbers.
+    get every chunk's numbers; `env`, an environment object (qlax's JAX protocol or a gymnax
+    `Environment`), replaces `config.env`, its bounds and threshold.
 
     Every setting is checked, the environment built, the memory planned and `out` claimed
     (refused if it holds a run, unless `overwrite`; locked until the run ends) before
@@ -130,6 +133,7 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     """
     started = time.perf_counter()
     config = config.replace(seeds=seeds) if seeds is not None else config
+    config = config.replace(env=envs.register(env)) if env is not None else config
     options = RunOptions(preset, checkpoint_every, keep, tuple(log)).validated()
     tracking.check(options.log, out)
     members = Members.of(config.validated(), grid)
@@ -151,15 +155,17 @@ def sweep(config: TrainConfig, grid: dict[str, list], seeds: int | None = None, 
     return train(config, seeds, grid=grid, **options)
 
 
-def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int | None = None) -> RunResult:
-    """Continue the run in `run_dir` from its latest checkpoint, as if it had never stopped.
+def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int | None = None,
+           env: Any = None) -> RunResult:
+    """Continue the run in `run_dir` from its latest checkpoint, as if it had never stopped;
+    `env`: the environment object a run trained with `train(..., env=...)` needs again.
 
     A finished run (its summary.json not interrupted) is left as it is: the result holds
     its summary and saved state, with `already_finished` set.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    members = load_members(run_dir)
+    members = load_members(run_dir, env=env)
     planned = _plan(members, max_memory)
     with lock(run_dir):
         state, manifest = load_state(run_dir, planned.trainer, members, planned.placement)
@@ -227,7 +233,26 @@ def _members_here(placement: Placement) -> tuple[int, str]:
 
 
 def _run(trainer: Trainer, members: Members, pop: Population, state: TrainState, first_chunk: int,
-         run_dir: Path | None, options: RunOptions, progress: bool, started: float, compile_s: float) -> RunResult:
+         run_dir: Path | None, *args) -> RunResult:
+    """`_train_and_report`, with a run-directory file that cannot be written (a full disk)
+    turned into one line that says what is kept and how to go on."""
+    try:
+        return _train_and_report(trainer, members, pop, state, first_chunk, run_dir, *args)
+    except OSError as err:
+        if run_dir is None:
+            raise
+        name = Path(err.filename).name if err.filename else "a file of the run"
+        try:
+            kept = f"checkpoint {latest_checkpoint(run_dir).name} is kept: make room, then qlax resume {run_dir}"
+        except (RunDirError, checkpoint.CheckpointError):
+            kept = "no checkpoint was saved yet: make room, then train again"
+        raise RunDirError(f"{name} could not be written ({err.strerror or err}); the run stopped, "
+                          f"{kept}") from None
+
+
+def _train_and_report(trainer: Trainer, members: Members, pop: Population, state: TrainState, first_chunk: int,
+                      run_dir: Path | None, options: RunOptions, progress: bool, started: float,
+                      compile_s: float) -> RunResult:
     """Run chunks from `first_chunk` until every member stopped or the budget is spent."""
     config, placement = trainer.config, pop.placement
     threshold = solve_threshold(config, trainer.env)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -13,15 +13,17 @@ from qlax.config import ConfigError
 from qlax.rundir import load_params
 
 
-def load_policy(run_dir: str | Path, seed: int = 0, setting: int = 0, best: bool = False) -> tuple[Callable, dict]:
+def load_policy(run_dir: str | Path, seed: int = 0, setting: int = 0, best: bool = False,
+                env: Any = None) -> tuple[Callable, dict]:
     """(jitted policy, parameters as numpy arrays) of seed `seed` (of setting `setting`, for
     a sweep) of the run in `run_dir`; with `best`, the parameters of that member's best
-    greedy check (runs with keep_best) instead of its last ones.
+    greedy check (runs with keep_best) instead of its last ones; `env`: the environment object
+    of a run trained with `train(..., env=...)`.
 
     The policy maps one observation (obs_dim,) to an action, or a batch (n, obs_dim) to
     (n,) actions, greedily: the argmax of the (mean) Q-values, noise off.
     """
-    trainer, members, params = load_params(run_dir, best=best)
+    trainer, members, params = load_params(run_dir, best=best, env=env)
     if not 0 <= seed < members.seeds:
         raise ConfigError(f"seed = {seed}: out of range, the run has seeds 0..{members.seeds - 1}")
     settings = len(members.settings)

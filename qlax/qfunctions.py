@@ -243,7 +243,7 @@ def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda
     conv = config.q_function == "conv"
     if conv and len(spec.obs_shape) != 3:
         raise ConfigError(f"q_function = 'conv': env '{spec.id}' has observations of shape {spec.obs_shape}; "
-                          f"the convolution needs (height, width, channels)")
+                          f"the convolution needs (height, width, channels): --set q_function=mlp trains on them")
     noisy = config.exploration == "noisy"
     net = QNetwork(tuple(config.hidden_sizes), spec.num_actions, config.activation, config.layer_norm,
                    config.dueling, outputs_per_action, obs_shape=tuple(spec.obs_shape) if conv else None,

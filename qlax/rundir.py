@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import jax
 import numpy as np
 
-from qlax import checkpoint, reports
+from qlax import checkpoint, envs, reports
 from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
 from qlax.devices import any_process, is_writer
 from qlax.evaluate import evaluate_members
@@ -242,9 +242,12 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
         raise ConfigError(f"{path}: {err}") from None
 
 
-def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
-    """The members of the run in `run_dir` (its config, and its grid for a sweep)."""
+def load_members(run_dir: str | Path, episodes: int | None = None, env: Any = None) -> Members:
+    """The members of the run in `run_dir` (its config, and its grid for a sweep); `env`: the
+    environment object of a run trained with `train(..., env=...)`, registered under its name."""
     config = load_run_config(run_dir)
+    if env is not None:
+        envs.register(env, config.env)
     if episodes is not None:
         config = config.replace(eval_episodes=episodes)
     grid_path = Path(run_dir) / GRID_FILE
@@ -257,10 +260,11 @@ def load_members(run_dir: str | Path, episodes: int | None = None) -> Members:
         raise ConfigError(f"{grid_path}: {err}") from None
 
 
-def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = False) -> tuple[Trainer, Members, Any]:
+def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = False,
+                env: Any = None) -> tuple[Trainer, Members, Any]:
     """(trainer, members, stacked greedy Q parameters as numpy) from the latest checkpoint of
     `run_dir`; with `best`, those of each member's best greedy check (keep_best runs)."""
-    members = load_members(run_dir, episodes)
+    members = load_members(run_dir, episodes, env)
     trainer = make_train(members.config)
     state, _ = checkpoint.load(latest_checkpoint(Path(run_dir)), state_template(trainer, members.count),
                                settings=run_settings(members))
@@ -268,14 +272,15 @@ def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = F
 
 
 def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str = "gymnax",
-                 best: bool = False) -> dict[str, Any]:
+                 best: bool = False, env: Any = None) -> dict[str, Any]:
     """Greedy evaluation of every member saved in `run_dir`; writes and returns eval.json's fields.
 
     backend "gymnax" runs the compiled evaluation; "gymnasium" runs the same policies on
     Gymnasium's own environment of the same id. `best`: each member's best greedy check's
-    parameters (keep_best runs) instead of its last ones.
+    parameters (keep_best runs) instead of its last ones. `env`: the environment object of a
+    run trained with `train(..., env=...)`.
     """
-    trainer, members, params = load_params(run_dir, episodes, best)
+    trainer, members, params = load_params(run_dir, episodes, best, env)
     config = trainer.config
     if backend == "gymnax":
         placement = place(members.count, one_device=trainer.env.spec.host)

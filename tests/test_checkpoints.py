@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processes import signal_when
-from qlax import checkpoint, cli, rundir
+from qlax import checkpoint, cli, reports, rundir
 from qlax.checkpoint import CheckpointError
 from qlax.placement import place
 from qlax.trainer import make_train
@@ -235,3 +235,37 @@ def test_arrays_larger_than_a_msgpack_object_are_written_in_flax_chunks(tmp_path
     path = checkpoint.save(tmp_path, state, 1, META, keep=1, settings={})
     restored = serialization.msgpack_restore((path / checkpoint.STATE_FILE).read_bytes())
     assert_same_state(restored, state)
+
+
+@pytest.mark.parametrize("failing", ["metrics", "summary"])
+def test_a_full_disk_while_writing_reports_stops_in_one_line_and_the_run_resumes(runs, original, tmp_path,
+                                                                               monkeypatch, capsys, failing):
+    out = tmp_path / "run"
+    write_rows, write_summary, rows = reports.MetricsFile.write, reports.write_summary, []
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / ("metrics.csv" if failing == "metrics"
+                                                                            else "summary.json")))
+
+    def rows_then_full(metrics_file, m):  # the second chunk's rows find the disk full
+        rows.append(m)
+        return full_disk() if len(rows) == 2 else write_rows(metrics_file, m)
+
+    if failing == "metrics":
+        monkeypatch.setattr(reports.MetricsFile, "write", rows_then_full)
+    else:
+        monkeypatch.setattr(reports, "write_summary", full_disk)
+    assert cli.main(TINY + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    kept = "chunk-000001" if failing == "metrics" else "chunk-000002"
+    assert err == (f"qlax: error: {failing}.{'csv' if failing == 'metrics' else 'json'} could not be written "
+                   f"(No space left on device); the run stopped, checkpoint {kept} is kept: make room, then "
+                   f"qlax resume {out}\n")
+    assert not (out / "summary.json").exists()
+
+    monkeypatch.setattr(reports, "write_summary", write_summary)
+    monkeypatch.setattr(reports.MetricsFile, "write", write_rows)
+    assert cli.main(["resume", str(out)]) == 0
+    assert_same_state(load(out)[0], original)
+    assert (out / "metrics.csv").read_text() == (runs / "a" / "metrics.csv").read_text()
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is False

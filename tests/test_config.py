@@ -3,7 +3,7 @@
 import pytest
 
 import qlax
-from qlax.config import ConfigError, TrainConfig, from_dict
+from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
 
 
 def test_seed_preset_is_the_notebook():
@@ -77,3 +77,12 @@ def test_every_shipped_preset_validates_and_builds(name):
     config = qlax.presets.load(name)
     trainer = qlax.trainer.make_train(config)  # builds env, Q-function and learner; compiles nothing
     assert trainer.config == config and qlax.presets.description(name)
+
+
+def test_yaml_booleans_are_true_and_false_only():
+    """YAML 1.1 read yes/no/on/off as booleans: `--set obs_stats=off` was refused as 'expected a
+    string'. Settings read YAML 1.2's booleans, and numbers as 1.2 writes them."""
+    values = load_yaml("a: yes\nb: off\nc: true\nd: False\ne: 1e-3\nf: NO", "test")
+    assert values == {"a": "yes", "b": "off", "c": True, "d": False, "e": 1e-3, "f": "NO"}
+    with pytest.raises(ConfigError, match="early_stop = 'yes': expected true or false"):
+        TrainConfig().replace(early_stop=load_yaml("yes", "test"))

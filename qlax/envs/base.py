@@ -14,6 +14,8 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
+from qlax.types import Transition
+
 
 class EnvError(ValueError):
     """An unknown environment, or one that breaks the protocol qlax trains on."""
@@ -37,7 +39,7 @@ class EnvStep(NamedTuple):
 
     obs: jax.Array  # (num_envs, obs_dim): the observation acted on next
     env_state: object
-    transition: "Transition"  # noqa: F821 (qlax.types)
+    transition: Transition
     done: jax.Array  # (num_envs,) bool: the episode ended (terminated or truncated)
     next_obs_known: jax.Array  # (num_envs,) bool: transition.next_obs is the true next observation
     first: jax.Array  # (num_envs,) bool: obs is the first observation of an episode

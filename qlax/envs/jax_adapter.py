@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.config import short
+from qlax.config import reason, short
 from qlax.envs import gymnax_adapter
 from qlax.envs.base import EnvError, EnvSpec, VecEnv, env_step
 from qlax.types import Transition
@@ -127,7 +127,7 @@ def _check(env, name: str, parts: list[_Part]) -> None:
     try:
         out = jax.eval_shape(env.reset, key)
     except Exception as err:  # noqa: BLE001 (any failure of the user's code is reported, in one line)
-        raise EnvError(f"env '{name}': reset(key) failed: {short(err, 200)}") from None
+        raise EnvError(f"env '{name}': reset(key) failed: {reason(err)}") from None
     if not isinstance(out, tuple) or len(out) != 2:
         raise EnvError(f"env '{name}': reset(key) must return (obs, state); it returned {short(out, 120)}")
     obs, state = out
@@ -136,7 +136,7 @@ def _check(env, name: str, parts: list[_Part]) -> None:
     try:
         out = jax.eval_shape(env.step, key, state, action)
     except Exception as err:  # noqa: BLE001
-        raise EnvError(f"env '{name}': step(key, state, action) failed: {short(err, 200)}") from None
+        raise EnvError(f"env '{name}': step(key, state, action) failed: {reason(err)}") from None
     if not isinstance(out, tuple) or len(out) != 5:
         count = len(out) if isinstance(out, tuple) else "not a tuple of"
         raise EnvError(f"env '{name}': step must return (obs, state, reward, terminated, truncated), terminated "
@@ -268,12 +268,12 @@ def from_factory(name: str):
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # noqa: BLE001 (ImportError, or the module's own failure)
-        raise EnvError(f"env = {short(name)}: cannot import module '{short(module_name, 60)}' "
-                       f"({short(err, 120)}); is it on the Python path?") from None
+        raise EnvError(f"env = {short(name)}: cannot import module {short(module_name, 60)} "
+                       f"({reason(err, 120)}); is it on the Python path?") from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
-        raise EnvError(f"env = {short(name)}: module '{module_name}' has no callable '{short(attribute, 60)}'")
+        raise EnvError(f"env = {short(name)}: module {short(module_name, 60)} has no callable {short(attribute, 60)}")
     try:
         return factory()
     except Exception as err:  # noqa: BLE001
-        raise EnvError(f"env = {short(name)}: {attribute}() failed: {short(err, 160)}") from None
+        raise EnvError(f"env = {short(name)}: {short(attribute, 60)}() failed: {reason(err)}") from None
