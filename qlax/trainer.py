@@ -83,6 +83,9 @@ class Trainer(NamedTuple):
     observe: Callable  # TrainState -> ChunkMetrics (loss NaN): the numbers of a state as it stands
     budget: int  # vector steps per member: the config's, rounded up to whole rollouts
     chunk_vector_steps: int  # vector steps per chunk: whole rollouts
+    # TrainState -> TrainState after a resume, for an env whose state a checkpoint cannot
+    # hold (stepped on the host): fresh episodes, partial returns dropped. None otherwise.
+    restart: Callable | None = None
 
     @property
     def q_function(self) -> QFunction:
@@ -166,7 +169,7 @@ def _build(config: TrainConfig) -> Trainer:
         step = env.step(k_env, state.env_state, state.obs, actions)
         transition, known = step.transition, step.next_obs_known
         if terminal_on_truncation:  # the seed's rule: a cut is an end, whatever came next
-            transition, known = transition.replace(terminated=step.done), jnp.ones_like(known)
+            transition, known = transition.replace(terminated=step.done), known | step.done
         stepped = state.replace(env_state=step.env_state, obs=step.obs, first=step.first, key=key,
                                 vector_steps=state.vector_steps + 1,
                                 stats=episodes.update(state.stats, step.score, step.game_over))
@@ -239,8 +242,16 @@ def _build(config: TrainConfig) -> Trainer:
         state, greedy = greedy_check(state, was_active)
         return state, observe(state, loss, greedy)
 
+    def restart(state: TrainState) -> TrainState:
+        """The env restarts its episodes (its next step is a reset step, no transition); the
+        returns of the episodes it drops are not counted."""
+        stats = state.stats.replace(running_return=jnp.zeros_like(state.stats.running_return),
+                                    running_length=jnp.zeros_like(state.stats.running_length))
+        return state.replace(env_state=env.restart(state.env_state), stats=stats)
+
     return Trainer(config=config, env=env, algorithm=algorithm, init=init, run_chunk=run_chunk, observe=observe,
-                   budget=budget, chunk_vector_steps=rollouts_per_chunk * rollout_steps)
+                   budget=budget, chunk_vector_steps=rollouts_per_chunk * rollout_steps,
+                   restart=restart if env.restart is not None else None)
 
 
 class Population(NamedTuple):
@@ -250,9 +261,10 @@ class Population(NamedTuple):
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics); donates its input
     observe: Callable  # TrainState -> ChunkMetrics
     placement: Placement  # how the member axis is spread over devices
+    restart: Callable | None  # TrainState -> TrainState (`Trainer.restart`); donates its input
 
 
-_POPULATIONS: dict[tuple, tuple[Callable, Callable, Callable]] = {}
+_POPULATIONS: dict[tuple, tuple[Callable, Callable, Callable, Callable | None]] = {}
 
 
 def population(trainer: Trainer, placement: Placement) -> Population:
@@ -269,6 +281,8 @@ def population(trainer: Trainer, placement: Placement) -> Population:
             jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding),
             jax.jit(jax.vmap(trainer.run_chunk), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
             jax.jit(jax.vmap(trainer.observe), in_shardings=sharding, out_shardings=sharding),
+            None if trainer.restart is None else
+            jax.jit(jax.vmap(trainer.restart), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
         )
-    init, run_chunk, observe = _POPULATIONS[key]
-    return Population(init=init, run_chunk=run_chunk, observe=observe, placement=placement)
+    init, run_chunk, observe, restart = _POPULATIONS[key]
+    return Population(init=init, run_chunk=run_chunk, observe=observe, placement=placement, restart=restart)

@@ -58,9 +58,14 @@ class VecEnv(NamedTuple):
 
     reset(key) -> (obs (num_envs, obs_dim), env_state)
     step(key, env_state, obs, action (num_envs,)) -> EnvStep
+    restart(env_state) -> env_state, for an env whose state lives outside the program (on
+        the host), after a resume: the next step starts fresh episodes; it is a reset step,
+        no transition (next_obs_known false, done false, score 0, first true). None for an
+        env whose state the checkpoint holds.
     """
 
     spec: EnvSpec
     num_envs: int
     reset: Callable
     step: Callable
+    restart: Callable | None = None
