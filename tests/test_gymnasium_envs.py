@@ -312,3 +312,10 @@ def test_resume_continues_all_but_the_episodes_exactly(tmp_path):
     assert resumed.summary["interrupted"] is False and len(resumed.summary["eval_mean_return"]) == MEMBERS
     evaluation = evaluate_run(resumed_dir)  # qlax eval: greedy episodes on the host environments
     assert all(r in (6.0, 15.0) for r in evaluation["min_return"] + evaluation["max_return"])
+
+
+def test_the_same_task_from_gymnasium_keeps_a_presets_bounds():
+    preset = qlax.presets.load("cartpole-dqn")
+    for name in ("gymnasium:CartPole-v1", "gymnasium:CartPole-v1@async"):
+        assert preset.replace(env=name).obs_low == preset.obs_low  # CartPole's bounds, whoever steps it
+    assert preset.replace(env="gymnasium:Acrobot-v1").obs_low is None  # another task: its own

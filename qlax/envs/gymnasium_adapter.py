@@ -212,6 +212,19 @@ class _Record(NamedTuple):
     def where(self, mask: np.ndarray, other: _Record) -> _Record:
         return _Record(*(np.where(mask.reshape(-1, *[1] * (a.ndim - 1)), b, a) for a, b in zip(self, other)))
 
+    def packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two arrays for the device, as few as a callback can return (each costs time):
+        (n, 2 obs_dim + 2) float32 of obs, next_obs, reward, score; (n, 5) bool of the flags."""
+        return (np.concatenate([self.obs, self.next_obs, self.reward[:, None], self.score[:, None]], axis=1),
+                np.stack([self.terminated, self.done, self.known, self.first, self.game_over], axis=1))
+
+    @staticmethod
+    def unpacked(values: jax.Array, flags: jax.Array, obs_dim: int) -> _Record:
+        """The inverse of `packed`, on the device (any leading axes)."""
+        return _Record(values[..., :obs_dim], values[..., obs_dim:2 * obs_dim], values[..., 2 * obs_dim],
+                       *(flags[..., i] for i in range(4)),
+                       values[..., 2 * obs_dim + 1], flags[..., 4])
+
 
 def _leaves(obs) -> list[np.ndarray]:
     """An observation's arrays in the order `observation_parts` lists its spaces."""
@@ -445,9 +458,11 @@ class _Host:
             group.last_in = group.last_out = _tokens(seeds)
         return obs.reshape(*batch, n, -1), group.last_out.reshape(batch)
 
-    def step(self, seeds, tokens, actions):
-        batch, n = seeds.shape[:-1], self.num_envs
-        seeds, tokens, actions = np.asarray(seeds).reshape(-1, n), np.asarray(tokens).reshape(-1), np.asarray(actions)
+    def step(self, seeds_actions, tokens):
+        """seeds_actions (..., num_envs, 2) uint32, tokens (...) -> (values, flags, tokens), packed."""
+        batch, n = seeds_actions.shape[:-2], self.num_envs
+        seeds_actions, tokens = np.asarray(seeds_actions).reshape(-1, n, 2), np.asarray(tokens).reshape(-1)
+        seeds, actions = seeds_actions[..., 0], seeds_actions[..., 1].astype(np.int64)
         with self.lock:
             group, made = self._group(seeds.shape[0])
             stale = np.ones(len(tokens), bool) if made else (tokens != group.last_out) & (tokens != group.last_in)
@@ -460,7 +475,7 @@ class _Host:
                     record = record.where(mask, _Record.reset_step(group.envs.reset(seeds.reshape(-1), mask)))
             out = np.where(stale, _tokens(seeds), tokens)
             group.last_in, group.last_out = tokens, out
-        return (*(field.reshape(*batch, n, *field.shape[1:]) for field in record), out.reshape(batch))
+        return (*(array.reshape(*batch, n, -1) for array in record.packed()), out.reshape(batch))
 
 
 def _seeds(key: jax.Array, num_envs: int) -> jax.Array:
@@ -477,19 +492,19 @@ def make(env_id: str, num_envs: int) -> VecEnv:
                        f"of several processes cannot step them")
     host = _Host(source, num_envs)
     obs = jax.ShapeDtypeStruct((num_envs, env_spec.obs_dim), jnp.float32)
-    flags = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
-    values = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
     token = jax.ShapeDtypeStruct((), jnp.uint32)
-    stepped = _Record(obs, obs, values, flags, flags, flags, flags, values, flags)
+    packed = (jax.ShapeDtypeStruct((num_envs, 2 * env_spec.obs_dim + 2), jnp.float32),
+              jax.ShapeDtypeStruct((num_envs, 5), jnp.bool_))
 
     def reset(key):
         return jax.pure_callback(host.reset, (obs, token), _seeds(key, num_envs), vmap_method="broadcast_all")
 
     def step(key, env_state, obs_now, action):
         action = action.astype(jnp.int32)
-        *fields, new_token = jax.pure_callback(host.step, (*stepped, token), _seeds(key, num_envs), env_state,
-                                               action, vmap_method="broadcast_all")
-        record = _Record(*fields)
+        seeds_actions = jnp.stack([_seeds(key, num_envs), action.astype(jnp.uint32)], axis=-1)
+        values, flags, new_token = jax.pure_callback(host.step, (*packed, token), seeds_actions, env_state,
+                                                     vmap_method="broadcast_all")
+        record = _Record.unpacked(values, flags, env_spec.obs_dim)
         transition = Transition(obs=obs_now, action=action, reward=record.reward, next_obs=record.next_obs,
                                 terminated=record.terminated)
         return EnvStep(record.obs, new_token, transition, record.done, record.known, record.first, record.score,
