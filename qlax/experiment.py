@@ -179,7 +179,7 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
         if is_writer():
             reports.MetricsFile(run_dir / reports.METRICS_FILE, members).truncate(manifest["chunk"])
         pop = _build(planned, progress)
-        if planned.trainer.env.spec.host:  # no checkpoint holds its envs: they start afresh
+        if pop.restart is not None:  # no checkpoint holds its envs: they start afresh
             state = pop.restart(state)
         return _run(planned.trainer, members, pop, state, manifest["chunk"], run_dir, options, progress, started,
                     0.0)

@@ -72,7 +72,6 @@ class ChunkMetrics:
 
 
 GREEDY_CHECK_STREAM = 0x6EED  # fold_in tag of the greedy checks' keys
-RESTART_STREAM = 0x4E57  # fold_in tag of the key that restarts a host env's episodes
 
 
 class Trainer(NamedTuple):
@@ -82,7 +81,7 @@ class Trainer(NamedTuple):
     init: Callable  # (key, HParams) -> TrainState
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics)
     observe: Callable  # TrainState -> ChunkMetrics (loss NaN): the numbers of a state as it stands
-    restart: Callable  # TrainState -> TrainState: fresh episodes (a resumed run of a host env)
+    restart: Callable | None  # TrainState -> TrainState: fresh episodes after a resume (`VecEnv.restart`)
     budget: int  # vector steps per member: the config's, rounded up to whole rollouts
     chunk_vector_steps: int  # vector steps per chunk: whole rollouts
 
@@ -232,13 +231,12 @@ def _build(config: TrainConfig) -> Trainer:
         return state, mean
 
     def restart(state: TrainState) -> TrainState:
-        """Fresh episodes for every env: a checkpoint cannot hold the state of envs stepped
-        outside JAX (`EnvSpec.host`), so a resumed run starts them anew, and the episodes
-        that were under way are dropped from the returns."""
-        obs, env_state = env.reset(jax.random.fold_in(state.key, RESTART_STREAM))
+        """After a resume, for an env whose state a checkpoint cannot hold: its next step
+        starts fresh episodes (a reset step, no transition: no n-step window spans the
+        resume), and the episodes that were under way are dropped from the returns."""
         stats = state.stats.replace(running_return=jnp.zeros_like(state.stats.running_return),
                                     running_length=jnp.zeros_like(state.stats.running_length))
-        return state.replace(obs=obs, env_state=env_state, first=jnp.ones_like(state.first), stats=stats)
+        return state.replace(env_state=env.restart(state.env_state), stats=stats)
 
     def run_chunk(state: TrainState):
         was_active = is_active(state)
@@ -251,7 +249,7 @@ def _build(config: TrainConfig) -> Trainer:
         return state, observe(state, loss, greedy)
 
     return Trainer(config=config, env=env, algorithm=algorithm, init=init, run_chunk=run_chunk, observe=observe,
-                   restart=restart, budget=budget, chunk_vector_steps=rollouts_per_chunk * rollout_steps)
+                   restart=restart if env.restart is not None else None, budget=budget, chunk_vector_steps=rollouts_per_chunk * rollout_steps)
 
 
 class Population(NamedTuple):
@@ -260,11 +258,11 @@ class Population(NamedTuple):
     init: Callable  # (keys (padded, 2), HParams with leaves (padded,)) -> TrainState
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics); donates its input
     observe: Callable  # TrainState -> ChunkMetrics
-    restart: Callable  # TrainState -> TrainState; donates its input
+    restart: Callable | None  # TrainState -> TrainState (`Trainer.restart`); donates its input
     placement: Placement  # how the member axis is spread over devices
 
 
-_POPULATIONS: dict[tuple, tuple[Callable, Callable, Callable]] = {}
+_POPULATIONS: dict[tuple, tuple[Callable, Callable, Callable, Callable | None]] = {}
 
 
 def population(trainer: Trainer, placement: Placement) -> Population:
@@ -281,6 +279,7 @@ def population(trainer: Trainer, placement: Placement) -> Population:
             jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding),
             jax.jit(jax.vmap(trainer.run_chunk), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
             jax.jit(jax.vmap(trainer.observe), in_shardings=sharding, out_shardings=sharding),
+            None if trainer.restart is None else
             jax.jit(jax.vmap(trainer.restart), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
         )
     init, run_chunk, observe, restart = _POPULATIONS[key]

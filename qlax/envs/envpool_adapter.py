@@ -248,4 +248,9 @@ def make(env_id: str, num_envs: int) -> VecEnv:
                        next_obs_known=~resets, first=resets, score=jnp.where(resets, 0.0, raw.score),
                        game_over=raw.game_over & ~resets)
 
-    return VecEnv(spec=env_spec, num_envs=num_envs, reset=reset, step=step)
+    def restart(state: EnvState) -> EnvState:
+        """Every env's next step is a reset step: in a new process a fresh pool's first step
+        resets it; in the same process the pool's games go on as new episodes."""
+        return state._replace(ended=jnp.ones_like(state.ended))
+
+    return VecEnv(spec=env_spec, num_envs=num_envs, reset=reset, step=step, restart=restart)
