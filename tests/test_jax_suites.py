@@ -206,10 +206,13 @@ def test_a_jumanji_cut_with_discount_is_a_truncation_with_its_final_observation(
     ("navix:Navix-Empty-5x5-v9", "env = 'navix:Navix-Empty-5x5-v9': navix has no such environment "
                                  "(did you mean 'navix:Navix-Empty-5x5-v0'?)"),
     ("jumanji:Maze-v1", "env = 'jumanji:Maze-v1': Jumanji has no such environment (did you mean 'jumanji:Maze-v0'?)"),
-    ("jumanji:Cleaner-v0", "env 'jumanji:Cleaner-v0': its actions are MultiDiscreteArray [4, 4, 4]; Q-learning "
-                           "here needs one discrete action (a DiscreteArray action spec)"),
-    ("jumanji:SearchAndRescue-v0", "env 'jumanji:SearchAndRescue-v0': its actions are continuous"),
-], ids=["navix id", "jumanji id", "multi-discrete", "continuous"])
+    ("jumanji:Cleaner-v0", "env 'jumanji:Cleaner-v0': its actions are several discrete choices at once "
+                           "(MultiDiscreteArray [4, 4, 4]); Q-learning here needs one discrete action (a "
+                           "DiscreteArray action spec)"),
+    ("jumanji:MultiCVRP-v0", "env 'jumanji:MultiCVRP-v0': its actions are several discrete choices at once "
+                             "(integers of shape (2,))"),
+    ("jumanji:SearchAndRescue-v0", "env 'jumanji:SearchAndRescue-v0': its actions are continuous (of shape (2, 2))"),
+], ids=["navix id", "jumanji id", "multi-discrete", "integer array", "continuous"])
 def test_an_environment_qlax_cannot_train_on_is_refused_in_one_line(name, message):
     with pytest.raises(EnvError) as refused:
         env_spec(name)
@@ -226,3 +229,9 @@ def test_a_suite_environment_trains_a_few_compiled_steps_and_checkpoints(env, tm
     result = qlax.train(config, progress=False, out=tmp_path / "run")  # checkpoints hold the suite's state
     assert result.summary["env_steps"] == [400, 400] and list((tmp_path / "run" / "checkpoints").iterdir())
     assert int(result.state.agent.learner.updates[0]) > 0 and np.all(np.isfinite(result.summary["eval_mean_return"]))
+
+
+@pytest.mark.slow
+def test_the_navix_preset_solves_random_empty_rooms():
+    result = qlax.train(qlax.presets.load("navix-empty-dqn"), seeds=4, progress=False)
+    assert sum(result.solved) >= 3, result.eval_mean_return

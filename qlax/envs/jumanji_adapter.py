@@ -88,8 +88,13 @@ class JumanjiEnv:
         action = env.action_spec
         if type(action).__name__ != "DiscreteArray":
             nvec = getattr(action, "num_values", None)
-            what = f"{type(action).__name__} {short(np.asarray(nvec).tolist(), 40)}" if nvec is not None \
-                else f"continuous ({type(action).__name__} of shape {tuple(action.shape)})"
+            if nvec is not None:
+                choices = f"{type(action).__name__} {short(np.asarray(nvec).tolist(), 40)}"
+                what = f"several discrete choices at once ({choices})"
+            elif np.issubdtype(np.dtype(action.dtype), np.integer):
+                what = f"several discrete choices at once (integers of shape {tuple(action.shape)})"
+            else:
+                what = f"continuous (of shape {tuple(action.shape)})"
             raise EnvError(f"env '{name}': its actions are {what}; Q-learning here needs one discrete action "
                            f"(a DiscreteArray action spec)")
         self.action_space = jax_adapter.Discrete(int(action.num_values))

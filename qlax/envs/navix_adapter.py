@@ -49,10 +49,8 @@ class NavixEnv:
     def __init__(self, env, name: str):
         self.env = env
         self.name = name
-        height, width = env.height, env.width
-        self.observation_space = jax_adapter.Box(
-            shape=(height, width, 3), low=0.0, high=np.broadcast_to(np.asarray(SYMBOL_HIGH, np.float32),
-                                                                     (height, width, 3)))
+        shape = (env.height, env.width, 3)
+        self.observation_space = jax_adapter.Box(shape=shape, low=0.0, high=np.broadcast_to(SYMBOL_HIGH, shape))
         self.action_space = jax_adapter.Discrete(len(env.action_set))
         self.max_episode_steps = int(env.max_steps)
 
