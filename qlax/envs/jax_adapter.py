@@ -201,9 +201,10 @@ def spaces_spec(name: str, observation_space, action_space, max_episode_steps=No
 
 
 class _Limited(NamedTuple):
-    """A protocol env's state and its episode's steps, for qlax's own time limit."""
+    """A protocol env's state and its episode's steps, for qlax's own time limit. The state
+    is kept as the tuple of its arrays, so a checkpoint can hold a state of any class."""
 
-    inner: Any
+    inner: tuple
     steps: jax.Array
 
 
@@ -215,10 +216,11 @@ def vectorize(env, spec: EnvSpec, num_envs: int) -> VecEnv:
         return gymnax_adapter.vectorize(env, env.default_params, spec, num_envs)
     flat = _flatten(observation_parts(env.observation_space, spec.id), num_envs)
     limit = spec.max_episode_steps
+    state_structure = jax.tree.structure(jax.eval_shape(env.reset, jax.ShapeDtypeStruct((2,), jnp.uint32))[1])
 
     def reset_all(key):
         obs, inner = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-        return obs, _Limited(inner, jnp.zeros(num_envs, jnp.int32))
+        return obs, _Limited(tuple(jax.tree.leaves(inner)), jnp.zeros(num_envs, jnp.int32))
 
     def reset(key):
         obs, state = reset_all(key)
@@ -227,7 +229,8 @@ def vectorize(env, spec: EnvSpec, num_envs: int) -> VecEnv:
     def step(key, state: _Limited, obs, action):
         k_step, k_reset = jax.random.split(key)
         next_obs, inner, reward, terminated, truncated = jax.vmap(env.step)(
-            jax.random.split(k_step, num_envs), state.inner, action.astype(jnp.int32))
+            jax.random.split(k_step, num_envs), jax.tree.unflatten(state_structure, state.inner),
+            action.astype(jnp.int32))
         steps = state.steps + 1
         terminated = jnp.asarray(terminated).astype(bool)
         truncated = jnp.asarray(truncated).astype(bool) & ~terminated
@@ -236,7 +239,7 @@ def vectorize(env, spec: EnvSpec, num_envs: int) -> VecEnv:
         done = terminated | truncated
         reset_obs, reset_state = reset_all(k_reset)
         after = jax.tree.map(lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (new.ndim - 1)), new, old),
-                             (reset_obs, reset_state), (next_obs, _Limited(inner, steps)))
+                             (reset_obs, reset_state), (next_obs, _Limited(tuple(jax.tree.leaves(inner)), steps)))
         transition = Transition(obs=obs, action=action.astype(jnp.int32),
                                 reward=jnp.asarray(reward, jnp.float32), next_obs=flat(next_obs),
                                 terminated=terminated)
