@@ -172,11 +172,15 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied, validated. A change of `env` takes the new
-        environment's own bounds and threshold (`ENV_SETTINGS`) unless `changes` sets them."""
+        environment's own bounds and threshold (`ENV_SETTINGS`) unless `changes` sets them,
+        or the new env is the same task from another source (`gymnasium:CartPole-v1` for
+        `CartPole-v1`)."""
+        from qlax.envs import task_id  # qlax.envs imports this module
+
         unknown = sorted(set(changes) - set(field_names()))
         if unknown:
             raise ConfigError(unknown_key_message(unknown[0]))
-        if "env" in changes and changes["env"] != self.env:
+        if "env" in changes and not (isinstance(changes["env"], str) and task_id(changes["env"]) == task_id(self.env)):
             changes = {**{name: None for name in ENV_SETTINGS}, **changes}
         return dataclasses.replace(self, **changes).validated()
 

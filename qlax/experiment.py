@@ -179,6 +179,8 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
         if is_writer():
             reports.MetricsFile(run_dir / reports.METRICS_FILE, members).truncate(manifest["chunk"])
         pop = _build(planned, progress)
+        if pop.restart is not None:  # no checkpoint holds its envs: they start afresh
+            state = pop.restart(state)
         return _run(planned.trainer, members, pop, state, manifest["chunk"], run_dir, options, progress, started,
                     0.0)
 
@@ -194,7 +196,10 @@ class Planned(NamedTuple):
 def _plan(members: Members, max_memory: str | int | None) -> Planned:
     """The program, its layout over the devices, and the memory check, before any compile."""
     trainer = make_train(members.config)
-    placement = place(members.count)
+    if trainer.env.spec.host and jax.process_count() > 1:
+        raise ConfigError(f"env = '{members.config.env}' is stepped on the host: it trains in one process, "
+                          f"not {jax.process_count()}")
+    placement = place(members.count, one_device=trainer.env.spec.host)
     plan = memory.plan(member_template(trainer), *_members_here(placement))
     allowed, source = memory.limit(max_memory)
     memory.check(plan, allowed, source)

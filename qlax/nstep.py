@@ -44,26 +44,28 @@ def push(window: NStepWindow, transition: Transition, done: jax.Array, known: ja
 def emit(window: NStepWindow, gamma: float) -> tuple[Transition, jax.Array]:
     """(the n-step transition starting at the oldest step, per env; whether it can be stored).
 
-    A window that ends at a step whose next observation is unknown (a time limit in an env
-    without final observations) stops one step earlier and bootstraps from the step before;
-    a one-step window at such a step cannot be stored. Storable also needs a full window.
+    A window stops before the first step whose next observation is unknown (a time limit
+    in an env without final observations, the reset step of an env that resets on the
+    step after an end) and bootstraps from the step before; a window that starts at such
+    a step cannot be stored. Storable also needs a full window.
     """
     n = window.done.shape[0]
     steps = window.steps
-    # Step j counts if no earlier step in the window ended the episode.
+    # Step j counts if no earlier step in the window ended the episode and no step up to
+    # j has an unknown next observation.
     ended_before = jnp.cumsum(window.done, axis=0) - window.done
-    counts = ended_before == 0  # (n, num_envs)
-    k = jnp.sum(counts, axis=0)  # steps up to the episode's end, 1..n
-    last_known = _at(window.known, k - 1)
-    k = jnp.where(last_known, k, jnp.maximum(k - 1, 1))  # steps taken
-    counts = counts & (jnp.arange(n)[:, None] < k)
+    unknown_so_far = jnp.cumsum(~window.known, axis=0) > 0
+    counts = (ended_before == 0) & ~unknown_so_far  # (n, num_envs)
+    k = jnp.sum(counts, axis=0)  # steps taken, 0..n
+    storable = (window.filled == n) & (k > 0)
+    k = jnp.maximum(k, 1)
     powers = gamma ** jnp.arange(n, dtype=jnp.float32)[:, None]
     reward = jnp.sum(jnp.where(counts, powers * steps.reward, 0.0), axis=0)
     last = k - 1
     transition = Transition(obs=steps.obs[0], action=steps.action[0], reward=reward,
                             next_obs=_at(steps.next_obs, last), terminated=_at(steps.terminated, last),
                             discount=(gamma ** k.astype(jnp.float32)))
-    return transition, (window.filled == n) & _at(window.known, last)
+    return transition, storable
 
 
 def _at(x: jax.Array, index: jax.Array) -> jax.Array:

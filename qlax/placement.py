@@ -85,18 +85,22 @@ class Placement:
         return multihost_utils.host_local_array_to_global_array(tree, self.sharding.mesh, PartitionSpec(AXIS))
 
 
-def place(members: int) -> Placement:
+def place(members: int, one_device: bool = False) -> Placement:
     """The layout of `members` members over the devices JAX sees.
 
     With one process, a population smaller than the device count uses one device per
     member; a larger one is padded to a multiple of the device count. With several
     processes every device takes part (each process must hold a share), so the
-    population is padded to a multiple of the global device count.
+    population is padded to a multiple of the global device count. `one_device`: all
+    members on the first device (an environment stepped outside XLA, on the host, steps
+    every member's envs in one call, which XLA cannot split over devices).
     """
     if members < 1:
         raise ValueError(f"a population needs at least 1 member, got {members}")
     devices = jax.devices()
-    if jax.process_count() == 1 and members < len(devices):
+    if one_device:
+        devices = devices[:1]
+    elif jax.process_count() == 1 and members < len(devices):
         devices = devices[:members]
     padded = -(-members // len(devices)) * len(devices)
     mesh = Mesh(np.array(devices), (AXIS,))

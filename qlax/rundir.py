@@ -283,7 +283,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     trainer, members, params = load_params(run_dir, episodes, best, env)
     config = trainer.config
     if backend == "gymnax":
-        placement = place(members.count)
+        placement = place(members.count, one_device=trainer.env.spec.host)
         returns = evaluate_members(trainer, members, placement, placement.put(params))
     elif backend == "gymnasium":
         from qlax.gymnasium_backend import evaluate_gymnasium

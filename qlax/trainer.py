@@ -81,6 +81,7 @@ class Trainer(NamedTuple):
     init: Callable  # (key, HParams) -> TrainState
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics)
     observe: Callable  # TrainState -> ChunkMetrics (loss NaN): the numbers of a state as it stands
+    restart: Callable | None  # TrainState -> TrainState: fresh episodes after a resume (`VecEnv.restart`)
     budget: int  # vector steps per member: the config's, rounded up to whole rollouts
     chunk_vector_steps: int  # vector steps per chunk: whole rollouts
 
@@ -166,7 +167,7 @@ def _build(config: TrainConfig) -> Trainer:
         step = env.step(k_env, state.env_state, state.obs, actions)
         transition, known = step.transition, step.next_obs_known
         if terminal_on_truncation:  # the seed's rule: a cut is an end, whatever came next
-            transition, known = transition.replace(terminated=step.done), jnp.ones_like(known)
+            transition, known = transition.replace(terminated=step.done), known | step.done
         stepped = state.replace(env_state=step.env_state, obs=step.obs, first=step.first, key=key,
                                 vector_steps=state.vector_steps + 1,
                                 stats=episodes.update(state.stats, step.score, step.game_over))
@@ -229,6 +230,14 @@ def _build(config: TrainConfig) -> Trainer:
                                                     candidate, state.best))
         return state, mean
 
+    def restart(state: TrainState) -> TrainState:
+        """After a resume, for an env whose state a checkpoint cannot hold: its next step
+        starts fresh episodes (a reset step, no transition: no n-step window spans the
+        resume), and the episodes that were under way are dropped from the returns."""
+        stats = state.stats.replace(running_return=jnp.zeros_like(state.stats.running_return),
+                                    running_length=jnp.zeros_like(state.stats.running_length))
+        return state.replace(env_state=env.restart(state.env_state), stats=stats)
+
     def run_chunk(state: TrainState):
         was_active = is_active(state)
         state, (loss_sums, updates_run) = jax.lax.scan(rollout_and_learn, state, None, length=rollouts_per_chunk)
@@ -240,7 +249,7 @@ def _build(config: TrainConfig) -> Trainer:
         return state, observe(state, loss, greedy)
 
     return Trainer(config=config, env=env, algorithm=algorithm, init=init, run_chunk=run_chunk, observe=observe,
-                   budget=budget, chunk_vector_steps=rollouts_per_chunk * rollout_steps)
+                   restart=restart if env.restart is not None else None, budget=budget, chunk_vector_steps=rollouts_per_chunk * rollout_steps)
 
 
 class Population(NamedTuple):
@@ -249,10 +258,11 @@ class Population(NamedTuple):
     init: Callable  # (keys (padded, 2), HParams with leaves (padded,)) -> TrainState
     run_chunk: Callable  # TrainState -> (TrainState, ChunkMetrics); donates its input
     observe: Callable  # TrainState -> ChunkMetrics
+    restart: Callable | None  # TrainState -> TrainState (`Trainer.restart`); donates its input
     placement: Placement  # how the member axis is spread over devices
 
 
-_POPULATIONS: dict[tuple, tuple[Callable, Callable, Callable]] = {}
+_POPULATIONS: dict[tuple, tuple[Callable, Callable, Callable, Callable | None]] = {}
 
 
 def population(trainer: Trainer, placement: Placement) -> Population:
@@ -269,6 +279,8 @@ def population(trainer: Trainer, placement: Placement) -> Population:
             jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding),
             jax.jit(jax.vmap(trainer.run_chunk), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
             jax.jit(jax.vmap(trainer.observe), in_shardings=sharding, out_shardings=sharding),
+            None if trainer.restart is None else
+            jax.jit(jax.vmap(trainer.restart), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
         )
-    init, run_chunk, observe = _POPULATIONS[key]
-    return Population(init=init, run_chunk=run_chunk, observe=observe, placement=placement)
+    init, run_chunk, observe, restart = _POPULATIONS[key]
+    return Population(init=init, run_chunk=run_chunk, observe=observe, restart=restart, placement=placement)

@@ -185,3 +185,21 @@ def test_an_nstep_window_stops_before_a_step_it_cannot_bootstrap_from():
         window = nstep.push(window, step(0), jnp.array([False]), jnp.array([True]))
     out, storable = nstep.emit(window, gamma)
     assert not bool(storable[0])  # one step, and its next observation unknown
+
+
+def test_an_nstep_window_never_spans_a_step_that_is_no_transition():
+    """EnvPool's reset step (next observation unknown, no end) splits windows like an end:
+    the steps before it are emitted without it, and a window starting at it is not stored."""
+    from qlax import nstep
+
+    gamma = 0.5
+    step = lambda t: Transition(obs=jnp.full((1, 1), t), action=jnp.array([t]), reward=jnp.array([1.0]),  # noqa: E731
+                                next_obs=jnp.full((1, 1), t + 10.0), terminated=jnp.array([False]))
+    window = nstep.init(step(0), 3)
+    for t, known in enumerate([True, False, True]):  # the old episode's step, the reset step, a new step
+        window = nstep.push(window, step(t), jnp.array([False]), jnp.array([known]))
+    out, storable = nstep.emit(window, gamma)
+    assert bool(storable[0]) and float(out.discount[0]) == 0.5 and float(out.reward[0]) == 1.0
+    assert float(out.next_obs[0, 0]) == 10.0  # the old episode's own next observation
+    window = nstep.push(window, step(3), jnp.array([False]), jnp.array([True]))
+    assert not bool(nstep.emit(window, gamma)[1][0])  # starts at the reset step

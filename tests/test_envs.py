@@ -1,5 +1,8 @@
 """Vectorized gymnax environments: transitions, auto-reset, specs, and CartPole's physics."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,3 +196,13 @@ def test_other_families_train_a_few_compiled_steps(env_id, q_function):
     result = qlax.train(config, progress=False)
     assert result.summary["env_steps"] == [400, 400]
     assert int(result.state.agent.learner.updates[0]) > 0 and np.all(np.isfinite(result.summary["eval_mean_return"]))
+
+
+def test_gymnax_renderers_modules_are_not_imported_for_training():
+    """gymnax imports seaborn and pyplot for its renderers (1.3 s of every start): qlax defers them
+    until something uses them, and then they work."""
+    code = ("import sys; from qlax.envs import env_spec; env_spec('CartPole-v1'); "
+            "print(sorted(type(sys.modules[m]).__name__ for m in ('seaborn', 'matplotlib.pyplot'))); "
+            "import gymnax.environments.misc.pong as pong; print(len(pong.sns.color_palette()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["['_Deferred', '_Deferred']", "10"]

@@ -170,3 +170,30 @@ def test_every_preset_switches_environment_or_says_which_setting_to_change(prese
         assert make_train(presets.load(preset).replace(env=env)).env.spec.id == env
     except qlax.ConfigError as err:  # a convolution on vector observations: the only refusal
         assert "--set q_function=mlp" in str(err)
+
+
+class DataclassState(Corridor):
+    """The Corridor with its state in a class of its own (as Jumanji's and many users' are)."""
+
+    class State:
+        def __init__(self, position):
+            self.position = position
+
+    jax.tree_util.register_pytree_node(State, lambda s: ((s.position,), None), lambda _, c: DataclassState.State(*c))
+
+    def reset(self, key):
+        obs, state = super().reset(key)
+        return obs, self.State(state.position)
+
+    def step(self, key, state, action):
+        out = super().step(key, state, action)
+        return out._replace(state=self.State(out.state.position))
+
+
+def test_a_state_of_any_class_is_checkpointed_as_its_arrays(tmp_path):
+    name = envs.register(DataclassState())
+    started = qlax.experiment.start(CORRIDOR_DQN.replace(env=name, total_steps=400, learning_starts=50))
+    state, _ = started.population.run_chunk(started.state)
+    from flax import serialization
+    restored = serialization.from_bytes(state, serialization.to_bytes(state))
+    np.testing.assert_array_equal(restored.env_state.inner[0], state.env_state.inner[0])

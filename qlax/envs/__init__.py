@@ -21,7 +21,7 @@ from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.envs.jax_adapter import Box, Discrete, TimeStep, register
 
 __all__ = ["Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "make_env",
-           "register", "supported"]
+           "register", "supported", "task_id"]
 
 # prefix -> the adapter module, which gives spec(id) -> EnvSpec and make(id, num_envs) -> VecEnv.
 SOURCES = {
@@ -41,6 +41,13 @@ def _source(name: str):
             raise EnvError(f"env = {short(name)}: name the environment after '{prefix}:'")
         return importlib.import_module(SOURCES[prefix]), rest
     return None, name
+
+
+def task_id(name: str) -> str:
+    """The task a name means, whichever source steps it: `gymnasium:CartPole-v1@async` and
+    `CartPole-v1` are both CartPole-v1 (a preset's bounds for the one hold for the other)."""
+    prefix, sep, rest = name.partition(":")
+    return (rest if sep and prefix in SOURCES else name).partition("@")[0]
 
 
 def _jax_env(name: str):

@@ -61,9 +61,14 @@ class VecEnv(NamedTuple):
 
     reset(key) -> (obs (num_envs, obs_dim) of spec.obs_dtype, env_state)
     step(key, env_state, obs, action (num_envs,)) -> EnvStep
+    restart(env_state) -> env_state, for an env whose state a checkpoint cannot hold (stepped
+        outside the program): after a resume its next step starts fresh episodes and is a
+        reset step, no transition (next_obs_known false, done false, score 0, first true),
+        so no n-step window spans the resume. None for an env whose state is saved.
     """
 
     spec: EnvSpec
     num_envs: int
     reset: Callable
     step: Callable
+    restart: Callable | None = None

@@ -8,6 +8,10 @@ that final observation as `next_obs`, so a time limit is bootstrapped through.
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import sys
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,13 +24,37 @@ from qlax.types import Transition
 SOLVE_THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0}
 
 
+# Modules gymnax imports at import time only for its own renderers, which qlax never calls
+# (qlax.render draws with PIL): loaded lazily, they cost nothing until used; eagerly, they
+# were 1.3 s of every start on a 2-core machine.
+RENDERING_ONLY = ("seaborn", "matplotlib.pyplot")
+
+
 def _gymnax():
     """gymnax, imported on first use: importing it starts JAX's backends (some of its
     environments build arrays at import), which must wait for `jax.distributed.initialize`
     in a multi-process run and for qlax's choice of CPU devices."""
+    if "gymnax" not in sys.modules:
+        for name in RENDERING_ONLY:
+            _import_lazily(name)
     import gymnax
 
     return gymnax
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a module until one of its attributes is used, then imports it."""
+
+    def __getattr__(self, attribute):
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
+def _import_lazily(name: str) -> None:
+    """Put a stand-in for `name` in sys.modules, unless it is imported already or missing."""
+    if name not in sys.modules and importlib.util.find_spec(name) is not None:
+        sys.modules[name] = _Deferred(name)
 
 
 def is_gymnax_env(env) -> bool:

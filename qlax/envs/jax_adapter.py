@@ -71,14 +71,15 @@ class _Part(NamedTuple):
     high: np.ndarray
 
 
-def _parts(space, name: str, where: str = "observation_space") -> list[_Part]:
+def observation_parts(space, name: str, where: str = "observation_space") -> list[_Part]:
     """The leaf spaces of an observation space, in the order qlax flattens them (a dict's
-    keys sorted, as JAX orders a dict's leaves)."""
+    keys sorted, as JAX orders a dict's leaves); refused in one line unless Box, Discrete,
+    or Dict/Tuple spaces of them."""
     children = getattr(space, "spaces", None)
     if isinstance(children, dict):
-        return [p for key in sorted(children) for p in _parts(children[key], name, f"{where}[{key!r}]")]
+        return [p for key in sorted(children) for p in observation_parts(children[key], name, f"{where}[{key!r}]")]
     if isinstance(children, (tuple, list)):
-        return [p for i, child in enumerate(children) for p in _parts(child, name, f"{where}[{i}]")]
+        return [p for i, child in enumerate(children) for p in observation_parts(child, name, f"{where}[{i}]")]
     n = getattr(space, "n", None)
     shape = getattr(space, "shape", None)
     if n is not None and not shape and np.ndim(n) == 0:  # Discrete (gymnax's, Gymnasium's, qlax's)
@@ -95,7 +96,8 @@ def _parts(space, name: str, where: str = "observation_space") -> list[_Part]:
                    f"and on Dict or Tuple spaces of them (flattened)")
 
 
-def _num_actions(space, name: str) -> int:
+def action_count(space, name: str) -> int:
+    """n of a Discrete action space from 0; refused in one line otherwise."""
     n = getattr(space, "n", None)
     if n is None or np.ndim(n) != 0 or getattr(space, "shape", ()) not in ((), None):
         raise EnvError(f"env '{name}': action_space is {short(space)}; Q-learning needs a discrete action space "
@@ -170,13 +172,20 @@ def spec_of(env, name: str) -> EnvSpec:
         if not hasattr(env, attribute):
             raise EnvError(f"env '{name}': has no {attribute}; a JAX environment names its spaces "
                            f"(qlax.envs.Box, qlax.envs.Discrete, or gymnax's or Gymnasium's)")
-    parts = _parts(env.observation_space, name)
-    num_actions = _num_actions(env.action_space, name)
-    _check(env, name, parts)
-    limit = getattr(env, "max_episode_steps", None)
+    spec = spaces_spec(name, env.observation_space, env.action_space, getattr(env, "max_episode_steps", None),
+                       getattr(env, "solve_threshold", None))
+    _check(env, name, observation_parts(env.observation_space, name))
+    return spec
+
+
+def spaces_spec(name: str, observation_space, action_space, max_episode_steps=None, solve_threshold=None,
+                host: bool = False) -> EnvSpec:
+    """The spec of an environment with these spaces (read by their attributes), time limit and threshold."""
+    parts = observation_parts(observation_space, name)
+    num_actions = action_count(action_space, name)
+    limit = max_episode_steps
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise EnvError(f"env '{name}': max_episode_steps = {short(limit)}: expected a positive integer or None")
-    threshold = getattr(env, "solve_threshold", None)
     return EnvSpec(
         id=name,
         obs_shape=parts[0].shape if len(parts) == 1 and not parts[0].one_hot else
@@ -186,14 +195,16 @@ def spec_of(env, name: str) -> EnvSpec:
         max_episode_steps=None if limit is None else int(limit),
         obs_low=np.concatenate([p.low for p in parts]),
         obs_high=np.concatenate([p.high for p in parts]),
-        solve_threshold=None if threshold is None else float(threshold),
+        solve_threshold=None if solve_threshold is None else float(solve_threshold),
+        host=host,
     )
 
 
 class _Limited(NamedTuple):
-    """A protocol env's state and its episode's steps, for qlax's own time limit."""
+    """A protocol env's state and its episode's steps, for qlax's own time limit. The state
+    is kept as the tuple of its arrays, so a checkpoint can hold a state of any class."""
 
-    inner: Any
+    inner: tuple
     steps: jax.Array
 
 
@@ -203,12 +214,13 @@ def vectorize(env, spec: EnvSpec, num_envs: int) -> VecEnv:
     truncation."""
     if gymnax_adapter.is_gymnax_env(env):
         return gymnax_adapter.vectorize(env, env.default_params, spec, num_envs)
-    flat = _flatten(_parts(env.observation_space, spec.id), num_envs)
+    flat = _flatten(observation_parts(env.observation_space, spec.id), num_envs)
     limit = spec.max_episode_steps
+    state_structure = jax.tree.structure(jax.eval_shape(env.reset, jax.ShapeDtypeStruct((2,), jnp.uint32))[1])
 
     def reset_all(key):
         obs, inner = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-        return obs, _Limited(inner, jnp.zeros(num_envs, jnp.int32))
+        return obs, _Limited(tuple(jax.tree.leaves(inner)), jnp.zeros(num_envs, jnp.int32))
 
     def reset(key):
         obs, state = reset_all(key)
@@ -217,7 +229,8 @@ def vectorize(env, spec: EnvSpec, num_envs: int) -> VecEnv:
     def step(key, state: _Limited, obs, action):
         k_step, k_reset = jax.random.split(key)
         next_obs, inner, reward, terminated, truncated = jax.vmap(env.step)(
-            jax.random.split(k_step, num_envs), state.inner, action.astype(jnp.int32))
+            jax.random.split(k_step, num_envs), jax.tree.unflatten(state_structure, state.inner),
+            action.astype(jnp.int32))
         steps = state.steps + 1
         terminated = jnp.asarray(terminated).astype(bool)
         truncated = jnp.asarray(truncated).astype(bool) & ~terminated
@@ -226,7 +239,7 @@ def vectorize(env, spec: EnvSpec, num_envs: int) -> VecEnv:
         done = terminated | truncated
         reset_obs, reset_state = reset_all(k_reset)
         after = jax.tree.map(lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (new.ndim - 1)), new, old),
-                             (reset_obs, reset_state), (next_obs, _Limited(inner, steps)))
+                             (reset_obs, reset_state), (next_obs, _Limited(tuple(jax.tree.leaves(inner)), steps)))
         transition = Transition(obs=obs, action=action.astype(jnp.int32),
                                 reward=jnp.asarray(reward, jnp.float32), next_obs=flat(next_obs),
                                 terminated=terminated)

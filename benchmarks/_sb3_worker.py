@@ -1,0 +1,52 @@
+"""Stable-Baselines3's DQN timed on settings given as JSON; run by host_envs.py in benchmarks/.venv-sb3.
+
+    python _sb3_worker.py '{"env": {...}, "dqn": {...}, "warmup_steps": N, "timed_steps": N, "threads": N}'
+
+env: {"maker": a name in ENV_MAKERS, "id": the Gymnasium id, "num_envs": n}; dqn: keyword
+arguments of `stable_baselines3.DQN` (plus "net_arch"). The model first learns
+`warmup_steps` env steps untimed (past learning_starts, so every timed step also learns),
+then `timed_steps` more, timed. threads: PyTorch's threads (0: its default, one per core).
+Prints one JSON line: env steps/s of the timed part and
+the versions. No qlax here: this venv holds only SB3, PyTorch and Gymnasium.
+"""
+
+import json
+import sys
+import time
+
+import gymnasium
+import stable_baselines3
+import torch
+from stable_baselines3 import DQN
+from stable_baselines3.common.env_util import make_vec_env
+
+
+def gymnasium_env(settings: dict):
+    """n copies of a Gymnasium id in SB3's DummyVecEnv, as SB3's examples build them."""
+    return make_vec_env(settings["id"], n_envs=settings["num_envs"], seed=0)
+
+
+# The Atari row adds its maker here (SB3's make_atari_env with the preprocessing qlax uses).
+ENV_MAKERS = {"gymnasium": gymnasium_env}
+
+
+def main():
+    settings = json.loads(sys.argv[1])
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    env = ENV_MAKERS[settings["env"]["maker"]](settings["env"])
+    dqn = dict(settings["dqn"])
+    net_arch = dqn.pop("net_arch")
+    model = DQN("MlpPolicy", env, policy_kwargs={"net_arch": net_arch}, device="cpu", seed=0, verbose=0, **dqn)
+    model.learn(total_timesteps=settings["warmup_steps"])
+    started = time.perf_counter()
+    model.learn(total_timesteps=settings["timed_steps"], reset_num_timesteps=False)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"env_steps_per_s": settings["timed_steps"] / seconds, "timed_s": seconds,
+                      "torch_threads": torch.get_num_threads(),
+                      "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
+                                   "gymnasium": gymnasium.__version__}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""qlax on Gymnasium environments stepped on the host against Stable-Baselines3's DQN, same settings, one run.
+
+    python benchmarks/host_envs.py [--cases cartpole] [--seeds 1,8] [--chunks 4] [--sb3-steps 16000]
+                                   [--sb3-threads 1]
+
+Per case, env steps per second while training, compile and warm-up excluded:
+  qlax   `gymnasium:ID` (the environments stepped on the host, one callback per vector
+         step for every seed at once), for each population size of --seeds: --chunks
+         chunks timed after one untimed chunk (which crosses learning_starts), early stop
+         off, so every timed step acts, stores and learns (`_timing.qlax_steps_per_s`);
+  qlax   the same settings on the in-program (gymnax) version of the environment, where
+         there is one, for what the host costs;
+  SB3    `stable_baselines3.DQN` with the same settings, translated by `sb3_settings`:
+         num_envs copies (its DummyVecEnv), one update round of gradient_steps updates on
+         batch_size transitions per train_freq env steps, the same network, buffer,
+         learning_starts, n-step returns, target period, learning rate, gamma, loss and
+         epsilon schedule (SB3's DQN has no double Q: qlax's double Q costs it one more
+         head pass per update); one seed. It learns as many env steps untimed as qlax's untimed
+         chunk, then --sb3-steps more, timed, on --sb3-threads PyTorch threads (1 by default,
+         SB3's advice for small networks on a CPU; on a busy 2-core machine its default of
+         one thread per core made it 14x slower). It runs in benchmarks/.venv-sb3, which this
+         script makes on first use (`pip install stable-baselines3 torch==2.13.0`), as a
+         subprocess (`_sb3_worker.py`) that prints one JSON line.
+
+Goal (issue #13): qlax >= 5x SB3's env steps/s on CartPole. Printed for qlax's one seed
+and for its population (aggregate env steps/s of all seeds, SB3's one seed).
+
+Adding a case (the Atari row): a `Case` in CASES with the qlax config and the name of the
+SB3 side's env maker; `_sb3_worker.ENV_MAKERS` gets that maker (e.g. SB3's Atari
+wrappers set up as qlax's preprocessing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from _timing import emit, qlax_steps_per_s
+
+import qlax
+from qlax.config import TrainConfig
+
+HERE = Path(__file__).resolve().parent
+SB3_VENV = HERE / ".venv-sb3"
+SB3_PINS = ("stable-baselines3", "torch==2.13.0")
+WORKER = HERE / "_sb3_worker.py"
+GOAL = 5.0
+
+
+@dataclass(frozen=True)
+class Case:
+    config: Callable[[], TrainConfig]  # qlax's settings, env a gymnasium: name
+    in_program_env: str | None  # the same environment stepped inside the program (gymnax), if any
+    sb3_env_maker: str  # a name in _sb3_worker.ENV_MAKERS
+
+
+def cartpole() -> TrainConfig:
+    return qlax.presets.load("cartpole-dqn").replace(env="gymnasium:CartPole-v1")
+
+
+CASES = {"cartpole": Case(cartpole, "CartPole-v1", "gymnasium")}
+
+
+def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps: int, threads: int) -> dict:
+    """qlax's DQN settings as SB3's DQN takes them (env steps where SB3 counts env steps)."""
+    if (config.algorithm, config.q_function, config.activation, config.target, config.loss) != \
+            ("dqn", "mlp", "relu", "periodic", "huber"):
+        raise ValueError("sb3_settings translates DQN with an MLP of relu layers, a periodic target and the "
+                         "Huber loss only")
+    total = warmup_steps + timed_steps
+    decay_env_steps = config.eps_decay_steps * config.num_envs
+    return {
+        "env": {"maker": maker, "id": config.env.removeprefix("gymnasium:").partition("@")[0],
+                "num_envs": config.num_envs},
+        "dqn": {"learning_rate": config.lr, "buffer_size": config.buffer_size,
+                "learning_starts": config.learning_starts, "batch_size": config.batch_size, "gamma": config.gamma,
+                "train_freq": config.env_steps_per_round // config.num_envs or 1,  # in vector steps
+                "gradient_steps": config.gradient_steps, "n_steps": config.n_step,
+                # target_period counts updates: gradient_steps per env_steps_per_round env steps
+                "target_update_interval": config.target_period * config.env_steps_per_round // config.gradient_steps,
+                "exploration_initial_eps": config.eps_start, "exploration_final_eps": config.eps_end,
+                "exploration_fraction": min(1.0, decay_env_steps / total),
+                "max_grad_norm": config.max_grad_norm or 1e10,  # qlax: no clipping unless set
+                "net_arch": list(config.hidden_sizes)},
+        "warmup_steps": warmup_steps, "timed_steps": timed_steps, "threads": threads,
+    }
+
+
+def sb3_python() -> Path:
+    """The SB3 venv's interpreter, made on first use, reused while it imports SB3."""
+    exe = SB3_VENV / "bin" / "python"
+    check = [exe, "-c", "import stable_baselines3, torch"]
+    if exe.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return exe
+    if not exe.exists():
+        print(f"making {SB3_VENV} ...", flush=True)
+        subprocess.run([sys.executable if sys.version_info[:2] == (3, 11) else "python3.11", "-m", "venv",
+                        SB3_VENV], check=True)
+    print(f"installing {' '.join(SB3_PINS)} there (a few minutes) ...", flush=True)
+    subprocess.run([exe, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *SB3_PINS], check=True)
+    subprocess.run(check, check=True)
+    return exe
+
+
+def run_sb3(settings: dict) -> dict | None:
+    """The worker's JSON line, or None (said why) if it failed."""
+    result = subprocess.run([sb3_python(), WORKER, json.dumps(settings)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    if result.returncode != 0 or not lines:
+        print(f"  SB3: the worker failed (exit {result.returncode}); skipped", flush=True)
+        return None
+    return json.loads(lines[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="cartpole", help=f"comma-separated, of {', '.join(CASES)}")
+    parser.add_argument("--seeds", default="1,8", help="qlax population sizes, comma-separated")
+    parser.add_argument("--chunks", type=int, default=4, help="timed qlax chunks")
+    parser.add_argument("--sb3-steps", type=int, default=16_000, help="timed SB3 env steps")
+    parser.add_argument("--sb3-threads", type=int, default=1, help="PyTorch threads for SB3 (0: its default)")
+    args = parser.parse_args()
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    populations = [int(s) for s in args.seeds.split(",")]
+    results = []
+    for name in cases:
+        case = CASES[name]
+        config = case.config().replace(early_stop=False)
+        print(f"{name}: {config.env}, {config.num_envs} envs per seed, batch {config.batch_size}, "
+              f"{config.gradient_steps} update(s) per {config.env_steps_per_round} env steps, "
+              f"MLP {config.hidden_sizes}, buffer {config.buffer_size:,}, n-step {config.n_step}", flush=True)
+        rows = []
+        for seeds in populations:
+            measured = qlax_steps_per_s(config.replace(seeds=seeds), args.chunks)
+            rows.append({"library": "qlax", "env": config.env, "seeds": seeds, **measured})
+            print(f"  qlax  {seeds:>3} seed(s), host env:    {measured['steps_per_s']:>9,.0f} env steps/s", flush=True)
+        if case.in_program_env is not None:
+            measured = qlax_steps_per_s(config.replace(env=case.in_program_env, seeds=1), args.chunks)
+            rows.append({"library": "qlax", "env": case.in_program_env, "seeds": 1, **measured})
+            print(f"  qlax    1 seed(s), in-program env: {measured['steps_per_s']:>9,.0f} env steps/s "
+                  f"({case.in_program_env}, for reference)", flush=True)
+        warmup = config.chunk_steps * config.num_envs  # as qlax's untimed chunk
+        theirs = run_sb3(sb3_settings(config, case.sb3_env_maker, warmup, args.sb3_steps, args.sb3_threads))
+        if theirs is None:
+            results.append({"case": name, "qlax": rows, "sb3": None})
+            continue
+        print(f"  SB3     1 seed,    DummyVecEnv:    {theirs['env_steps_per_s']:>9,.0f} env steps/s "
+              f"(torch {theirs['versions']['torch']}, {theirs['torch_threads']} threads)", flush=True)
+        ratios = {}
+        for row in rows:
+            if row["env"] == config.env:
+                ratios[row["seeds"]] = row["steps_per_s"] / theirs["env_steps_per_s"]
+                print(f"  qlax {row['seeds']} seed(s) / SB3 one seed: {ratios[row['seeds']]:.2f}x   goal >= {GOAL:g}x: "
+                      f"{'met' if ratios[row['seeds']] >= GOAL else 'NOT met'}", flush=True)
+        results.append({"case": name, "qlax": rows, "sb3": theirs,
+                        "ratio_by_seeds": {str(k): round(v, 3) for k, v in ratios.items()}})
+    emit({"benchmark": "host_envs", "goal_ratio": GOAL, "results": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,513 @@
+"""Gymnasium environments stepped on the host from inside the compiled trainer.
+
+    gymnasium:CartPole-v1           any id Gymnasium makes; its copies in one SyncVectorEnv
+    gymnasium:CartPole-v1@async     the copies spread over worker processes, one per CPU core
+    gymnasium:my.module:factory     `factory()` builds one environment; a factory with a
+                                    `num_envs` parameter builds the whole vector env itself
+                                    (any autoreset mode, Gymnasium's AsyncVectorEnv, ...)
+
+Acting, learning and the replay buffer stay compiled on the device. Each vector step is one
+host call (`jax.pure_callback`, batched over the population with vmap_method
+"broadcast_all"), which steps every member's environments at once as one Gymnasium vector
+env of members x num_envs copies: seeds train as one larger vector environment. The host
+keeps one such vector env per batch size, made on first use, so the greedy evaluation's
+environments are not the training ones.
+
+Autoreset: qlax builds its vector envs in SAME_STEP mode (the ended copy's final observation
+comes in `info["final_obs"]`, the observation returned is already the next episode's), the
+cheapest. A vector env built by a factory may use any mode:
+  NEXT_STEP  the step after an end resets the copy and ignores its action: that step is no
+             transition (next_obs_known false, done false, reward and score 0) and its
+             observation is a new episode's first;
+  SAME_STEP  the final observation comes from info["final_obs"] where info["_final_obs"];
+  DISABLED   qlax resets the ended copies itself, reset(options={"reset_mask": ended}).
+Either way the learner sees the true final observation as next_obs, termination apart from
+a time limit. A wrapper that learns from something else than it reports (Atari's clipped
+rewards, a lost life as an end) puts the game's reward in info[SCORE_KEY] and the game's
+end in info[GAME_OVER_KEY]; returns count those.
+
+Seeds: each reset seeds its copies with integers drawn from the reset key, so one config
+and seed give the same run. The device holds only a token per member naming the host's
+episodes; a checkpoint cannot hold a host environment, so a resumed run (`VecEnv.restart`)
+starts fresh episodes: its first vector step is a reset step, as in NEXT_STEP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import inspect
+import math
+import multiprocessing
+import signal
+import threading
+import weakref
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qlax.config import short
+from qlax.envs import jax_adapter
+from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
+from qlax.types import Transition
+
+SCORE_KEY = "qlax_score"  # info key: the reward as the game scores it, where learning sees another
+GAME_OVER_KEY = "qlax_game_over"  # info key: the game ended, where learning sees other ends
+MODES = ("sync", "async")
+
+
+def _gymnasium():
+    try:
+        import gymnasium
+    except ImportError:
+        raise EnvError("env 'gymnasium:...' needs gymnasium: pip install 'qlax[gymnasium]'") from None
+    if int(gymnasium.__version__.split(".")[0]) < 1:
+        raise EnvError(f"env 'gymnasium:...' needs gymnasium >= 1.0 (its vector API); found "
+                       f"{gymnasium.__version__}: pip install -U 'qlax[gymnasium]'")
+    return gymnasium
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """What `gymnasium:TARGET[@MODE]` names: a Gymnasium id or a `module:factory`, and how to run it."""
+
+    name: str  # the whole qlax name, for messages
+    target: str
+    mode: str  # sync | async
+
+    @staticmethod
+    def parse(env_id: str) -> _Source:
+        name = f"gymnasium:{env_id}"
+        target, _, mode = env_id.partition("@")
+        mode = mode or "sync"
+        if mode not in MODES or not target:
+            raise EnvError(f"env = {short(name)}: write gymnasium:ID, gymnasium:ID@sync or gymnasium:ID@async "
+                           f"(ID a Gymnasium id or module:factory)")
+        source = _Source(name, target, mode)
+        if mode == "async" and source.vector_factory:
+            raise EnvError(f"env = {short(name)}: {short(target, 60)} builds its own vector env (it takes num_envs); "
+                           f"choose sync or async inside it, not with @async")
+        return source
+
+    @property
+    def factory(self):
+        """The callable of `module:factory`; None for a Gymnasium id (`module:id` included)."""
+        return _factory(self.target, self.name)
+
+    @property
+    def vector_factory(self) -> bool:
+        """Whether the factory builds the whole vector env: it takes `num_envs`."""
+        factory = self.factory
+        try:
+            return factory is not None and "num_envs" in inspect.signature(factory).parameters
+        except (TypeError, ValueError):  # a callable without a signature Python can read
+            return False
+
+    def one(self):
+        """One environment."""
+        gymnasium, factory = _gymnasium(), self.factory
+        try:
+            env = factory() if factory is not None else gymnasium.make(self.target)
+        except gymnasium.error.Error as err:
+            raise EnvError(f"env = {short(self.name)}: Gymnasium cannot make {short(self.target, 60)} "
+                           f"({short(err, 160)})") from None
+        except Exception as err:  # noqa: BLE001 (the user's factory, reported in one line)
+            raise EnvError(f"env = {short(self.name)}: building it failed: {short(err, 160)}") from None
+        if not isinstance(env, gymnasium.Env):
+            raise EnvError(f"env = {short(self.name)}: the factory returned {short(env, 60)}, not a gymnasium.Env; "
+                           f"a factory of a whole vector env takes a num_envs parameter")
+        return env
+
+    def vector(self, num_envs: int):
+        """A Gymnasium vector env of `num_envs` copies, synchronous (qlax's SAME_STEP, or the factory's own)."""
+        gymnasium = _gymnasium()
+        if self.vector_factory:
+            try:
+                venv = self.factory(num_envs=num_envs)
+            except Exception as err:  # noqa: BLE001
+                raise EnvError(f"env = {short(self.name)}: building its vector env failed: {short(err, 160)}") \
+                    from None
+            if not isinstance(venv, gymnasium.vector.VectorEnv) or venv.num_envs != num_envs:
+                raise EnvError(f"env = {short(self.name)}: factory(num_envs={num_envs}) must return a "
+                               f"gymnasium.vector.VectorEnv of {num_envs} copies; it returned {short(venv, 80)}")
+            return venv
+        return gymnasium.vector.SyncVectorEnv([self.one] * num_envs,
+                                              autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+
+
+@functools.lru_cache(maxsize=None)
+def _factory(target: str, name: str):
+    module_name, sep, attribute = target.partition(":")
+    if not sep:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # noqa: BLE001 (ImportError, or the module's own failure)
+        raise EnvError(f"env = {short(name)}: cannot import module {short(module_name, 60)} "
+                       f"({short(err, 120)}); is it on the Python path?") from None
+    found = getattr(module, attribute, None)
+    return found if callable(found) else None  # else Gymnasium's `module:id`, registered by the import
+
+
+def _time_limit(env) -> int | None:
+    """The episode length Gymnasium cuts at: the env's spec, else a TimeLimit wrapper's."""
+    if env.spec is not None and env.spec.max_episode_steps is not None:
+        return int(env.spec.max_episode_steps)
+    while isinstance(env, _gymnasium().Wrapper):
+        if isinstance(env, _gymnasium().wrappers.TimeLimit):
+            return int(env._max_episode_steps)
+        env = env.env
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _described(source: _Source) -> tuple[Any, Any, int | None, float | None]:
+    """(observation space, action space, time limit, reward threshold) of one copy, read from a
+    copy built and closed."""
+    if source.vector_factory:
+        venv = source.vector(1)
+        first = getattr(venv, "envs", [None])[0]  # a SyncVectorEnv's first copy tells its limit
+        found = (venv.single_observation_space, venv.single_action_space,
+                 _time_limit(first) if first is not None else None,
+                 first.spec.reward_threshold if first is not None and first.spec is not None else None)
+        venv.close()
+        return found
+    env = source.one()
+    found = (env.observation_space, env.action_space, _time_limit(env),
+             env.spec.reward_threshold if env.spec is not None else None)
+    env.close()
+    return found
+
+
+def spec(env_id: str) -> EnvSpec:
+    """Spaces, time limit and reward threshold of `gymnasium:env_id`, checked for Q-learning."""
+    source = _Source.parse(env_id)
+    obs_space, action_space, limit, threshold = _described(source)
+    return jax_adapter.spaces_spec(source.name, obs_space, action_space, limit, threshold, host=True)
+
+
+class _Record(NamedTuple):
+    """One vector step of n copies as qlax reads it (numpy, leading axis n)."""
+
+    obs: np.ndarray  # (n, obs_dim) float32: acted on next
+    next_obs: np.ndarray  # (n, obs_dim) float32: the transition's, the final observation at an end
+    reward: np.ndarray  # float32
+    terminated: np.ndarray  # bool
+    done: np.ndarray  # bool
+    known: np.ndarray  # bool
+    first: np.ndarray  # bool
+    score: np.ndarray  # float32
+    game_over: np.ndarray  # bool
+
+    @staticmethod
+    def reset_step(obs: np.ndarray) -> _Record:
+        """A step that only reset the copies: no transition, obs a new episode's first."""
+        n = obs.shape[0]
+        no, zero = np.zeros(n, bool), np.zeros(n, np.float32)
+        return _Record(obs, obs, zero, no, no, no, np.ones(n, bool), zero, no)
+
+    def where(self, mask: np.ndarray, other: _Record) -> _Record:
+        return _Record(*(np.where(mask.reshape(-1, *[1] * (a.ndim - 1)), b, a) for a, b in zip(self, other)))
+
+    def packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two arrays for the device, as few as a callback can return (each costs time):
+        (n, 2 obs_dim + 2) float32 of obs, next_obs, reward, score; (n, 5) bool of the flags."""
+        return (np.concatenate([self.obs, self.next_obs, self.reward[:, None], self.score[:, None]], axis=1),
+                np.stack([self.terminated, self.done, self.known, self.first, self.game_over], axis=1))
+
+    @staticmethod
+    def unpacked(values: jax.Array, flags: jax.Array, obs_dim: int) -> _Record:
+        """The inverse of `packed`, on the device (any leading axes)."""
+        return _Record(values[..., :obs_dim], values[..., obs_dim:2 * obs_dim], values[..., 2 * obs_dim],
+                       *(flags[..., i] for i in range(4)),
+                       values[..., 2 * obs_dim + 1], flags[..., 4])
+
+
+def _leaves(obs) -> list[np.ndarray]:
+    """An observation's arrays in the order `observation_parts` lists its spaces."""
+    if isinstance(obs, dict):
+        return [leaf for key in sorted(obs) for leaf in _leaves(obs[key])]
+    if isinstance(obs, (tuple, list)):
+        return [leaf for child in obs for leaf in _leaves(child)]
+    return [np.asarray(obs)]
+
+
+def _flat(parts, obs, n: int) -> np.ndarray:
+    """A batch of n observations -> (n, obs_dim) float32, discrete indices one-hot."""
+    columns = []
+    for leaf, part in zip(_leaves(obs), parts):
+        if part.one_hot:
+            columns.append(np.eye(part.size, dtype=np.float32)[leaf.reshape(n).astype(np.int64)])
+        else:
+            columns.append(leaf.reshape(n, part.size).astype(np.float32))
+    return np.concatenate(columns, axis=1)
+
+
+def _stack(observations) -> Any:
+    """Single observations (arrays, or dicts/tuples of them) stacked into one batch."""
+    first = observations[0]
+    if isinstance(first, dict):
+        return {key: _stack([o[key] for o in observations]) for key in first}
+    if isinstance(first, (tuple, list)):
+        return tuple(_stack([o[i] for o in observations]) for i in range(len(first)))
+    return np.stack([np.asarray(o) for o in observations])
+
+
+def _from_info(info: dict, key: str, default: np.ndarray) -> np.ndarray:
+    """info[key] where its mask says a copy has it, `default` elsewhere."""
+    if key not in info:
+        return default
+    mask = np.asarray(info.get(f"_{key}", np.ones(len(default), bool)), bool)
+    return np.where(mask, np.asarray(info[key]).astype(default.dtype), default)
+
+
+class _Vector:
+    """A Gymnasium vector env, whatever its autoreset mode, read as `_Record`s."""
+
+    def __init__(self, venv, parts, name: str):
+        gymnasium = _gymnasium()
+        modes = gymnasium.vector.AutoresetMode
+        # The attribute first: SyncVectorEnv writes its mode into the env class's shared metadata.
+        mode = getattr(venv, "autoreset_mode", None) or venv.metadata.get("autoreset_mode", modes.NEXT_STEP)
+        self.mode = modes(mode)
+        self.venv, self.parts, self.name, self.n = venv, parts, name, venv.num_envs
+        self.pending = np.zeros(self.n, bool)  # NEXT_STEP: these copies reset on their next step
+        self.obs = np.zeros((self.n, sum(p.size for p in parts)), np.float32)
+
+    def reset(self, seeds: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """(n, obs_dim) observations after resetting the copies in `mask` (all: None) with `seeds`."""
+        if mask is not None and not mask.any():
+            return self.obs
+        options = None if mask is None else {"reset_mask": mask}
+        obs, _ = self.venv.reset(seed=[int(s) for s in seeds], options=options)
+        self.pending[slice(None) if mask is None else mask] = False
+        self.obs = _flat(self.parts, obs, self.n)
+        return self.obs
+
+    def step(self, actions: np.ndarray) -> _Record:
+        modes = _gymnasium().vector.AutoresetMode
+        obs, reward, terminated, truncated, info = self.venv.step(actions)
+        obs = _flat(self.parts, obs, self.n)
+        reward = np.asarray(reward, np.float32)
+        terminated = np.asarray(terminated, bool)
+        done = terminated | np.asarray(truncated, bool)
+        score, game_over = _from_info(info, SCORE_KEY, reward), _from_info(info, GAME_OVER_KEY, done)
+        next_obs, first, resetting = obs, done, None
+        if self.mode == modes.SAME_STEP:
+            if done.any():
+                ended = np.flatnonzero(done & np.asarray(info.get("_final_obs", done), bool))
+                next_obs = obs.copy()
+                next_obs[ended] = _flat(self.parts, _stack(list(info["final_obs"][ended])), len(ended))
+                final_info = info.get("final_info", {})  # the ending step's info; `info` is the reset's there
+                score = np.where(done, _from_info(final_info, SCORE_KEY, reward), score)
+                game_over = np.where(done, _from_info(final_info, GAME_OVER_KEY, done), game_over)
+        elif self.mode == modes.NEXT_STEP:
+            resetting, self.pending = self.pending, done
+            first = np.zeros(self.n, bool)  # an end's observation is its final one; the reset comes next step
+        elif done.any():  # DISABLED: qlax resets the ended copies
+            reset_obs, _ = self.venv.reset(options={"reset_mask": done})
+            obs = _flat(self.parts, reset_obs, self.n)
+        self.obs = obs
+        record = _Record(obs, next_obs, reward, terminated, done, np.ones(self.n, bool), first, score, game_over)
+        if resetting is not None and resetting.any():
+            record = record.where(resetting, _Record.reset_step(obs))
+        return record
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+def _work(pipe, source: _Source, count: int, parts) -> None:
+    """A worker process of `_Pool`: a `_Vector` of `count` copies, run by commands from the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt stops
+    envs = None
+    try:
+        envs = _Vector(source.vector(count), parts, source.name)
+        pipe.send((True, None))
+        while True:
+            command, args = pipe.recv()
+            if command == "close":
+                break
+            try:
+                pipe.send((True, getattr(envs, command)(*args)))
+            except Exception as err:  # noqa: BLE001 (sent to the parent, which raises it)
+                pipe.send((False, f"{type(err).__name__}: {err}"))
+    except EOFError:  # the parent is gone
+        pass
+    except Exception as err:  # noqa: BLE001
+        pipe.send((False, f"{type(err).__name__}: {err}"))
+    finally:
+        if envs is not None:
+            envs.close()
+
+
+def _close_pool(pipes, processes) -> None:
+    for pipe in pipes:
+        try:
+            pipe.send(("close", ()))
+        except OSError:
+            pass
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.terminate()
+
+
+class _Pool:
+    """`n` copies over `workers` processes, each stepping a SyncVectorEnv of its share, read as
+    `_Record`s like `_Vector`. Gymnasium's AsyncVectorEnv takes a process per copy; a
+    population has members x num_envs copies, so qlax groups them, one process per core."""
+
+    def __init__(self, source: _Source, n: int, workers: int, parts):
+        context = multiprocessing.get_context("spawn")  # no fork of a process running JAX's threads
+        self.slices = [slice(int(s[0]), int(s[-1]) + 1) for s in np.array_split(np.arange(n), workers)]
+        self.pipes, processes = [], []
+        for part in self.slices:
+            parent, child = context.Pipe()
+            process = context.Process(target=_work, args=(child, source, part.stop - part.start, parts),
+                                      daemon=True)
+            process.start()
+            child.close()
+            self.pipes.append(parent)
+            processes.append(process)
+        self.name = source.name
+        self._finalizer = weakref.finalize(self, _close_pool, self.pipes, processes)
+        self._gather()
+
+    def _gather(self) -> list:
+        results = []
+        for pipe in self.pipes:
+            try:
+                ok, value = pipe.recv()
+            except EOFError:
+                ok, value = False, "the worker process died"
+            if not ok:
+                raise EnvError(f"env '{self.name}': a worker process failed: {value}")
+            results.append(value)
+        return results
+
+    def reset(self, seeds: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        for pipe, part in zip(self.pipes, self.slices):
+            pipe.send(("reset", (seeds[part], None if mask is None else mask[part])))
+        return np.concatenate(self._gather())
+
+    def step(self, actions: np.ndarray) -> _Record:
+        for pipe, part in zip(self.pipes, self.slices):
+            pipe.send(("step", (actions[part],)))
+        return _Record(*(np.concatenate(fields) for fields in zip(*self._gather())))
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+class _Group:
+    """One vector env of members x num_envs copies, and each member's episode token."""
+
+    def __init__(self, envs, members: int):
+        self.envs = envs
+        self.last_in = np.zeros(members, np.uint32)  # the tokens the last call brought
+        self.last_out = np.zeros(members, np.uint32)  # and those it returned
+
+
+def _tokens(seeds: np.ndarray) -> np.ndarray:
+    """A member's episode token: from its first copy's seed, never 0 (0: restart)."""
+    return seeds[:, 0] | np.uint32(1)
+
+
+class _Host:
+    """The host side of one `VecEnv`: a vector env per batch size (members x num_envs), made
+    on first use, reset and stepped by the device's callbacks.
+
+    A member whose token is neither the one the host returned last (it trains on) nor the
+    one it brought last (it is frozen: stopped, or already ended in an evaluation) has lost
+    its episodes (a resumed checkpoint, `restart`): its copies are reset with the step's
+    seeds and the step is a reset step for it.
+    """
+
+    def __init__(self, source: _Source, num_envs: int):
+        self.source, self.num_envs = source, num_envs
+        self.parts = jax_adapter.observation_parts(_described(source)[0], source.name)
+        self.groups: dict[int, _Group] = {}
+        self.lock = threading.Lock()
+
+    def _group(self, members: int) -> tuple[_Group, bool]:
+        """(the vector env of `members` members, whether it was just made)."""
+        if members in self.groups:
+            return self.groups[members], False
+        n = members * self.num_envs
+        parts = self.parts
+        if self.source.mode == "async":
+            from qlax.devices import cpu_cores
+
+            envs = _Pool(self.source, n, min(cpu_cores(), n), parts)
+        else:
+            envs = _Vector(self.source.vector(n), parts, self.source.name)
+        self.groups[members] = group = _Group(envs, members)
+        weakref.finalize(self, envs.close)
+        return group, True
+
+    def reset(self, seeds):
+        batch, n = seeds.shape[:-1], self.num_envs
+        seeds = np.asarray(seeds).reshape(-1, n)
+        with self.lock:
+            group, _ = self._group(seeds.shape[0])
+            obs = group.envs.reset(seeds.reshape(-1))
+            group.last_in = group.last_out = _tokens(seeds)
+        return obs.reshape(*batch, n, -1), group.last_out.reshape(batch)
+
+    def step(self, seeds_actions, tokens):
+        """seeds_actions (..., num_envs, 2) uint32, tokens (...) -> (values, flags, tokens), packed."""
+        batch, n = seeds_actions.shape[:-2], self.num_envs
+        seeds_actions, tokens = np.asarray(seeds_actions).reshape(-1, n, 2), np.asarray(tokens).reshape(-1)
+        seeds, actions = seeds_actions[..., 0], seeds_actions[..., 1].astype(np.int64)
+        with self.lock:
+            group, made = self._group(seeds.shape[0])
+            stale = np.ones(len(tokens), bool) if made else (tokens != group.last_out) & (tokens != group.last_in)
+            if stale.all():
+                record = _Record.reset_step(group.envs.reset(seeds.reshape(-1)))
+            else:
+                record = group.envs.step(actions.reshape(-1))
+                if stale.any():
+                    mask = np.repeat(stale, n)
+                    record = record.where(mask, _Record.reset_step(group.envs.reset(seeds.reshape(-1), mask)))
+            out = np.where(stale, _tokens(seeds), tokens)
+            group.last_in, group.last_out = tokens, out
+        return (*(array.reshape(*batch, n, -1) for array in record.packed()), out.reshape(batch))
+
+
+def _seeds(key: jax.Array, num_envs: int) -> jax.Array:
+    """Integer seeds for the copies' resets, drawn from `key`."""
+    return jax.random.bits(key, (num_envs,), jnp.uint32)
+
+
+def make(env_id: str, num_envs: int) -> VecEnv:
+    """`num_envs` copies per member, stepped on the host by one callback per vector step."""
+    source = _Source.parse(env_id)
+    env_spec = spec(env_id)
+    if jax.process_count() > 1:
+        raise EnvError(f"env = {short(source.name)}: Gymnasium environments are stepped on this host; a run "
+                       f"of several processes cannot step them")
+    host = _Host(source, num_envs)
+    obs = jax.ShapeDtypeStruct((num_envs, env_spec.obs_dim), jnp.float32)
+    token = jax.ShapeDtypeStruct((), jnp.uint32)
+    packed = (jax.ShapeDtypeStruct((num_envs, 2 * env_spec.obs_dim + 2), jnp.float32),
+              jax.ShapeDtypeStruct((num_envs, 5), jnp.bool_))
+
+    def reset(key):
+        return jax.pure_callback(host.reset, (obs, token), _seeds(key, num_envs), vmap_method="broadcast_all")
+
+    def step(key, env_state, obs_now, action):
+        action = action.astype(jnp.int32)
+        seeds_actions = jnp.stack([_seeds(key, num_envs), action.astype(jnp.uint32)], axis=-1)
+        values, flags, new_token = jax.pure_callback(host.step, (*packed, token), seeds_actions, env_state,
+                                                     vmap_method="broadcast_all")
+        record = _Record.unpacked(values, flags, env_spec.obs_dim)
+        transition = Transition(obs=obs_now, action=action, reward=record.reward, next_obs=record.next_obs,
+                                terminated=record.terminated)
+        return EnvStep(record.obs, new_token, transition, record.done, record.known, record.first, record.score,
+                       record.game_over)
+
+    return VecEnv(spec=env_spec, num_envs=num_envs, reset=reset, step=step, restart=jnp.zeros_like)

@@ -1,0 +1,86 @@
+"""Gymnasium probe environments whose every transition can be checked from its numbers alone.
+
+`Counter`: obs = (steps taken in the episode, the episode's tag), the reward of step t is t.
+An episode whose tag is even terminates at step 3; the others are cut by the TimeLimit at
+step 5. So a true transition has next count = count + 1, the same tag, reward = next count,
+and terminated exactly when the tag is even and next count is 3; a cut shows next count 5.
+Named as `gymnasium:gym_probes:FACTORY` (tests/ is on the path).
+"""
+
+import gymnasium
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+LIMIT, TERMINAL_STEP = 5, 3
+
+
+class Counter(gymnasium.Env):
+    observation_space = gymnasium.spaces.Box(0.0, 1000.0, (2,), np.float32)
+    action_space = gymnasium.spaces.Discrete(2)
+    resets = steps = 0  # every reset and step of every copy in this process (the callbacks' count)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        Counter.resets += 1
+        self.t, self.tag = 0, int(self.np_random.integers(1, 1000))
+        return self._obs(), {}
+
+    def step(self, action):
+        assert action in (0, 1)
+        Counter.steps += 1
+        self.t += 1
+        return self._obs(), float(self.t), self.tag % 2 == 0 and self.t == TERMINAL_STEP, False, {}
+
+    def _obs(self):
+        return np.array([self.t, self.tag], np.float32)
+
+
+def counter():
+    return gymnasium.wrappers.TimeLimit(Counter(), LIMIT)
+
+
+def _vector(num_envs, mode):
+    return SyncVectorEnv([counter] * num_envs, autoreset_mode=mode)
+
+
+def counter_next_step(num_envs):
+    return _vector(num_envs, AutoresetMode.NEXT_STEP)
+
+
+def counter_same_step(num_envs):
+    return _vector(num_envs, AutoresetMode.SAME_STEP)
+
+
+def counter_disabled(num_envs):
+    return _vector(num_envs, AutoresetMode.DISABLED)
+
+
+class DictObs(gymnasium.Env):
+    """A Dict observation: a position (Box) and a room (Discrete 3); flattened as [room one-hot, position]."""
+
+    observation_space = gymnasium.spaces.Dict({"position": gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                                               "room": gymnasium.spaces.Discrete(3)})
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return {"position": np.array([0.5, -0.5], np.float32), "room": 2}, {}
+
+    def step(self, action):
+        return {"position": np.array([0.25, 0.0], np.float32), "room": 1}, 0.0, True, False, {}
+
+
+class Continuous(Counter):
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+def dict_obs():
+    return DictObs()
+
+
+def continuous():
+    return Continuous()
+
+
+def not_an_env():
+    return "CartPole"

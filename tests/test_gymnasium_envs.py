@@ -1,0 +1,321 @@
+"""Gymnasium environments stepped on the host (`gymnasium:ID`): every autoreset mode gives
+the transitions qlax learns from, seeds make runs repeat, resume restarts only the episodes.
+
+The probes (`gym_probes.Counter`) carry their step count and an episode tag in the
+observation, so every stored transition can be checked from its own numbers.
+"""
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("gymnasium")
+
+import gym_probes  # noqa: E402
+import qlax  # noqa: E402
+from qlax import nstep, replay  # noqa: E402
+from qlax.config import TrainConfig  # noqa: E402
+from qlax.envs import EnvError, env_spec, make_env  # noqa: E402
+from qlax.experiment import start  # noqa: E402
+from qlax.rundir import evaluate_run  # noqa: E402
+from qlax.types import Transition  # noqa: E402
+
+PROBES = {  # name -> whether the env resets on the step after an end (NEXT_STEP)
+    "gymnasium:gym_probes:counter": False,  # qlax builds the vector env (SAME_STEP)
+    "gymnasium:gym_probes:counter_same_step": False,
+    "gymnasium:gym_probes:counter_disabled": False,  # qlax resets ended copies itself
+    "gymnasium:gym_probes:counter_next_step": True,
+}
+MEMBERS, NUM_ENVS, STEPS = 2, 3, 24
+
+
+def keys(seed: int, n: int) -> jax.Array:
+    return jax.random.key_data(jax.random.split(jax.random.key(seed), n))
+
+
+def rollout(name: str, actions: np.ndarray, seed: int = 0):
+    """(acting observations, EnvSteps) of `actions` (steps, members, num_envs), vmapped over members."""
+    env = make_env(name, NUM_ENVS)
+    obs, state = jax.jit(jax.vmap(env.reset))(keys(seed, MEMBERS))
+    step = jax.jit(jax.vmap(env.step))
+    seen, steps = [], []
+    for t, action in enumerate(actions):
+        out = step(keys(seed * 1000 + t, MEMBERS), state, obs, jnp.asarray(action))
+        seen.append(np.asarray(obs))
+        steps.append(jax.tree.map(np.asarray, out))
+        obs, state = out.obs, out.env_state
+    return seen, steps
+
+
+def check_transitions(t: Transition, stored: np.ndarray):
+    """Every stored transition is one the probe can make, n steps or one (`discount` set or None)."""
+    count, tag = t.obs[..., 0][stored], t.obs[..., 1][stored]
+    next_count, next_tag = t.next_obs[..., 0][stored], t.next_obs[..., 1][stored]
+    np.testing.assert_array_equal(next_tag, tag)  # never across two episodes
+    steps = next_count - count
+    assert np.all((steps >= 1) & (next_count <= gym_probes.LIMIT))
+    terminal = (tag % 2 == 0) & (next_count == gym_probes.TERMINAL_STEP)
+    np.testing.assert_array_equal(t.terminated[stored], terminal)
+    if t.discount is None:
+        assert np.all(steps == 1)
+        np.testing.assert_array_equal(t.reward[stored], next_count)
+    else:
+        k = np.rint(np.log(t.discount[stored]) / np.log(GAMMA))
+        np.testing.assert_array_equal(k, steps)
+        expected = sum(np.where(j < steps, GAMMA ** j * (count + 1 + j), 0.0) for j in range(3))
+        np.testing.assert_allclose(t.reward[stored], expected, rtol=1e-5)
+    return next_count, terminal
+
+
+@pytest.fixture(scope="module")
+def actions():
+    return np.random.default_rng(0).integers(0, 2, (STEPS, MEMBERS, NUM_ENVS)).astype(np.int32)
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_every_autoreset_mode_gives_true_transitions_and_marks_its_reset_steps(name, actions):
+    seen, steps = rollout(name, actions)
+    next_step = PROBES[name]
+    ends = {"terminated": 0, "truncated": 0}
+    previous_done = np.zeros((MEMBERS, NUM_ENVS), bool)
+    for obs, s in zip(seen, steps):
+        t, known = s.transition, s.next_obs_known
+        np.testing.assert_array_equal(t.obs, obs)
+        if next_step:  # the step after an end only resets: no transition, a first observation, no score
+            np.testing.assert_array_equal(~known, previous_done)
+            assert not s.done[~known].any() and not s.score[~known].any() and s.first[~known].all()
+            assert np.all(s.obs[..., 0][~known] == 0)
+        else:
+            assert known.all()
+        next_count, terminal = check_transitions(t, known)
+        np.testing.assert_array_equal(s.done[known], terminal | (next_count == gym_probes.LIMIT))
+        np.testing.assert_array_equal(s.score[known], t.reward[known])
+        np.testing.assert_array_equal(s.game_over, s.done)
+        ended = s.done & known
+        ends["terminated"] += int(t.terminated[ended].sum())
+        ends["truncated"] += int((~t.terminated[ended]).sum())
+        if next_step:  # the final observation is acted on once more (its action ignored)
+            np.testing.assert_array_equal(s.obs[ended], t.next_obs[ended])
+            assert not s.first[ended].any()
+        else:  # already the next episode's first
+            assert np.all(s.obs[..., 0][ended] == 0) and s.first[ended].all()
+        going = ~s.done & known
+        np.testing.assert_array_equal(s.obs[going], t.next_obs[going])
+        assert not s.first[going].any()
+        previous_done = s.done
+    assert ends["terminated"] > 0 and ends["truncated"] > 0  # both kinds of end were met
+
+
+def test_qlax_same_step_and_disabled_vector_envs_step_alike(actions):
+    """Seeded from the same keys, the three give the very same steps, so each is right."""
+    reference = rollout("gymnasium:gym_probes:counter", actions)[1]
+    for name in ("gymnasium:gym_probes:counter_same_step", "gymnasium:gym_probes:counter_disabled"):
+        for a, b in zip(reference, rollout(name, actions)[1]):
+            jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_members_are_seeded_from_their_keys(actions):
+    first, _ = rollout("gymnasium:gym_probes:counter", actions[:1], seed=0)
+    again, _ = rollout("gymnasium:gym_probes:counter", actions[:1], seed=0)
+    other, _ = rollout("gymnasium:gym_probes:counter", actions[:1], seed=1)
+    np.testing.assert_array_equal(first[0], again[0])
+    tags = first[0][..., 1]
+    assert len(np.unique(tags)) > NUM_ENVS  # copies and members differ
+    assert not np.array_equal(tags, other[0][..., 1])
+
+
+def test_callbacks_are_neither_merged_nor_dropped():
+    env = make_env("gymnasium:gym_probes:counter", NUM_ENVS)
+    key = keys(0, 1)[0]
+    resets = gym_probes.Counter.resets
+    jax.block_until_ready(jax.jit(lambda k: (env.reset(k), env.reset(k)))(key))  # identical calls, kept apart
+    assert gym_probes.Counter.resets - resets == 2 * NUM_ENVS
+
+    def five_steps(k):
+        obs, state = env.reset(k)
+
+        def body(carry, k_step):
+            obs, state = carry
+            out = env.step(k_step, state, obs, jnp.zeros(NUM_ENVS, jnp.int32))
+            return (out.obs, out.env_state), None
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(k, 5))[0][0]  # only the last obs is used
+
+    steps = gym_probes.Counter.steps
+    jax.block_until_ready(jax.jit(five_steps)(key))
+    assert gym_probes.Counter.steps - steps == 5 * NUM_ENVS
+
+
+def test_a_restarted_member_gets_a_reset_step_and_a_frozen_one_steps_on():
+    env = make_env("gymnasium:gym_probes:counter", NUM_ENVS)
+    obs, state = jax.jit(jax.vmap(env.reset))(keys(3, MEMBERS))
+    step = jax.jit(jax.vmap(env.step))
+    zeros = jnp.zeros((MEMBERS, NUM_ENVS), jnp.int32)
+    out = step(keys(4, MEMBERS), state, obs, zeros)
+    restarted = jnp.where(jnp.arange(MEMBERS) == 0, env.restart(out.env_state), out.env_state)
+    resets = gym_probes.Counter.resets
+    after = step(keys(5, MEMBERS), restarted, out.obs, zeros)
+    assert gym_probes.Counter.resets - resets == NUM_ENVS  # member 0's copies only
+    assert not np.asarray(after.next_obs_known[0]).any() and np.asarray(after.first[0]).all()
+    np.testing.assert_array_equal(np.asarray(after.obs[0, :, 0]), 0)
+    np.testing.assert_array_equal(np.asarray(after.transition.next_obs[1, :, 0]), 2)  # member 1 steps on
+    # Member 0 frozen (a stopped member keeps its state: the restarted one), member 1 on: no reset.
+    frozen = jnp.stack([restarted[0], after.env_state[1]])
+    again = step(keys(6, MEMBERS), frozen, jnp.stack([out.obs[0], after.obs[1]]), zeros)
+    assert np.asarray(again.next_obs_known).all()  # a true step for both, no reset step
+    np.testing.assert_array_equal(np.asarray(again.transition.next_obs[0, :, 0]), 1)
+
+
+def test_async_workers_step_like_the_synchronous_vector_env(actions):
+    sync = rollout("gymnasium:gym_probes:counter", actions[:12])[1]
+    parallel = rollout("gymnasium:gym_probes:counter@async", actions[:12])[1]
+    for a, b in zip(sync, parallel):
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_dict_observations_are_flattened_in_sorted_key_order():
+    spec = env_spec("gymnasium:gym_probes:dict_obs")
+    assert spec.obs_dim == 5 and spec.host and spec.max_episode_steps is None
+    obs, _ = make_env("gymnasium:gym_probes:dict_obs", 1).reset(keys(0, 1)[0])
+    np.testing.assert_array_equal(np.asarray(obs), [[0.5, -0.5, 0.0, 0.0, 1.0]])  # position, room one-hot
+
+
+def test_gymnasium_spec_reads_the_time_limit_and_threshold():
+    spec = env_spec("gymnasium:CartPole-v1")
+    assert (spec.obs_dim, spec.num_actions, spec.max_episode_steps, spec.solve_threshold) == (4, 2, 500, 475.0)
+    assert env_spec("gymnasium:gym_probes:counter").max_episode_steps == gym_probes.LIMIT
+
+
+@pytest.mark.parametrize("name, message", [
+    ("gymnasium:Pendulum-v1", "env 'gymnasium:Pendulum-v1': action_space is Box"),
+    ("gymnasium:gym_probes:continuous", "Q-learning needs a discrete action space"),
+    ("gymnasium:NoSuchEnv-v0", "env = 'gymnasium:NoSuchEnv-v0': Gymnasium cannot make 'NoSuchEnv-v0'"),
+    ("gymnasium:CartPole-v1@fast", "write gymnasium:ID, gymnasium:ID@sync or gymnasium:ID@async"),
+    ("gymnasium:gym_probes:not_an_env", "the factory returned 'CartPole', not a gymnasium.Env"),
+    ("gymnasium:no_such_module:make", "cannot import module 'no_such_module'"),
+    ("gymnasium:gym_probes:counter_next_step@async", "builds its own vector env (it takes num_envs)"),
+])
+def test_what_qlax_cannot_train_on_is_refused_in_one_line(name, message):
+    with pytest.raises(EnvError, match=None) as caught:
+        env_spec(name)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_nstep_window_never_spans_a_reset_step():
+    """A reset step (next observation unknown, no end) cuts the windows around it."""
+    step = lambda t: Transition(obs=jnp.full((1, 1), t), action=jnp.array([t]), reward=jnp.array([1.0]),  # noqa: E731
+                                next_obs=jnp.full((1, 1), t + 1.0), terminated=jnp.array([False]))
+    window = nstep.init(step(0), 3)
+    flags = [(False, True), (False, True), (False, False), (False, True), (False, True)]  # t = 2 only resets
+    emitted = []
+    for t, (done, known) in enumerate(flags):
+        window = nstep.push(window, step(t), jnp.array([done]), jnp.array([known]))
+        out, storable = nstep.emit(window, 0.5)
+        emitted.append((bool(storable[0]), float(out.obs[0, 0]), float(out.next_obs[0, 0])))
+    # windows start at t = 0, 1, 2: stop before the reset step, and none starts at it
+    assert emitted[2:] == [(True, 0.0, 2.0), (True, 1.0, 2.0), (False, 2.0, 3.0)]
+
+
+GAMMA = 0.9
+TRAIN = TrainConfig(num_envs=NUM_ENVS, total_steps=NUM_ENVS * 40, chunk_steps=20, seeds=MEMBERS, q_function="mlp",
+                    hidden_sizes=[8], buffer_size=1000, batch_size=8, learning_starts=30, gamma=GAMMA,
+                    eval_episodes=2, early_stop=False)
+
+
+def stored(state):
+    """(transitions as numpy with leading axes (members, rows), which rows are filled)."""
+    buffer = state.agent.replay
+    rows = np.arange(buffer.storage.shape[1])
+    return jax.tree.map(np.asarray, replay.contents(buffer)), rows[None, :] < np.asarray(buffer.size)[:, None]
+
+
+@pytest.mark.parametrize("name, n_step, truncation", [
+    ("gymnasium:gym_probes:counter", 3, "bootstrap"),
+    ("gymnasium:gym_probes:counter_next_step", 3, "bootstrap"),
+    ("gymnasium:gym_probes:counter_next_step", 1, "terminal"),
+])
+def test_training_stores_only_true_transitions_and_reports_whole_episodes(name, n_step, truncation):
+    config = TRAIN.replace(env=name, n_step=n_step, truncation=truncation)
+    run = start(config)
+    state = run.state
+    for _ in range(run.trainer.num_chunks):
+        state, metrics = run.population.run_chunk(state)
+    transitions, filled = stored(state)
+    if truncation == "terminal":  # a cut is stored as an end: terminated = done, still no reset step
+        cut = transitions.next_obs[..., 0] == gym_probes.LIMIT
+        assert np.all(transitions.terminated[filled & cut])
+        transitions = transitions.replace(terminated=transitions.terminated & ~cut)
+    next_count, _ = check_transitions(transitions, filled)
+    assert np.any(next_count == gym_probes.LIMIT)  # cuts are stored, bootstrapped from the final obs
+    vector_steps = config.vector_steps
+    per_member = np.asarray(state.agent.replay.size)
+    if PROBES[name]:
+        assert np.all(per_member < (vector_steps - n_step + 1) * NUM_ENVS)  # reset steps are no transitions
+    else:
+        np.testing.assert_array_equal(per_member, (vector_steps - n_step + 1) * NUM_ENVS)
+    stats = state.stats
+    for member in range(MEMBERS):
+        episodes = int(stats.episodes[member])
+        returns = np.asarray(stats.recent_returns[member])[:min(episodes, 100)]
+        assert episodes > 10 and set(returns.tolist()) == {6.0, 15.0}  # 1+2+3 terminated, 1+...+5 cut
+    np.testing.assert_allclose(np.asarray(metrics.avg_return_100),
+                               [np.mean(np.asarray(stats.recent_returns[m])[:min(int(stats.episodes[m]), 100)])
+                                for m in range(MEMBERS)])
+
+
+def test_two_runs_of_one_config_and_seed_are_the_same_run():
+    config = TRAIN.replace(env="gymnasium:CartPole-v1", learning_starts=12)
+
+    def run(seed):
+        started = start(config.replace(seed=seed))
+        state = started.state
+        for _ in range(2):
+            state, _ = started.population.run_chunk(state)
+        return jax.tree.map(np.asarray, state)
+
+    first, second, other = run(0), run(0), run(1)
+    jax.tree.map(np.testing.assert_array_equal, first, second)
+    assert not np.array_equal(first.agent.replay.storage, other.agent.replay.storage)
+
+
+def test_resume_continues_all_but_the_episodes_exactly(tmp_path):
+    """A run resumed from its first checkpoint against the same run done in one go: the same
+    keys and counters, the same buffer rows up to the checkpoint, then fresh episodes (its
+    first step a reset step: one transition fewer per copy), no transition across the resume."""
+    config = TRAIN.replace(env="gymnasium:gym_probes:counter", n_step=3)
+    whole = qlax.train(config, out=tmp_path / "whole", progress=False, checkpoint_every=1, keep=5)
+    resumed_dir = tmp_path / "resumed"
+    qlax.train(config, out=resumed_dir, progress=False, checkpoint_every=1, keep=5)
+    for later in sorted((resumed_dir / "checkpoints").iterdir())[1:]:
+        shutil.rmtree(later)
+    (resumed_dir / "summary.json").unlink()
+    from qlax.rundir import load_state, load_members  # what resume loads: the checkpoint bit for bit
+    from qlax.experiment import _plan
+
+    members = load_members(resumed_dir)
+    planned = _plan(members, None)
+    at_checkpoint = jax.tree.map(np.asarray, load_state(resumed_dir, planned.trainer, members, planned.placement)[0])
+    resumed = qlax.resume(resumed_dir, progress=False)
+    a, b = jax.tree.map(np.asarray, whole.state), jax.tree.map(np.asarray, resumed.state)
+    assert whole.summary["devices"] == 1  # host environments: one device for all members
+    np.testing.assert_array_equal(a.key, b.key)
+    np.testing.assert_array_equal(a.vector_steps, b.vector_steps)
+    written = int(at_checkpoint.agent.replay.size[0])
+    np.testing.assert_array_equal(a.agent.replay.storage[:, :written], b.agent.replay.storage[:, :written])
+    np.testing.assert_array_equal(b.agent.replay.size, a.agent.replay.size - NUM_ENVS)
+    transitions, filled = stored(resumed.state)
+    check_transitions(transitions, filled)
+    assert np.all(b.stats.episodes > at_checkpoint.stats.episodes)
+    assert resumed.summary["interrupted"] is False and len(resumed.summary["eval_mean_return"]) == MEMBERS
+    evaluation = evaluate_run(resumed_dir)  # qlax eval: greedy episodes on the host environments
+    assert all(r in (6.0, 15.0) for r in evaluation["min_return"] + evaluation["max_return"])
+
+
+def test_the_same_task_from_gymnasium_keeps_a_presets_bounds():
+    preset = qlax.presets.load("cartpole-dqn")
+    for name in ("gymnasium:CartPole-v1", "gymnasium:CartPole-v1@async"):
+        assert preset.replace(env=name).obs_low == preset.obs_low  # CartPole's bounds, whoever steps it
+    assert preset.replace(env="gymnasium:Acrobot-v1").obs_low is None  # another task: its own
