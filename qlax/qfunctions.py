@@ -304,12 +304,14 @@ def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda
 
 
 def check_frames(spec) -> None:
-    """The Nature torso reads stacked pixel frames: (frames, height, width) bytes of at least
-    36 x 36 pixels (where its three convolutions leave one)."""
+    """The Nature torso reads stacked pixel frames: (frames, height, width) of values 0..255
+    (bytes, or EnvPool's floats), at least 36 x 36 pixels (where its convolutions leave one)."""
     from qlax.config import ConfigError
 
-    if spec.obs_dtype != "uint8" or len(spec.obs_shape) != 3 or min(spec.obs_shape[1:]) < 36:
-        raise ConfigError(f"q_function = 'nature': env '{spec.id}' has {spec.obs_dtype} observations of shape "
-                          f"{spec.obs_shape}; the Nature DQN's convolutions read uint8 frames (frames, height, "
-                          f"width) of at least 36 x 36 pixels, such as atari:GAME's (4, 84, 84): --set "
-                          f"q_function=mlp trains on them (or conv, on grids)")
+    pixels = len(spec.obs_shape) == 3 and min(spec.obs_shape[1:]) >= 36 and \
+        bool(np.all(spec.obs_low == 0) and np.all(spec.obs_high == 255))
+    if not pixels:
+        raise ConfigError(f"q_function = 'nature': env '{spec.id}' has observations of shape {spec.obs_shape}; "
+                          f"the Nature DQN's convolutions read pixel frames (frames, height, width) of values "
+                          f"0..255, at least 36 x 36, such as atari:GAME's (4, 84, 84): --set q_function=mlp "
+                          f"trains on them (or conv, on grids)")

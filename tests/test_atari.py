@@ -1,6 +1,8 @@
 """Atari: the preprocessing against Gymnasium's own wrappers, what learning sees apart from
 what returns count, frames stored as bytes, and the Nature torso against flax's convolutions."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -160,9 +162,11 @@ def test_nature_torso_is_flax_convs_over_frames_divided_by_255(layer_norm):
 def test_the_nature_torso_refuses_what_it_cannot_read():
     with pytest.raises(ConfigError, match="q_function 'nature' divides pixels by 255"):
         TrainConfig().replace(q_function="nature", obs_scaling="none")
-    with pytest.raises(ConfigError, match="the Nature DQN's convolutions read uint8 frames"):
-        qfunctions.build(TrainConfig(q_function="nature"), FRAMES.__class__(
-            **{**FRAMES.__dict__, "obs_dtype": "float32"}))
+    with pytest.raises(ConfigError, match="the Nature DQN's convolutions read pixel frames"):
+        qfunctions.build(TrainConfig(q_function="nature"), dataclasses.replace(FRAMES, obs_high=FRAMES.obs_high / 255))
+    with pytest.raises(ConfigError, match=r"observations of shape \(210, 160, 3\)"):  # ALE's raw RGB screen
+        qfunctions.build(TrainConfig(q_function="nature"), dataclasses.replace(
+            FRAMES, obs_shape=(210, 160, 3), obs_dim=210 * 160 * 3))
 
 
 @pytest.mark.slow

@@ -35,7 +35,9 @@ import math
 import numpy as np
 
 from qlax.config import short
+from qlax.envs import gymnasium_adapter
 from qlax.envs.base import EnvError, EnvSpec, VecEnv
+from qlax.envs.gymnasium_adapter import GAME_OVER_KEY, SCORE_KEY
 
 try:
     import ale_py
@@ -49,8 +51,6 @@ FRAME_SKIP = 4
 SCREEN = 84  # the resized frame's height and width
 STACK = 4
 OPTIONS = {"life_loss": True, "sticky": 0.0, "noop_max": 30, "clip_rewards": True, "max_frames": 108_000}
-SCORE_KEY = "qlax_score"  # the Gymnasium adapter's info keys: the game's reward, and its end
-GAME_OVER_KEY = "qlax_game_over"
 
 
 @functools.cache
@@ -263,8 +263,6 @@ def spec(env_id: str) -> EnvSpec:
 
 def make(env_id: str, num_envs: int) -> VecEnv:
     """`num_envs` preprocessed copies, stepped on the host by the Gymnasium adapter."""
-    from qlax.envs import gymnasium_adapter
-
     own = spec(env_id)
     target, at, mode = env_id.partition("@")
     env = gymnasium_adapter.make(f"{__name__}:{target}{at}{mode}", num_envs)

@@ -186,7 +186,9 @@ def spec(env_id: str) -> EnvSpec:
     """Spaces, time limit and reward threshold of `gymnasium:env_id`, checked for Q-learning."""
     source = _Source.parse(env_id)
     obs_space, action_space, limit, threshold = _described(source)
-    return jax_adapter.spaces_spec(source.name, obs_space, action_space, limit, threshold, host=True)
+    found = jax_adapter.spaces_spec(source.name, obs_space, action_space, limit, threshold, host=True)
+    frames = getattr(obs_space, "spaces", None) is None and getattr(obs_space, "dtype", None) == np.uint8
+    return dataclasses.replace(found, obs_dtype="uint8") if frames else found  # pixels stay bytes on the device
 
 
 class _Record(NamedTuple):
@@ -491,13 +493,16 @@ def make(env_id: str, num_envs: int) -> VecEnv:
         raise EnvError(f"env = {short(source.name)}: Gymnasium environments are stepped on this host; a run "
                        f"of several processes cannot step them")
     host = _Host(source, num_envs)
+    obs_dtype = jnp.dtype(env_spec.obs_dtype)  # the host sends float32; uint8 frames are cast back exactly
     obs = jax.ShapeDtypeStruct((num_envs, env_spec.obs_dim), jnp.float32)
     token = jax.ShapeDtypeStruct((), jnp.uint32)
     packed = (jax.ShapeDtypeStruct((num_envs, 2 * env_spec.obs_dim + 2), jnp.float32),
               jax.ShapeDtypeStruct((num_envs, 5), jnp.bool_))
 
     def reset(key):
-        return jax.pure_callback(host.reset, (obs, token), _seeds(key, num_envs), vmap_method="broadcast_all")
+        first, token_now = jax.pure_callback(host.reset, (obs, token), _seeds(key, num_envs),
+                                             vmap_method="broadcast_all")
+        return first.astype(obs_dtype), token_now
 
     def step(key, env_state, obs_now, action):
         action = action.astype(jnp.int32)
@@ -505,9 +510,9 @@ def make(env_id: str, num_envs: int) -> VecEnv:
         values, flags, new_token = jax.pure_callback(host.step, (*packed, token), seeds_actions, env_state,
                                                      vmap_method="broadcast_all")
         record = _Record.unpacked(values, flags, env_spec.obs_dim)
-        transition = Transition(obs=obs_now, action=action, reward=record.reward, next_obs=record.next_obs,
-                                terminated=record.terminated)
-        return EnvStep(record.obs, new_token, transition, record.done, record.known, record.first, record.score,
-                       record.game_over)
+        transition = Transition(obs=obs_now, action=action, reward=record.reward,
+                                next_obs=record.next_obs.astype(obs_dtype), terminated=record.terminated)
+        return EnvStep(record.obs.astype(obs_dtype), new_token, transition, record.done, record.known, record.first,
+                       record.score, record.game_over)
 
     return VecEnv(spec=env_spec, num_envs=num_envs, reset=reset, step=step, restart=jnp.zeros_like)
