@@ -2,8 +2,9 @@
 
     python _sb3_worker.py '{"env": {...}, "dqn": {...}, "warmup_steps": N, "timed_steps": N, "threads": N}'
 
-env: {"maker": a name in ENV_MAKERS, "id": the Gymnasium id, "num_envs": n}; dqn: keyword
-arguments of `stable_baselines3.DQN` (plus "net_arch"). The model first learns
+env: {"maker": a name in ENV_MAKERS, "id": the Gymnasium id, "num_envs": n}; policy: SB3's
+policy name (MlpPolicy, CnnPolicy); dqn: keyword arguments of `stable_baselines3.DQN` (plus
+"net_arch"). The model first learns
 `warmup_steps` env steps untimed (past learning_starts, so every timed step also learns),
 then `timed_steps` more, timed. threads: PyTorch's threads (0: its default, one per core).
 Prints one JSON line: env steps/s of the timed part and
@@ -26,8 +27,19 @@ def gymnasium_env(settings: dict):
     return make_vec_env(settings["id"], n_envs=settings["num_envs"], seed=0)
 
 
-# The Atari row adds its maker here (SB3's make_atari_env with the preprocessing qlax uses).
-ENV_MAKERS = {"gymnasium": gymnasium_env}
+def atari_env(settings: dict):
+    """n copies of an ALE NoFrameskip-v4 game through SB3's AtariWrapper (no-op starts, frame
+    skip 4 with max-pooling, 84x84 gray, a lost life as an end, clipped rewards; FIRE after a
+    reset) and 4 frames stacked, as rl-baselines3-zoo trains DQN on Atari."""
+    import ale_py
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gymnasium.register_envs(ale_py)
+    return VecFrameStack(make_atari_env(settings["id"], n_envs=settings["num_envs"], seed=0), n_stack=4)
+
+
+ENV_MAKERS = {"gymnasium": gymnasium_env, "atari": atari_env}
 
 
 def main():
@@ -37,7 +49,7 @@ def main():
     env = ENV_MAKERS[settings["env"]["maker"]](settings["env"])
     dqn = dict(settings["dqn"])
     net_arch = dqn.pop("net_arch")
-    model = DQN("MlpPolicy", env, policy_kwargs={"net_arch": net_arch}, device="cpu", seed=0, verbose=0, **dqn)
+    model = DQN(settings["policy"], env, policy_kwargs={"net_arch": net_arch}, device="cpu", seed=0, verbose=0, **dqn)
     model.learn(total_timesteps=settings["warmup_steps"])
     started = time.perf_counter()
     model.learn(total_timesteps=settings["timed_steps"], reset_num_timesteps=False)

@@ -25,9 +25,14 @@ Per case, env steps per second while training, compile and warm-up excluded:
 Goal (issue #13): qlax >= 5x SB3's env steps/s on CartPole. Printed for qlax's one seed
 and for its population (aggregate env steps/s of all seeds, SB3's one seed).
 
-Adding a case (the Atari row): a `Case` in CASES with the qlax config and the name of the
-SB3 side's env maker; `_sb3_worker.ENV_MAKERS` gets that maker (e.g. SB3's Atari
-wrappers set up as qlax's preprocessing).
+Cases: `cartpole` (cartpole-dqn on gymnasium:CartPole-v1; gymnax's CartPole-v1 in the
+program), `pong` (pong-dqn on atari:Pong, the Nature network, one update per 4 env
+steps; EnvPool's Pong-v5 in the program; SB3's CnnPolicy on PongNoFrameskip-v4 through
+its AtariWrapper and a 4-frame VecFrameStack, which also presses FIRE after a reset).
+The pong case cuts the replay buffer to 20,000 transitions (the preset's 100,000 take
+5.6 GB a seed; the size does not change a step's cost), learning_starts to 1,000 and a
+chunk to 250 vector steps. Adding a case: a `Case` in CASES with the qlax config and the
+name of the SB3 side's env maker in `_sb3_worker.ENV_MAKERS`.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from qlax.config import TrainConfig
 
 HERE = Path(__file__).resolve().parent
 SB3_VENV = HERE / ".venv-sb3"
-SB3_PINS = ("stable-baselines3", "torch==2.13.0")
+SB3_PINS = ("stable-baselines3", "torch==2.13.0", "ale-py", "opencv-python-headless")  # the last two: Atari
 WORKER = HERE / "_sb3_worker.py"
 GOAL = 5.0
 
@@ -64,30 +69,40 @@ def cartpole() -> TrainConfig:
     return qlax.presets.load("cartpole-dqn").replace(env="gymnasium:CartPole-v1")
 
 
-CASES = {"cartpole": Case(cartpole, "CartPole-v1", "gymnasium")}
+def pong() -> TrainConfig:
+    return qlax.presets.load("pong-dqn").replace(buffer_size=20_000, learning_starts=1_000, chunk_steps=250)
+
+
+CASES = {"cartpole": Case(cartpole, "CartPole-v1", "gymnasium"), "pong": Case(pong, "envpool:Pong-v5", "atari")}
+SB3_POLICIES = {"mlp": "MlpPolicy", "nature": "CnnPolicy"}  # SB3's CnnPolicy is the Nature network
+SB3_ENV_IDS = {"atari:Pong": "PongNoFrameskip-v4"}
 
 
 def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps: int, threads: int) -> dict:
     """qlax's DQN settings as SB3's DQN takes them (env steps where SB3 counts env steps)."""
-    if (config.algorithm, config.q_function, config.activation, config.target, config.loss) != \
-            ("dqn", "mlp", "relu", "periodic", "huber"):
-        raise ValueError("sb3_settings translates DQN with an MLP of relu layers, a periodic target and the "
-                         "Huber loss only")
+    if (config.algorithm, config.activation, config.target, config.loss) != ("dqn", "relu", "periodic", "huber") \
+            or config.q_function not in SB3_POLICIES:
+        raise ValueError("sb3_settings translates DQN with an MLP or the Nature network of relu layers, a periodic "
+                         "target and the Huber loss only")
     total = warmup_steps + timed_steps
     decay_env_steps = config.eps_decay_steps * config.num_envs
     return {
-        "env": {"maker": maker, "id": config.env.removeprefix("gymnasium:").partition("@")[0],
-                "num_envs": config.num_envs},
+        "env": {"maker": maker, "num_envs": config.num_envs,
+                "id": SB3_ENV_IDS.get(config.env) or config.env.removeprefix("gymnasium:").partition("@")[0]},
+        "policy": SB3_POLICIES[config.q_function],
         "dqn": {"learning_rate": config.lr, "buffer_size": config.buffer_size,
                 "learning_starts": config.learning_starts, "batch_size": config.batch_size, "gamma": config.gamma,
-                "train_freq": config.env_steps_per_round // config.num_envs or 1,  # in vector steps
-                "gradient_steps": config.gradient_steps, "n_steps": config.n_step,
+                # in vector steps; qlax's rounds within one vector step (pong: 2 of 8 envs) as more updates
+                "train_freq": config.env_steps_per_round // config.num_envs or 1,
+                "gradient_steps": config.gradient_steps * max(1, config.num_envs // config.env_steps_per_round),
+                "n_steps": config.n_step,
                 # target_period counts updates: gradient_steps per env_steps_per_round env steps
                 "target_update_interval": config.target_period * config.env_steps_per_round // config.gradient_steps,
                 "exploration_initial_eps": config.eps_start, "exploration_final_eps": config.eps_end,
                 "exploration_fraction": min(1.0, decay_env_steps / total),
                 "max_grad_norm": config.max_grad_norm or 1e10,  # qlax: no clipping unless set
-                "net_arch": list(config.hidden_sizes)},
+                # SB3's NatureCNN ends in its own 512-unit layer, qlax's first hidden size
+                "net_arch": list(config.hidden_sizes)[1 if config.q_function == "nature" else 0:]},
         "warmup_steps": warmup_steps, "timed_steps": timed_steps, "threads": threads,
     }
 
@@ -95,7 +110,7 @@ def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps
 def sb3_python() -> Path:
     """The SB3 venv's interpreter, made on first use, reused while it imports SB3."""
     exe = SB3_VENV / "bin" / "python"
-    check = [exe, "-c", "import stable_baselines3, torch"]
+    check = [exe, "-c", "import stable_baselines3, torch, ale_py, cv2"]
     if exe.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return exe
     if not exe.exists():
