@@ -247,7 +247,10 @@ def __getattr__(name: str):
 
 @functools.cache
 def _num_actions(game: str) -> int:
-    return int(gymnasium.make(f"ALE/{game}-v5").action_space.n)
+    """The size of the game's minimal action set."""
+    env = gymnasium.make(f"ALE/{game}-v5")
+    env.close()
+    return int(env.action_space.n)
 
 
 def spec(env_id: str) -> EnvSpec:
@@ -263,7 +266,5 @@ def spec(env_id: str) -> EnvSpec:
 
 def make(env_id: str, num_envs: int) -> VecEnv:
     """`num_envs` preprocessed copies, stepped on the host by the Gymnasium adapter."""
-    own = spec(env_id)
-    target, at, mode = env_id.partition("@")
-    env = gymnasium_adapter.make(f"{__name__}:{target}{at}{mode}", num_envs)
-    return env._replace(spec=own)
+    env = gymnasium_adapter.make(f"{__name__}:{env_id}", num_envs)  # this module's factory (`__getattr__`)
+    return env._replace(spec=spec(env_id))
