@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import inspect
 import multiprocessing
 import signal
@@ -140,15 +139,9 @@ class _Source:
 @functools.lru_cache(maxsize=None)
 def _factory(target: str, name: str):
     """The callable `module:attribute` names, the module imported; None if it names none."""
-    module_name, sep, attribute = target.partition(":")
-    if not sep:
+    if ":" not in target:
         return None
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 (ImportError, or the module's own failure)
-        raise EnvError(f"env = {short(name)}: cannot import module {short(module_name, 60)} "
-                       f"({short(err, 120)}); is it on the Python path?") from None
-    found = getattr(module, attribute, None)
+    found = jax_adapter.imported_attribute(target, name)
     return found if callable(found) else None  # else Gymnasium's `module:id`, registered by the import
 
 
