@@ -325,8 +325,7 @@ def _all_done(metrics) -> bool:
 
 def _save(run_dir: Path, state: TrainState, chunk: int, meta: dict[str, Any], keep: int,
           placement: Placement, members: Members) -> None:
-    """Checkpoint the members, one array on the host at a time: one process saves the real
-    rows; several save their own."""
-    to_host = (lambda leaf: np.asarray(leaf)[:placement.members]) if jax.process_count() == 1 else placement.local
-    checkpoint.save(run_dir, state, chunk, meta, keep, settings=run_settings(members), to_host=to_host,
+    """Checkpoint the members: one process saves the real rows; several save their own."""
+    checkpoint.save(run_dir, state, chunk, meta, keep, settings=run_settings(members),
+                    rows=placement.members if jax.process_count() == 1 else None,
                     shard=jax.process_index(), shards=jax.process_count(), barrier=barrier)
