@@ -160,7 +160,7 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
     started = time.perf_counter()
     run_dir = Path(run_dir)
     members = load_members(run_dir)
-    planned = _plan(members, max_memory)
+    planned = _plan(members, max_memory, resuming=True)
     with lock(run_dir):
         state, manifest = load_state(run_dir, planned.trainer, members, planned.placement)
         finished = finished_summary(run_dir)
@@ -185,11 +185,15 @@ class Planned(NamedTuple):
     memory_line: str
 
 
-def _plan(members: Members, max_memory: str | int | None) -> Planned:
-    """The program, its layout over the devices, and the memory check, before any compile."""
+def _plan(members: Members, max_memory: str | int | None, resuming: bool = False) -> Planned:
+    """The program, its layout over the devices, and the memory check, before any compile.
+    The state is held twice for a moment when a resume places its checkpoint, or when a
+    padded population is cut to its members at the end."""
     trainer = make_train(members.config)
     placement = place(members.count)
-    plan = memory.plan(member_template(trainer), *_members_here(placement))
+    trimmed = jax.process_count() == 1 and placement.padded > placement.members
+    plan = memory.plan(trainer, member_template(trainer), *_members_here(placement),
+                       copies_state=resuming or trimmed)
     allowed, source = memory.limit(max_memory)
     memory.check(plan, allowed, source)
     return Planned(trainer, placement, f"memory: {plan.describe()}; limit {memory.size_text(allowed)} ({source})")
