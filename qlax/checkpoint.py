@@ -157,17 +157,18 @@ def _host_blocks(leaf: jax.Array, rows: int | None) -> tuple[tuple[int, ...], np
     if leaf.ndim == 0:
         return (), leaf.dtype, iter([np.asarray(leaf)])
     shards = sorted((s for s in leaf.addressable_shards if s.replica_id == 0), key=lambda s: s.index[0].start or 0)
-    spans, held = [], 0  # (a device's array, the rows of it written)
+    spans, held = [], 0  # (a device's shard, the rows of it written)
     for shard in shards:
         count = shard.data.shape[0] if rows is None else min(shard.data.shape[0], rows - held)
         if count > 0:
-            spans.append((shard.data, count))
+            spans.append((shard, count))
             held += count
     row_bytes = math.prod(leaf.shape[1:]) * leaf.dtype.itemsize
 
     def blocks():
-        for data, count in spans:
-            if data.devices().pop().platform == "cpu":
+        for shard, count in spans:
+            data = shard.data
+            if shard.device.platform == "cpu":
                 yield np.asarray(data)[:count]
                 continue
             step = max(1, _BLOCK_BYTES // max(row_bytes, 1))
