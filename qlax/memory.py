@@ -10,8 +10,9 @@ rollout, the n-step window's next copy, the greedy checks after the chunk), the 
 evaluation after training (its episodes in rounds of `evaluate.EVAL_BATCH`, and the
 returns, on the device and on the host), and a second copy of the state where a run
 makes one (a resume reads its checkpoint on the host before placing it; a padded
-population is cut to its members at the end). Saving a checkpoint adds nothing: it
-writes each array from memory the host already holds (`checkpoint`).
+population is cut to its members at the end). Saving a checkpoint adds nothing to plan:
+it writes each array from a CPU device's own memory, or from an accelerator's in blocks
+of at most 64 MB on the host (`checkpoint`).
 
 The check compares what one device holds (on a CPU, what this process holds, since its
 devices share the host's RAM) with a limit: by default 80% of the device's memory, or of
