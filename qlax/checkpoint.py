@@ -4,7 +4,9 @@ A checkpoint is a directory `checkpoints/chunk-000012/` holding `state.msgpack` 
 `manifest.json`. It is written under a temporary name and renamed into place, so a crash,
 a kill or a full disk during a save never leaves a broken latest checkpoint; a failed save
 removes its partial directory and keeps the previous checkpoints. The state is streamed
-to the file one array at a time, so saving never holds a second copy of it in memory.
+to the file one array at a time, each written from the memory that already holds it (a CPU
+device's own buffers; an accelerator's arrays come to the host in blocks of at most
+64 MB), so saving never holds a second copy of it in memory.
 
 The manifest binds the checkpoint to its run and to its bytes: the sha256 of the settings
 that define the run (its config, but eval_episodes, and its grid), the size and sha256 of
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import struct
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import jax
 import msgpack
@@ -44,6 +47,7 @@ _NAME = re.compile(r"chunk-(\d{6,})")
 _DIGEST = ".sha256"  # beside each state file until the manifest lists it
 _MAX_MANIFEST_BYTES = 1_000_000
 _PACK = msgpack.Packer(use_bin_type=True)
+_BLOCK_BYTES = 64_000_000  # the most of an accelerator's array on the host at once while saving
 
 
 class CheckpointError(ValueError):
@@ -60,10 +64,11 @@ def settings_sha256(settings: dict[str, Any]) -> str:
 
 
 def save(run_dir: Path, state: Any, chunk: int, meta: dict[str, Any], keep: int, *, settings: dict[str, Any],
-         to_host: Callable[[Any], np.ndarray] = np.asarray, shard: int = 0, shards: int = 1,
+         rows: int | None = None, shard: int = 0, shards: int = 1,
          barrier: Callable[[str], None] = lambda name: None) -> Path:
     """Write `state` as the checkpoint after `chunk` chunks of the run that `settings` define;
-    keep only the newest `keep`. `to_host` brings one array to the host as it is written.
+    keep only the newest `keep`. Of each array, the rows this process holds are written (the
+    first `rows` of them, if given: a padded population's real members).
 
     With `shards` processes, each calls this with its own slice of the state; `barrier`
     (a name -> None that returns once every process reached it) orders the steps so that
@@ -84,7 +89,7 @@ def save(run_dir: Path, state: Any, chunk: int, meta: dict[str, Any], keep: int,
     if shard == 0:
         attempt(lambda: _fresh_dir(tmp))
     barrier(f"qlax-checkpoint-{chunk}-open")
-    attempt(lambda: _write_state(tmp / state_file(shard, shards), state, to_host))
+    attempt(lambda: _write_state(tmp / state_file(shard, shards), state, rows))
     barrier(f"qlax-checkpoint-{chunk}-written")
     if shard == 0:
         manifest = {"format": FORMAT, "chunk": chunk, "shards": shards, **meta,
@@ -106,12 +111,12 @@ def _fresh_dir(path: Path) -> None:
     path.mkdir()
 
 
-def _write_state(file: Path, state: Any, to_host: Callable[[Any], np.ndarray]) -> None:
+def _write_state(file: Path, state: Any, rows: int | None) -> None:
     """Stream `state` into `file` as flax msgpack, one array at a time; its size and sha256
     go beside it, for the manifest."""
     out = _Hashing(file.open("wb"))
     with out.file:
-        _write_tree(out, serialization.to_state_dict(state), to_host)
+        _write_tree(out, serialization.to_state_dict(state), rows)
         out.file.flush()
         os.fsync(out.file.fileno())
     Path(f"{file}{_DIGEST}").write_text(json.dumps({"bytes": out.bytes, "sha256": out.sha.hexdigest()}))
@@ -129,36 +134,89 @@ class _Hashing:
         self.bytes += memoryview(data).nbytes
 
 
-def _write_tree(out: _Hashing, tree: Any, to_host: Callable[[Any], np.ndarray]) -> None:
+def _write_tree(out: _Hashing, tree: Any, rows: int | None) -> None:
     if isinstance(tree, dict):
         out.write(_PACK.pack_map_header(len(tree)))
         for key, value in tree.items():
             out.write(_PACK.pack(key))
-            _write_tree(out, value, to_host)
-    elif isinstance(tree, (np.ndarray, np.generic, jax.Array)):
-        _write_array(out, np.asarray(to_host(tree), order="C"))
+            _write_tree(out, value, rows)
+    elif isinstance(tree, jax.Array):
+        _write_array(out, *_host_blocks(tree, rows))
+    elif isinstance(tree, (np.ndarray, np.generic)):
+        array = np.asarray(tree)
+        array = array if rows is None or array.ndim == 0 else array[:rows]
+        _write_array(out, array.shape, array.dtype, [array])
     else:
         out.write(_PACK.pack(tree))
 
 
-def _write_array(out: _Hashing, array: np.ndarray) -> None:
-    """One array as flax writes it: an ndarray extension of (shape, dtype, bytes), or chunks
-    of at most flax's MAX_CHUNK_SIZE bytes, written from the array's own memory."""
-    if array.nbytes > serialization.MAX_CHUNK_SIZE:
-        flat, step = array.reshape(-1), max(1, serialization.MAX_CHUNK_SIZE // array.itemsize)
-        chunks = [flat[i:i + step] for i in range(0, flat.size, step)]
-        out.write(_PACK.pack_map_header(3) + _PACK.pack("__msgpack_chunked_array__") + _PACK.pack(True)
-                  + _PACK.pack("shape") + _PACK.pack({str(i): d for i, d in enumerate(array.shape)})
-                  + _PACK.pack("chunks") + _PACK.pack_map_header(len(chunks)))
-        for i, part in enumerate(chunks):
-            out.write(_PACK.pack(str(i)))
-            _write_array(out, part)
+def _host_blocks(leaf: jax.Array, rows: int | None) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarray]]:
+    """(shape, dtype, numpy blocks in order) of the rows of `leaf` this process holds, the
+    first `rows` of them if given. A CPU device's block is its own buffer, seen without a
+    copy; an accelerator's come to the host one block of at most _BLOCK_BYTES at a time."""
+    if leaf.ndim == 0:
+        return (), leaf.dtype, iter([np.asarray(leaf)])
+    shards = sorted((s for s in leaf.addressable_shards if s.replica_id == 0), key=lambda s: s.index[0].start or 0)
+    spans, held = [], 0  # (a device's shard, the rows of it written)
+    for shard in shards:
+        count = shard.data.shape[0] if rows is None else min(shard.data.shape[0], rows - held)
+        if count > 0:
+            spans.append((shard, count))
+            held += count
+    row_bytes = math.prod(leaf.shape[1:]) * leaf.dtype.itemsize
+
+    def blocks():
+        for shard, count in spans:
+            data = shard.data
+            if shard.device.platform == "cpu":
+                yield np.asarray(data)[:count]
+                continue
+            step = max(1, _BLOCK_BYTES // max(row_bytes, 1))
+            for start in range(0, count, step):
+                yield np.asarray(data[start:min(start + step, count)])
+
+    return (held, *leaf.shape[1:]), leaf.dtype, blocks()
+
+
+class _Blocks:
+    """The bytes of numpy blocks, in order, handed to a file a given count at a time, uncopied."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]):
+        self.views = (memoryview(np.ascontiguousarray(b).reshape(-1).view(np.uint8)) for b in blocks)
+        self.view = memoryview(b"")
+
+    def write(self, out: _Hashing, count: int) -> None:
+        while count:
+            if not self.view:
+                self.view = next(self.views)
+            part = self.view[:count]
+            out.write(part)
+            self.view, count = self.view[len(part):], count - len(part)
+
+
+def _write_array(out: _Hashing, shape: tuple[int, ...], dtype: np.dtype, blocks: Iterable[np.ndarray]) -> None:
+    """One array as flax writes it: an ndarray extension of (shape, dtype, bytes), or flat
+    chunks of at most flax's MAX_CHUNK_SIZE bytes, its bytes taken from `blocks` as they come."""
+    dtype, size, data = np.dtype(dtype), math.prod(shape), _Blocks(blocks)
+    if size * dtype.itemsize <= serialization.MAX_CHUNK_SIZE:
+        _write_extension(out, shape, dtype, data)
         return
-    head = (_PACK.pack_array_header(3) + _PACK.pack(array.shape) + _PACK.pack(array.dtype.name)
-            + _header(0xc4, array.nbytes))
-    out.write(_header(0xc7, len(head) + array.nbytes) + struct.pack(">b", 1))  # ext type 1: flax's ndarray
+    step = max(1, serialization.MAX_CHUNK_SIZE // dtype.itemsize)
+    starts = range(0, size, step)
+    out.write(_PACK.pack_map_header(3) + _PACK.pack("__msgpack_chunked_array__") + _PACK.pack(True)
+              + _PACK.pack("shape") + _PACK.pack({str(i): d for i, d in enumerate(shape)})
+              + _PACK.pack("chunks") + _PACK.pack_map_header(len(starts)))
+    for i, start in enumerate(starts):
+        out.write(_PACK.pack(str(i)))
+        _write_extension(out, (min(step, size - start),), dtype, data)
+
+
+def _write_extension(out: _Hashing, shape: tuple[int, ...], dtype: np.dtype, data: _Blocks) -> None:
+    nbytes = math.prod(shape) * dtype.itemsize
+    head = _PACK.pack_array_header(3) + _PACK.pack(shape) + _PACK.pack(dtype.name) + _header(0xc4, nbytes)
+    out.write(_header(0xc7, len(head) + nbytes) + struct.pack(">b", 1))  # ext type 1: flax's ndarray
     out.write(head)
-    out.write(array.reshape(-1).view(np.uint8))
+    data.write(out, nbytes)
 
 
 def _header(code: int, size: int) -> bytes:

@@ -175,7 +175,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}  {status(result['solved'][i], threshold)}"
               .rstrip())
     print(f"{solved_count(result['solved'], threshold, 'seeds')} over {result['episodes']} "
-          f"episodes each on {result['backend']}  |  {Path(args.run_dir) / EVAL_FILE}")
+          f"episodes each on {result['env']}  |  {Path(args.run_dir) / EVAL_FILE}")
     return 0
 
 

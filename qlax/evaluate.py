@@ -12,19 +12,24 @@ from qlax.qfunctions import QFunction
 EVAL_STREAM = 0x5EED  # fold_in tag that separates evaluation keys from training keys
 # Steps after which an episode of an environment without a time limit is cut in evaluation.
 UNLIMITED_EPISODE_STEPS = 100_000
+EVAL_BATCH = 1000  # greedy episodes a member runs side by side; more run in rounds
 
 
 def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Callable:
     """evaluate(key, params) -> returns (num_episodes,) of complete greedy episodes.
 
-    Runs `num_episodes` environments side by side until each has ended once (by
-    termination or time limit); rewards after an env's first end are ignored. An
-    environment without a time limit is cut after `UNLIMITED_EPISODE_STEPS` steps.
+    Runs the episodes side by side, at most EVAL_BATCH at a time, so their memory stays
+    bounded however many are asked for: more run in equal rounds, one after another, each
+    from its own key. Each runs until it has ended once (by termination or time limit);
+    rewards after an env's first end are ignored. An environment without a time limit is
+    cut after `UNLIMITED_EPISODE_STEPS` steps.
     """
-    env = make_env(env_id, num_episodes)
+    rounds = -(-num_episodes // EVAL_BATCH)
+    per_round = -(-num_episodes // rounds)
+    env = make_env(env_id, per_round)
     limit = env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS
 
-    def evaluate(key, params):
+    def episodes(key, params):
         k_reset, k_run = jax.random.split(key)
         obs, env_state = env.reset(k_reset)
 
@@ -39,8 +44,14 @@ def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Call
             returns = returns + jnp.where(finished, 0.0, step.score)
             return step.obs, step.env_state, key, returns, finished | step.game_over, t + 1
 
-        carry = (obs, env_state, k_run, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool), jnp.int32(0))
+        carry = (obs, env_state, k_run, jnp.zeros(per_round), jnp.zeros(per_round, bool), jnp.int32(0))
         return jax.lax.while_loop(not_all_done, step, carry)[3]
+
+    def evaluate(key, params):
+        if rounds == 1:
+            return episodes(key, params)
+        returns = jax.lax.map(lambda k: episodes(k, params), jax.random.split(key, rounds))
+        return returns.reshape(-1)[:num_episodes]
 
     return evaluate
 

@@ -166,7 +166,7 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
     started = time.perf_counter()
     run_dir = Path(run_dir)
     members = load_members(run_dir, env=env)
-    planned = _plan(members, max_memory)
+    planned = _plan(members, max_memory, resuming=True)
     with lock(run_dir):
         state, manifest = load_state(run_dir, planned.trainer, members, planned.placement)
         finished = finished_summary(run_dir)
@@ -193,14 +193,18 @@ class Planned(NamedTuple):
     memory_line: str
 
 
-def _plan(members: Members, max_memory: str | int | None) -> Planned:
-    """The program, its layout over the devices, and the memory check, before any compile."""
+def _plan(members: Members, max_memory: str | int | None, resuming: bool = False) -> Planned:
+    """The program, its layout over the devices, and the memory check, before any compile.
+    The state is held twice for a moment when a resume places its checkpoint, or when a
+    padded population is cut to its members at the end."""
     trainer = make_train(members.config)
     if trainer.env.spec.host and jax.process_count() > 1:
         raise ConfigError(f"env = '{members.config.env}' is stepped on the host: it trains in one process, "
                           f"not {jax.process_count()}")
     placement = place(members.count, one_device=trainer.env.spec.host)
-    plan = memory.plan(member_template(trainer), *_members_here(placement))
+    trimmed = jax.process_count() == 1 and placement.padded > placement.members
+    plan = memory.plan(trainer, member_template(trainer), *_members_here(placement),
+                       copies_state=resuming or trimmed)
     allowed, source = memory.limit(max_memory)
     memory.check(plan, allowed, source)
     return Planned(trainer, placement, f"memory: {plan.describe()}; limit {memory.size_text(allowed)} ({source})")
@@ -355,8 +359,7 @@ def _all_done(metrics) -> bool:
 
 def _save(run_dir: Path, state: TrainState, chunk: int, meta: dict[str, Any], keep: int,
           placement: Placement, members: Members) -> None:
-    """Checkpoint the members, one array on the host at a time: one process saves the real
-    rows; several save their own."""
-    to_host = (lambda leaf: np.asarray(leaf)[:placement.members]) if jax.process_count() == 1 else placement.local
-    checkpoint.save(run_dir, state, chunk, meta, keep, settings=run_settings(members), to_host=to_host,
+    """Checkpoint the members: one process saves the real rows; several save their own."""
+    checkpoint.save(run_dir, state, chunk, meta, keep, settings=run_settings(members),
+                    rows=placement.members if jax.process_count() == 1 else None,
                     shard=jax.process_index(), shards=jax.process_count(), barrier=barrier)

@@ -70,16 +70,8 @@ class Placement:
         mine = [i for i, d in enumerate(devices) if d.id in ids]
         return range(mine[0] * per_device, (mine[-1] + 1) * per_device)
 
-    def local(self, tree: Any) -> Any:
-        """This process's rows of global arrays, as numpy (all rows with one process)."""
-        if jax.process_count() == 1:
-            return jax.device_get(tree)
-        host_local = multihost_utils.global_array_to_host_local_array(
-            tree, self.sharding.mesh, PartitionSpec(AXIS))
-        return jax.device_get(host_local)
-
     def from_local(self, tree: Any) -> Any:
-        """The inverse of `local`: this process's rows -> global arrays."""
+        """This process's rows, as numpy -> global arrays (all rows with one process)."""
         if jax.process_count() == 1:
             return jax.device_put(tree, self.sharding)
         return multihost_utils.host_local_array_to_global_array(tree, self.sharding.mesh, PartitionSpec(AXIS))

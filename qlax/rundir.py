@@ -296,6 +296,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     result = {
         "episodes": config.eval_episodes,
         "backend": backend,
+        "env": config.env if backend == "gymnax" else f"Gymnasium's {config.env}",
         "best": best,
         "mean_return": numbers["eval_mean_return"],
         "std_return": numbers["eval_std_return"],

@@ -159,12 +159,12 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_run_resumes(runs, ori
     out = tmp_path / "run"
     write, arrays = checkpoint._write_array, []
 
-    def full_disk(file, array):  # the second checkpoint runs out of space half way through
+    def full_disk(file, *array):  # the second checkpoint runs out of space half way through
         if ".tmp-chunk-000002" in file.file.name:
-            arrays.append(array.nbytes)
+            arrays.append(array)
             if len(arrays) == 5:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file.file.name)
-        write(file, array)
+        write(file, *array)
 
     monkeypatch.setattr(checkpoint, "_write_array", full_disk)
     assert cli.main(TINY + ["--out", str(out)]) == 2
@@ -186,10 +186,10 @@ SLOW_SAVE = """
 import sys, time
 from qlax import checkpoint, cli
 write = checkpoint._write_array
-def slowly(file, array):  # the second checkpoint crawls, so that it is killed half way through
+def slowly(file, *array):  # the second checkpoint crawls, so that it is killed half way through
     if ".tmp-chunk-000002" in file.file.name:
         time.sleep(0.1)
-    write(file, array)
+    write(file, *array)
 checkpoint._write_array = slowly
 sys.exit(cli.main(sys.argv[1:]))
 """
@@ -227,6 +227,30 @@ def test_saving_streams_the_state_without_copying_it(tmp_path):
     assert peak < 2_000_000  # the array is 20 MB: no copy of it was made
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), state)
     assert_same_state(checkpoint.load(path, template, settings={})[0], state)
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS"))
+
+
+@pytest.mark.parametrize("chunk_size", [serialization.MAX_CHUNK_SIZE, 1000])
+def test_a_sharded_population_is_saved_from_the_devices_memory(tmp_path, monkeypatch, chunk_size):
+    """Three members laid out over the devices (padded to a multiple of their count): the
+    real rows are written, in flax's format, from each device's own buffer, never gathered
+    into a host copy; with small flax chunks a chunk spans two devices' rows."""
+    monkeypatch.setattr(serialization, "MAX_CHUNK_SIZE", chunk_size)
+    placement = place(3)
+    host = {"big": np.arange(3 * 4_000_000, dtype=np.float32).reshape(3, 4_000_000),
+            "small": {"flags": np.array([True, False, True]), "steps": np.arange(6, dtype=np.int32).reshape(3, 2)}}
+    if chunk_size < serialization.MAX_CHUNK_SIZE:
+        host["big"] = host["big"][:, :1000]
+    state = jax.block_until_ready(placement.put(host))
+    before = resident_bytes()
+    path = checkpoint.save(tmp_path, state, 1, META, keep=1, settings={}, rows=3)
+    assert resident_bytes() - before < 16_000_000  # the big array is 48 MB: no copy of it is held
+    restored = serialization.msgpack_restore((path / checkpoint.STATE_FILE).read_bytes())
+    assert_same_state(restored, host)
 
 
 def test_arrays_larger_than_a_msgpack_object_are_written_in_flax_chunks(tmp_path, monkeypatch):

@@ -167,6 +167,11 @@ def test_a_restarted_member_gets_a_reset_step_and_a_frozen_one_steps_on():
     again = step(keys(6, MEMBERS), frozen, jnp.stack([out.obs[0], after.obs[1]]), zeros)
     assert np.asarray(again.next_obs_known).all()  # a true step for both, no reset step
     np.testing.assert_array_equal(np.asarray(again.transition.next_obs[0, :, 0]), 1)
+    # A new process resuming a checkpoint has no host copies yet: its first step resets them all.
+    fresh = make_env("gymnasium:gym_probes:counter", NUM_ENVS)
+    first = jax.jit(jax.vmap(fresh.step))(keys(7, MEMBERS), again.env_state, again.obs, zeros)
+    assert not np.asarray(first.next_obs_known).any() and np.asarray(first.first).all()
+    np.testing.assert_array_equal(np.asarray(first.obs[..., 0]), 0)
 
 
 def test_async_workers_step_like_the_synchronous_vector_env(actions):

@@ -49,7 +49,7 @@ def test_a_run_without_a_threshold_claims_no_solves(breakout, capsys):
     assert cli.main(["eval", str(out)]) == 0
     evaluated = capsys.readouterr().out.splitlines()
     assert all(line.rstrip() == line and "solved" not in line and not line.endswith("-") for line in evaluated[:2])
-    assert evaluated[2].startswith("no threshold, 2 seeds over 2 episodes each on gymnax")
+    assert evaluated[2].startswith("no threshold, 2 seeds over 2 episodes each on Breakout-MinAtar  |")
 
 
 def test_the_learning_curve_shows_the_greedy_checks_where_there_are_some(breakout):

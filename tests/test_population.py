@@ -1,4 +1,4 @@
-"""Populations: dynamic settings without recompiles, sweeps, memory planning, devices, processes."""
+"""Populations: dynamic settings without recompiles, sweeps, devices, processes."""
 
 import csv
 import json
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import cli, experiment, memory, rundir
+from qlax import cli, experiment
 from qlax.config import DYNAMIC_SETTINGS, TrainConfig
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
@@ -129,39 +129,6 @@ def test_bad_grids_are_refused_before_anything_runs(tmp_path, capsys, grid, expe
     if "static" in expected:
         assert "settings that can be swept: " + ", ".join(DYNAMIC_SETTINGS) in err
     assert not out.exists()
-
-
-def test_memory_plan_counts_buffers_parameters_and_environments():
-    trainer = qlax.trainer.make_train(SMALL)
-    plan = memory.plan(rundir.member_template(trainer), 2, "in this process")
-    row = 2 * 4 + 3  # obs, next_obs (4 each), action, reward, terminated: one float32 each
-    assert plan.row_bytes == row * 4 and plan.replay_rows == 500
-    assert plan.replay == 500 * row * 4 + 2 * 4  # the rows, the insert position and the size
-    weights = 16 * 2 + 16 * 4 + 1 + 2 * 4  # w, centers, sigma, the observation shift and scale
-    assert plan.learner == 4 * (weights * 2 + 2 * weights + 1 + 1)  # params, target, Adam's mu and nu, counts
-    assert plan.environment > 0 and plan.other > 0 and plan.total == 2 * plan.per_member
-
-
-def test_a_population_too_big_for_the_limit_is_refused(tmp_path, capsys):
-    out = tmp_path / "run"
-    argv = ["sweep", "--grid", "lr=1e-3,1e-2", "--seeds", "64", "--max-memory", "100MB", "--out", str(out)]
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    plan = memory.plan(rundir.member_template(qlax.trainer.make_train(qlax.presets.load("cartpole-rbf"))),
-                       128, "in this process")
-    assert plan.replay > 100_000 * 44  # 128 members of 4.4 MB: about 570 MB
-    assert (f"the population needs {memory.size_text(plan.total)} in this process, more than the 100.0 MB "
-            f"allowed (--max-memory): 128 members x") in err
-    assert "Shrink buffer_size" in err and "Traceback" not in err
-    assert not out.exists()
-    assert cli.main(["train", "--max-memory", "lots"]) == 2
-    assert "--max-memory = 'lots'" in capsys.readouterr().err
-
-
-def test_default_memory_limit_is_most_of_the_host_ram():
-    allowed, source = memory.limit(None)
-    assert source == "80% of host RAM" and allowed == int(0.8 * memory.host_ram())
-    assert memory.parse_size("2GiB") == 2**31 and memory.parse_size("1.5GB") == 1_500_000_000
 
 
 # Runs in separate processes: the number of JAX devices is fixed when JAX starts.

@@ -9,9 +9,9 @@
 Acting, learning and the replay buffer stay compiled on the device. Each vector step is one
 host call (`jax.pure_callback`, batched over the population with vmap_method
 "broadcast_all"), which steps every member's environments at once as one Gymnasium vector
-env of members x num_envs copies: seeds train as one larger vector environment. The host
-keeps one such vector env per batch size, made on first use, so the greedy evaluation's
-environments are not the training ones.
+env of members x num_envs copies: seeds train as one larger vector environment. Each
+`make` owns its host copies (the greedy evaluation's are not the training ones), one vector
+env per population size, made on first use.
 
 Autoreset: qlax builds its vector envs in SAME_STEP mode (the ended copy's final observation
 comes in `info["final_obs"]`, the observation returned is already the next episode's), the
@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import inspect
-import math
 import multiprocessing
 import signal
 import threading
@@ -140,15 +138,10 @@ class _Source:
 
 @functools.lru_cache(maxsize=None)
 def _factory(target: str, name: str):
-    module_name, sep, attribute = target.partition(":")
-    if not sep:
+    """The callable `module:attribute` names, the module imported; None if it names none."""
+    if ":" not in target:
         return None
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 (ImportError, or the module's own failure)
-        raise EnvError(f"env = {short(name)}: cannot import module {short(module_name, 60)} "
-                       f"({short(err, 120)}); is it on the Python path?") from None
-    found = getattr(module, attribute, None)
+    found = jax_adapter.imported_attribute(target, name)
     return found if callable(found) else None  # else Gymnasium's `module:id`, registered by the import
 
 
@@ -269,13 +262,13 @@ def _from_info(info: dict, key: str, default: np.ndarray) -> np.ndarray:
 class _Vector:
     """A Gymnasium vector env, whatever its autoreset mode, read as `_Record`s."""
 
-    def __init__(self, venv, parts, name: str):
+    def __init__(self, venv, parts):
         gymnasium = _gymnasium()
         modes = gymnasium.vector.AutoresetMode
         # The attribute first: SyncVectorEnv writes its mode into the env class's shared metadata.
         mode = getattr(venv, "autoreset_mode", None) or venv.metadata.get("autoreset_mode", modes.NEXT_STEP)
         self.mode = modes(mode)
-        self.venv, self.parts, self.name, self.n = venv, parts, name, venv.num_envs
+        self.venv, self.parts, self.n = venv, parts, venv.num_envs
         self.pending = np.zeros(self.n, bool)  # NEXT_STEP: these copies reset on their next step
         self.obs = np.zeros((self.n, sum(p.size for p in parts)), np.float32)
 
@@ -327,7 +320,7 @@ def _work(pipe, source: _Source, count: int, parts) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt stops
     envs = None
     try:
-        envs = _Vector(source.vector(count), parts, source.name)
+        envs = _Vector(source.vector(count), parts)
         pipe.send((True, None))
         while True:
             command, args = pipe.recv()
@@ -446,7 +439,7 @@ class _Host:
 
             envs = _Pool(self.source, n, min(cpu_cores(), n), parts)
         else:
-            envs = _Vector(self.source.vector(n), parts, self.source.name)
+            envs = _Vector(self.source.vector(n), parts)
         self.groups[members] = group = _Group(envs, members)
         weakref.finalize(self, envs.close)
         return group, True

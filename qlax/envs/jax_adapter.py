@@ -19,6 +19,7 @@ protocol gets one line that names it.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import math
@@ -273,20 +274,42 @@ def registered_object(name: str):
     return _OBJECTS[name]
 
 
-@functools.lru_cache(maxsize=None)
-def from_factory(name: str):
-    """The environment that `module.path:factory` builds: the module is imported, then
-    `factory()` called (once per process)."""
-    module_name, _, attribute = name.partition(":")
+def imported_attribute(target: str, name: str):
+    """The attribute that `module.path:attribute` names (None if the module has none), the
+    module imported; `name` is the env name for the error line."""
+    module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # noqa: BLE001 (ImportError, or the module's own failure)
         raise EnvError(f"env = {short(name)}: cannot import module {short(module_name, 60)} "
                        f"({reason(err, 120)}); is it on the Python path?") from None
-    factory = getattr(module, attribute, None)
+    return getattr(module, attribute, None)
+
+
+@functools.lru_cache(maxsize=None)
+def from_factory(name: str):
+    """The environment that `module.path:factory` builds: the module is imported, then
+    `factory()` called (once per process)."""
+    module_name, _, attribute = name.partition(":")
+    factory = imported_attribute(name, name)
     if not callable(factory):
         raise EnvError(f"env = {short(name)}: module {short(module_name, 60)} has no callable {short(attribute, 60)}")
     try:
         return factory()
     except Exception as err:  # noqa: BLE001
         raise EnvError(f"env = {short(name)}: {short(attribute, 60)}() failed: {reason(err)}") from None
+
+
+def from_suite(prefix: str, suite: str, env_id: str, registered, make, listing: str):
+    """`make()`, the environment `env_id` of a JAX suite (navix, Jumanji), named
+    `prefix:env_id`, once its id is known to be `registered`; an unknown id gets a "did you
+    mean", a failed build one line."""
+    name = f"{prefix}:{env_id}"
+    if env_id not in registered:
+        close = difflib.get_close_matches(env_id[:100], sorted(registered), n=1)
+        hint = f" (did you mean '{prefix}:{close[0]}'?)" if close else f" ({listing} lists them)"
+        raise EnvError(f"env = {short(name)}: {suite} has no such environment{hint}")
+    try:
+        return make()
+    except Exception as err:  # noqa: BLE001 (any failure of the suite's constructor, in one line)
+        raise EnvError(f"env = '{name}': {suite} could not build it here ({reason(err)})") from None

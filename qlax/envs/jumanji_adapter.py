@@ -24,7 +24,6 @@ continuous ones, are refused.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 
@@ -135,16 +134,9 @@ class JumanjiEnv:
 def wrapped(env_id: str) -> JumanjiEnv:
     """The Jumanji environment `env_id` in qlax's protocol (built once per process)."""
     jumanji = _jumanji()
-    name = PREFIX + env_id
-    if env_id not in jumanji.registered_environments():
-        close = difflib.get_close_matches(env_id[:100], sorted(jumanji.registered_environments()), n=1)
-        hint = f" (did you mean '{PREFIX}{close[0]}'?)" if close else " (jumanji.registered_environments() lists them)"
-        raise EnvError(f"env = {short(name)}: Jumanji has no such environment{hint}")
-    try:
-        env = jumanji.make(env_id)
-    except Exception as err:  # noqa: BLE001 (e.g. Sokoban downloads its levels when built)
-        raise EnvError(f"env = '{name}': Jumanji could not build it here ({short(err, 160)})") from None
-    return JumanjiEnv(env, name)
+    env = jax_adapter.from_suite("jumanji", "Jumanji", env_id, jumanji.registered_environments(),
+                                 lambda: jumanji.make(env_id), "jumanji.registered_environments()")
+    return JumanjiEnv(env, PREFIX + env_id)
 
 
 def fields(env_id: str) -> dict[str, slice]:

@@ -17,13 +17,11 @@ Each navix environment is wrapped into qlax's JAX-environment protocol and vecto
 
 from __future__ import annotations
 
-import difflib
 import functools
 
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.config import short
 from qlax.envs import jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, VecEnv
 
@@ -73,16 +71,10 @@ class NavixEnv:
 def wrapped(env_id: str) -> NavixEnv:
     """The navix environment `env_id` in qlax's protocol (built once per process)."""
     navix = _navix()
-    name = PREFIX + env_id
-    if env_id not in navix.registry():
-        close = difflib.get_close_matches(env_id[:100], list(navix.registry()), n=1)
-        hint = f" (did you mean '{PREFIX}{close[0]}'?)" if close else " (navix.registry() lists them)"
-        raise EnvError(f"env = {short(name)}: navix has no such environment{hint}")
-    try:
-        env = navix.make(env_id, observation_fn=navix.observations.symbolic)
-    except Exception as err:  # noqa: BLE001 (any failure of navix's constructor, in one line)
-        raise EnvError(f"env = '{name}': navix could not build it ({short(err, 160)})") from None
-    return NavixEnv(env, name)
+    env = jax_adapter.from_suite("navix", "navix", env_id, navix.registry(),
+                                 lambda: navix.make(env_id, observation_fn=navix.observations.symbolic),
+                                 "navix.registry()")
+    return NavixEnv(env, PREFIX + env_id)
 
 
 def spec(env_id: str) -> EnvSpec:
