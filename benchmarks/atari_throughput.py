@@ -1,22 +1,23 @@
-"""Env steps/s of qlax on Atari Pong with the standard preprocessing (the pong-dqn preset).
+"""Env steps/s of qlax on Atari with the standard preprocessing (the pong-dqn or breakout-pqn preset).
 
-    python benchmarks/atari_throughput.py [--steps 20000] [--num-envs 8] [--buffer-size 20000]
+    python benchmarks/atari_throughput.py [--preset pong-dqn] [--steps 20000] [--num-envs 8] [--buffer-size 20000]
 
-- host: one `qlax.envs.atari.Atari` copy stepped in a plain Python loop with random
+- host: one `qlax.envs.atari.Atari` copy of the preset's game stepped in a plain Python loop with random
   actions (emulator, frame skip, pooling, resize, stacking: the host's ceiling per core);
   beside it Gymnasium's AtariPreprocessing + FrameStackObservation on the same loop, where
   OpenCV is installed (it resizes with cv2, qlax with numpy);
 - parts: the Nature network's Q-values for one vector step's `--num-envs` observations
   (acting), and a gradient through 64 frame stacks (about one update: the online network
   at 32 observations, the target at their 32 next ones);
-- qlax: the pong-dqn preset, `--steps` env steps (one chunk untimed, the rest timed, compile
+- qlax: the preset, `--steps` env steps (one chunk untimed, the rest timed, compile
   excluded: `_timing.qlax_steps_per_s`): the env stepped from inside the compiled loop
-  through the Gymnasium adapter, acting, the byte replay buffer, and 2 update rounds per
-  vector step of 8 envs (train_freq 4). DQN computes its update rounds from the first
-  step and keeps them only once learning_starts transitions are stored (one program for
-  every member), so this is the preset's speed throughout. The replay buffer is cut to
-  `--buffer-size` transitions (the preset's 100,000 take 5.6 GB), and learning_starts
-  with it; the buffer's size does not change the cost of a step.
+  through the Gymnasium adapter, acting, and learning. pong-dqn: `--num-envs` envs, the
+  byte replay buffer, an update round per 4 env steps; DQN computes its update rounds
+  from the first step and keeps them only once learning_starts transitions are stored
+  (one program for every member), so this is the preset's speed throughout; its replay
+  buffer is cut to `--buffer-size` transitions (the preset's 100,000 take 5.6 GB) and
+  learning_starts to 1,000: the buffer's size does not change the cost of a step.
+  breakout-pqn: its 128 envs, a chunk of one 32-step rollout and its 2 epochs.
 """
 
 from __future__ import annotations
@@ -48,55 +49,61 @@ def host_steps_per_s(env, steps: int) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def gymnasium_reference():
-    """Gymnasium's own preprocessing of Pong, or None without OpenCV."""
+def gymnasium_reference(game: str):
+    """Gymnasium's own preprocessing of `game`, or None without OpenCV."""
     try:
         import cv2  # noqa: F401
     except ImportError:
         return None
     from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
-    game = atari.gymnasium.make("ALE/Pong-v5", frameskip=1, repeat_action_probability=0.0)
+    game = atari.gymnasium.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0)
     return FrameStackObservation(AtariPreprocessing(game, terminal_on_life_loss=False), 4)
 
 
 def network_ms(config, num_envs: int) -> dict:
     """Median ms of acting on `num_envs` frame stacks and of a gradient through 64."""
-    q = qfunctions.build(config, atari.spec("Pong"))
+    spec = atari.spec(config.env.removeprefix("atari:"))
+    q = qfunctions.build(config, spec)
     params = q.init(jax.random.PRNGKey(0), config.hparams())
     act = jax.jit(q.apply)
     grad = jax.jit(jax.grad(lambda p, frames: jnp.mean(q.apply(p, frames) ** 2)))
-    frames = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, atari.spec("Pong").obs_dim), np.uint8))
+    frames = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, spec.obs_dim), np.uint8))
     return {"act_ms": 1e3 * float(np.median(repeat_timings(lambda: act(params, frames[:num_envs]), 7))),
             "grad_64_ms": 1e3 * float(np.median(repeat_timings(lambda: grad(params, frames), 7)))}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="pong-dqn", choices=("pong-dqn", "breakout-pqn"))
     parser.add_argument("--steps", type=int, default=20_000, help="env steps of the qlax run")
-    parser.add_argument("--num-envs", type=int, default=8)
-    parser.add_argument("--buffer-size", type=int, default=20_000)
+    parser.add_argument("--num-envs", type=int, default=8, help="pong-dqn's envs")
+    parser.add_argument("--buffer-size", type=int, default=20_000, help="pong-dqn's replay buffer")
     parser.add_argument("--host-steps", type=int, default=3_000, help="steps of the plain host loops")
     args = parser.parse_args()
 
-    result = {"benchmark": "atari_throughput", "env": "atari:Pong", "num_envs": args.num_envs}
-    result["host_steps_per_s"] = host_steps_per_s(atari.Atari("Pong"), args.host_steps)
-    print(f"host loop, one qlax Atari copy:  {result['host_steps_per_s']:8.0f} env steps/s")
-    reference = gymnasium_reference()
+    config = qlax.presets.load(args.preset)
+    if config.algorithm == "pqn":
+        config = config.replace(chunk_steps=config.num_steps)
+    else:
+        config = config.replace(num_envs=args.num_envs, buffer_size=args.buffer_size,
+                                learning_starts=min(1_000, args.buffer_size), chunk_steps=CHUNK_VECTOR_STEPS)
+    game = config.env.removeprefix("atari:")
+    result = {"benchmark": "atari_throughput", "preset": args.preset, "num_envs": config.num_envs}
+    result["host_steps_per_s"] = host_steps_per_s(atari.Atari(game), args.host_steps)
+    print(f"host loop, one qlax {game} copy:  {result['host_steps_per_s']:8.0f} env steps/s")
+    reference = gymnasium_reference(game)
     if reference is not None:
         result["gymnasium_host_steps_per_s"] = host_steps_per_s(reference, args.host_steps)
         print(f"host loop, Gymnasium's wrappers: {result['gymnasium_host_steps_per_s']:8.0f} env steps/s")
 
-    config = qlax.presets.load("pong-dqn").replace(num_envs=args.num_envs, buffer_size=args.buffer_size,
-                                                   learning_starts=min(1_000, args.buffer_size),
-                                                   chunk_steps=CHUNK_VECTOR_STEPS)
-    result.update(network_ms(config, args.num_envs))
-    print(f"Nature network: acting on {args.num_envs} frame stacks {result['act_ms']:.1f} ms, "
+    result.update(network_ms(config, min(config.num_envs, 64)))
+    print(f"Nature network: acting on {min(config.num_envs, 64)} frame stacks {result['act_ms']:.1f} ms, "
           f"a gradient through 64 {result['grad_64_ms']:.1f} ms")
-    chunks = max(1, round(args.steps / (CHUNK_VECTOR_STEPS * args.num_envs)) - 1)
+    chunks = max(1, round(args.steps / (config.chunk_steps * config.num_envs)) - 1)
     result["qlax"] = measured = qlax_steps_per_s(config, chunks)
-    print(f"qlax pong-dqn ({measured['timed_env_steps']:,} timed env steps): {measured['steps_per_s']:.0f} env steps/s "
-          f"(compile {measured['compile_s']:.0f} s)")
+    print(f"qlax {args.preset} ({measured['timed_env_steps']:,} timed env steps): {measured['steps_per_s']:.0f} "
+          f"env steps/s (compile {measured['compile_s']:.0f} s)")
     emit(result)
 
 
