@@ -26,8 +26,8 @@ Atari ids get DQN's preprocessing (Mnih et al. 2015): 84x84 gray frames, 4 stack
 4 frames skipped (max-pooled over the last two), up to 30 no-ops at the start, FIRE to
 start, a lost life ends the learning episode, rewards clipped to their sign, no sticky
 actions, 27,000 steps (108,000 frames) at most. Returns report the game's own score over
-whole games (`EnvStep.score`, `game_over`). Frames are converted to float32 vectors of
-28,224 values 0..255 (uint8 storage is the replay's business).
+whole games (`EnvStep.score`, `game_over`). Frames stay uint8, vectors of 28,224 bytes,
+stored as bytes in the replay buffer.
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ def spec(env_id: str) -> EnvSpec:
         obs_high=np.broadcast_to(np.asarray(obs_space.high, np.float32), shape).reshape(-1),
         solve_threshold=None if raw.reward_threshold is None else float(raw.reward_threshold),
         host=True,  # the envs' states live in EnvPool, outside any checkpoint
+        obs_dtype="uint8" if np.dtype(obs_space.dtype) == np.uint8 else "float32",  # frames stay bytes
     )
 
 
@@ -225,7 +226,7 @@ def make(env_id: str, num_envs: int) -> VecEnv:
     pools = _Pools(env_id)
 
     def flat(obs):
-        return jnp.reshape(obs, (num_envs, -1)).astype(jnp.float32)
+        return jnp.reshape(obs, (num_envs, -1)).astype(env_spec.obs_dtype)
 
     def reset(key):
         # EnvPool seeds when a pool is built (module docstring): the key is not read.
