@@ -255,3 +255,14 @@ def test_one_qlax_process_at_a_time_in_a_run_directory(tmp_path, capsys, no_comp
     assert (out / ".lock").exists()
     with rundir.claim(out, overwrite=True):  # the lock died with its process
         assert not (out / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("setting, expected", [("{tmp}", "{tmp}"), ("off", "None"), (None, "{home}/.cache/qlax/jax")])
+def test_the_compilation_cache_is_on_by_default_and_follows_its_setting(tmp_path, setting, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("QLAX_COMPILATION_CACHE", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path / "home")
+    if setting is not None:
+        env["QLAX_COMPILATION_CACHE"] = setting.format(tmp=tmp_path / "cache")
+    code = "import qlax, jax; print(jax.config.jax_compilation_cache_dir)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == expected.format(tmp=tmp_path / "cache", home=tmp_path / "home")
