@@ -1,11 +1,35 @@
+import atexit
+import gc
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as probe_envs
 
-# No persistent compilation cache in the test suite (its subprocesses inherit this): twice,
-# on CI runs of the whole suite, XLA segfaulted serializing or loading a cached CPU
-# program at the same test after 459 others (JAX 0.10.2); without the cache it never loads
-# or writes one. Whether qlax turns the cache on is tested on its own.
-os.environ.setdefault("QLAX_COMPILATION_CACHE", "off")
+# One compilation cache per test session, shared with the session's subprocesses, so a
+# session never loads programs that another session (another checkout, other code) wrote.
+if "QLAX_COMPILATION_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="qlax-test-jax-cache-")
+    os.environ["QLAX_COMPILATION_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def free_compiled_programs():
+    """Drop every compiled program when a test module ends. Tests within a module share
+    programs; across the whole suite one process compiled so many that XLA's CPU compiler
+    segfaulted at the 460th test (three CI runs, the same test each time)."""
+    yield
+    from qlax import evaluate, trainer
+
+    trainer._PROGRAMS.clear()
+    trainer._POPULATIONS.clear()
+    evaluate._EVALUATORS.clear()
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
