@@ -78,8 +78,7 @@ def _bounds(leaf) -> tuple[np.ndarray, np.ndarray]:
 
 class JumanjiEnv:
     """A Jumanji `Environment` in qlax's JAX-environment protocol: observations flattened;
-    the state is the tuple of Jumanji's state's arrays (checkpoints store tuples; Jumanji's
-    state classes, chex dataclasses, are not serializable by flax)."""
+    the state is Jumanji's own (`jax_adapter.vectorize` keeps any state as its arrays)."""
 
     def __init__(self, env, name: str):
         self.env = env
@@ -105,11 +104,6 @@ class JumanjiEnv:
         self.observation_space = jax_adapter.Box(shape=(sum(sizes),), low=low, high=high)
         limit = getattr(env, "time_limit", None)
         self.max_episode_steps = int(limit) if limit is not None else None
-        try:
-            state, _ = jax.eval_shape(env.reset, jax.ShapeDtypeStruct((2,), jnp.uint32))
-        except Exception as err:  # noqa: BLE001 (Jumanji's own failure, in one line)
-            raise EnvError(f"env '{name}': reset(key) failed: {short(err, 200)}") from None
-        self._state_tree = jax.tree.structure(state)
 
     @staticmethod
     def _flat(observation) -> jax.Array:
@@ -118,16 +112,16 @@ class JumanjiEnv:
 
     def reset(self, key):
         state, timestep = self.env.reset(key)
-        return self._flat(timestep.observation), tuple(jax.tree.leaves(state))
+        return self._flat(timestep.observation), state
 
     def step(self, key, state, action):
         """Jumanji's step (its randomness comes from the key in its state); the discount of a
         last timestep tells a termination from a truncation."""
-        state, timestep = self.env.step(jax.tree.unflatten(self._state_tree, state), action)
+        state, timestep = self.env.step(state, action)
         last = timestep.last()
         stops = jnp.asarray(timestep.discount) == 0
-        return (self._flat(timestep.observation), tuple(jax.tree.leaves(state)),
-                jnp.asarray(timestep.reward, jnp.float32), last & stops, last & ~stops)
+        return (self._flat(timestep.observation), state, jnp.asarray(timestep.reward, jnp.float32),
+                last & stops, last & ~stops)
 
 
 @functools.lru_cache(maxsize=None)
