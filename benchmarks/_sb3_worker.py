@@ -49,13 +49,13 @@ def main():
     env = ENV_MAKERS[settings["env"]["maker"]](settings["env"])
     dqn = dict(settings["dqn"])
     net_arch = dqn.pop("net_arch")
-    model = DQN(settings["policy"], env, policy_kwargs={"net_arch": net_arch}, device="cpu", seed=0, verbose=0, **dqn)
+    model = DQN(settings["policy"], env, policy_kwargs={"net_arch": net_arch}, device=settings.get("device", "cpu"), seed=0, verbose=0, **dqn)
     model.learn(total_timesteps=settings["warmup_steps"])
     started = time.perf_counter()
     model.learn(total_timesteps=settings["timed_steps"], reset_num_timesteps=False)
     seconds = time.perf_counter() - started
     print(json.dumps({"env_steps_per_s": settings["timed_steps"] / seconds, "timed_s": seconds,
-                      "torch_threads": torch.get_num_threads(),
+                      "torch_threads": torch.get_num_threads(), "device": str(model.device),
                       "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
                                    "gymnasium": gymnasium.__version__}}), flush=True)
 

@@ -32,7 +32,7 @@ from flax import struct
 from qlax.algorithms import ALGORITHMS
 from qlax.buffers import BUFFERS
 from qlax.exploration import EXPLORERS, SCHEDULES
-from qlax.learner import TARGETS
+from qlax.learner import OPTIMIZERS, TARGETS
 from qlax.losses import PENALTIES
 from qlax.qfunctions import TORSOS
 
@@ -140,13 +140,15 @@ class TrainConfig:
                           low=1.0, low_open=True)
 
     # Learning rule.
-    lr: float = _field(5e-3, "Adam learning rate", low=0.0, low_open=True)
+    lr: float = _field(5e-3, "learning rate (of `optimizer`)", low=0.0, low_open=True)
     gamma: float = _field(0.99, "discount", low=0.0, high=1.0)
     loss: str = _field("huber", "TD error penalty", choices=tuple(PENALTIES))
     huber_delta: float = _field(1.0, "Huber transition point (qrdqn: the quantile Huber loss's kappa)",
                                 low=0.0, low_open=True)
     max_grad_norm: float | None = _field(None, "clip gradients to this global norm (default: no clipping)",
                                          low=0.0, low_open=True)
+    optimizer: str = _field("adam", "adam, or radam (Adam with a rectified variance, which warms its steps up; "
+                            "purejaxql's PQN on Atari)", choices=tuple(OPTIMIZERS))
     double_q: bool = _field(False, "double Q-learning: online argmax, target evaluation")
     gradient: str = _field("semi", "semi-gradient target, or the seed's residual gradient",
                            choices=("semi", "residual"))

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from qlax.config import HParams
 
 
+# Adam, or RAdam (Liu et al. 2020): Adam with its variance estimate rectified, which warms
+# its steps up over the first updates; purejaxql's PQN trains Atari with it.
+OPTIMIZERS = {"adam": optax.adam, "radam": optax.radam}
+
+
+def clipped_optimizer(name: str, lr, max_grad_norm) -> optax.GradientTransformation:
+    """OPTIMIZERS[name] at `lr` (a number or a schedule) after global-norm clipping at
+    `max_grad_norm` (inf: clipping is a no-op)."""
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), OPTIMIZERS[name](lr))
+
+
 def _online(params, target_params, updates, hp):
     return params
 

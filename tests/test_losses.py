@@ -159,6 +159,19 @@ def test_a_transition_discount_replaces_gamma():
     assert float(td_error[0]) == pytest.approx(1.0 - (1 + 0.5 * 2.0), rel=1e-6)
 
 
+@pytest.mark.parametrize("name", ["adam", "radam"])
+def test_the_optimizer_setting_takes_its_first_step(name):
+    """Adam's first step moves each weight by lr against its gradient's sign; RAdam's, whose
+    variance estimate is not yet trusted, is a plain gradient step of lr (its warm-up)."""
+    config = TrainConfig(loss="squared", target="online", optimizer=name, lr=LR)
+    learner = dqn.learner_for(config, LINEAR, dqn.scalar_values(config))
+    hp = config.replace(gamma=GAMMA).hparams()
+    state, _, _ = learner.update(learner.init({"W": jnp.asarray(W0)}, hp), BATCH, hp)
+    grad, _ = numpy_grads(W0, residual=False)
+    step = np.sign(grad) if name == "adam" else grad
+    np.testing.assert_allclose(state.params["W"], W0 - LR * step, rtol=1e-4, atol=1e-6)
+
+
 def test_semi_gradient_bootstraps_from_the_target_parameters():
     learner = make_learner(LINEAR, sgd, loss="squared", target="periodic")
     hp = hparams(target_period=100)

@@ -24,7 +24,7 @@ from qlax.algorithms import Algorithm, Learned, Rollout
 from qlax.buffers import BUFFERS
 from qlax.config import ConfigError, HParams, TrainConfig
 from qlax.exploration import EXPLORERS, epsilon_schedule
-from qlax.learner import LearnerState, guarded, make_learner
+from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
 from qlax.normalization import tracker
 from qlax.types import Transition
 
@@ -84,11 +84,6 @@ def bootstrap_discount(batch: Transition, hp: HParams) -> jax.Array:
     return discount * (1.0 - batch.terminated.astype(jnp.float32))
 
 
-def make_optimizer(hp: HParams) -> optax.GradientTransformation:
-    """Adam at hp.lr after global-norm clipping at hp.max_grad_norm (inf: clipping is a no-op)."""
-    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr))
-
-
 def check(config: TrainConfig) -> None:
     """Relations between the settings the DQN family reads."""
     for name, value in (("batch_size", config.batch_size), ("num_envs", config.num_envs),
@@ -115,11 +110,11 @@ def make(config: TrainConfig, env) -> Algorithm:
 
 
 def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: Values,
-                optimizer: Callable[[HParams], optax.GradientTransformation] = make_optimizer):
+                optimizer: Callable[[HParams], optax.GradientTransformation] | None = None):
     """The learner of `values` on `q_function`: online outputs at obs, bootstrap outputs at
     next_obs (the target parameters, or the online ones for the residual gradient), and
     the online Q-values choosing the next action for double Q. With noisy layers each of
-    the three passes draws its own noise."""
+    the three passes draws its own noise. `optimizer(hp)` defaults to `config.optimizer`."""
     residual = config.gradient == "residual"
     noisy = EXPLORERS[config.exploration].noisy
 
@@ -136,6 +131,8 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
             selector = values.q_values(next_outputs)
         return values.loss(Forward(q_function.head(params, phi_obs, k_online), next_outputs, selector), batch, hp)
 
+    if optimizer is None:
+        optimizer = lambda hp: clipped_optimizer(config.optimizer, hp.lr, hp.max_grad_norm)  # noqa: E731
     return make_learner(loss, optimizer, config.target)
 
 

@@ -23,7 +23,7 @@ from qlax import losses, qfunctions
 from qlax.algorithms import Algorithm, Learned, Rollout
 from qlax.config import ConfigError, HParams, TrainConfig
 from qlax.exploration import EXPLORERS, epsilon_schedule
-from qlax.learner import LearnerState, guarded, make_learner
+from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
 from qlax.normalization import tracker
 
 
@@ -78,9 +78,9 @@ def make(config: TrainConfig, env) -> Algorithm:
     total_updates = rollouts * config.num_epochs * config.num_minibatches
 
     def optimizer(hp: HParams) -> optax.GradientTransformation:
-        """Adam after global-norm clipping; with lr_decay, lr falls linearly to 0 over the budget."""
+        """config.optimizer after global-norm clipping; with lr_decay, lr falls linearly to 0 over the budget."""
         lr = (lambda count: hp.lr * jnp.maximum(1.0 - count / total_updates, 0.0)) if config.lr_decay else hp.lr
-        return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(lr))
+        return clipped_optimizer(config.optimizer, lr, hp.max_grad_norm)
 
     def loss(params, target_params, batch: Sample, hp: HParams, key):
         q = losses.select_action_values(q_function.outputs(params, batch.obs, key), batch.action)
