@@ -7,6 +7,8 @@ and terminated exactly when the tag is even and next count is 3; a cut shows nex
 Named as `gymnasium:gym_probes:FACTORY` (tests/ is on the path).
 """
 
+import threading
+
 import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -84,3 +86,19 @@ def continuous():
 
 def not_an_env():
     return "CartPole"
+
+
+class Locked(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+    """A wrapper holding a lock: no deep copy, but its spec records it (Gymnasium re-makes it)."""
+
+    def __init__(self, env):
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        self.lock = threading.Lock()
+
+
+class Uncopyable(Counter):
+    """A Counter holding a lock and made without Gymnasium's registry: neither copied nor re-made."""
+
+    def __init__(self):
+        self.lock = threading.Lock()

@@ -5,6 +5,13 @@
     gymnasium:my.module:factory     `factory()` builds one environment; a factory with a
                                     `num_envs` parameter builds the whole vector env itself
                                     (any autoreset mode, Gymnasium's AsyncVectorEnv, ...)
+    qlax.train(config, env=obj)     a `gymnasium.Env` object (`object:NAME`): its copies are
+                                    deep copies of it, wrappers and attributes as they stand,
+                                    else re-made from its `env.spec`; stepped in this process
+
+The object itself is never stepped. A `gymnasium.vector.VectorEnv` object is refused: its
+number of copies is fixed, while qlax needs members x num_envs of them to train and other
+counts to evaluate (a factory taking `num_envs` builds a vector env of any size).
 
 Acting, learning and the replay buffer stay compiled on the device. Each vector step is one
 host call (`jax.pure_callback`, batched over the population with vmap_method
@@ -34,6 +41,7 @@ starts fresh episodes: its first vector step is a reset step, as in NEXT_STEP.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -47,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.config import short
+from qlax.config import reason, short
 from qlax.envs import jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.types import Transition
@@ -75,6 +83,17 @@ class _Source:
     name: str  # the whole qlax name, for messages
     target: str
     mode: str  # sync | async
+    env: Any = None  # a gymnasium.Env handed over from Python (`object:NAME`), copied for each copy
+
+    @staticmethod
+    def of_object(name: str, env) -> _Source:
+        """The source of an environment object registered as `name`."""
+        gymnasium = _gymnasium()
+        if isinstance(env, gymnasium.vector.VectorEnv):
+            raise EnvError(f"env = {short(name)}: a gymnasium.vector.VectorEnv has a fixed number of copies "
+                           f"({env.num_envs}), qlax needs members x num_envs to train and others to evaluate: pass "
+                           f"one gymnasium.Env, or name a factory taking num_envs as gymnasium:module:factory")
+        return _Source(name, "", "sync", env)
 
     @staticmethod
     def parse(env_id: str) -> _Source:
@@ -106,6 +125,8 @@ class _Source:
 
     def one(self):
         """One environment."""
+        if self.env is not None:
+            return _copy(self.env, self.name)
         gymnasium, factory = _gymnasium(), self.factory
         try:
             env = factory() if factory is not None else gymnasium.make(self.target)
@@ -134,6 +155,26 @@ class _Source:
             return venv
         return gymnasium.vector.SyncVectorEnv([self.one] * num_envs,
                                               autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+
+
+def _copy(env, name: str):
+    """A fresh copy of a Gymnasium environment object: a deep copy (the object as it stands,
+    its wrappers and attributes), else Gymnasium's re-make from its spec (its id, arguments
+    and the wrappers that record theirs: what cannot be deep-copied, a Box2D world, a window)."""
+    gymnasium = _gymnasium()
+    try:
+        return copy.deepcopy(env)
+    except Exception as err:  # noqa: BLE001 (whatever the object holds that Python cannot copy)
+        why = f"deepcopy failed ({reason(err, 100)})"
+    if env.spec is None:
+        why += " and it has no spec to re-make it from"
+    else:
+        try:
+            return gymnasium.make(env.spec)
+        except Exception as err:  # noqa: BLE001
+            why += f" and re-making it from its spec failed ({reason(err, 100)})"
+    raise EnvError(f"env = {short(name)}: qlax cannot copy this Gymnasium environment: {why}; pass a factory "
+                   f"instead, env='gymnasium:module:factory'")
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,16 +209,22 @@ def _described(source: _Source) -> tuple[Any, Any, int | None, float | None]:
                  first.spec.reward_threshold if first is not None and first.spec is not None else None)
         venv.close()
         return found
-    env = source.one()
+    env = source.one()  # an object's copy too: one it cannot make is refused before anything compiles
     found = (env.observation_space, env.action_space, _time_limit(env),
              env.spec.reward_threshold if env.spec is not None else None)
     env.close()
     return found
 
 
-def spec(env_id: str) -> EnvSpec:
-    """Spaces, time limit and reward threshold of `gymnasium:env_id`, checked for Q-learning."""
-    source = _Source.parse(env_id)
+def _source(env_id: str, env) -> _Source:
+    """The source of `gymnasium:env_id`, or of the object `env` registered as `env_id`."""
+    return _Source.parse(env_id) if env is None else _Source.of_object(env_id, env)
+
+
+def spec(env_id: str, env=None) -> EnvSpec:
+    """Spaces, time limit and reward threshold of `gymnasium:env_id` (of the Gymnasium
+    environment object `env`, registered as env_id), checked for Q-learning."""
+    source = _source(env_id, env)
     obs_space, action_space, limit, threshold = _described(source)
     found = jax_adapter.spaces_spec(source.name, obs_space, action_space, limit, threshold, host=True)
     frames = getattr(obs_space, "spaces", None) is None and getattr(obs_space, "dtype", None) == np.uint8
@@ -478,10 +525,11 @@ def _seeds(key: jax.Array, num_envs: int) -> jax.Array:
     return jax.random.bits(key, (num_envs,), jnp.uint32)
 
 
-def make(env_id: str, num_envs: int) -> VecEnv:
-    """`num_envs` copies per member, stepped on the host by one callback per vector step."""
-    source = _Source.parse(env_id)
-    env_spec = spec(env_id)
+def make(env_id: str, num_envs: int, env=None) -> VecEnv:
+    """`num_envs` copies per member (of the object `env`, registered as env_id), stepped on the
+    host by one callback per vector step."""
+    source = _source(env_id, env)
+    env_spec = spec(env_id, env)
     if jax.process_count() > 1:
         raise EnvError(f"env = {short(source.name)}: Gymnasium environments are stepped on this host; a run "
                        f"of several processes cannot step them")
