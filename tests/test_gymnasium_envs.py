@@ -181,6 +181,18 @@ def test_async_workers_step_like_the_synchronous_vector_env(actions):
         jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+def test_a_worker_that_dies_is_an_error_not_a_hang():
+    from qlax.envs import gymnasium_adapter
+
+    source = gymnasium_adapter._Source.parse("gym_probes:counter@async")
+    pool = gymnasium_adapter._Pool(source, 4, 2, gymnasium_adapter._Host(source, 2).parts)
+    pool.reset(np.arange(4, dtype=np.uint32))
+    pool.processes[1].kill()
+    with pytest.raises(EnvError, match=r"a worker process failed: the worker process died \(exit code -9\)"):
+        pool.step(np.zeros(4, np.int64))
+    pool.close()
+
+
 def test_dict_observations_are_flattened_in_sorted_key_order():
     spec = env_spec("gymnasium:gym_probes:dict_obs")
     assert spec.obs_dim == 5 and spec.host and spec.max_episode_steps is None

@@ -46,6 +46,7 @@ import dataclasses
 import functools
 import inspect
 import multiprocessing
+import multiprocessing.connection
 import signal
 import threading
 import weakref
@@ -406,7 +407,7 @@ class _Pool:
     def __init__(self, source: _Source, n: int, workers: int, parts):
         context = multiprocessing.get_context("spawn")  # no fork of a process running JAX's threads
         self.slices = [slice(int(s[0]), int(s[-1]) + 1) for s in np.array_split(np.arange(n), workers)]
-        self.pipes, processes = [], []
+        self.pipes, self.processes = [], []
         for part in self.slices:
             parent, child = context.Pipe()
             process = context.Process(target=_work, args=(child, source, part.stop - part.start, parts),
@@ -414,18 +415,22 @@ class _Pool:
             process.start()
             child.close()
             self.pipes.append(parent)
-            processes.append(process)
+            self.processes.append(process)
         self.name = source.name
-        self._finalizer = weakref.finalize(self, _close_pool, self.pipes, processes)
+        self._finalizer = weakref.finalize(self, _close_pool, self.pipes, self.processes)
         self._gather()
 
     def _gather(self) -> list:
+        """Each worker's answer; a worker that died is an error, whether or not its pipe closed."""
         results = []
-        for pipe in self.pipes:
+        for pipe, process in zip(self.pipes, self.processes):
             try:
+                if pipe not in multiprocessing.connection.wait([pipe, process.sentinel]):
+                    raise EOFError
                 ok, value = pipe.recv()
             except EOFError:
-                ok, value = False, "the worker process died"
+                process.join(timeout=1)
+                ok, value = False, f"the worker process died (exit code {process.exitcode})"
             if not ok:
                 raise EnvError(f"env '{self.name}': a worker process failed: {value}")
             results.append(value)
