@@ -525,6 +525,54 @@ class _Host:
         return (*(array.reshape(*batch, n, -1) for array in record.packed()), out.reshape(batch))
 
 
+def renderer(name: str):
+    """One environment of `gymnasium:ID` or of a Gymnasium object name that renders rgb_array:
+    Gymnasium makes an id in that mode; a factory's environment or an object must be in it."""
+    if name.startswith(jax_adapter.OBJECT_PREFIX):
+        source = _Source.of_object(name, jax_adapter.registered_object(name))
+    else:
+        source = _Source.parse(name.partition(":")[2])
+    gymnasium = _gymnasium()
+    if source.env is None and source.factory is None:
+        try:
+            return gymnasium.make(source.target, render_mode="rgb_array")
+        except Exception as err:  # noqa: BLE001 (an environment without that mode, in one line)
+            raise EnvError(f"env = {short(name)}: Gymnasium cannot make it to render rgb_array "
+                           f"({reason(err, 120)})") from None
+    if source.vector_factory:
+        raise EnvError(f"env = {short(name)}: its factory builds a vector env; qlax render draws one "
+                       f"environment's render() (a factory of one, made with render_mode='rgb_array')")
+    env = source.one()
+    if env.render_mode != "rgb_array":
+        env.close()
+        raise EnvError(f"env = {short(name)}: qlax render draws a Gymnasium environment by its render() in "
+                       f"rgb_array mode; this one has render_mode={env.render_mode!r}: make it with "
+                       f"render_mode='rgb_array'")
+    return env
+
+
+def rendered_episode(env, policy, seed: int, limit: int) -> list[np.ndarray]:
+    """The rgb frames one episode of `env` (a `renderer`) shows, one per step (the state acted
+    on), played by `policy` (flat observation -> action) from reset(seed=seed): to the game's
+    end where the environment reports one (GAME_OVER_KEY, a learning episode's end then
+    resets it), at most `limit` steps. The environment is closed."""
+    parts = jax_adapter.observation_parts(env.observation_space, "render")
+    obs, _ = env.reset(seed=seed)
+    frames = []
+    try:
+        for _ in range(limit):
+            frames.append(np.asarray(env.render()))
+            action = int(policy(_flat(parts, _stack([obs]), 1)[0]))
+            obs, _, terminated, truncated, info = env.step(action)
+            if info.get(GAME_OVER_KEY, terminated or truncated):
+                break
+            if terminated or truncated:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    return frames
+
+
 def _seeds(key: jax.Array, num_envs: int) -> jax.Array:
     """Integer seeds for the copies' resets, drawn from `key`."""
     return jax.random.bits(key, (num_envs,), jnp.uint32)
