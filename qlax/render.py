@@ -34,11 +34,12 @@ CHANNEL_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
 
 
 ROLLOUT_CHUNK = 256  # steps per compiled scan: an episode stops at the end of the chunk it ends in
+MAX_FRAMES = 3000  # a GIF shows at most the first 3,000 steps (a minute; Atari's frames 113 KB each)
 MIN_PIXELS = 16  # an observation is an image if both its sides have at least this many
 
 
-def rollout(env_id: str, policy, key: jax.Array) -> np.ndarray:
-    """Observations seen at each step of one greedy episode, (steps, obs_dim)."""
+def rollout(env_id: str, policy, key: jax.Array, limit: int = MAX_FRAMES) -> np.ndarray:
+    """Observations seen at each step of one greedy episode, (steps, obs_dim), at most `limit`."""
     env = make_env(env_id, 1)
     k_reset, k_steps = jax.random.split(key)
     obs, env_state = env.reset(k_reset)
@@ -53,14 +54,16 @@ def rollout(env_id: str, policy, key: jax.Array) -> np.ndarray:
 
         return jax.lax.scan(step, carry, keys)
 
-    keys = jax.random.split(k_steps, env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS)
+    steps = min(env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS, limit)
+    keys = jax.random.split(k_steps, steps)
+    keys = jnp.resize(keys, (-(-steps // ROLLOUT_CHUNK) * ROLLOUT_CHUNK, *keys.shape[1:]))  # whole chunks: one compile
     carry, seen = (obs, env_state, jnp.bool_(False)), []
     for start in range(0, len(keys), ROLLOUT_CHUNK):
         carry, (observations, done_before) = chunk(carry, keys[start:start + ROLLOUT_CHUNK])
         seen.append(np.asarray(observations)[~np.asarray(done_before)])
         if bool(carry[2]):
             break
-    return np.concatenate(seen)
+    return np.concatenate(seen)[:steps]
 
 
 def draw_cartpole(obs: np.ndarray) -> Image.Image:
@@ -153,8 +156,8 @@ def draw_grid(obs: np.ndarray) -> Image.Image:
 
 
 def draw_picture(pixels: np.ndarray) -> Image.Image:
-    """An (H, W) grey or (H, W, 3) RGB uint8 image, scaled up by a whole factor to about HEIGHT tall."""
-    factor = max(1, round(HEIGHT / pixels.shape[0]))
+    """An (H, W) grey or (H, W, 3) RGB uint8 image, scaled up by a whole factor to at most HEIGHT tall."""
+    factor = max(1, HEIGHT // pixels.shape[0])
     return Image.fromarray(pixels).convert("RGB").resize((pixels.shape[1] * factor, pixels.shape[0] * factor),
                                                          Image.NEAREST)
 
@@ -216,9 +219,10 @@ def gymnasium_source(env_id: str) -> bool:
 
 
 def _stamp(image: Image.Image, t: int) -> Image.Image:
-    """Print the step number, which also keeps the GIF writer from merging equal frames."""
+    """Print the step number, which also keeps the GIF writer from merging equal frames; the
+    frame in GIF's palette mode, as the writer would make it (a third of the memory)."""
     ImageDraw.Draw(image).text((10, 10), f"step {t + 1}", fill=(128, 128, 128))
-    return image
+    return image.convert("P", palette=Image.Palette.ADAPTIVE)
 
 
 def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path | None = None,
@@ -241,7 +245,7 @@ def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path | None = 
     key = jax.random.PRNGKey(config.seed + seed)
     if draw is None:
         pictures = gymnasium_adapter.rendered_episode(host_env, policy, int(jax.random.randint(key, (), 0, 2**31 - 1)),
-                                                      UNLIMITED_EPISODE_STEPS)
+                                                      MAX_FRAMES)
         frames = [_stamp(draw_picture(p), t) for t, p in enumerate(pictures)]
     else:
         frames = [_stamp(draw(o), t) for t, o in enumerate(rollout(config.env, policy, key))]

@@ -25,8 +25,8 @@ def test_an_atari_observation_is_drawn_as_its_newest_frame_scaled_up():
         obs, *_ = game.step(2)
     assert not np.array_equal(obs[-1], obs[0])  # the stack's frames differ: the newest one matters
     picture = np.asarray(render.drawing("atari:Pong")(obs.reshape(-1)))
-    expected = np.kron(obs[-1], np.ones((5, 5), np.uint8))  # 84 x 84 scaled 5 times (to about 400), grey
-    assert picture.shape == (420, 420, 3)
+    expected = np.kron(obs[-1], np.ones((4, 4), np.uint8))  # 84 x 84 scaled 4 times (to at most 400), grey
+    assert picture.shape == (336, 336, 3)
     for channel in range(3):
         np.testing.assert_array_equal(picture[..., channel], expected)
 
@@ -103,3 +103,16 @@ def test_what_cannot_be_drawn_is_refused_in_one_line(tmp_path, capsys, env, mess
     assert cli.main(["render", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == f"qlax: error: {message}\n"
+
+
+@pytest.mark.slow
+def test_an_atari_run_renders_its_game_to_the_cut(tmp_path, capsys):
+    """`qlax render` of an atari: run: the newest frames, one per step, to the game's cut at
+    400 emulator frames (100 steps of 4, less the 1-30 no-op frames of the reset)."""
+    pytest.importorskip("qlax.envs.atari")
+    out = tmp_path / "run"
+    train(TINY.replace(env="atari:Pong:max_frames=400"), out)
+    assert cli.main(["render", str(out)]) == 0
+    gif = Image.open(out / "episode-seed0.gif")
+    assert 92 <= gif.n_frames <= 100 and gif.size == (336, 336)
+    assert capsys.readouterr().out == f"{out / 'episode-seed0.gif'}: {gif.n_frames} frames\n"
