@@ -94,8 +94,12 @@ def test_a_gymnasium_env_object_renders_when_it_renders_rgb_array(tmp_path):
 
 @pytest.mark.parametrize("env, message", [
     ("gymnasium:gym_probes:counter", "env = 'gymnasium:gym_probes:counter': qlax render draws a Gymnasium "
-                                     "environment by its render() in rgb_array mode; this one has render_mode=None: "
+                                     "environment by its render() in rgb_array mode; this one has render_mode=None "
+                                     "(render modes ['rgb_array']): "
                                      "make it with render_mode='rgb_array'"),
+    ("gymnasium:gym_probes:dict_obs", "env = 'gymnasium:gym_probes:dict_obs': qlax render draws a Gymnasium "
+                                      "environment by its render() in rgb_array mode; this one has render_mode=None "
+                                      "(render modes [])"),
     ("Catch-bsuite", "env = 'Catch-bsuite': qlax render cannot draw it; it draws " + render.DRAWABLE),
 ])
 def test_what_cannot_be_drawn_is_refused_in_one_line(tmp_path, capsys, env, message):

@@ -532,22 +532,23 @@ def renderer(name: str):
         source = _Source.of_object(name, jax_adapter.registered_object(name))
     else:
         source = _Source.parse(name.partition(":")[2])
-    gymnasium = _gymnasium()
-    if source.env is None and source.factory is None:
-        try:
-            return gymnasium.make(source.target, render_mode="rgb_array")
-        except Exception as err:  # noqa: BLE001 (an environment without that mode, in one line)
-            raise EnvError(f"env = {short(name)}: Gymnasium cannot make it to render rgb_array "
-                           f"({reason(err, 120)})") from None
     if source.vector_factory:
         raise EnvError(f"env = {short(name)}: its factory builds a vector env; qlax render draws one "
                        f"environment's render() (a factory of one, made with render_mode='rgb_array')")
-    env = source.one()
-    if env.render_mode != "rgb_array":
+    if source.env is None and source.factory is None:
+        try:
+            env = _gymnasium().make(source.target, render_mode="rgb_array")
+        except Exception as err:  # noqa: BLE001 (an environment without that mode, in one line)
+            raise EnvError(f"env = {short(name)}: Gymnasium cannot make it to render rgb_array "
+                           f"({reason(err, 120)})") from None
+    else:
+        env = source.one()
+    modes = list(env.metadata.get("render_modes", ()))
+    if env.render_mode != "rgb_array" or "rgb_array" not in modes:
         env.close()
         raise EnvError(f"env = {short(name)}: qlax render draws a Gymnasium environment by its render() in "
-                       f"rgb_array mode; this one has render_mode={env.render_mode!r}: make it with "
-                       f"render_mode='rgb_array'")
+                       f"rgb_array mode; this one has render_mode={env.render_mode!r} (render modes {modes})"
+                       + (": make it with render_mode='rgb_array'" if "rgb_array" in modes else ""))
     return env
 
 
