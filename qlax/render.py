@@ -177,10 +177,12 @@ def image_drawing(spec) -> Callable[[np.ndarray], Image.Image] | None:
     (the channels the shorter end axis), both sides at least MIN_PIXELS, of bytes or of values
     bounded by [0, 1] or [0, 255]; None otherwise."""
     shape = tuple(spec.obs_shape)
+    if len(shape) not in (2, 3):
+        return None
     channels_first = len(shape) == 3 and shape[0] < shape[-1]
     sides = shape if len(shape) == 2 else (shape[1:] if channels_first else shape[:-1])
-    if len(shape) not in (2, 3) or min(sides) < MIN_PIXELS or (len(shape) == 3 and min(shape) not in
-                                                                 (shape[0], shape[-1])):
+    channels = 1 if len(shape) == 2 else min(shape[0], shape[-1])
+    if min(sides) < MIN_PIXELS or channels >= min(sides):
         return None
     low, high = np.unique(spec.obs_low), np.unique(spec.obs_high)
     if spec.obs_dtype == "uint8":
