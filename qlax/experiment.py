@@ -124,8 +124,8 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
           max_memory: str | int | None = None, log: tuple[str, ...] = (), env: Any = None) -> RunResult:
     """Train `seeds` seeds of `config` (of every setting of `grid`) at once, evaluate each
     member greedily, write `out` if given; `log` names trackers (tensorboard, wandb) that
-    get every chunk's numbers; `env`, an environment object (qlax's JAX protocol or a gymnax
-    `Environment`), replaces `config.env`, its bounds and threshold.
+    get every chunk's numbers; `env`, an environment object (qlax's JAX protocol, a gymnax
+    `Environment`, or a `gymnasium.Env`, copied), replaces `config.env`, its bounds and threshold.
 
     Every setting is checked, the environment built, the memory planned and `out` claimed
     (refused if it holds a run, unless `overwrite`; locked until the run ends) before

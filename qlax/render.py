@@ -1,14 +1,21 @@
 """One greedy episode of a trained seed, drawn frame by frame into a GIF (pillow).
 
-Each environment is drawn as it looks, from the observation alone: CartPole, Acrobot and
-MountainCar as Gymnasium draws them, MinAtar grids as coloured cells. Others are refused.
+Each environment is drawn as it looks, one frame per step (the state acted on):
+- from the observation alone: CartPole, Acrobot and MountainCar as Gymnasium draws them,
+  MinAtar grids as coloured cells, and image observations of any source (Atari's frame
+  stacks from atari: and envpool:, RGB screens): the newest frame, scaled up;
+- Gymnasium environments (gymnasium:ID, a gymnasium.Env object) by their own `render()`
+  in rgb_array mode: the episode is played on one host copy made to render, the policy
+  acting on its observations (the VecEnv's copies are the trainer's, made without a
+  renderer, and its auto-reset would hide the last frame).
+Others are refused in one line that says what is drawable.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,21 +33,37 @@ CHANNEL_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
                    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
-def rollout(env_id: str, policy, key: jax.Array) -> np.ndarray:
-    """Observations seen at each step of one greedy episode, (steps, obs_dim)."""
+ROLLOUT_CHUNK = 256  # steps per compiled scan: an episode stops at the end of the chunk it ends in
+MAX_FRAMES = 3000  # a GIF shows at most the first 3,000 steps (a minute; Atari's frames 113 KB each)
+MIN_PIXELS = 16  # an observation is an image if both its sides have at least this many
+
+
+def rollout(env_id: str, policy, key: jax.Array, limit: int = MAX_FRAMES) -> np.ndarray:
+    """Observations seen at each step of one greedy episode, (steps, obs_dim), at most `limit`."""
     env = make_env(env_id, 1)
     k_reset, k_steps = jax.random.split(key)
     obs, env_state = env.reset(k_reset)
 
-    def step(carry, k):
-        obs, env_state, done = carry
-        action = policy(obs[0])[None]
-        step = env.step(k, env_state, obs, action)
-        return (step.obs, step.env_state, done | step.game_over[0]), (obs[0], done)
+    @jax.jit
+    def chunk(carry, keys):
+        def step(carry, k):
+            obs, env_state, done = carry
+            action = policy(obs[0])[None]
+            step = env.step(k, env_state, obs, action)
+            return (step.obs, step.env_state, done | step.game_over[0]), (obs[0], done)
 
-    keys = jax.random.split(k_steps, env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS)
-    _, (seen, done_before) = jax.lax.scan(step, (obs, env_state, jnp.bool_(False)), keys)
-    return np.asarray(seen)[~np.asarray(done_before)]
+        return jax.lax.scan(step, carry, keys)
+
+    steps = min(env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS, limit)
+    keys = jax.random.split(k_steps, steps)
+    keys = jnp.resize(keys, (-(-steps // ROLLOUT_CHUNK) * ROLLOUT_CHUNK, *keys.shape[1:]))  # whole chunks: one compile
+    carry, seen = (obs, env_state, jnp.bool_(False)), []
+    for start in range(0, len(keys), ROLLOUT_CHUNK):
+        carry, (observations, done_before) = chunk(carry, keys[start:start + ROLLOUT_CHUNK])
+        seen.append(np.asarray(observations)[~np.asarray(done_before)])
+        if bool(carry[2]):
+            break
+    return np.concatenate(seen)[:steps]
 
 
 def draw_cartpole(obs: np.ndarray) -> Image.Image:
@@ -132,39 +155,101 @@ def draw_grid(obs: np.ndarray) -> Image.Image:
     return image
 
 
+def draw_picture(pixels: np.ndarray) -> Image.Image:
+    """An (H, W) grey or (H, W, 3) RGB uint8 image, scaled up by a whole factor to at most HEIGHT tall."""
+    factor = max(1, HEIGHT // pixels.shape[0])
+    return Image.fromarray(pixels).convert("RGB").resize((pixels.shape[1] * factor, pixels.shape[0] * factor),
+                                                         Image.NEAREST)
+
+
+def newest_frame(obs: np.ndarray, channels_first: bool, scale: float) -> np.ndarray:
+    """The picture an image observation shows, uint8: its RGB image with 3 channels, else the
+    last channel (a frame stack's newest frame, or the one grey channel); `scale` maps its
+    values to bytes (255 for [0, 1] floats)."""
+    if obs.ndim == 3:
+        obs = np.moveaxis(obs, 0, -1) if channels_first else obs
+        obs = obs if obs.shape[-1] == 3 else obs[..., -1]
+    return np.clip(np.rint(obs * scale), 0, 255).astype(np.uint8)
+
+
+def image_drawing(spec) -> Callable[[np.ndarray], Image.Image] | None:
+    """How to draw an observation of `spec` if it is an image: (H, W), (H, W, C) or (C, H, W)
+    (the channels the shorter end axis), both sides at least MIN_PIXELS, of bytes or of values
+    bounded by [0, 1] or [0, 255]; None otherwise."""
+    shape = tuple(spec.obs_shape)
+    if len(shape) not in (2, 3):
+        return None
+    channels_first = len(shape) == 3 and shape[0] < shape[-1]
+    sides = shape if len(shape) == 2 else (shape[1:] if channels_first else shape[:-1])
+    channels = 1 if len(shape) == 2 else min(shape[0], shape[-1])
+    if min(sides) < MIN_PIXELS or channels >= min(sides):
+        return None
+    low, high = np.unique(spec.obs_low), np.unique(spec.obs_high)
+    if spec.obs_dtype == "uint8":
+        scale = 1.0
+    elif low.tolist() == [0.0] and high.tolist() in ([1.0], [255.0]):
+        scale = 255.0 / high[0]
+    else:
+        return None
+    return lambda obs: draw_picture(newest_frame(np.asarray(obs).reshape(shape), channels_first, scale))
+
+
 DRAWINGS = {"CartPole-v1": draw_cartpole, "Acrobot-v1": draw_acrobot, "MountainCar-v0": draw_mountaincar}
+DRAWABLE = (f"{', '.join(DRAWINGS)}, the MinAtar games, image observations (atari:, envpool: Atari, RGB "
+            f"screens) and Gymnasium environments that render rgb_array")
 
 
-def drawing(env_id: str) -> Callable[[np.ndarray], Image.Image]:
-    """How to draw one observation of `env_id`; EnvError for an environment qlax cannot draw."""
+def drawing(env_id: str) -> Callable[[np.ndarray], Image.Image] | None:
+    """How to draw one observation of `env_id`; None for an environment drawn by its own
+    renderer (a Gymnasium one); EnvError for an environment qlax cannot draw."""
     if env_id in DRAWINGS:
         return DRAWINGS[env_id]
-    if env_id.endswith("-MinAtar"):
-        shape = env_spec(env_id).obs_shape  # qlax flattens the grid; gymnax emits (10, 10, channels)
-        return lambda obs: draw_grid(obs.reshape(shape))
-    raise EnvError(f"env = '{env_id}': qlax render cannot draw it; it draws {', '.join(DRAWINGS)} "
-                   f"and the MinAtar games")
+    spec = env_spec(env_id)
+    if env_id.endswith("-MinAtar"):  # qlax flattens the grid; gymnax emits (10, 10, channels)
+        return lambda obs: draw_grid(obs.reshape(spec.obs_shape))
+    image = image_drawing(spec)
+    if image is not None:
+        return image
+    if gymnasium_source(env_id):
+        return None
+    raise EnvError(f"env = '{env_id}': qlax render cannot draw it; it draws {DRAWABLE}")
+
+
+def gymnasium_source(env_id: str) -> bool:
+    """Whether `env_id` is stepped by the Gymnasium adapter (a name or an object)."""
+    return env_id.startswith("gymnasium:") or env_spec(env_id).host and env_id.startswith("object:")
 
 
 def _stamp(image: Image.Image, t: int) -> Image.Image:
-    """Print the step number, which also keeps the GIF writer from merging equal frames."""
+    """Print the step number, which also keeps the GIF writer from merging equal frames; the
+    frame in GIF's palette mode, as the writer would make it (a third of the memory)."""
     ImageDraw.Draw(image).text((10, 10), f"step {t + 1}", fill=(128, 128, 128))
-    return image
+    return image.convert("P", palette=Image.Palette.ADAPTIVE)
 
 
 def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path | None = None,
-                   setting: int = 0) -> tuple[Path, int]:
+                   setting: int = 0, env: Any = None) -> tuple[Path, int]:
     """Write one greedy episode of seed `seed` (of setting `setting`, for a sweep) to `out`
     (default: the run directory's episode-seed<seed>.gif, episode-setting<j>-seed<i>.gif for
-    a sweep); returns (path, number of frames)."""
-    members = load_members(run_dir)
+    a sweep); returns (path, number of frames). `env`: the environment object of a run
+    trained with `train(..., env=...)`."""
+    members = load_members(run_dir, env=env)
     config = members.config
     draw = drawing(config.env)
-    policy, _ = load_policy(run_dir, seed, setting)
+    if draw is None:  # a Gymnasium environment's own render(): one host copy, checked before the policy loads
+        from qlax.envs import gymnasium_adapter
+
+        host_env = gymnasium_adapter.renderer(config.env)
+    policy, _ = load_policy(run_dir, seed, setting, env=env)
     if out is None:
         which = f"setting{setting}-seed{seed}" if members.grid else f"seed{seed}"
         out = Path(run_dir) / f"episode-{which}.gif"
-    observations = rollout(config.env, policy, jax.random.PRNGKey(config.seed + seed))
-    frames = [_stamp(draw(o), t) for t, o in enumerate(observations)]
+    key = jax.random.PRNGKey(config.seed + seed)
+    if draw is None:
+        pictures = gymnasium_adapter.rendered_episode(host_env, policy, int(jax.random.randint(key, (), 0, 2**31 - 1)),
+                                                      MAX_FRAMES)
+        frames = [_stamp(draw_picture(p), t) for t, p in enumerate(pictures)]
+    else:
+        frames = [_stamp(draw(o), t) for t, o in enumerate(rollout(config.env, policy, key))]
     frames[0].save(out, save_all=True, append_images=frames[1:], duration=20, loop=0, optimize=False)
     return Path(out), len(frames)

@@ -7,6 +7,8 @@ and terminated exactly when the tag is even and next count is 3; a cut shows nex
 Named as `gymnasium:gym_probes:FACTORY` (tests/ is on the path).
 """
 
+import threading
+
 import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -17,7 +19,15 @@ LIMIT, TERMINAL_STEP = 5, 3
 class Counter(gymnasium.Env):
     observation_space = gymnasium.spaces.Box(0.0, 1000.0, (2,), np.float32)
     action_space = gymnasium.spaces.Discrete(2)
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
     resets = steps = 0  # every reset and step of every copy in this process (the callbacks' count)
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
+    def render(self):
+        """A 20x20 picture: red 40 per step taken, green 255 for an odd tag (an episode cut at LIMIT)."""
+        return np.broadcast_to(np.array([40 * self.t, 255 * (self.tag % 2), 0], np.uint8), (20, 20, 3)).copy()
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -37,6 +47,10 @@ class Counter(gymnasium.Env):
 
 def counter():
     return gymnasium.wrappers.TimeLimit(Counter(), LIMIT)
+
+
+def counter_drawn():
+    return gymnasium.wrappers.TimeLimit(Counter(render_mode="rgb_array"), LIMIT)
 
 
 def _vector(num_envs, mode):
@@ -84,3 +98,22 @@ def continuous():
 
 def not_an_env():
     return "CartPole"
+
+
+class Locked(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+    """A wrapper holding a lock: no deep copy, but its spec records it (Gymnasium re-makes it)."""
+
+    def __init__(self, env):
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        self.lock = threading.Lock()
+
+
+class Uncopyable(Counter):
+    """A Counter holding a lock and made without Gymnasium's registry: neither copied nor re-made."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+
+gymnasium.register("gym_probes/Counter-v0", entry_point=Counter, max_episode_steps=LIMIT)  # gymnasium:gym_probes:ID

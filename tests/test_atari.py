@@ -188,3 +188,27 @@ def test_dqn_trains_on_breakout_counting_games_not_lives():
     games = int(result.state.stats.episodes[0])
     assert 2 <= games <= 12 and lives_lost >= 3 * games  # 5 learning episodes to a game
     assert result.eval_returns.shape == (1, 1) and float(result.eval_returns[0, 0]).is_integer()
+
+
+@pytest.mark.slow
+def test_async_workers_play_the_same_games_as_one_process():
+    """`atari:Pong@async` (the copies in worker processes, one per core) against `atari:Pong`:
+    the copies are seeded from the run's keys, whichever process steps them, so a run
+    stores the same frames and counts the same returns."""
+    from qlax.experiment import start
+
+    config = TrainConfig(q_function="mlp", hidden_sizes=[8], num_envs=2, total_steps=80, chunk_steps=20,
+                         buffer_size=100, batch_size=4, learning_starts=20, early_stop=False, eval_episodes=1)
+
+    def run(env):
+        started = start(config.replace(env=env))
+        state = started.state
+        for _ in range(started.trainer.num_chunks):
+            state, _ = started.population.run_chunk(state)
+        return jax.tree.map(np.asarray, state)
+
+    sync, parallel = run("atari:Pong"), run("atari:Pong@async")
+    jax.tree.map(np.testing.assert_array_equal, sync, parallel)
+    frames = replay.contents(jax.tree.map(lambda x: x[0], sync.agent.replay)).obs.reshape(-1, 4, 84, 84)
+    filled = frames[:int(sync.agent.replay.size[0])]
+    assert len(filled) == 80 and len({frame.tobytes() for frame in filled[:, -1]}) > 10  # the games move

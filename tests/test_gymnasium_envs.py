@@ -12,13 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("gymnasium")
+gymnasium = pytest.importorskip("gymnasium")
 
 import gym_probes  # noqa: E402
 import qlax  # noqa: E402
 from qlax import nstep, replay  # noqa: E402
 from qlax.config import TrainConfig  # noqa: E402
-from qlax.envs import EnvError, env_spec, make_env  # noqa: E402
+from qlax.envs import EnvError, env_spec, make_env, register  # noqa: E402
 from qlax.experiment import start  # noqa: E402
 from qlax.rundir import evaluate_run  # noqa: E402
 from qlax.types import Transition  # noqa: E402
@@ -181,6 +181,18 @@ def test_async_workers_step_like_the_synchronous_vector_env(actions):
         jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+def test_a_worker_that_dies_is_an_error_not_a_hang():
+    from qlax.envs import gymnasium_adapter
+
+    source = gymnasium_adapter._Source.parse("gym_probes:counter@async")
+    pool = gymnasium_adapter._Pool(source, 4, 2, gymnasium_adapter._Host(source, 2).parts)
+    pool.reset(np.arange(4, dtype=np.uint32))
+    pool.processes[1].kill()
+    with pytest.raises(EnvError, match=r"a worker process failed: the worker process died \(exit code -9\)"):
+        pool.step(np.zeros(4, np.int64))
+    pool.close()
+
+
 def test_dict_observations_are_flattened_in_sorted_key_order():
     spec = env_spec("gymnasium:gym_probes:dict_obs")
     assert spec.obs_dim == 5 and spec.host and spec.max_episode_steps is None
@@ -324,3 +336,60 @@ def test_the_same_task_from_gymnasium_keeps_a_presets_bounds():
     for name in ("gymnasium:CartPole-v1", "gymnasium:CartPole-v1@async"):
         assert preset.replace(env=name).obs_low == preset.obs_low  # CartPole's bounds, whoever steps it
     assert preset.replace(env="gymnasium:Acrobot-v1").obs_low is None  # another task: its own
+
+
+def test_a_gymnasium_env_object_trains_resumes_and_evaluates(tmp_path):
+    """`qlax.train(config, env=obj)`: copies of the object step exactly as the same env named by
+    its factory (the same run, bit for bit); the object itself is never stepped; resume,
+    evaluation and policies take a fresh object again, as a new process would."""
+    config = TRAIN.replace(n_step=3)
+    named = qlax.train(config.replace(env="gymnasium:gym_probes:counter"), progress=False)
+    env = gym_probes.counter()
+    out = tmp_path / "object"
+    by_object = qlax.train(config, env=env, out=out, progress=False, checkpoint_every=1, keep=5)
+    assert by_object.summary["env"].startswith("object:") and not hasattr(env.unwrapped, "t")  # never reset
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, named.state),
+                 jax.tree.map(np.asarray, by_object.state))
+    for later in sorted((out / "checkpoints").iterdir())[1:]:
+        shutil.rmtree(later)
+    (out / "summary.json").unlink()
+    resumed = qlax.resume(out, progress=False, env=gym_probes.counter())
+    transitions, filled = stored(resumed.state)
+    check_transitions(transitions, filled)
+    np.testing.assert_array_equal(resumed.state.agent.replay.size, by_object.state.agent.replay.size - NUM_ENVS)
+    evaluation = evaluate_run(out, env=gym_probes.counter())
+    assert all(r in (6.0, 15.0) for r in evaluation["min_return"] + evaluation["max_return"])
+    policy, _ = qlax.load_policy(out, seed=1, env=gym_probes.counter())
+    assert int(policy(np.array([0.0, 2.0], np.float32))) in (0, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm, settings", [
+    ("c51", {"num_atoms": 11, "v_min": 0.0, "v_max": 20.0}),
+    ("qrdqn", {"num_quantiles": 5}),
+    ("pqn", {"num_steps": 8, "num_minibatches": 2}),
+])
+def test_every_algorithm_trains_on_a_gymnasium_env_object(algorithm, settings):
+    config = TRAIN.replace(algorithm=algorithm, **settings)
+    result = qlax.train(config, env=gym_probes.counter(), progress=False)
+    assert result.eval_returns.shape == (MEMBERS, 2) and set(result.eval_returns.ravel()) <= {6.0, 15.0}
+    assert np.all(np.asarray(result.state.stats.episodes) > 10)
+
+
+def test_an_env_object_without_a_deep_copy_is_re_made_from_its_spec():
+    env = gym_probes.Locked(gymnasium.make("CartPole-v1"))
+    name = register(env)
+    assert env_spec(name).max_episode_steps == 500 and env_spec(name).solve_threshold == 475.0
+    obs, _ = make_env(name, NUM_ENVS).reset(keys(0, 1)[0])
+    assert obs.shape == (NUM_ENVS, 4) and len(np.unique(np.asarray(obs)[:, 0])) == NUM_ENVS  # seeded apart
+
+
+@pytest.mark.parametrize("env, message", [
+    (gym_probes.Uncopyable(), "qlax cannot copy this Gymnasium environment: deepcopy failed (TypeError: cannot pickle "
+                              "'_thread.lock' object) and it has no spec to re-make it from; pass a factory instead"),
+    (gym_probes.counter_same_step(2), "a gymnasium.vector.VectorEnv has a fixed number of copies (2)"),
+])
+def test_an_env_object_qlax_cannot_copy_is_refused_in_one_line(env, message):
+    with pytest.raises(EnvError) as caught:
+        qlax.train(TRAIN, env=env, progress=False)
+    assert message in str(caught.value) and "\n" not in str(caught.value)

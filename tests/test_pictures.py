@@ -103,14 +103,6 @@ def test_the_drawings_follow_the_observation():
     assert cells.getpixel((5 * cell + cell // 2, 2 * cell + cell // 2)) == render.CHANNEL_COLOURS[3]
 
 
-def test_render_refuses_what_it_cannot_draw(tmp_path, capsys):
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TrainConfig(env="Catch-bsuite").to_dict()))
-    assert cli.main(["render", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("qlax: error: env = 'Catch-bsuite': qlax render cannot draw it; it draws CartPole-v1, "
-                          "Acrobot-v1, MountainCar-v0 and the MinAtar games") and err.count("\n") == 1
-
-
 def test_a_sweep_of_six_settings_stays_readable(tmp_path):
     config = TrainConfig(num_envs=4, total_steps=400, chunk_steps=50, seeds=2, learning_starts=50)
     grid = {"lr": [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3]}

@@ -6,7 +6,8 @@
     envpool:ID            EnvPool, stepped inside the compiled loop (qlax[envpool])
     navix:ID, jumanji:ID  those JAX suites (qlax[navix], qlax[jumanji])
     module.path:factory   a JAX environment that `factory()` builds (imported only when named)
-    object:NAME           an environment object handed to `qlax.train(config, env=...)`
+    object:NAME           an environment object handed to `qlax.train(config, env=...)`: a JAX
+                          environment, or a gymnasium.Env (stepped on the host like gymnasium:)
 
 A source's module is imported only when one of its names is used.
 """
@@ -14,6 +15,7 @@ A source's module is imported only when one of its names is used.
 from __future__ import annotations
 
 import importlib
+import sys
 
 from qlax.config import short
 from qlax.envs import gymnax_adapter, jax_adapter
@@ -57,6 +59,16 @@ def _jax_env(name: str):
     return jax_adapter.from_factory(name)
 
 
+def _gymnasium_object(name: str):
+    """The Gymnasium environment object behind an `object:` name; None for any other name or object."""
+    if not name.startswith(jax_adapter.OBJECT_PREFIX):
+        return None
+    env, gymnasium = jax_adapter.registered_object(name), sys.modules.get("gymnasium")  # not imported: not one
+    if gymnasium is None or not isinstance(env, (gymnasium.Env, gymnasium.vector.VectorEnv)):
+        return None
+    return env
+
+
 def _is_gymnax_id(name: str) -> bool:
     return ":" not in name or gymnax_adapter.registered(name)
 
@@ -66,6 +78,8 @@ def env_spec(name: str) -> EnvSpec:
     adapter, env_id = _source(name)
     if adapter is not None:
         return adapter.spec(env_id)
+    if (gym_env := _gymnasium_object(name)) is not None:
+        return importlib.import_module(SOURCES["gymnasium"]).spec(name, gym_env)
     if _is_gymnax_id(name):
         return gymnax_adapter.spec_of(*gymnax_adapter.make(name), name)
     return jax_adapter.spec_of(_jax_env(name), name)
@@ -76,6 +90,8 @@ def make_env(name: str, num_envs: int) -> VecEnv:
     adapter, env_id = _source(name)
     if adapter is not None:
         return adapter.make(env_id, num_envs)
+    if (gym_env := _gymnasium_object(name)) is not None:
+        return importlib.import_module(SOURCES["gymnasium"]).make(name, num_envs, gym_env)
     if _is_gymnax_id(name):
         env, params = gymnax_adapter.make(name)
         return gymnax_adapter.vectorize(env, params, gymnax_adapter.spec_of(env, params, name), num_envs)

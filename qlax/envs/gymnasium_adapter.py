@@ -5,6 +5,13 @@
     gymnasium:my.module:factory     `factory()` builds one environment; a factory with a
                                     `num_envs` parameter builds the whole vector env itself
                                     (any autoreset mode, Gymnasium's AsyncVectorEnv, ...)
+    qlax.train(config, env=obj)     a `gymnasium.Env` object (`object:NAME`): its copies are
+                                    deep copies of it, wrappers and attributes as they stand,
+                                    else re-made from its `env.spec`; stepped in this process
+
+The object itself is never stepped. A `gymnasium.vector.VectorEnv` object is refused: its
+number of copies is fixed, while qlax needs members x num_envs of them to train and other
+counts to evaluate (a factory taking `num_envs` builds a vector env of any size).
 
 Acting, learning and the replay buffer stay compiled on the device. Each vector step is one
 host call (`jax.pure_callback`, batched over the population with vmap_method
@@ -34,10 +41,12 @@ starts fresh episodes: its first vector step is a reset step, as in NEXT_STEP.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
 import multiprocessing
+import multiprocessing.connection
 import signal
 import threading
 import weakref
@@ -47,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.config import short
+from qlax.config import reason, short
 from qlax.envs import jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.types import Transition
@@ -75,6 +84,17 @@ class _Source:
     name: str  # the whole qlax name, for messages
     target: str
     mode: str  # sync | async
+    env: Any = None  # a gymnasium.Env handed over from Python (`object:NAME`), copied for each copy
+
+    @staticmethod
+    def of_object(name: str, env) -> _Source:
+        """The source of an environment object registered as `name`."""
+        gymnasium = _gymnasium()
+        if isinstance(env, gymnasium.vector.VectorEnv):
+            raise EnvError(f"env = {short(name)}: a gymnasium.vector.VectorEnv has a fixed number of copies "
+                           f"({env.num_envs}), qlax needs members x num_envs to train and others to evaluate: pass "
+                           f"one gymnasium.Env, or name a factory taking num_envs as gymnasium:module:factory")
+        return _Source(name, "", "sync", env)
 
     @staticmethod
     def parse(env_id: str) -> _Source:
@@ -106,6 +126,8 @@ class _Source:
 
     def one(self):
         """One environment."""
+        if self.env is not None:
+            return _copy(self.env, self.name)
         gymnasium, factory = _gymnasium(), self.factory
         try:
             env = factory() if factory is not None else gymnasium.make(self.target)
@@ -134,6 +156,26 @@ class _Source:
             return venv
         return gymnasium.vector.SyncVectorEnv([self.one] * num_envs,
                                               autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+
+
+def _copy(env, name: str):
+    """A fresh copy of a Gymnasium environment object: a deep copy (the object as it stands,
+    its wrappers and attributes), else Gymnasium's re-make from its spec (its id, arguments
+    and the wrappers that record theirs: what cannot be deep-copied, a Box2D world, a window)."""
+    gymnasium = _gymnasium()
+    try:
+        return copy.deepcopy(env)
+    except Exception as err:  # noqa: BLE001 (whatever the object holds that Python cannot copy)
+        why = f"deepcopy failed ({reason(err, 100)})"
+    if env.spec is None:
+        why += " and it has no spec to re-make it from"
+    else:
+        try:
+            return gymnasium.make(env.spec)
+        except Exception as err:  # noqa: BLE001
+            why += f" and re-making it from its spec failed ({reason(err, 100)})"
+    raise EnvError(f"env = {short(name)}: qlax cannot copy this Gymnasium environment: {why}; pass a factory "
+                   f"instead, env='gymnasium:module:factory'")
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,16 +210,22 @@ def _described(source: _Source) -> tuple[Any, Any, int | None, float | None]:
                  first.spec.reward_threshold if first is not None and first.spec is not None else None)
         venv.close()
         return found
-    env = source.one()
+    env = source.one()  # an object's copy too: one it cannot make is refused before anything compiles
     found = (env.observation_space, env.action_space, _time_limit(env),
              env.spec.reward_threshold if env.spec is not None else None)
     env.close()
     return found
 
 
-def spec(env_id: str) -> EnvSpec:
-    """Spaces, time limit and reward threshold of `gymnasium:env_id`, checked for Q-learning."""
-    source = _Source.parse(env_id)
+def _source(env_id: str, env) -> _Source:
+    """The source of `gymnasium:env_id`, or of the object `env` registered as `env_id`."""
+    return _Source.parse(env_id) if env is None else _Source.of_object(env_id, env)
+
+
+def spec(env_id: str, env=None) -> EnvSpec:
+    """Spaces, time limit and reward threshold of `gymnasium:env_id` (of the Gymnasium
+    environment object `env`, registered as env_id), checked for Q-learning."""
+    source = _source(env_id, env)
     obs_space, action_space, limit, threshold = _described(source)
     found = jax_adapter.spaces_spec(source.name, obs_space, action_space, limit, threshold, host=True)
     frames = getattr(obs_space, "spaces", None) is None and getattr(obs_space, "dtype", None) == np.uint8
@@ -359,7 +407,7 @@ class _Pool:
     def __init__(self, source: _Source, n: int, workers: int, parts):
         context = multiprocessing.get_context("spawn")  # no fork of a process running JAX's threads
         self.slices = [slice(int(s[0]), int(s[-1]) + 1) for s in np.array_split(np.arange(n), workers)]
-        self.pipes, processes = [], []
+        self.pipes, self.processes = [], []
         for part in self.slices:
             parent, child = context.Pipe()
             process = context.Process(target=_work, args=(child, source, part.stop - part.start, parts),
@@ -367,18 +415,22 @@ class _Pool:
             process.start()
             child.close()
             self.pipes.append(parent)
-            processes.append(process)
+            self.processes.append(process)
         self.name = source.name
-        self._finalizer = weakref.finalize(self, _close_pool, self.pipes, processes)
+        self._finalizer = weakref.finalize(self, _close_pool, self.pipes, self.processes)
         self._gather()
 
     def _gather(self) -> list:
+        """Each worker's answer; a worker that died is an error, whether or not its pipe closed."""
         results = []
-        for pipe in self.pipes:
+        for pipe, process in zip(self.pipes, self.processes):
             try:
+                if pipe not in multiprocessing.connection.wait([pipe, process.sentinel]):
+                    raise EOFError
                 ok, value = pipe.recv()
             except EOFError:
-                ok, value = False, "the worker process died"
+                process.join(timeout=1)
+                ok, value = False, f"the worker process died (exit code {process.exitcode})"
             if not ok:
                 raise EnvError(f"env '{self.name}': a worker process failed: {value}")
             results.append(value)
@@ -473,15 +525,65 @@ class _Host:
         return (*(array.reshape(*batch, n, -1) for array in record.packed()), out.reshape(batch))
 
 
+def renderer(name: str):
+    """One environment of `gymnasium:ID` or of a Gymnasium object name that renders rgb_array:
+    Gymnasium makes an id in that mode; a factory's environment or an object must be in it."""
+    if name.startswith(jax_adapter.OBJECT_PREFIX):
+        source = _Source.of_object(name, jax_adapter.registered_object(name))
+    else:
+        source = _Source.parse(name.partition(":")[2])
+    if source.vector_factory:
+        raise EnvError(f"env = {short(name)}: its factory builds a vector env; qlax render draws one "
+                       f"environment's render() (a factory of one, made with render_mode='rgb_array')")
+    if source.env is None and source.factory is None:
+        try:
+            env = _gymnasium().make(source.target, render_mode="rgb_array")
+        except Exception as err:  # noqa: BLE001 (an environment without that mode, in one line)
+            raise EnvError(f"env = {short(name)}: Gymnasium cannot make it to render rgb_array "
+                           f"({reason(err, 120)})") from None
+    else:
+        env = source.one()
+    modes = list(env.metadata.get("render_modes", ()))
+    if env.render_mode != "rgb_array" or "rgb_array" not in modes:
+        env.close()
+        raise EnvError(f"env = {short(name)}: qlax render draws a Gymnasium environment by its render() in "
+                       f"rgb_array mode; this one has render_mode={env.render_mode!r} (render modes {modes})"
+                       + (": make it with render_mode='rgb_array'" if "rgb_array" in modes else ""))
+    return env
+
+
+def rendered_episode(env, policy, seed: int, limit: int) -> list[np.ndarray]:
+    """The rgb frames one episode of `env` (a `renderer`) shows, one per step (the state acted
+    on), played by `policy` (flat observation -> action) from reset(seed=seed): to the game's
+    end where the environment reports one (GAME_OVER_KEY, a learning episode's end then
+    resets it), at most `limit` steps. The environment is closed."""
+    parts = jax_adapter.observation_parts(env.observation_space, "render")
+    obs, _ = env.reset(seed=seed)
+    frames = []
+    try:
+        for _ in range(limit):
+            frames.append(np.asarray(env.render()))
+            action = int(policy(_flat(parts, _stack([obs]), 1)[0]))
+            obs, _, terminated, truncated, info = env.step(action)
+            if info.get(GAME_OVER_KEY, terminated or truncated):
+                break
+            if terminated or truncated:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    return frames
+
+
 def _seeds(key: jax.Array, num_envs: int) -> jax.Array:
     """Integer seeds for the copies' resets, drawn from `key`."""
     return jax.random.bits(key, (num_envs,), jnp.uint32)
 
 
-def make(env_id: str, num_envs: int) -> VecEnv:
-    """`num_envs` copies per member, stepped on the host by one callback per vector step."""
-    source = _Source.parse(env_id)
-    env_spec = spec(env_id)
+def make(env_id: str, num_envs: int, env=None) -> VecEnv:
+    """`num_envs` copies per member (of the object `env`, registered as env_id), stepped on the
+    host by one callback per vector step."""
+    source = _source(env_id, env)
+    env_spec = spec(env_id, env)
     if jax.process_count() > 1:
         raise EnvError(f"env = {short(source.name)}: Gymnasium environments are stepped on this host; a run "
                        f"of several processes cannot step them")
