@@ -100,6 +100,11 @@ class JumanjiEnv:
         sizes = [math.prod(leaf.shape) for _, leaf in leaves]
         starts = np.cumsum([0, *sizes]).tolist()
         self.fields = {path: slice(start, start + size) for (path, _), start, size in zip(leaves, starts, sizes)}
+        mask = self.fields.get("action_mask")
+        # Jumanji's `action_mask` field, one boolean per action, is the mask qlax acts by.
+        self.action_mask = (mask.start, mask.stop) if mask is not None and \
+            mask.stop - mask.start == self.action_space.n and \
+            dict(leaves)["action_mask"].dtype == np.bool_ else None
         low, high = (np.concatenate(parts) for parts in zip(*(_bounds(leaf) for _, leaf in leaves)))
         self.observation_space = jax_adapter.Box(shape=(sum(sizes),), low=low, high=high)
         limit = getattr(env, "time_limit", None)
