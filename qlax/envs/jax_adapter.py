@@ -10,9 +10,10 @@ A JAX environment is an object with
 and optionally `max_episode_steps` (qlax then cuts episodes there), `solve_threshold`,
 `name`, and `action_mask`: (start, stop), the entries of the flattened observation that
 say which actions are legal (num_actions of them, nonzero: legal). An observation Dict
-with an "action_mask" key of num_actions entries needs no attribute: that key is the mask. `step` does not reset: its `obs` is the true next observation, which qlax
-keeps as the transition's `next_obs` before resetting an ended episode itself. Spaces
-are read by their attributes, so gymnax's and Gymnasium's space classes work as well as
+with an "action_mask" key of num_actions entries needs no attribute: that key is the
+mask. `step` does not reset: its `obs` is the true next observation, which qlax keeps as
+the transition's `next_obs` before resetting an ended episode itself. Spaces are read
+by their attributes, so gymnax's and Gymnasium's space classes work as well as
 `qlax.envs.Box` and `qlax.envs.Discrete`. A gymnax `Environment` object is taken as it is.
 
 Everything is checked with `jax.eval_shape` before anything compiles; a break of the
