@@ -22,9 +22,10 @@ Only environments acted on with one discrete integer (a `DiscreteArray` action s
 accepted; multi-agent and combinatorial ones with `MultiDiscreteArray` actions, and
 continuous ones, are refused.
 
-The `knapsack-pqn` preset solves Knapsack-v1 (mean greedy value 19.0, 95% of the
-optimum's 20.05; random legal play packs 13.6): `qlax train knapsack-pqn` solved
-SOLVED_PLACEHOLDER.
+The `knapsack-pqn` preset solves Knapsack-v1 (a mean greedy value of 19.0, 95% of the
+optimum's 20.05; random legal play packs 13.6): `qlax train knapsack-pqn` solved 6 of
+8 seeds in 940 s on a 2-core CPU shared with other jobs, every seed stopping after
+passing a greedy check, at 1.4 to 2.1 million env steps (docs/environments.md).
 """
 
 from __future__ import annotations
