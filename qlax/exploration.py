@@ -85,8 +85,9 @@ def repeat_lengths(key: jax.Array, shape: tuple[int, ...], mu: jax.Array | float
 def ez_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float, repeat: Repeat,
               mu: jax.Array | float, legal: jax.Array | None = None) -> tuple[jax.Array, Repeat]:
     """Temporally extended epsilon-greedy (Dabney et al. 2021): a row still repeating keeps its
-    action (while it is legal: `legal` as in `epsilon_greedy`); otherwise a coin with probability epsilon starts a uniform random action held for
-    a `repeat_lengths` number of steps (this one included), else the greedy action.
+    action while it is legal (`legal` as in `_coins`); otherwise a coin with probability
+    epsilon starts a uniform random action held for a `repeat_lengths` number of steps
+    (this one included), else the greedy action.
 
     Returns (actions (batch,) int32, the repeat state after this step). A heavy-tailed
     commitment explores far more of tasks such as MountainCar than one-step dithering.

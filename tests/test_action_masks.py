@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import envs, losses
+from qlax import envs
 from qlax.algorithms import c51, dqn, qrdqn
 from qlax.config import TrainConfig
 from qlax.envs import Box, Discrete, EnvError, TimeStep
