@@ -36,22 +36,28 @@ def epsilon_schedule(kind: str) -> Callable:
     return epsilon
 
 
-def _coins(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float):
+def _coins(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float, legal: jax.Array | None = None):
     """(explore (batch,) bool, uniform random actions (batch,) int32, greedy actions (batch,) int32):
-    one coin per row; the coin and the random action use separate keys."""
+    one coin per row; the coin and the random action use separate keys. With `legal`
+    (batch, num_actions) bool, random actions are uniform over each row's legal ones (the
+    greedy ones are legal when q_values are masked: `QFunction.masked`)."""
     k_coin, k_action = jax.random.split(key)
     batch, num_actions = q_values.shape
     explore = jax.random.uniform(k_coin, (batch,)) < epsilon
-    random_actions = jax.random.randint(k_action, (batch,), 0, num_actions, jnp.int32)
+    if legal is None:
+        random_actions = jax.random.randint(k_action, (batch,), 0, num_actions, jnp.int32)
+    else:
+        random_actions = jax.random.categorical(k_action, jnp.where(legal, 0.0, -jnp.inf)).astype(jnp.int32)
     return explore, random_actions, jnp.argmax(q_values, axis=-1).astype(jnp.int32)
 
 
-def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float) -> jax.Array:
-    """Greedy actions, each replaced by a uniform one with probability epsilon.
+def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float,
+                   legal: jax.Array | None = None) -> jax.Array:
+    """Greedy actions, each replaced by a uniform (legal) one with probability epsilon.
 
     q_values: (batch, num_actions) -> actions (batch,) int32.
     """
-    explore, random_actions, greedy = _coins(key, q_values, epsilon)
+    explore, random_actions, greedy = _coins(key, q_values, epsilon, legal)
     return jnp.where(explore, random_actions, greedy)
 
 
@@ -77,17 +83,20 @@ def repeat_lengths(key: jax.Array, shape: tuple[int, ...], mu: jax.Array | float
 
 
 def ez_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float, repeat: Repeat,
-              mu: jax.Array | float) -> tuple[jax.Array, Repeat]:
+              mu: jax.Array | float, legal: jax.Array | None = None) -> tuple[jax.Array, Repeat]:
     """Temporally extended epsilon-greedy (Dabney et al. 2021): a row still repeating keeps its
-    action; otherwise a coin with probability epsilon starts a uniform random action held for
-    a `repeat_lengths` number of steps (this one included), else the greedy action.
+    action while it is legal (`legal` as in `_coins`); otherwise a coin with probability
+    epsilon starts a uniform random action held for a `repeat_lengths` number of steps
+    (this one included), else the greedy action.
 
     Returns (actions (batch,) int32, the repeat state after this step). A heavy-tailed
     commitment explores far more of tasks such as MountainCar than one-step dithering.
     """
     k_coins, k_length = jax.random.split(key)
-    explore, random_actions, greedy = _coins(k_coins, q_values, epsilon)
+    explore, random_actions, greedy = _coins(k_coins, q_values, epsilon, legal)
     continuing = repeat.left > 0
+    if legal is not None:
+        continuing = continuing & jnp.take_along_axis(legal, repeat.action[:, None], axis=-1)[:, 0]
     starting = ~continuing & explore
     actions = jnp.where(continuing, repeat.action, jnp.where(starting, random_actions, greedy))
     lengths = repeat_lengths(k_length, explore.shape, mu)
@@ -97,7 +106,9 @@ def ez_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array | float, r
 
 class Explorer(NamedTuple):
     """The exploration component: init(num_envs) -> state; act(key, q_values, epsilon, state,
-    first, hp) -> (actions, state), where `first` (num_envs,) marks envs starting a new episode.
+    first, hp, legal) -> (actions, state), where `first` (num_envs,) marks envs starting a new
+    episode, q_values are masked (`QFunction.masked`) and `legal` is the legal actions
+    (`QFunction.legal`), None where all are.
 
     `noisy`: acting samples the network's own noise (noisy networks) and epsilon is unused.
     """
@@ -107,15 +118,17 @@ class Explorer(NamedTuple):
     noisy: bool = False
 
 
-def _ez_act(key, q_values, epsilon, repeat, first, hp):
-    return ez_greedy(key, q_values, epsilon, repeat.replace(left=jnp.where(first, 0, repeat.left)), hp.ez_mu)
+def _ez_act(key, q_values, epsilon, repeat, first, hp, legal):
+    return ez_greedy(key, q_values, epsilon, repeat.replace(left=jnp.where(first, 0, repeat.left)), hp.ez_mu, legal)
 
 
 EXPLORERS = {  # the one list of exploration strategies
     "epsilon_greedy": Explorer(init=lambda num_envs: (),
-                               act=lambda key, q, eps, state, first, hp: (epsilon_greedy(key, q, eps), ())),
+                               act=lambda key, q, eps, state, first, hp, legal: (epsilon_greedy(key, q, eps, legal),
+                                                                                 ())),
     "ez_greedy": Explorer(init=init_repeat, act=_ez_act),
     "noisy": Explorer(init=lambda num_envs: (),
-                      act=lambda key, q, eps, state, first, hp: (jnp.argmax(q, axis=-1).astype(jnp.int32), ()),
+                      act=lambda key, q, eps, state, first, hp, legal: (jnp.argmax(q, axis=-1).astype(jnp.int32),
+                                                                        ()),
                       noisy=True),
 }

@@ -9,7 +9,11 @@ evaluation never know which one they run:
   or `outputs_per_action` numbers (a distribution's logits or quantiles). `noise` is a
   PRNG key for noisy layers (Fortunato et al. 2018), None for their mean weights;
 - `q_values(outputs)` turns outputs into Q-values (the distribution's mean);
-- `apply(params, obs)` is the greedy Q-values: what evaluation, policies and render use.
+- `legal(obs)` is the actions legal in each observation (`envs.base.legal_actions`), None
+  for an environment whose actions are all legal; `masked(q, obs)` sets the others' Q-values
+  to -inf, so an argmax or a max over them picks a legal action;
+- `act_values(params, obs, noise=None)` is the masked Q-values acting and targets choose by;
+- `apply(params, obs)` is the greedy (masked) Q-values: what evaluation, policies and render use.
 
 The torsos (registered in `TORSOS`, the one list of their names): `linear_rbf`, `mlp`,
 `conv` (a small convolution over grid or image observations such as MinAtar's, then the
@@ -19,6 +23,7 @@ divided by 255, then the MLP layers: Mnih et al. 2015).
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import flax.linen as nn
@@ -41,13 +46,24 @@ class QFunction(NamedTuple):
     features: Callable
     head: Callable
     q_values: Callable = lambda outputs: outputs
+    legal: Callable = lambda obs: None
 
     def outputs(self, params, obs, noise=None):
         return self.head(params, self.features(params, obs), noise)
 
+    def masked(self, q, obs):
+        """q (batch, num_actions) with the actions illegal in `obs` at -inf (q itself without a mask)."""
+        legal = self.legal(obs)
+        return q if legal is None else jnp.where(legal, q, -jnp.inf)
+
+    def act_values(self, params, obs, noise=None):
+        """Masked Q-values (batch, num_actions) at obs: with `noise`, the noisy layers' sample."""
+        return self.masked(self.q_values(self.outputs(params, obs, noise)), obs)
+
     def apply(self, params, obs):
-        """Greedy Q-values (batch, num_actions): noise off, the mean of a distribution."""
-        return self.q_values(self.outputs(params, obs))
+        """Greedy Q-values (batch, num_actions): noise off, the mean of a distribution, illegal
+        actions at -inf."""
+        return self.act_values(params, obs)
 
 
 def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, obs_low: np.ndarray,
@@ -284,10 +300,12 @@ def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda
     """The Q-function `config.q_function` names, for the environment `spec`, with
     `outputs_per_action` outputs per action turned into Q-values by `q_values`."""
     from qlax.config import ConfigError
+    from qlax.envs.base import legal_actions
 
     low, high = observation_bounds(config, spec)
+    legal = functools.partial(legal_actions, spec)
     if config.q_function == "linear_rbf":
-        return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)
+        return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)._replace(legal=legal)
     conv, nature = config.q_function == "conv", config.q_function == "nature"
     if conv and len(spec.obs_shape) != 3:
         raise ConfigError(f"q_function = 'conv': env '{spec.id}' has observations of shape {spec.obs_shape}; "
@@ -300,7 +318,7 @@ def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda
                    conv_channels=tuple(config.conv_channels) if conv else (),
                    noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature)
     obs_scale = normalization.pixel_scale(spec.obs_dim) if nature else normalization.fixed_scale(low, high)
-    return network(net, spec.obs_dim, obs_scale, q_values)
+    return network(net, spec.obs_dim, obs_scale, q_values)._replace(legal=legal)
 
 
 def check_frames(spec) -> None:

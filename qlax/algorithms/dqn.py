@@ -56,7 +56,7 @@ class Values(NamedTuple):
 class Forward(NamedTuple):
     outputs: jax.Array  # online, at obs
     next_outputs: jax.Array  # bootstrap parameters, at next_obs
-    next_selector: jax.Array  # Q-values at next_obs that pick the next action
+    next_selector: jax.Array  # Q-values at next_obs that pick the next action, illegal actions at -inf
 
 
 def scalar_values(config: TrainConfig) -> Values:
@@ -68,8 +68,8 @@ def scalar_values(config: TrainConfig) -> Values:
         if config.double_q:
             y = losses.double_q_target(batch.reward, batch.terminated, forward.next_selector, forward.next_outputs,
                                        discount)
-        else:
-            y = losses.q_learning_target(batch.reward, batch.terminated, forward.next_outputs, discount)
+        else:  # the selector is the bootstrap Q-values themselves, masked
+            y = losses.q_learning_target(batch.reward, batch.terminated, forward.next_selector, discount)
         if config.gradient == "semi":
             y = jax.lax.stop_gradient(y)
         td_error = q - y
@@ -113,8 +113,9 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
                 optimizer: Callable[[HParams], optax.GradientTransformation] | None = None):
     """The learner of `values` on `q_function`: online outputs at obs, bootstrap outputs at
     next_obs (the target parameters, or the online ones for the residual gradient), and
-    the online Q-values choosing the next action for double Q. With noisy layers each of
-    the three passes draws its own noise. `optimizer(hp)` defaults to `config.optimizer`."""
+    the online Q-values choosing the next action for double Q (else the bootstrap Q-values
+    do), masked to the actions legal at next_obs. With noisy layers each of the three
+    passes draws its own noise. `optimizer(hp)` defaults to `config.optimizer`."""
     residual = config.gradient == "residual"
     noisy = EXPLORERS[config.exploration].noisy
 
@@ -129,6 +130,7 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
             selector = jax.lax.stop_gradient(values.q_values(q_function.head(params, phi_next, k_select)))
         else:
             selector = values.q_values(next_outputs)
+        selector = q_function.masked(selector, batch.next_obs)
         return values.loss(Forward(q_function.head(params, phi_obs, k_online), next_outputs, selector), batch, hp)
 
     if optimizer is None:
@@ -169,17 +171,16 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
         return eps
 
     def act(agent: DQNState, obs, first, key, hp: HParams, vector_steps, active):
-        params = agent.learner.params
+        noise = None
         if explorer.noisy:
-            key, k_noise = jax.random.split(key)
-            q = values.q_values(q_function.outputs(params, obs, k_noise))
-        else:
-            q = q_function.apply(params, obs)
+            key, noise = jax.random.split(key)
+        q = q_function.act_values(agent.learner.params, obs, noise)
         eps = epsilon(agent, hp, vector_steps)
+        legal = q_function.legal(obs)
         if explorer.noisy and config.warmup_random:
-            actions, explore = EXPLORERS["epsilon_greedy"].act(key, q, eps, agent.explore, first, hp)
+            actions, explore = EXPLORERS["epsilon_greedy"].act(key, q, eps, agent.explore, first, hp, legal)
         else:
-            actions, explore = explorer.act(key, q, eps, agent.explore, first, hp)
+            actions, explore = explorer.act(key, q, eps, agent.explore, first, hp, legal)
         explore = jax.tree.map(lambda new, old: jnp.where(active, new, old), explore, agent.explore)
         return actions, agent.replace(explore=explore)
 

@@ -58,7 +58,8 @@ def check(config: TrainConfig) -> None:
 
 def lambda_targets(rollout: Rollout, next_q: jax.Array, hp: HParams) -> tuple[jax.Array, jax.Array]:
     """(Q(lambda) returns (T, num_envs), sample weights) of a rollout, given max-able
-    Q-values at each transition's next observation, (T, num_envs, num_actions)."""
+    Q-values at each transition's next observation, (T, num_envs, num_actions), masked to
+    its legal actions (`QFunction.apply`)."""
     transition = rollout.transition
     discount = hp.gamma * (1.0 - transition.terminated.astype(jnp.float32))
     # Continue past step t only within an episode, and only into a step whose own next
@@ -101,8 +102,9 @@ def make(config: TrainConfig, env) -> Algorithm:
 
     def act(agent: PQNState, obs, first, key, hp: HParams, vector_steps, active):
         key, k_noise = jax.random.split(key)
-        q = q_function.q_values(q_function.outputs(agent.learner.params, obs, k_noise if explorer.noisy else None))
-        actions, explore = explorer.act(key, q, epsilon(agent, hp, vector_steps), agent.explore, first, hp)
+        q = q_function.act_values(agent.learner.params, obs, k_noise if explorer.noisy else None)
+        actions, explore = explorer.act(key, q, epsilon(agent, hp, vector_steps), agent.explore, first, hp,
+                                        q_function.legal(obs))
         explore = jax.tree.map(lambda new, old: jnp.where(active, new, old), explore, agent.explore)
         return actions, agent.replace(explore=explore)
 

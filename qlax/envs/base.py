@@ -4,6 +4,9 @@ A source (gymnax, a JAX environment object, Gymnasium on the host, ...) adapts i
 environments to `VecEnv`: `num_envs` copies with auto-reset, observations flattened to
 vectors (float32, or uint8 for pixel frames: `EnvSpec.obs_dtype`), and transitions that
 keep `terminated` apart from a time limit and hold the true final observation as `next_obs`.
+An environment whose actions are not all legal everywhere names the part of its observation
+that says which are (`EnvSpec.action_mask`): the mask travels with the observation through
+replay and rollouts, and `legal_actions` reads it wherever an action or a maximum is chosen.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from qlax.types import Transition
@@ -33,6 +37,20 @@ class EnvSpec:
     solve_threshold: float | None
     host: bool = False  # stepped on the host (a checkpoint cannot hold its state)
     obs_dtype: str = "float32"  # of the observations a VecEnv emits: "uint8" for pixel frames, kept as bytes
+    # (start, stop) of the observation entries that say which actions are legal (num_actions
+    # entries, nonzero: legal); None: every action is legal everywhere
+    action_mask: tuple[int, int] | None = None
+
+
+def legal_actions(spec: EnvSpec, obs: jax.Array) -> jax.Array | None:
+    """(..., num_actions) bool: the actions legal in each observation, read from its mask; None
+    for an environment without one. A row that allows nothing (a terminal state's mask)
+    allows everything, so its maximum stays finite (its bootstrap is discounted away)."""
+    if spec.action_mask is None:
+        return None
+    start, stop = spec.action_mask
+    legal = obs[..., start:stop] != 0
+    return legal | ~jnp.any(legal, axis=-1, keepdims=True)
 
 
 class EnvStep(NamedTuple):

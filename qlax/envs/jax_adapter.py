@@ -7,10 +7,13 @@ A JAX environment is an object with
     reset(key) -> (obs, state)
     step(key, state, action) -> (obs, state, reward, terminated, truncated)
 
-and optionally `max_episode_steps` (qlax then cuts episodes there), `solve_threshold`
-and `name`. `step` does not reset: its `obs` is the true next observation, which qlax
-keeps as the transition's `next_obs` before resetting an ended episode itself. Spaces
-are read by their attributes, so gymnax's and Gymnasium's space classes work as well as
+and optionally `max_episode_steps` (qlax then cuts episodes there), `solve_threshold`,
+`name`, and `action_mask`: (start, stop), the entries of the flattened observation that
+say which actions are legal (num_actions of them, nonzero: legal). An observation Dict
+with an "action_mask" key of num_actions entries needs no attribute: that key is the
+mask. `step` does not reset: its `obs` is the true next observation, which qlax keeps as
+the transition's `next_obs` before resetting an ended episode itself. Spaces are read
+by their attributes, so gymnax's and Gymnasium's space classes work as well as
 `qlax.envs.Box` and `qlax.envs.Discrete`. A gymnax `Environment` object is taken as it is.
 
 Everything is checked with `jax.eval_shape` before anything compiles; a break of the
@@ -174,16 +177,42 @@ def spec_of(env, name: str) -> EnvSpec:
             raise EnvError(f"env '{name}': has no {attribute}; a JAX environment names its spaces "
                            f"(qlax.envs.Box, qlax.envs.Discrete, or gymnax's or Gymnasium's)")
     spec = spaces_spec(name, env.observation_space, env.action_space, getattr(env, "max_episode_steps", None),
-                       getattr(env, "solve_threshold", None))
+                       getattr(env, "solve_threshold", None), action_mask=getattr(env, "action_mask", None))
     _check(env, name, observation_parts(env.observation_space, name))
     return spec
 
 
+def mask_slice(observation_space, name: str, num_actions: int, action_mask=None) -> tuple[int, int] | None:
+    """(start, stop) of the action mask in the flattened observation: `action_mask` as given,
+    else a Dict observation's "action_mask" key; checked to be num_actions entries of 0/1."""
+    children = getattr(observation_space, "spaces", None)
+    if action_mask is None and isinstance(children, dict) and "action_mask" in children:
+        start = sum(p.size for key in sorted(children) if key < "action_mask"
+                    for p in observation_parts(children[key], name))
+        action_mask = (start, start + sum(p.size for p in observation_parts(children["action_mask"], name)))
+    if action_mask is None:
+        return None
+    parts = observation_parts(observation_space, name)
+    low, high = np.concatenate([p.low for p in parts]), np.concatenate([p.high for p in parts])
+    try:
+        start, stop = (int(i) for i in action_mask)
+    except (TypeError, ValueError):
+        start, stop = -1, -1
+    if not (0 <= start and stop - start == num_actions and stop <= len(low)) or \
+            np.any(low[start:stop] < 0) or np.any(high[start:stop] > 1):
+        raise EnvError(f"env '{name}': action_mask = {short(action_mask)}: expected (start, stop) of the "
+                       f"{num_actions} entries (one per action, 0 or 1) of the {len(low)} of its flattened "
+                       f"observation that say which actions are legal")
+    return start, stop
+
+
 def spaces_spec(name: str, observation_space, action_space, max_episode_steps=None, solve_threshold=None,
-                host: bool = False) -> EnvSpec:
-    """The spec of an environment with these spaces (read by their attributes), time limit and threshold."""
+                host: bool = False, action_mask=None) -> EnvSpec:
+    """The spec of an environment with these spaces (read by their attributes), time limit,
+    threshold and action mask (`mask_slice`)."""
     parts = observation_parts(observation_space, name)
     num_actions = action_count(action_space, name)
+    mask = mask_slice(observation_space, name, num_actions, action_mask)
     limit = max_episode_steps
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise EnvError(f"env '{name}': max_episode_steps = {short(limit)}: expected a positive integer or None")
@@ -198,6 +227,7 @@ def spaces_spec(name: str, observation_space, action_space, max_episode_steps=No
         obs_high=np.concatenate([p.high for p in parts]),
         solve_threshold=None if solve_threshold is None else float(solve_threshold),
         host=host,
+        action_mask=mask,
     )
 
 

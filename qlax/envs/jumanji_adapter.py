@@ -13,13 +13,19 @@ by `jax_adapter`, which adds auto-reset and keeps final observations:
   observation, booleans as 0/1, with the bounds the observation spec gives (a field
   without bounds is standardized by qlax's running statistics). `qlax.envs.jumanji_adapter
   .fields(ID)` lists the fields with their slices of the vector;
-- the action mask is only a part of the observation: qlax's explorers and greedy actions
-  do not apply it, so an agent learns what an invalid action does (in Maze: nothing);
+- the observation's `action_mask` field (one boolean per action) is the environment's
+  action mask (`EnvSpec.action_mask`): acting, targets and greedy play choose among the
+  legal actions only (docs/environments.md, "Action masks");
 - the time limit is the environment's `time_limit` where it has one.
 
 Only environments acted on with one discrete integer (a `DiscreteArray` action spec) are
 accepted; multi-agent and combinatorial ones with `MultiDiscreteArray` actions, and
 continuous ones, are refused.
+
+The `knapsack-pqn` preset solves Knapsack-v1 (a mean greedy value of 19.0, 95% of the
+optimum's 20.05; random legal play packs 13.6): `qlax train knapsack-pqn` solved 6 of
+8 seeds in 940 s on a 2-core CPU shared with other jobs, every seed stopping after
+passing a greedy check, at 1.4 to 2.1 million env steps (docs/environments.md).
 """
 
 from __future__ import annotations
@@ -100,6 +106,11 @@ class JumanjiEnv:
         sizes = [math.prod(leaf.shape) for _, leaf in leaves]
         starts = np.cumsum([0, *sizes]).tolist()
         self.fields = {path: slice(start, start + size) for (path, _), start, size in zip(leaves, starts, sizes)}
+        mask = self.fields.get("action_mask")
+        # Jumanji's `action_mask` field, one boolean per action, is the mask qlax acts by.
+        self.action_mask = (mask.start, mask.stop) if mask is not None and \
+            mask.stop - mask.start == self.action_space.n and \
+            dict(leaves)["action_mask"].dtype == np.bool_ else None
         low, high = (np.concatenate(parts) for parts in zip(*(_bounds(leaf) for _, leaf in leaves)))
         self.observation_space = jax_adapter.Box(shape=(sum(sizes),), low=low, high=high)
         limit = getattr(env, "time_limit", None)
