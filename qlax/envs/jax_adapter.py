@@ -288,7 +288,10 @@ def register(env, name: str | None = None) -> str:
     """The name `env` (an environment object) trains under: `object:NAME`, unique to the
     object in this process; `name` reuses a saved run's name (resume, evaluation)."""
     if name is None:
-        base = f"{OBJECT_PREFIX}{getattr(env, 'name', None) or type(env).__name__}"
+        # A Gymnasium env by its id, else its innermost class, not its outermost wrapper's
+        label = (getattr(env, "name", None) or getattr(getattr(env, "spec", None), "id", None)
+                 or type(getattr(env, "unwrapped", env)).__name__)
+        base = f"{OBJECT_PREFIX}{label}"
         name, suffix = base, 1
         while name in _OBJECTS and _OBJECTS[name] is not env:
             suffix += 1
