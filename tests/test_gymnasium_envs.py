@@ -185,7 +185,8 @@ def test_a_worker_that_dies_is_an_error_not_a_hang():
     from qlax.envs import gymnasium_adapter
 
     source = gymnasium_adapter._Source.parse("gym_probes:counter@async")
-    pool = gymnasium_adapter._Pool(source, 4, 2, gymnasium_adapter._Host(source, 2).parts)
+    host = gymnasium_adapter._Host(source, 2)
+    pool = gymnasium_adapter._Pool(source, 4, 2, host.parts, host.dtype)
     pool.reset(np.arange(4, dtype=np.uint32))
     pool.processes[1].kill()
     with pytest.raises(EnvError, match=r"a worker process failed: the worker process died \(exit code -9\)"):

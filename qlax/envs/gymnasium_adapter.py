@@ -228,15 +228,21 @@ def spec(env_id: str, env=None) -> EnvSpec:
     source = _source(env_id, env)
     obs_space, action_space, limit, threshold = _described(source)
     found = jax_adapter.spaces_spec(source.name, obs_space, action_space, limit, threshold, host=True)
+    return dataclasses.replace(found, obs_dtype=_obs_dtype(obs_space).name)
+
+
+def _obs_dtype(obs_space) -> np.dtype:
+    """uint8 for one Box of bytes (pixel frames: bytes from the environment to the replay
+    buffer, a quarter of float32's traffic), float32 for every other observation."""
     frames = getattr(obs_space, "spaces", None) is None and getattr(obs_space, "dtype", None) == np.uint8
-    return dataclasses.replace(found, obs_dtype="uint8") if frames else found  # pixels stay bytes on the device
+    return np.dtype(np.uint8 if frames else np.float32)
 
 
 class _Record(NamedTuple):
     """One vector step of n copies as qlax reads it (numpy, leading axis n)."""
 
-    obs: np.ndarray  # (n, obs_dim) float32: acted on next
-    next_obs: np.ndarray  # (n, obs_dim) float32: the transition's, the final observation at an end
+    obs: np.ndarray  # (n, obs_dim) of the observations' dtype (`_obs_dtype`): acted on next
+    next_obs: np.ndarray  # (n, obs_dim) likewise: the transition's, the final observation at an end
     reward: np.ndarray  # float32
     terminated: np.ndarray  # bool
     done: np.ndarray  # bool
@@ -256,17 +262,34 @@ class _Record(NamedTuple):
         return _Record(*(np.where(mask.reshape(-1, *[1] * (a.ndim - 1)), b, a) for a, b in zip(self, other)))
 
     def packed(self) -> tuple[np.ndarray, np.ndarray]:
-        """Two arrays for the device, as few as a callback can return (each costs time):
-        (n, 2 obs_dim + 2) float32 of obs, next_obs, reward, score; (n, 5) bool of the flags."""
-        return (np.concatenate([self.obs, self.next_obs, self.reward[:, None], self.score[:, None]], axis=1),
+        """Two arrays for the device, as few as a callback can return (each costs time): the
+        bytes of obs, next_obs (in their own dtype) and of reward and score (float32), (n,
+        `_packed_width`) uint8; and (n, 5) bool of the flags."""
+        n = len(self.reward)
+        as_bytes = lambda a: np.ascontiguousarray(a).view(np.uint8).reshape(n, -1)  # noqa: E731
+        numbers = np.stack([self.reward, self.score], axis=1).astype(np.float32)
+        return (np.concatenate([as_bytes(self.obs), as_bytes(self.next_obs), as_bytes(numbers)], axis=1),
                 np.stack([self.terminated, self.done, self.known, self.first, self.game_over], axis=1))
 
     @staticmethod
-    def unpacked(values: jax.Array, flags: jax.Array, obs_dim: int) -> _Record:
+    def unpacked(values: jax.Array, flags: jax.Array, obs_dim: int, dtype: np.dtype) -> _Record:
         """The inverse of `packed`, on the device (any leading axes)."""
-        return _Record(values[..., :obs_dim], values[..., obs_dim:2 * obs_dim], values[..., 2 * obs_dim],
-                       *(flags[..., i] for i in range(4)),
-                       values[..., 2 * obs_dim + 1], flags[..., 4])
+        width = obs_dim * dtype.itemsize
+        numbers = _from_bytes(values[..., 2 * width:], np.float32)
+        return _Record(_from_bytes(values[..., :width], dtype), _from_bytes(values[..., width:2 * width], dtype),
+                       numbers[..., 0], *(flags[..., i] for i in range(4)), numbers[..., 1], flags[..., 4])
+
+
+def _packed_width(obs_dim: int, dtype: np.dtype) -> int:
+    """Bytes per copy of `_Record.packed`'s first array."""
+    return 2 * obs_dim * dtype.itemsize + 2 * 4
+
+
+def _from_bytes(data: jax.Array, dtype: np.dtype) -> jax.Array:
+    """(..., k * itemsize) uint8 -> (..., k) of `dtype`, the bytes reinterpreted (no conversion)."""
+    if np.dtype(dtype) == np.uint8:
+        return data
+    return jax.lax.bitcast_convert_type(data.reshape(*data.shape[:-1], -1, np.dtype(dtype).itemsize), dtype)
 
 
 def _leaves(obs) -> list[np.ndarray]:
@@ -278,15 +301,15 @@ def _leaves(obs) -> list[np.ndarray]:
     return [np.asarray(obs)]
 
 
-def _flat(parts, obs, n: int) -> np.ndarray:
-    """A batch of n observations -> (n, obs_dim) float32, discrete indices one-hot."""
+def _flat(parts, obs, n: int, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:
+    """A batch of n observations -> (n, obs_dim) of `dtype` (`_obs_dtype`), discrete indices one-hot."""
     columns = []
     for leaf, part in zip(_leaves(obs), parts):
         if part.one_hot:
-            columns.append(np.eye(part.size, dtype=np.float32)[leaf.reshape(n).astype(np.int64)])
+            columns.append(np.eye(part.size, dtype=dtype)[leaf.reshape(n).astype(np.int64)])
         else:
-            columns.append(leaf.reshape(n, part.size).astype(np.float32))
-    return np.concatenate(columns, axis=1)
+            columns.append(leaf.reshape(n, part.size).astype(dtype, copy=False))
+    return columns[0] if len(columns) == 1 else np.concatenate(columns, axis=1)
 
 
 def _stack(observations) -> Any:
@@ -310,15 +333,15 @@ def _from_info(info: dict, key: str, default: np.ndarray) -> np.ndarray:
 class _Vector:
     """A Gymnasium vector env, whatever its autoreset mode, read as `_Record`s."""
 
-    def __init__(self, venv, parts):
+    def __init__(self, venv, parts, dtype: np.dtype):
         gymnasium = _gymnasium()
         modes = gymnasium.vector.AutoresetMode
         # The attribute first: SyncVectorEnv writes its mode into the env class's shared metadata.
         mode = getattr(venv, "autoreset_mode", None) or venv.metadata.get("autoreset_mode", modes.NEXT_STEP)
         self.mode = modes(mode)
-        self.venv, self.parts, self.n = venv, parts, venv.num_envs
+        self.venv, self.parts, self.dtype, self.n = venv, parts, dtype, venv.num_envs
         self.pending = np.zeros(self.n, bool)  # NEXT_STEP: these copies reset on their next step
-        self.obs = np.zeros((self.n, sum(p.size for p in parts)), np.float32)
+        self.obs = np.zeros((self.n, sum(p.size for p in parts)), dtype)
 
     def reset(self, seeds: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """(n, obs_dim) observations after resetting the copies in `mask` (all: None) with `seeds`."""
@@ -327,13 +350,13 @@ class _Vector:
         options = None if mask is None else {"reset_mask": mask}
         obs, _ = self.venv.reset(seed=[int(s) for s in seeds], options=options)
         self.pending[slice(None) if mask is None else mask] = False
-        self.obs = _flat(self.parts, obs, self.n)
+        self.obs = _flat(self.parts, obs, self.n, self.dtype)
         return self.obs
 
     def step(self, actions: np.ndarray) -> _Record:
         modes = _gymnasium().vector.AutoresetMode
         obs, reward, terminated, truncated, info = self.venv.step(actions)
-        obs = _flat(self.parts, obs, self.n)
+        obs = _flat(self.parts, obs, self.n, self.dtype)
         reward = np.asarray(reward, np.float32)
         terminated = np.asarray(terminated, bool)
         done = terminated | np.asarray(truncated, bool)
@@ -343,7 +366,7 @@ class _Vector:
             if done.any():
                 ended = np.flatnonzero(done & np.asarray(info.get("_final_obs", done), bool))
                 next_obs = obs.copy()
-                next_obs[ended] = _flat(self.parts, _stack(list(info["final_obs"][ended])), len(ended))
+                next_obs[ended] = _flat(self.parts, _stack(list(info["final_obs"][ended])), len(ended), self.dtype)
                 final_info = info.get("final_info", {})  # the ending step's info; `info` is the reset's there
                 score = np.where(done, _from_info(final_info, SCORE_KEY, reward), score)
                 game_over = np.where(done, _from_info(final_info, GAME_OVER_KEY, done), game_over)
@@ -352,7 +375,7 @@ class _Vector:
             first = np.zeros(self.n, bool)  # an end's observation is its final one; the reset comes next step
         elif done.any():  # DISABLED: qlax resets the ended copies
             reset_obs, _ = self.venv.reset(options={"reset_mask": done})
-            obs = _flat(self.parts, reset_obs, self.n)
+            obs = _flat(self.parts, reset_obs, self.n, self.dtype)
         self.obs = obs
         record = _Record(obs, next_obs, reward, terminated, done, np.ones(self.n, bool), first, score, game_over)
         if resetting is not None and resetting.any():
@@ -363,12 +386,12 @@ class _Vector:
         self.venv.close()
 
 
-def _work(pipe, source: _Source, count: int, parts) -> None:
+def _work(pipe, source: _Source, count: int, parts, dtype: np.dtype) -> None:
     """A worker process of `_Pool`: a `_Vector` of `count` copies, run by commands from the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt stops
     envs = None
     try:
-        envs = _Vector(source.vector(count), parts)
+        envs = _Vector(source.vector(count), parts, dtype)
         pipe.send((True, None))
         while True:
             command, args = pipe.recv()
@@ -404,13 +427,13 @@ class _Pool:
     `_Record`s like `_Vector`. Gymnasium's AsyncVectorEnv takes a process per copy; a
     population has members x num_envs copies, so qlax groups them, one process per core."""
 
-    def __init__(self, source: _Source, n: int, workers: int, parts):
+    def __init__(self, source: _Source, n: int, workers: int, parts, dtype: np.dtype):
         context = multiprocessing.get_context("spawn")  # no fork of a process running JAX's threads
         self.slices = [slice(int(s[0]), int(s[-1]) + 1) for s in np.array_split(np.arange(n), workers)]
         self.pipes, self.processes = [], []
         for part in self.slices:
             parent, child = context.Pipe()
-            process = context.Process(target=_work, args=(child, source, part.stop - part.start, parts),
+            process = context.Process(target=_work, args=(child, source, part.stop - part.start, parts, dtype),
                                       daemon=True)
             process.start()
             child.close()
@@ -476,7 +499,9 @@ class _Host:
 
     def __init__(self, source: _Source, num_envs: int):
         self.source, self.num_envs = source, num_envs
-        self.parts = jax_adapter.observation_parts(_described(source)[0], source.name)
+        obs_space = _described(source)[0]
+        self.parts = jax_adapter.observation_parts(obs_space, source.name)
+        self.dtype = _obs_dtype(obs_space)
         self.groups: dict[int, _Group] = {}
         self.lock = threading.Lock()
 
@@ -484,14 +509,13 @@ class _Host:
         """(the vector env of `members` members, whether it was just made)."""
         if members in self.groups:
             return self.groups[members], False
-        n = members * self.num_envs
-        parts = self.parts
+        n, parts = members * self.num_envs, self.parts
         if self.source.mode == "async":
             from qlax.devices import cpu_cores
 
-            envs = _Pool(self.source, n, min(cpu_cores(), n), parts)
+            envs = _Pool(self.source, n, min(cpu_cores(), n), parts, self.dtype)
         else:
-            envs = _Vector(self.source.vector(n), parts)
+            envs = _Vector(self.source.vector(n), parts, self.dtype)
         self.groups[members] = group = _Group(envs, members)
         weakref.finalize(self, envs.close)
         return group, True
@@ -588,26 +612,24 @@ def make(env_id: str, num_envs: int, env=None) -> VecEnv:
         raise EnvError(f"env = {short(source.name)}: Gymnasium environments are stepped on this host; a run "
                        f"of several processes cannot step them")
     host = _Host(source, num_envs)
-    obs_dtype = jnp.dtype(env_spec.obs_dtype)  # the host sends float32; uint8 frames are cast back exactly
-    obs = jax.ShapeDtypeStruct((num_envs, env_spec.obs_dim), jnp.float32)
+    obs_dtype = np.dtype(env_spec.obs_dtype)  # the host's too: frames travel as bytes
+    obs = jax.ShapeDtypeStruct((num_envs, env_spec.obs_dim), obs_dtype)
     token = jax.ShapeDtypeStruct((), jnp.uint32)
-    packed = (jax.ShapeDtypeStruct((num_envs, 2 * env_spec.obs_dim + 2), jnp.float32),
+    packed = (jax.ShapeDtypeStruct((num_envs, _packed_width(env_spec.obs_dim, obs_dtype)), jnp.uint8),
               jax.ShapeDtypeStruct((num_envs, 5), jnp.bool_))
 
     def reset(key):
-        first, token_now = jax.pure_callback(host.reset, (obs, token), _seeds(key, num_envs),
-                                             vmap_method="broadcast_all")
-        return first.astype(obs_dtype), token_now
+        return jax.pure_callback(host.reset, (obs, token), _seeds(key, num_envs), vmap_method="broadcast_all")
 
     def step(key, env_state, obs_now, action):
         action = action.astype(jnp.int32)
         seeds_actions = jnp.stack([_seeds(key, num_envs), action.astype(jnp.uint32)], axis=-1)
         values, flags, new_token = jax.pure_callback(host.step, (*packed, token), seeds_actions, env_state,
                                                      vmap_method="broadcast_all")
-        record = _Record.unpacked(values, flags, env_spec.obs_dim)
-        transition = Transition(obs=obs_now, action=action, reward=record.reward,
-                                next_obs=record.next_obs.astype(obs_dtype), terminated=record.terminated)
-        return EnvStep(record.obs.astype(obs_dtype), new_token, transition, record.done, record.known, record.first,
+        record = _Record.unpacked(values, flags, env_spec.obs_dim, obs_dtype)
+        transition = Transition(obs=obs_now, action=action, reward=record.reward, next_obs=record.next_obs,
+                                terminated=record.terminated)
+        return EnvStep(record.obs, new_token, transition, record.done, record.known, record.first,
                        record.score, record.game_over)
 
     return VecEnv(spec=env_spec, num_envs=num_envs, reset=reset, step=step, restart=jnp.zeros_like)
