@@ -6,6 +6,9 @@
   actions (emulator, frame skip, pooling, resize, stacking: the host's ceiling per core);
   beside it Gymnasium's AtariPreprocessing + FrameStackObservation on the same loop, where
   OpenCV is installed (it resizes with cv2, qlax with numpy);
+- in the loop: the preset's envs stepped through the Gymnasium adapter inside a compiled
+  `lax.scan` with random actions, nothing learned (the host loop plus a callback per
+  vector step and the frames' trip to the device and back);
 - parts: the Nature network's Q-values for one vector step's `--num-envs` observations
   (acting), and a gradient through 64 frame stacks (about one update: the online network
   at 32 observations, the target at their 32 next ones);
@@ -32,7 +35,7 @@ import numpy as np
 
 import qlax
 from qlax import qfunctions
-from qlax.envs import atari
+from qlax.envs import atari, make_env
 
 CHUNK_VECTOR_STEPS = 250
 
@@ -59,6 +62,25 @@ def gymnasium_reference(game: str):
 
     game = atari.gymnasium.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0)
     return FrameStackObservation(AtariPreprocessing(game, terminal_on_life_loss=False), 4)
+
+
+def in_loop_steps_per_s(env_name: str, num_envs: int, vector_steps: int) -> float:
+    """Env steps/s of `num_envs` copies of `env_name` stepped by qlax inside a compiled scan
+    with random actions (compile and a first scan excluded; the best of 3; the copies play on
+    from where each scan left them)."""
+    env = make_env(env_name, num_envs)
+    num_actions = env.spec.num_actions
+
+    @jax.jit
+    def steps(obs, env_state, key):
+        def step(carry, k):
+            obs, env_state = carry
+            stepped = env.step(k, env_state, obs, jax.random.randint(k, (num_envs,), 0, num_actions))
+            return (stepped.obs, stepped.env_state), stepped.transition.reward
+        return jax.lax.scan(step, (obs, env_state), jax.random.split(key, vector_steps))
+
+    first = env.reset(jax.random.key(0))
+    return num_envs * vector_steps / min(repeat_timings(lambda: steps(*first, jax.random.key(1)), 3))
 
 
 def network_ms(config, num_envs: int) -> dict:
@@ -97,6 +119,9 @@ def main():
         result["gymnasium_host_steps_per_s"] = host_steps_per_s(reference, args.host_steps)
         print(f"host loop, Gymnasium's wrappers: {result['gymnasium_host_steps_per_s']:8.0f} env steps/s")
 
+    result["in_loop_steps_per_s"] = in_loop_steps_per_s(config.env, config.num_envs,
+                                                        max(1, args.host_steps // config.num_envs))
+    print(f"in the loop, {config.num_envs} {config.env} envs: {result['in_loop_steps_per_s']:8.0f} env steps/s")
     result.update(network_ms(config, min(config.num_envs, 64)))
     print(f"Nature network: acting on {min(config.num_envs, 64)} frame stacks {result['act_ms']:.1f} ms, "
           f"a gradient through 64 {result['grad_64_ms']:.1f} ms")
