@@ -23,9 +23,9 @@ accepted; multi-agent and combinatorial ones with `MultiDiscreteArray` actions, 
 continuous ones, are refused.
 
 The `knapsack-pqn` preset solves Knapsack-v1 (a mean greedy value of 19.0, 95% of the
-optimum's 20.05; random legal play packs 13.6): `qlax train knapsack-pqn` solved 6 of
-8 seeds in 940 s on a 2-core CPU shared with other jobs, every seed stopping after
-passing a greedy check, at 1.4 to 2.1 million env steps (docs/environments.md).
+optimum's 20.05; random legal play packs 13.6): `qlax train knapsack-pqn` solved 8 of
+8 seeds in 952 s on a 2-core CPU shared with other jobs, every seed stopping after
+passing a greedy check, at 1.4 to 2.9 million env steps (docs/environments.md).
 """
 
 from __future__ import annotations
