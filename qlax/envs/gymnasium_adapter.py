@@ -444,14 +444,15 @@ class _Pool:
         self._gather()
 
     def _gather(self) -> list:
-        """Each worker's answer; a worker that died is an error, whether or not its pipe closed."""
+        """Each worker's answer; a worker that died is an error, however its pipe ends (closed,
+        reset, or open with nothing more to come)."""
         results = []
         for pipe, process in zip(self.pipes, self.processes):
             try:
                 if pipe not in multiprocessing.connection.wait([pipe, process.sentinel]):
                     raise EOFError
                 ok, value = pipe.recv()
-            except EOFError:
+            except (EOFError, OSError):
                 process.join(timeout=1)
                 ok, value = False, f"the worker process died (exit code {process.exitcode})"
             if not ok:
@@ -459,15 +460,23 @@ class _Pool:
             results.append(value)
         return results
 
+    def _ask(self, command: str, parts_args) -> list:
+        """Send each worker its command, then gather the answers (a dead worker's pipe may
+        refuse the command: `_gather` names the death)."""
+        for pipe, args in zip(self.pipes, parts_args):
+            try:
+                pipe.send((command, args))
+            except OSError:
+                pass
+        return self._gather()
+
     def reset(self, seeds: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        for pipe, part in zip(self.pipes, self.slices):
-            pipe.send(("reset", (seeds[part], None if mask is None else mask[part])))
-        return np.concatenate(self._gather())
+        return np.concatenate(self._ask("reset", [(seeds[part], None if mask is None else mask[part])
+                                                  for part in self.slices]))
 
     def step(self, actions: np.ndarray) -> _Record:
-        for pipe, part in zip(self.pipes, self.slices):
-            pipe.send(("step", (actions[part],)))
-        return _Record(*(np.concatenate(fields) for fields in zip(*self._gather())))
+        answers = self._ask("step", [(actions[part],) for part in self.slices])
+        return _Record(*(np.concatenate(fields) for fields in zip(*answers)))
 
     def close(self) -> None:
         self._finalizer()
