@@ -298,14 +298,20 @@ def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
 
 def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda outputs: outputs) -> QFunction:
     """The Q-function `config.q_function` names, for the environment `spec`, with
-    `outputs_per_action` outputs per action turned into Q-values by `q_values`."""
-    from qlax.config import ConfigError
+    `outputs_per_action` outputs per action turned into Q-values by `q_values`, acting
+    among the actions `spec`'s mask allows."""
     from qlax.envs.base import legal_actions
 
+    return _torso(config, spec, outputs_per_action, q_values)._replace(legal=functools.partial(legal_actions, spec))
+
+
+def _torso(config, spec, outputs_per_action: int, q_values: Callable) -> QFunction:
+    """`build`'s Q-function before its action mask."""
+    from qlax.config import ConfigError
+
     low, high = observation_bounds(config, spec)
-    legal = functools.partial(legal_actions, spec)
     if config.q_function == "linear_rbf":
-        return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)._replace(legal=legal)
+        return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)
     conv, nature = config.q_function == "conv", config.q_function == "nature"
     if conv and len(spec.obs_shape) != 3:
         raise ConfigError(f"q_function = 'conv': env '{spec.id}' has observations of shape {spec.obs_shape}; "
@@ -318,7 +324,7 @@ def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda
                    conv_channels=tuple(config.conv_channels) if conv else (),
                    noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature)
     obs_scale = normalization.pixel_scale(spec.obs_dim) if nature else normalization.fixed_scale(low, high)
-    return network(net, spec.obs_dim, obs_scale, q_values)._replace(legal=legal)
+    return network(net, spec.obs_dim, obs_scale, q_values)
 
 
 def check_frames(spec) -> None:

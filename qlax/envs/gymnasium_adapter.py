@@ -621,7 +621,7 @@ def make(env_id: str, num_envs: int, env=None) -> VecEnv:
         raise EnvError(f"env = {short(source.name)}: Gymnasium environments are stepped on this host; a run "
                        f"of several processes cannot step them")
     host = _Host(source, num_envs)
-    obs_dtype = np.dtype(env_spec.obs_dtype)  # the host's too: frames travel as bytes
+    obs_dtype = host.dtype  # the spec's too: frames travel as bytes
     obs = jax.ShapeDtypeStruct((num_envs, env_spec.obs_dim), obs_dtype)
     token = jax.ShapeDtypeStruct((), jnp.uint32)
     packed = (jax.ShapeDtypeStruct((num_envs, _packed_width(env_spec.obs_dim, obs_dtype)), jnp.uint8),
