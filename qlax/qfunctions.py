@@ -33,6 +33,10 @@ import numpy as np
 
 from qlax import features, normalization
 
+# Initial weights of the hidden layers and convolutions (`weight_init`): flax's default,
+# LeCun normal (variance 1 / fan-in), or He normal (2 / fan-in, for relu layers), which
+# purejaxql's PQN uses on Atari. The Q head always starts LeCun normal.
+WEIGHT_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "he_normal": nn.initializers.he_normal()}
 
 class QFunction(NamedTuple):
     """init(key, hparams) -> params; features(params, obs) -> phi; head(params, phi, noise=None)
@@ -140,11 +144,12 @@ class Conv3x3(nn.Module):
     """
 
     features: int
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x):
         channels = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, channels, self.features))
+        kernel = self.param("kernel", WEIGHT_INITS[self.weight_init], (3, 3, channels, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         height, width = x.shape[-3], x.shape[-2]
         padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
@@ -169,11 +174,12 @@ class ValidConv(nn.Module):
     features: int
     size: int
     stride: int
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x):
         channels, size, stride = x.shape[-1], self.size, self.stride
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (size, size, channels, self.features))
+        kernel = self.param("kernel", WEIGHT_INITS[self.weight_init], (size, size, channels, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         blocks_per_kernel = size // stride
         out_h, out_w = (x.shape[-3] - size) // stride + 1, (x.shape[-2] - size) // stride + 1
@@ -201,7 +207,8 @@ class QNetwork(nn.Module):
     `obs_shape` set: observations are reshaped to it (H, W, C) and convolved first; with
     `nature`, it is (frames, H, W), frames as channels, through `NATURE_CONVS` (each
     followed by layer norm when `layer_norm` is set, as PQN's network does).
-    `noisy_sigma0` set: every dense layer is a `NoisyDense`.
+    `noisy_sigma0` set: every dense layer is a `NoisyDense`. `weight_init` names the
+    initial weights (`WEIGHT_INITS`) of the convolutions and the non-noisy hidden layers.
     """
 
     hidden_sizes: tuple[int, ...]
@@ -214,11 +221,13 @@ class QNetwork(nn.Module):
     conv_channels: tuple[int, ...] = ()
     noisy_sigma0: float | None = None
     nature: bool = False
+    weight_init: str = "lecun_normal"
 
-    def dense(self, features: int, name: str | None = None):
+    def dense(self, features: int, name: str | None = None, hidden: bool = False):
         if self.noisy_sigma0 is not None:
             return NoisyDense(features, self.noisy_sigma0, name=name)
-        return nn.Dense(features, name=name)
+        init = WEIGHT_INITS[self.weight_init] if hidden else WEIGHT_INITS["lecun_normal"]
+        return nn.Dense(features, kernel_init=init, name=name)
 
     @nn.compact
     def __call__(self, x):
@@ -228,13 +237,13 @@ class QNetwork(nn.Module):
             if self.nature:
                 x = jnp.moveaxis(x, -3, -1)  # frames last, as channels
                 for channels, size, stride in NATURE_CONVS:
-                    x = ValidConv(channels, size, stride)(x)
+                    x = ValidConv(channels, size, stride, self.weight_init)(x)
                     x = activation(nn.LayerNorm()(x) if self.layer_norm else x)
             for channels in self.conv_channels:
-                x = activation(Conv3x3(channels)(x))
+                x = activation(Conv3x3(channels, self.weight_init)(x))
             x = x.reshape(x.shape[:-3] + (-1,))
         for width in self.hidden_sizes:
-            x = self.dense(width)(x)
+            x = self.dense(width, hidden=True)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = activation(x)
@@ -322,7 +331,7 @@ def _torso(config, spec, outputs_per_action: int, q_values: Callable) -> QFuncti
     net = QNetwork(tuple(config.hidden_sizes), spec.num_actions, config.activation, config.layer_norm,
                    config.dueling, outputs_per_action, obs_shape=tuple(spec.obs_shape) if conv or nature else None,
                    conv_channels=tuple(config.conv_channels) if conv else (),
-                   noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature)
+                   noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature, weight_init=config.weight_init)
     obs_scale = normalization.pixel_scale(spec.obs_dim) if nature else normalization.fixed_scale(low, high)
     return network(net, spec.obs_dim, obs_scale, q_values)
 

@@ -159,6 +159,21 @@ def test_nature_torso_is_flax_convs_over_frames_divided_by_255(layer_norm):
     np.testing.assert_allclose(q.apply(params, frames), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_he_normal_scales_the_hidden_layers_and_convolutions_not_the_head():
+    """He normal draws LeCun normal's numbers times sqrt(2) (both truncated normals over the
+    fan-in), so from one key the two networks differ by exactly that, the head not at all."""
+    config = TrainConfig(q_function="nature", hidden_sizes=[512], layer_norm=True)
+    lecun, he = (qfunctions.build(config.replace(weight_init=init), FRAMES).init(jax.random.PRNGKey(0),
+                                                                                 config.hparams())["net"]["params"]
+                 for init in ("lecun_normal", "he_normal"))
+    for name in ("ValidConv_0", "ValidConv_1", "ValidConv_2", "Dense_0"):
+        np.testing.assert_allclose(he[name]["kernel"], np.sqrt(2.0) * lecun[name]["kernel"], rtol=1e-6)
+        np.testing.assert_array_equal(he[name]["bias"], lecun[name]["bias"])
+    np.testing.assert_array_equal(he["Dense_1"]["kernel"], lecun["Dense_1"]["kernel"])  # the Q head
+    fan_in = 3136  # 7 x 7 x 64 into the 512 units
+    assert abs(float(np.std(he["Dense_0"]["kernel"])) - np.sqrt(2.0 / fan_in)) < 0.02 * np.sqrt(2.0 / fan_in)
+
+
 def test_the_nature_torso_refuses_what_it_cannot_read():
     with pytest.raises(ConfigError, match="q_function 'nature' divides pixels by 255"):
         TrainConfig().replace(q_function="nature", obs_scaling="none")
