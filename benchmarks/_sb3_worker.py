@@ -2,7 +2,8 @@
 
     python _sb3_worker.py '{"env": {...}, "dqn": {...}, "warmup_steps": N, "timed_steps": N, "threads": N}'
 
-env: {"maker": a name in ENV_MAKERS, "id": the Gymnasium id, "num_envs": n}; policy: SB3's
+env: {"maker": a name in ENV_MAKERS, "id": the Gymnasium id, "num_envs": n, "vec_env": "dummy" (SB3's
+DummyVecEnv, one process) or "subproc" (SubprocVecEnv, a process per copy)}; policy: SB3's
 policy name (MlpPolicy, CnnPolicy); dqn: keyword arguments of `stable_baselines3.DQN` (plus
 "net_arch"). The model first learns
 `warmup_steps` env steps untimed (past learning_starts, so every timed step also learns),
@@ -11,6 +12,7 @@ Prints one JSON line: env steps/s of the timed part and
 the versions. No qlax here: this venv holds only SB3, PyTorch and Gymnasium.
 """
 
+import functools
 import json
 import sys
 import time
@@ -20,23 +22,35 @@ import stable_baselines3
 import torch
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 
 
 def gymnasium_env(settings: dict):
-    """n copies of a Gymnasium id in SB3's DummyVecEnv, as SB3's examples build them."""
-    return make_vec_env(settings["id"], n_envs=settings["num_envs"], seed=0)
+    """n copies of a Gymnasium id in SB3's vector env, as SB3's examples build them."""
+    return make_vec_env(settings["id"], n_envs=settings["num_envs"], seed=0,
+                        vec_env_cls=VEC_ENVS[settings.get("vec_env", "dummy")])
+
+
+def ale_game(game_id: str, **kwargs):
+    """gymnasium.make of an ALE id, registering ale-py's ids first: SubprocVecEnv's workers
+    start in fresh processes, where they are not registered yet."""
+    import ale_py
+
+    gymnasium.register_envs(ale_py)
+    return gymnasium.make(game_id, **kwargs)
 
 
 def atari_env(settings: dict):
     """n copies of an ALE NoFrameskip-v4 game through SB3's AtariWrapper (no-op starts, frame
     skip 4 with max-pooling, 84x84 gray, a lost life as an end, clipped rewards; FIRE after a
     reset) and 4 frames stacked, as rl-baselines3-zoo trains DQN on Atari."""
-    import ale_py
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
-    gymnasium.register_envs(ale_py)
-    return VecFrameStack(make_atari_env(settings["id"], n_envs=settings["num_envs"], seed=0), n_stack=4)
+    return VecFrameStack(make_atari_env(functools.partial(ale_game, settings["id"]), n_envs=settings["num_envs"],
+                                        seed=0, vec_env_cls=VEC_ENVS[settings.get("vec_env", "dummy")]), n_stack=4)
 
 
 ENV_MAKERS = {"gymnasium": gymnasium_env, "atari": atari_env}
@@ -54,6 +68,7 @@ def main():
     started = time.perf_counter()
     model.learn(total_timesteps=settings["timed_steps"], reset_num_timesteps=False)
     seconds = time.perf_counter() - started
+    env.close()
     print(json.dumps({"env_steps_per_s": settings["timed_steps"] / seconds, "timed_s": seconds,
                       "torch_threads": torch.get_num_threads(), "device": str(model.device),
                       "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,

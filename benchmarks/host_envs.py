@@ -8,11 +8,14 @@ Per case, env steps per second while training, compile and warm-up excluded:
          step for every seed at once), for each population size of --seeds: --chunks
          chunks timed after one untimed chunk (which crosses learning_starts), early stop
          off, so every timed step acts, stores and learns (`_timing.qlax_steps_per_s`);
+  qlax   pong also as `atari:Pong@async` (one seed): the copies in worker processes, one
+         per core, against SB3's SubprocVecEnv below;
   qlax   the same settings on the in-program (gymnax) version of the environment, where
          there is one, for what the host costs;
   SB3    `stable_baselines3.DQN` with the same settings, translated by `sb3_settings`:
-         num_envs copies (its DummyVecEnv), one update round of gradient_steps updates on
-         batch_size transitions per train_freq env steps, the same network, buffer,
+         num_envs copies (its DummyVecEnv; for pong also its SubprocVecEnv), one update
+         round of gradient_steps updates on batch_size transitions per train_freq env
+         steps, the same network, buffer,
          learning_starts, n-step returns, target period, learning rate, gamma, loss and
          epsilon schedule (SB3's DQN has no double Q: qlax's double Q costs it one more
          head pass per update); one seed. It learns as many env steps untimed as qlax's untimed
@@ -26,7 +29,8 @@ Per case, env steps per second while training, compile and warm-up excluded:
 
 Goals (issue #13): qlax >= 5x SB3's env steps/s on CartPole and >= 3x on Pong, printed
 for qlax's one seed and for its population (aggregate env steps/s of all seeds, SB3's one
-seed); on Pong, EnvPool inside the program >= 2x qlax's own Gymnasium path (one seed each).
+seed), each against SB3 in the like vector env (@async against SubprocVecEnv); on Pong,
+EnvPool inside the program >= 2x qlax's own Gymnasium path (one seed each).
 
 Cases: `cartpole` (cartpole-dqn on gymnasium:CartPole-v1; gymnax's CartPole-v1 in the
 program), `pong` (pong-dqn on atari:Pong, the Nature network, one update per 4 env
@@ -67,6 +71,7 @@ class Case:
     sb3_env_maker: str  # a name in _sb3_worker.ENV_MAKERS
     goal: float  # qlax / SB3 env steps/s to reach
     in_program_goal: float | None = None  # in-program env / host env steps/s to reach, if any
+    async_too: bool = False  # also time config.env@async (one seed) against SB3's SubprocVecEnv
 
 
 def cartpole() -> TrainConfig:
@@ -78,14 +83,15 @@ def pong() -> TrainConfig:
 
 
 CASES = {"cartpole": Case(cartpole, "CartPole-v1", "gymnasium", 5.0),
-         "pong": Case(pong, "envpool:Pong-v5", "atari", 3.0, in_program_goal=2.0)}
+         "pong": Case(pong, "envpool:Pong-v5", "atari", 3.0, in_program_goal=2.0, async_too=True)}
 SB3_POLICIES = {"mlp": "MlpPolicy", "nature": "CnnPolicy"}  # SB3's CnnPolicy is the Nature network
 SB3_ENV_IDS = {"atari:Pong": "PongNoFrameskip-v4"}
 
 
 def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps: int, threads: int,
-                 device: str = "cpu") -> dict:
-    """qlax's DQN settings as SB3's DQN takes them (env steps where SB3 counts env steps)."""
+                 device: str = "cpu", vec_env: str = "dummy") -> dict:
+    """qlax's DQN settings as SB3's DQN takes them (env steps where SB3 counts env steps), in
+    SB3's DummyVecEnv (`vec_env` "dummy", one process) or SubprocVecEnv ("subproc")."""
     if (config.algorithm, config.activation, config.target, config.loss) != ("dqn", "relu", "periodic", "huber") \
             or config.q_function not in SB3_POLICIES:
         raise ValueError("sb3_settings translates DQN with an MLP or the Nature network of relu layers, a periodic "
@@ -93,7 +99,7 @@ def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps
     total = warmup_steps + timed_steps
     decay_env_steps = config.eps_decay_steps * config.num_envs
     return {
-        "env": {"maker": maker, "num_envs": config.num_envs,
+        "env": {"maker": maker, "num_envs": config.num_envs, "vec_env": vec_env,
                 "id": SB3_ENV_IDS.get(config.env) or config.env.removeprefix("gymnasium:").partition("@")[0]},
         "policy": SB3_POLICIES[config.q_function],
         "dqn": {"learning_rate": config.lr, "buffer_size": config.buffer_size,
@@ -140,6 +146,11 @@ def run_sb3(settings: dict, python: str | None) -> dict | None:
     return json.loads(lines[-1])
 
 
+def sb3_vec_env(env: str) -> str:
+    """SB3's like-for-like of a qlax host env: worker processes for @async, else one process."""
+    return "subproc" if env.endswith("@async") else "dummy"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="cartpole", help=f"comma-separated, of {', '.join(CASES)}")
@@ -168,6 +179,11 @@ def main():
             measured = qlax_steps_per_s(config.replace(seeds=seeds), args.chunks)
             rows.append({"library": "qlax", "env": config.env, "seeds": seeds, **measured})
             print(f"  qlax  {seeds:>3} seed(s), host env:    {measured['steps_per_s']:>9,.0f} env steps/s", flush=True)
+        if case.async_too:
+            env = f"{config.env}@async"
+            measured = qlax_steps_per_s(config.replace(env=env, seeds=1), args.chunks)
+            rows.append({"library": "qlax", "env": env, "seeds": 1, **measured})
+            print(f"  qlax    1 seed(s), host env @async: {measured['steps_per_s']:>8,.0f} env steps/s", flush=True)
         if case.in_program_env is not None:
             measured = qlax_steps_per_s(config.replace(env=case.in_program_env, seeds=1), args.chunks)
             rows.append({"library": "qlax", "env": case.in_program_env, "seeds": 1, **measured})
@@ -179,21 +195,24 @@ def main():
                 print(f"  qlax in-program / host env, 1 seed: {ratio:.2f}x   goal >= {case.in_program_goal:g}x: "
                       f"{'met' if ratio >= case.in_program_goal else 'NOT met'}", flush=True)
         warmup = config.chunk_steps * config.num_envs  # as qlax's untimed chunk
-        theirs = run_sb3(sb3_settings(config, case.sb3_env_maker, warmup, args.sb3_steps, args.sb3_threads,
-                                      args.sb3_device), args.sb3_python)
-        if theirs is None:
-            results.append({"case": name, "qlax": rows, "sb3": None})
-            continue
-        print(f"  SB3     1 seed,    DummyVecEnv:    {theirs['env_steps_per_s']:>9,.0f} env steps/s "
-              f"(torch {theirs['versions']['torch']}, {theirs['torch_threads']} threads)", flush=True)
+        theirs = {}
+        for vec_env in ("dummy", "subproc") if case.async_too else ("dummy",):
+            result = run_sb3(sb3_settings(config, case.sb3_env_maker, warmup, args.sb3_steps, args.sb3_threads,
+                                          args.sb3_device, vec_env), args.sb3_python)
+            if result is not None:
+                theirs[vec_env] = result
+                print(f"  SB3     1 seed, {vec_env:>8} VecEnv: {result['env_steps_per_s']:>9,.0f} env steps/s "
+                      f"(torch {result['versions']['torch']}, {result['torch_threads']} threads)", flush=True)
         ratios = {}
         for row in rows:
-            if row["env"] == config.env:
-                ratios[row["seeds"]] = ratio = row["steps_per_s"] / theirs["env_steps_per_s"]
-                verdict = f"   goal >= {case.goal:g}x: {'met' if ratio >= case.goal else 'NOT met'}"
-                print(f"  qlax {row['seeds']} seed(s) / SB3 one seed: {ratio:.2f}x{verdict}", flush=True)
-        results.append({"case": name, "qlax": rows, "sb3": theirs,
-                        "ratio_by_seeds": {str(k): round(v, 3) for k, v in ratios.items()}})
+            sb3 = theirs.get(sb3_vec_env(row["env"]))
+            if row["env"].startswith(config.env) and sb3 is not None:
+                label = f"{row['env']}, {row['seeds']} seed(s)"
+                ratios[label] = ratio = row["steps_per_s"] / sb3["env_steps_per_s"]
+                print(f"  qlax {label} / SB3 one seed ({sb3_vec_env(row['env'])}): {ratio:.2f}x   goal >= "
+                      f"{case.goal:g}x: {'met' if ratio >= case.goal else 'NOT met'}", flush=True)
+        results.append({"case": name, "qlax": rows, "sb3": theirs or None,
+                        "ratios": {k: round(v, 3) for k, v in ratios.items()}})
     emit({"benchmark": "host_envs", "goals": {name: CASES[name].goal for name in cases}, "results": results})
 
 
