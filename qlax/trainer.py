@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from qlax import algorithms, episodes
-from qlax.algorithms import Algorithm, Rollout
+from qlax.algorithms import MEMBERS, Algorithm, Rollout
 from qlax.config import DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, static_key
 from qlax.envs import VecEnv, make_env
 from qlax.evaluate import make_evaluate
@@ -277,7 +277,8 @@ def population(trainer: Trainer, placement: Placement) -> Population:
         sharding = placement.sharding
         _POPULATIONS[key] = (
             jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding),
-            jax.jit(jax.vmap(trainer.run_chunk), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
+            jax.jit(jax.vmap(trainer.run_chunk, axis_name=MEMBERS), in_shardings=sharding, out_shardings=sharding,
+                    donate_argnums=0),
             jax.jit(jax.vmap(trainer.observe), in_shardings=sharding, out_shardings=sharding),
             None if trainer.restart is None else
             jax.jit(jax.vmap(trainer.restart), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),

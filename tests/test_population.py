@@ -77,6 +77,22 @@ def test_a_sweep_member_trains_as_a_run_of_its_setting(lr_sweep):
     np.testing.assert_allclose(lr_sweep.eval_mean_return[rows[0]:rows[-1] + 1], alone.eval_mean_return, atol=1e-3)
 
 
+def test_members_due_different_updates_train_as_runs_of_their_setting():
+    """A round every 2 vector steps, so an update runs only where some member is due it
+    (`algorithms.member_max`): the member still warming up computes the other's and drops
+    them, and each trains as it does alone, where its own cadence is all that runs."""
+    config = SMALL.replace(train_freq=8, gradient_steps=2, total_steps=400)
+    swept = qlax.sweep(config, {"learning_starts": [100, 300]}, progress=False)
+    updates = []
+    for setting, learning_starts in enumerate((100, 300)):
+        alone = qlax.train(config.replace(learning_starts=learning_starts), progress=False)
+        rows = [swept.members.member(setting, seed) for seed in range(2)]
+        assert_same_training(jax.tree.map(lambda leaf: np.asarray(leaf)[rows], swept.state), alone.state)
+        updates.append(np.asarray(alone.state.agent.learner.updates).tolist())
+    # 100 vector steps of 4 envs, a round of 2 every 8 env steps once the buffer holds learning_starts
+    assert updates == [[2 * (50 - 12)] * 2, [2 * (50 - 37)] * 2]
+
+
 def test_a_sweep_writes_members_settings_and_a_table(lr_sweep):
     run_dir = lr_sweep.run_dir
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -9,6 +9,10 @@ algorithm says how its agent acts and how it learns from what was collected:
     actions, agent = algorithm.act(agent, obs, key, hparams, vector_steps, active)
     agent, learned = algorithm.learn(agent, rollout, key, hparams, vector_steps, active)
 
+The trainer vmaps both over the population's members with the axis name `MEMBERS`, so
+an algorithm can skip work no member needs (`member_max`) where a per-member condition
+would, under vmap, compute it for every member and select.
+
 `learn` runs after every `rollout_steps` vector steps (1 for the DQN family, a PQN
 rollout's length for PQN) on a `Rollout` with a leading time axis. Both functions leave
 the agent unchanged where `active` is false (a frozen member), so the trainer never
@@ -37,6 +41,20 @@ ALGORITHMS = {
     "qrdqn": "qrdqn",  # quantile regression DQN (Dabney et al. 2018)
     "pqn": "pqn",  # parallelised Q-network: rollouts, Q(lambda), epochs, no replay, no target (Gallici et al. 2025)
 }
+
+
+MEMBERS = "members"  # the population's vmap axis (`trainer.population`)
+
+
+def member_max(x: jax.Array) -> jax.Array:
+    """The largest of the population's members' `x` (int32 ()), as one value shared by all:
+    a `lax.cond` on it really skips what no member needs, where a cond on a member's own
+    value becomes, under vmap, both branches and a select. It costs a collective across
+    the population's devices. Outside the population's vmap (one agent alone) it is `x`."""
+    try:
+        return jax.lax.pmax(x, MEMBERS)
+    except NameError:  # MEMBERS is not bound here
+        return x
 
 
 @struct.dataclass
