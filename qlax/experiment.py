@@ -31,8 +31,8 @@ from qlax.evaluate import evaluate_members
 from qlax.interrupt import GracefulInterrupt
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
-from qlax.rundir import (CONFIG_FILE, GRID_FILE, RunDirError, claim, finished_summary, latest_checkpoint,
-                         load_members, load_state, lock, member_template, run_settings)
+from qlax.rundir import (CONFIG_FILE, ENV_RECIPE_FILE, GRID_FILE, RunDirError, claim, finished_summary,
+                         latest_checkpoint, load_members, load_state, lock, member_template, run_settings)
 from qlax.sweep import Members
 from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
 
@@ -142,6 +142,8 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
         run = _init(members, planned, progress)
         if run_dir is not None and is_writer():
             (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(members.config.to_dict(), sort_keys=False))
+            if env is not None and (recipe := envs.recipe(env)) is not None:
+                (run_dir / ENV_RECIPE_FILE).write_text(recipe)
             if members.grid:
                 grid_text = yaml.safe_dump({k: list(v) for k, v in members.grid}, sort_keys=False)
                 (run_dir / GRID_FILE).write_text(grid_text)

@@ -31,11 +31,12 @@ from qlax.trainer import Trainer, make_train, solve_threshold
 CONFIG_FILE = "config.yaml"
 GRID_FILE = "grid.yaml"
 EVAL_FILE = "eval.json"
+ENV_RECIPE_FILE = "env_spec.json"  # a Gymnasium env object's spec (`envs.recipe`), re-made without Python
 LOCK_FILE = ".lock"
 # A directory with any of these holds a run; --overwrite deletes the run's files (and its GIFs).
 RUN_MARKERS = (CONFIG_FILE, reports.METRICS_FILE, reports.SUMMARY_FILE, checkpoint.CHECKPOINT_DIR)
 RUN_FILES = (CONFIG_FILE, GRID_FILE, reports.METRICS_FILE, reports.SUMMARY_FILE, reports.SWEEP_FILE, EVAL_FILE,
-             "learning_curve.png")
+             ENV_RECIPE_FILE, "learning_curve.png")
 
 
 class RunDirError(ValueError):
@@ -244,8 +245,12 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 
 def load_members(run_dir: str | Path, episodes: int | None = None, env: Any = None) -> Members:
     """The members of the run in `run_dir` (its config, and its grid for a sweep); `env`: the
-    environment object of a run trained with `train(..., env=...)`, registered under its name."""
+    environment object of a run trained with `train(..., env=...)`, registered under its name
+    (where not given, a Gymnasium env object is re-made from the spec the run saved)."""
     config = load_run_config(run_dir)
+    recipe = Path(run_dir) / ENV_RECIPE_FILE
+    if env is None and recipe.is_file() and not envs.is_registered(config.env):
+        env = envs.remake(config.env, recipe.read_text())  # a new process: the object from its saved spec
     if env is not None:
         envs.register(env, config.env)
     if episodes is not None:

@@ -5,7 +5,11 @@ The probes (`gym_probes.Counter`) carry their step count and an episode tag in t
 observation, so every stored transition can be checked from its own numbers.
 """
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -363,6 +367,32 @@ def test_a_gymnasium_env_object_trains_resumes_and_evaluates(tmp_path):
     assert all(r in (6.0, 15.0) for r in evaluation["min_return"] + evaluation["max_return"])
     policy, _ = qlax.load_policy(out, seed=1, env=gym_probes.counter())
     assert int(policy(np.array([0.0, 2.0], np.float32))) in (0, 1)
+
+
+def test_the_command_line_re_makes_a_gymnasium_env_object_from_the_spec_its_run_saved(tmp_path):
+    """The command line has no object to pass: a Gymnasium env object with a spec is saved
+    with its run (env_spec.json) and re-made from it, as gymnasium.make builds it, in a new
+    process; an object without one is named there in one line that says what to do."""
+    def evaluate_in_a_new_process(run_dir):
+        return subprocess.run([sys.executable, "-m", "qlax.cli", "eval", str(run_dir)], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+    out = tmp_path / "object"
+    config = TRAIN.replace(total_steps=NUM_ENVS * 20, eval_episodes=3)
+    trained = qlax.train(config, env=gymnasium.make("CartPole-v1", max_episode_steps=40), out=out, progress=False)
+    assert trained.summary["env"] == "object:CartPole-v1"
+    assert json.loads((out / "env_spec.json").read_text())["max_episode_steps"] == 40
+    by_python = evaluate_run(out, env=gymnasium.make("CartPole-v1", max_episode_steps=40))
+    assert evaluate_in_a_new_process(out).returncode == 0
+    from_cli = json.loads((out / "eval.json").read_text())
+    assert from_cli["min_return"] == by_python["min_return"] and from_cli["max_return"] == by_python["max_return"]
+    assert max(from_cli["max_return"]) <= 40  # its time limit, from the saved spec
+
+    no_spec = tmp_path / "no-spec"
+    qlax.train(config, env=gym_probes.counter(), out=no_spec, progress=False)
+    assert not (no_spec / "env_spec.json").exists()
+    failed = evaluate_in_a_new_process(no_spec)
+    assert failed.returncode == 2 and "pass it again, e.g. qlax.resume(run_dir, env=my_env)" in failed.stderr
 
 
 @pytest.mark.slow

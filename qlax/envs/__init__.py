@@ -20,10 +20,10 @@ import sys
 from qlax.config import short
 from qlax.envs import gymnax_adapter, jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
-from qlax.envs.jax_adapter import Box, Discrete, TimeStep, register
+from qlax.envs.jax_adapter import Box, Discrete, TimeStep, is_registered, register
 
-__all__ = ["Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "make_env",
-           "register", "supported", "task_id"]
+__all__ = ["Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "is_registered",
+           "make_env", "recipe", "register", "remake", "supported", "task_id"]
 
 # prefix -> the adapter module, which gives spec(id) -> EnvSpec and make(id, num_envs) -> VecEnv.
 SOURCES = {
@@ -67,6 +67,21 @@ def _gymnasium_object(name: str):
     if gymnasium is None or not isinstance(env, (gymnasium.Env, gymnasium.vector.VectorEnv)):
         return None
     return env
+
+
+def recipe(env) -> str | None:
+    """Text that re-makes the environment object `env` in another process (a run saves it, so
+    the command line can evaluate, render and resume the run): a Gymnasium environment's spec
+    as JSON; None for other objects and for specs JSON cannot hold."""
+    gymnasium = sys.modules.get("gymnasium")  # not imported: not a Gymnasium env
+    if gymnasium is None or not isinstance(env, gymnasium.Env):
+        return None
+    return importlib.import_module(SOURCES["gymnasium"]).spec_json(env)
+
+
+def remake(name: str, recipe_text: str):
+    """The environment object of `object:` name `name`, re-made from its `recipe`."""
+    return importlib.import_module(SOURCES["gymnasium"]).from_spec_json(recipe_text, name)
 
 
 def _is_gymnax_id(name: str) -> bool:

@@ -178,6 +178,26 @@ def _copy(env, name: str):
                    f"instead, env='gymnasium:module:factory'")
 
 
+def spec_json(env) -> str | None:
+    """What re-makes a Gymnasium environment object in another process: its spec as JSON (its
+    id, arguments and the wrappers that record theirs); None where it has no spec or JSON
+    cannot hold one (a callable entry point, an argument that is an object)."""
+    try:
+        return env.spec.to_json() if env.spec is not None else None
+    except Exception:  # noqa: BLE001 (Gymnasium refuses what JSON cannot hold, each in its own words)
+        return None
+
+
+def from_spec_json(text: str, name: str):
+    """The environment `gymnasium.make` builds from a spec `spec_json` wrote."""
+    gymnasium = _gymnasium()
+    try:
+        return gymnasium.make(gymnasium.envs.registration.EnvSpec.from_json(text))
+    except Exception as err:  # noqa: BLE001 (an id no longer registered, a package not installed, ...)
+        raise EnvError(f"env = {short(name)}: re-making it from the run's saved spec failed ({reason(err, 120)}); "
+                       f"pass the object again, e.g. qlax.resume(run_dir, env=my_env)") from None
+
+
 @functools.lru_cache(maxsize=None)
 def _factory(target: str, name: str):
     """The callable `module:attribute` names, the module imported; None if it names none."""

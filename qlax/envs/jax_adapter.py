@@ -300,9 +300,15 @@ def register(env, name: str | None = None) -> str:
     return name
 
 
+def is_registered(name: str) -> bool:
+    """Whether this process holds the environment object of `object:` name `name`."""
+    return name in _OBJECTS
+
+
 def registered_object(name: str):
     if name not in _OBJECTS:
-        raise EnvError(f"env = {short(name)}: this run trained on an environment object passed from Python; "
+        raise EnvError(f"env = {short(name)}: this run trained on an environment object passed from Python that "
+                       f"it cannot re-make (only a Gymnasium env with a spec JSON can hold is saved with the run); "
                        f"pass it again, e.g. qlax.resume(run_dir, env=my_env) or evaluate_run(run_dir, env=my_env)")
     return _OBJECTS[name]
 
