@@ -35,11 +35,12 @@ def gymnasium_env(settings: dict):
 
 def ale_game(game_id: str, **kwargs):
     """gymnasium.make of an ALE id, registering ale-py's ids first: SubprocVecEnv's workers
-    start in fresh processes, where they are not registered yet."""
+    start in fresh processes, where they are not registered yet. render_mode as SB3's
+    make_vec_env sets it for an id."""
     import ale_py
 
     gymnasium.register_envs(ale_py)
-    return gymnasium.make(game_id, **kwargs)
+    return gymnasium.make(game_id, **{"render_mode": "rgb_array", **kwargs})
 
 
 def atari_env(settings: dict):

@@ -8,7 +8,11 @@ cartpole-dqn's network and batch, early stop off, at three cadences, each timed 
   rl-zoo's CartPole    1 env, a round of 128 updates every 256 env steps (rl-baselines3-zoo's
                        tuned train_freq and gradient_steps), so 255 of 256 vector steps
                        take no update;
-  warmup               cartpole-dqn before learning_starts: no update at all.
+  warmup               before learning_starts, at cartpole-dqn's rate but a round of 2
+                       updates every 2 vector steps (train_freq 8): nothing is computed.
+                       (At a round every vector step, cartpole-dqn's own cadence, the
+                       warmup computes its rounds and drops them: skipping them would
+                       cost a collective across devices every vector step.)
 Printed per cadence: env steps/s and gradient updates/s (env steps/s times the cadence's
 updates per env step). Updates/s that stay level between the first two rows mean the
 vector steps between rounds cost nothing beyond acting; warmup is acting and storing
@@ -32,7 +36,7 @@ def cadences() -> dict[str, TrainConfig]:
         "every vector step": base,
         "rl-zoo's CartPole": base.replace(num_envs=1, train_freq=256, gradient_steps=128, chunk_steps=2048),
         # learning_starts beyond the untimed and the timed chunks (set per run in main)
-        "warmup": base,
+        "warmup": base.replace(train_freq=8, gradient_steps=2),
     }
 
 

@@ -94,8 +94,9 @@ class TrainConfig:
     layer_norm: bool = _field(False, "mlp: layer norm after each hidden layer (nature: and each convolution)")
     dueling: bool = _field(False, "mlp: dueling head, value + advantage - mean advantage")
     weight_init: str = _field("lecun_normal", "mlp, conv, nature: initial weights of the hidden layers and "
-                              "convolutions (the Q head's stay LeCun normal): LeCun normal (flax's default) or He "
-                              "normal (purejaxql's Atari network)", choices=tuple(WEIGHT_INITS))
+                              "convolutions (the Q head's stay LeCun normal; noisy layers keep their own): LeCun "
+                              "normal (flax's default) or He normal (purejaxql's Atari network)",
+                              choices=tuple(WEIGHT_INITS))
     conv_channels: list[int] = _field([16], "conv: channels of each 3x3 convolution (stride 1, same padding)")
     noisy_sigma0: float = _field(0.5, "exploration noisy: initial noise scale of the factorised Gaussian "
                                  "layers (sigma = sigma0 / sqrt(inputs))", low=0.0, low_open=True)

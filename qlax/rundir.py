@@ -249,8 +249,11 @@ def load_members(run_dir: str | Path, episodes: int | None = None, env: Any = No
     (where not given, a Gymnasium env object is re-made from the spec the run saved)."""
     config = load_run_config(run_dir)
     recipe = Path(run_dir) / ENV_RECIPE_FILE
-    if env is None and recipe.is_file() and not envs.is_registered(config.env):
-        env = envs.remake(config.env, recipe.read_text())  # a new process: the object from its saved spec
+    if env is None and recipe.is_file():
+        # A new process, or this one holding another object of that name: re-made from the saved spec
+        text = recipe.read_text()
+        if not envs.is_registered(config.env) or envs.recipe(envs.registered_object(config.env)) != text:
+            env = envs.remake(config.env, text)
     if env is not None:
         envs.register(env, config.env)
     if episodes is not None:

@@ -22,7 +22,7 @@ import gym_probes  # noqa: E402
 import qlax  # noqa: E402
 from qlax import nstep, replay  # noqa: E402
 from qlax.config import TrainConfig  # noqa: E402
-from qlax.envs import EnvError, env_spec, make_env, register  # noqa: E402
+from qlax.envs import EnvError, env_spec, make_env, recipe, register  # noqa: E402
 from qlax.experiment import start  # noqa: E402
 from qlax.rundir import evaluate_run  # noqa: E402
 from qlax.types import Transition  # noqa: E402
@@ -388,6 +388,8 @@ def test_the_command_line_re_makes_a_gymnasium_env_object_from_the_spec_its_run_
     assert from_cli["min_return"] == by_python["min_return"] and from_cli["max_return"] == by_python["max_return"]
     assert max(from_cli["max_return"]) <= 40  # its time limit, from the saved spec
 
+    unrecorded = gymnasium.Wrapper(gymnasium.make("CartPole-v1"))  # records no arguments: not re-makeable
+    assert recipe(unrecorded) is None and recipe(gymnasium.make("CartPole-v1")) is not None
     no_spec = tmp_path / "no-spec"
     qlax.train(config, env=gym_probes.counter(), out=no_spec, progress=False)
     assert not (no_spec / "env_spec.json").exists()

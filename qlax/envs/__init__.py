@@ -20,10 +20,10 @@ import sys
 from qlax.config import short
 from qlax.envs import gymnax_adapter, jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
-from qlax.envs.jax_adapter import Box, Discrete, TimeStep, is_registered, register
+from qlax.envs.jax_adapter import Box, Discrete, TimeStep, is_registered, register, registered_object
 
 __all__ = ["Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "is_registered",
-           "make_env", "recipe", "register", "remake", "supported", "task_id"]
+           "make_env", "recipe", "register", "registered_object", "remake", "supported", "task_id"]
 
 # prefix -> the adapter module, which gives spec(id) -> EnvSpec and make(id, num_envs) -> VecEnv.
 SOURCES = {

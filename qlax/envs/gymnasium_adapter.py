@@ -45,6 +45,7 @@ import copy
 import dataclasses
 import functools
 import inspect
+import json
 import multiprocessing
 import multiprocessing.connection
 import signal
@@ -180,12 +181,21 @@ def _copy(env, name: str):
 
 def spec_json(env) -> str | None:
     """What re-makes a Gymnasium environment object in another process: its spec as JSON (its
-    id, arguments and the wrappers that record theirs); None where it has no spec or JSON
-    cannot hold one (a callable entry point, an argument that is an object)."""
+    id, arguments and the wrappers that record theirs); None where it has no spec, where JSON
+    cannot hold it (a callable entry point, an argument that is an object), or where another
+    process could not follow it (a class of the script itself, `__main__:`, or a wrapper
+    that does not record its arguments)."""
+    if env.spec is None:
+        return None
     try:
-        return env.spec.to_json() if env.spec is not None else None
+        text = env.spec.to_json()
     except Exception:  # noqa: BLE001 (Gymnasium refuses what JSON cannot hold, each in its own words)
         return None
+    recipe = json.loads(text)
+    parts = [recipe, *(recipe.get("additional_wrappers") or ())]
+    if any(str(part.get("entry_point")).startswith("__main__:") or part.get("kwargs") is None for part in parts):
+        return None
+    return text
 
 
 def from_spec_json(text: str, name: str):
