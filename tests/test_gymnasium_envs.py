@@ -380,7 +380,7 @@ def test_the_command_line_re_makes_a_gymnasium_env_object_from_the_spec_its_run_
     out = tmp_path / "object"
     config = TRAIN.replace(total_steps=NUM_ENVS * 20, eval_episodes=3)
     trained = qlax.train(config, env=gymnasium.make("CartPole-v1", max_episode_steps=40), out=out, progress=False)
-    assert trained.summary["env"] == "object:CartPole-v1"
+    assert trained.summary["env"].startswith("object:CartPole-v1")  # -2, ... where this process holds another
     assert json.loads((out / "env_spec.json").read_text())["max_episode_steps"] == 40
     by_python = evaluate_run(out, env=gymnasium.make("CartPole-v1", max_episode_steps=40))
     assert evaluate_in_a_new_process(out).returncode == 0
