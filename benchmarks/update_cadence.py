@@ -17,7 +17,7 @@ Printed per cadence: env steps/s and gradient updates/s (env steps/s times the c
 updates per env step). Updates/s that stay level between the first two rows mean the
 vector steps between rounds cost nothing beyond acting; warmup is acting and storing
 alone. With several seeds the rounds are skipped only where no member is due one
-(`algorithms.member_max`).
+(`algorithms.any_member`).
 """
 
 from __future__ import annotations

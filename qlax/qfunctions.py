@@ -38,6 +38,7 @@ from qlax import features, normalization
 # purejaxql's PQN uses on Atari. The Q head always starts LeCun normal.
 WEIGHT_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "he_normal": nn.initializers.he_normal()}
 
+
 class QFunction(NamedTuple):
     """init(key, hparams) -> params; features(params, obs) -> phi; head(params, phi, noise=None)
     -> outputs; q_values(outputs) -> (batch, num_actions).

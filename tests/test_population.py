@@ -79,7 +79,7 @@ def test_a_sweep_member_trains_as_a_run_of_its_setting(lr_sweep):
 
 def test_members_due_different_updates_train_as_runs_of_their_setting():
     """A round every 2 vector steps, so an update runs only where some member is due it
-    (`algorithms.member_max`): the member still warming up computes the other's and drops
+    (`algorithms.any_member`): the member still warming up computes the other's and drops
     them, and each trains as it does alone, where its own cadence is all that runs."""
     config = SMALL.replace(train_freq=8, gradient_steps=2, total_steps=400)
     swept = qlax.sweep(config, {"learning_starts": [100, 300]}, progress=False)

@@ -10,7 +10,7 @@ algorithm says how its agent acts and how it learns from what was collected:
     agent, learned = algorithm.learn(agent, rollout, key, hparams, vector_steps, active)
 
 The trainer vmaps both over the population's members with the axis name `MEMBERS`, so
-an algorithm can skip work no member needs (`member_max`) where a per-member condition
+an algorithm can skip work no member needs (`any_member`) where a per-member condition
 would, under vmap, compute it for every member and select.
 
 `learn` runs after every `rollout_steps` vector steps (1 for the DQN family, a PQN
@@ -29,6 +29,7 @@ import importlib
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 from qlax.qfunctions import QFunction
@@ -46,15 +47,15 @@ ALGORITHMS = {
 MEMBERS = "members"  # the population's vmap axis (`trainer.population`)
 
 
-def member_max(x: jax.Array) -> jax.Array:
-    """The largest of the population's members' `x` (int32 ()), as one value shared by all:
-    a `lax.cond` on it really skips what no member needs, where a cond on a member's own
-    value becomes, under vmap, both branches and a select. It costs a collective across
-    the population's devices. Outside the population's vmap (one agent alone) it is `x`."""
+def any_member(flag: jax.Array) -> jax.Array:
+    """Whether `flag` (bool ()) holds for some member of the population, as one value shared
+    by all: a `lax.cond` on it really skips what no member needs, where a cond on a member's
+    own flag becomes, under vmap, both branches and a select. It costs a collective across
+    the population's devices. Outside the population's vmap (one agent alone) it is `flag`."""
     try:
-        return jax.lax.pmax(x, MEMBERS)
+        return jax.lax.pmax(flag.astype(jnp.int32), MEMBERS) > 0
     except NameError:  # MEMBERS is not bound here
-        return x
+        return flag
 
 
 @struct.dataclass

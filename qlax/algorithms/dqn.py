@@ -20,7 +20,7 @@ import optax
 from flax import struct
 
 from qlax import losses, nstep, qfunctions, replay
-from qlax.algorithms import Algorithm, Learned, Rollout, member_max
+from qlax.algorithms import Algorithm, Learned, Rollout, any_member
 from qlax.buffers import BUFFERS
 from qlax.config import ConfigError, HParams, TrainConfig
 from qlax.exploration import EXPLORERS, epsilon_schedule
@@ -189,45 +189,38 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
         """The first `updates_due` of `max_updates` updates, each on a fresh batch.
 
         Returns (state, summed loss, buffer with its priorities updated). With a fixed
-        cadence every update is due and none is masked. Otherwise only the updates some
-        `ready` member of the population is due are computed (`member_max`), so nothing
-        runs between the rounds of a train_freq longer than a vector step; a member due
-        fewer computes the rest too (a static loop length keeps it vmappable) and drops
-        them. (A fixed cadence computes its updates before learning_starts too, and drops
-        them: skipping them would cost a collective across devices every vector step.)
+        cadence every update is due and none is masked. Otherwise the updates run only
+        where some member of the population is `ready` (due one: `any_member`), so nothing
+        runs between the rounds of a train_freq longer than a vector step; the updates past
+        a member's `updates_due` are computed and dropped (a static loop length keeps it
+        vmappable). A fixed cadence computes its updates before learning_starts too, and
+        drops them: skipping them would cost a collective across devices every vector step.
         The buffer is carried through the updates only when learning writes priorities.
         """
-        needed = None if fixed_cadence else member_max(jnp.where(ready, updates_due, 0))
 
         def one_update(carry, xs):
+            state, carried, loss_sum = carry
             k, i = xs
+            source = carried if buffer.learns_priorities else buf
+            k_sample, k_loss = jax.random.split(k) if explorer.noisy else (k, None)
+            batch, rows, weights = buffer.sample(source, k_sample, config.batch_size, beta)
+            new_state, value, priorities = learner.update(state, batch, hp, weights, k_loss)
+            new_carried = buffer.update(carried, rows, priorities, hp.per_alpha) if buffer.learns_priorities else ()
+            if fixed_cadence:
+                return (new_state, new_carried, loss_sum + value), None
             due = i < updates_due
-
-            def take(carry):
-                state, carried, loss_sum = carry
-                source = carried if buffer.learns_priorities else buf
-                k_sample, k_loss = jax.random.split(k) if explorer.noisy else (k, None)
-                batch, rows, weights = buffer.sample(source, k_sample, config.batch_size, beta)
-                new_state, value, priorities = learner.update(state, batch, hp, weights, k_loss)
-                new_carried = buffer.update(carried, rows, priorities, hp.per_alpha) \
-                    if buffer.learns_priorities else ()
-                if fixed_cadence:
-                    return new_state, new_carried, loss_sum + value
-                keep_due = lambda new, old: jnp.where(due, new, old)  # noqa: E731
-                kept_buffer = buffer.keep_learned(due, new_carried, carried) if buffer.learns_priorities else ()
-                return jax.tree.map(keep_due, new_state, state), kept_buffer, loss_sum + jnp.where(due, value, 0.0)
-
-            if needed is None:
-                return take(carry), None
-            return jax.lax.cond(i < needed, take, lambda carry: carry, carry), None
+            keep_due = lambda new, old: jnp.where(due, new, old)  # noqa: E731
+            kept_buffer = buffer.keep_learned(due, new_carried, carried) if buffer.learns_priorities else ()
+            return (jax.tree.map(keep_due, new_state, state), kept_buffer, loss_sum + jnp.where(due, value, 0.0)), None
 
         xs = (jax.random.split(key, max_updates), jnp.arange(max_updates))
         carried = buf if buffer.learns_priorities else ()
-        run = lambda carry: jax.lax.scan(one_update, carry, xs)[0]  # noqa: E731
+        updates = lambda carry: jax.lax.scan(one_update, carry, xs)[0]  # noqa: E731
         carry = (learner_state, carried, jnp.float32(0.0))
-        # Between rounds not even the scan runs: its skipped steps cost a few microseconds each.
-        learner_state, carried, loss_sum = run(carry) if needed is None else \
-            jax.lax.cond(needed > 0, run, lambda carry: carry, carry)
+        if fixed_cadence:
+            learner_state, carried, loss_sum = updates(carry)
+        else:  # between rounds, where no member is due an update, none runs
+            learner_state, carried, loss_sum = jax.lax.cond(any_member(ready), updates, lambda carry: carry, carry)
         return learner_state, loss_sum, carried if buffer.learns_priorities else buf
 
     def rounds_due(vector_steps: jax.Array) -> jax.Array:

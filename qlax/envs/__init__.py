@@ -59,24 +59,25 @@ def _jax_env(name: str):
     return jax_adapter.from_factory(name)
 
 
+def _is_gymnasium(env) -> bool:
+    """Whether `env` is a Gymnasium environment or vector env (Gymnasium not imported: it is not)."""
+    gymnasium = sys.modules.get("gymnasium")
+    return gymnasium is not None and isinstance(env, (gymnasium.Env, gymnasium.vector.VectorEnv))
+
+
 def _gymnasium_object(name: str):
     """The Gymnasium environment object behind an `object:` name; None for any other name or object."""
     if not name.startswith(jax_adapter.OBJECT_PREFIX):
         return None
-    env, gymnasium = jax_adapter.registered_object(name), sys.modules.get("gymnasium")  # not imported: not one
-    if gymnasium is None or not isinstance(env, (gymnasium.Env, gymnasium.vector.VectorEnv)):
-        return None
-    return env
+    env = jax_adapter.registered_object(name)
+    return env if _is_gymnasium(env) else None
 
 
 def recipe(env) -> str | None:
     """Text that re-makes the environment object `env` in another process (a run saves it, so
     the command line can evaluate, render and resume the run): a Gymnasium environment's spec
     as JSON; None for other objects and for specs JSON cannot hold."""
-    gymnasium = sys.modules.get("gymnasium")  # not imported: not a Gymnasium env
-    if gymnasium is None or not isinstance(env, gymnasium.Env):
-        return None
-    return importlib.import_module(SOURCES["gymnasium"]).spec_json(env)
+    return importlib.import_module(SOURCES["gymnasium"]).spec_json(env) if _is_gymnasium(env) else None
 
 
 def remake(name: str, recipe_text: str):
