@@ -102,7 +102,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     join_if_asked(args)
-    result = resume(args.run_dir, progress=True, max_memory=args.max_memory)
+    result = resume(args.run_dir, progress=True, max_memory=args.max_memory, env=args.env)
     if result.already_finished:
         if is_writer():
             print(f"{result.run_dir}: the run is finished{solved_note(result)}; nothing to resume")
@@ -169,7 +169,7 @@ def status(solved: bool, threshold: float | None, diverged: bool = False) -> str
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend, best=args.best)
+    result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend, best=args.best, env=args.env)
     threshold = result["threshold"]
     for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
         print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}  {status(result['solved'][i], threshold)}"
@@ -186,14 +186,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if not (Path(run_dir) / "metrics.csv").is_file():
             raise CheckpointError(f"{run_dir}: not a qlax run directory (no metrics.csv)")
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "learning_curve.png"
-    print(learning_curve([Path(d) for d in args.run_dirs], out))
+    print(learning_curve([Path(d) for d in args.run_dirs], out, env=args.env))
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     from qlax.render import render_episode
 
-    path, frames = render_episode(args.run_dir, seed=args.seed, out=args.out, setting=args.setting)
+    path, frames = render_episode(args.run_dir, seed=args.seed, out=args.out, setting=args.setting, env=args.env)
     print(f"{path}: {frames} frames")
     return 0
 
@@ -255,11 +255,13 @@ def make_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue a run from its latest checkpoint")
     resume.add_argument("run_dir", metavar="DIR", help="the run directory of an interrupted run")
+    add_env_argument(resume)
     add_process_arguments(resume)
     resume.set_defaults(func=cmd_resume)
 
     evaluate = sub.add_parser("eval", help="greedy evaluation of a finished run")
     evaluate.add_argument("run_dir", metavar="DIR", help="a run directory with a checkpoint")
+    add_env_argument(evaluate)
     evaluate.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
     evaluate.add_argument("--backend", choices=("gymnax", "gymnasium"), default="gymnax",
                           help="gymnax (compiled) or Gymnasium's own environment of the same id")
@@ -269,11 +271,13 @@ def make_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="learning curves of one or more runs on one figure")
     plot.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories, drawn on one figure")
+    add_env_argument(plot)
     plot.add_argument("--out", help="image path (default: DIR/learning_curve.png of the first run)")
     plot.set_defaults(func=cmd_plot)
 
     render = sub.add_parser("render", help="one greedy episode of a seed as a GIF")
     render.add_argument("run_dir", metavar="DIR", help="a run directory with a checkpoint")
+    add_env_argument(render)
     render.add_argument("--seed", type=int, default=0, help="which seed's policy plays (default 0)")
     render.add_argument("--setting", type=int, default=0, help="for a sweep: which setting's seed")
     render.add_argument("--out", help="GIF path (default: DIR/episode-seed<i>.gif)")
@@ -286,6 +290,13 @@ def make_parser() -> argparse.ArgumentParser:
     listing.add_argument("--show", metavar="PRESET", help="print every setting of PRESET (a name or a YAML path)")
     listing.set_defaults(func=cmd_presets)
     return parser
+
+
+def add_env_argument(parser: argparse.ArgumentParser) -> None:
+    """--env for the commands that read a run: a run's files never bring in code by themselves."""
+    parser.add_argument("--env", metavar="NAME", help="the run's environment, named again where it is built by "
+                        "code (module.path:factory, gymnasium:module:factory): qlax imports no code that a run's "
+                        "files name")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

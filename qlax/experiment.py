@@ -113,6 +113,7 @@ def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memor
           progress: bool = False) -> Started:
     """The compiled program for `config` (swept over `grid`), laid out over the devices, with
     every member initialized. Settings, memory and layout are checked before anything compiles."""
+    envs.trust(config.env)  # the person names it: its code (a factory) may be imported
     members = Members.of(config.validated(), grid)
     planned = _plan(members, max_memory)
     return _init(members, planned, progress)
@@ -134,6 +135,7 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     started = time.perf_counter()
     config = config.replace(seeds=seeds) if seeds is not None else config
     config = config.replace(env=envs.register(env)) if env is not None else config
+    envs.trust(config.env)  # the person names it: its code (a factory) may be imported
     options = RunOptions(preset, checkpoint_every, keep, tuple(log)).validated()
     tracking.check(options.log, out)
     members = Members.of(config.validated(), grid)
@@ -160,7 +162,9 @@ def sweep(config: TrainConfig, grid: dict[str, list], seeds: int | None = None, 
 def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int | None = None,
            env: Any = None) -> RunResult:
     """Continue the run in `run_dir` from its latest checkpoint, as if it had never stopped;
-    `env`: the environment object a run trained with `train(..., env=...)` needs again.
+    `env`: the environment object a run trained with `train(..., env=...)` needs again, or
+    the name of a run's factory env (`module:factory`), which qlax never imports from a
+    run's files by itself.
 
     A finished run (its summary.json not interrupted) is left as it is: the result holds
     its summary and saved state, with `already_finished` set.

@@ -6,8 +6,10 @@ The only module that imports matplotlib, so training never pays for it.
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -15,6 +17,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402  (the backend must be chosen first)
 from matplotlib.figure import Figure  # noqa: E402
 
+from qlax.config import ConfigError, short  # noqa: E402
 from qlax.envs import make_env  # noqa: E402
 from qlax.reports import METRICS_FILE  # noqa: E402
 from qlax.rundir import load_members  # noqa: E402
@@ -24,7 +27,7 @@ Y_LABELS = {"greedy_return": "greedy return (check after each chunk)",
             "avg_return_100": "100-episode training average return"}
 
 
-def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
+def read_curve(run_dir: Path, env: Any = None) -> tuple[np.ndarray, np.ndarray, str]:
     """(env steps per seed at the end of each chunk (chunks,), returns (chunks, members), their column).
 
     The returns are the greedy checks' (`greedy_return`) where the run made them, since
@@ -32,7 +35,7 @@ def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
     the nominal budget position of each chunk, so early-stopped members, whose rows repeat
     their frozen values, stay aligned with the others.
     """
-    members = load_members(run_dir)
+    members = load_members(run_dir, env=env)
     config = members.config
     with (Path(run_dir) / METRICS_FILE).open() as f:
         rows = list(csv.DictReader(f))
@@ -47,21 +50,38 @@ def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
     return steps, values, column
 
 
-def learning_curve(run_dirs: list[Path], out: Path) -> Path:
-    """Write `figure(run_dirs)` to the image file `out`."""
-    figure(run_dirs).savefig(out)
-    return Path(out)
+IMAGE_FORMATS = ("png", "pdf", "svg")
 
 
-def figure(run_dirs: list[Path]) -> Figure:
+def learning_curve(run_dirs: list[Path], out: Path, env: Any = None) -> Path:
+    """Write `figure(run_dirs, env)` to the image file `out`, exactly there (its format from
+    its suffix, one of IMAGE_FORMATS), or not at all: the image is written beside it and
+    moved into place, so a full disk leaves no partial file."""
+    out = Path(out)
+    image_format = out.suffix[1:].lower()
+    if image_format not in IMAGE_FORMATS or out.is_dir():
+        raise ConfigError(f"--out {short(str(out))}: name an image file ending "
+                          f"{', '.join('.' + f for f in IMAGE_FORMATS)}")
+    drawn = figure(run_dirs, env)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        drawn.savefig(partial, format=image_format)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
+
+
+def figure(run_dirs: list[Path], env: Any = None) -> Figure:
     """The median return (with its interquartile band) of each run, and of each setting of a
-    sweep, with each environment's solve threshold; see `read_curve` for which return."""
+    sweep, with each environment's solve threshold; see `read_curve` for which return. `env`:
+    the runs' environment given again (`rundir.load_members`)."""
     lines, columns, thresholds = [], set(), {}
     for run_dir in map(Path, run_dirs):
-        steps, values, column = read_curve(run_dir)
+        steps, values, column = read_curve(run_dir, env)
         if values.size == 0:
             continue
-        members = load_members(run_dir)
+        members = load_members(run_dir, env=env)
         config = members.config
         columns.add(column)
         thresholds[config.env] = solve_threshold(config, make_env(config.env, 1))

@@ -17,8 +17,8 @@ def load_policy(run_dir: str | Path, seed: int = 0, setting: int = 0, best: bool
                 env: Any = None) -> tuple[Callable, dict]:
     """(jitted policy, parameters as numpy arrays) of seed `seed` (of setting `setting`, for
     a sweep) of the run in `run_dir`; with `best`, the parameters of that member's best
-    greedy check (runs with keep_best) instead of its last ones; `env`: the environment object
-    of a run trained with `train(..., env=...)`.
+    greedy check (runs with keep_best) instead of its last ones; `env`: the run's environment
+    given again (`rundir.load_members`): an object, or a factory's name.
 
     The policy maps one observation (obs_dim,) to an action, or a batch (n, obs_dim) to
     (n,) actions, greedily: the argmax of the (mean) Q-values, noise off.

@@ -231,8 +231,8 @@ def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path | None = 
                    setting: int = 0, env: Any = None) -> tuple[Path, int]:
     """Write one greedy episode of seed `seed` (of setting `setting`, for a sweep) to `out`
     (default: the run directory's episode-seed<seed>.gif, episode-setting<j>-seed<i>.gif for
-    a sweep); returns (path, number of frames). `env`: the environment object of a run
-    trained with `train(..., env=...)`."""
+    a sweep); returns (path, number of frames). `env`: the run's environment given
+    again (`rundir.load_members`): an object, or a factory's name."""
     members = load_members(run_dir, env=env)
     config = members.config
     draw = drawing(config.env)

@@ -123,8 +123,25 @@ def summary(members: Members, numbers: dict[str, list], run: dict[str, Any]) -> 
             "best_setting": best, "settings": table, "members": entries}
 
 
+def json_text(value: Any) -> str:
+    """`value` as strict JSON, which every reader accepts: a number that is not finite (a
+    diverged return, a 1e30 reward summed past float range, a NaN threshold) is written
+    as null, never as JSON's invalid Infinity or NaN."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_summary(run_dir: Path, summary_fields: dict[str, Any]) -> None:
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary_fields, indent=2) + "\n")
+    (run_dir / SUMMARY_FILE).write_text(json_text(summary_fields))
 
 
 def write_sweep_table(run_dir: Path, members: Members, table: list[dict[str, Any]]) -> None:

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from qlax import checkpoint, envs, reports
-from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
+from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml, short
 from qlax.devices import any_process, is_writer
 from qlax.evaluate import evaluate_members
 from qlax.placement import Placement, place
@@ -232,26 +232,39 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
-    """The validated config a run was started with."""
+    """The validated config a run was started with. Its env may not bring in code by itself:
+    a name that imports a module (a factory) is read only where the person named it in this
+    process (`envs.trust`: trained it here, or passed it again)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise checkpoint.CheckpointError(f"{run_dir}: not a qlax run directory (no config.yaml)")
     values = _read_mapping(path)
     try:
-        return from_dict(values)
+        config = from_dict(values)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    if not envs.is_trusted(config.env):
+        raise envs.EnvError(f"env = {short(config.env)}: {path} names code to build its environment, and qlax imports "
+                            f"no code that a run's files name; if you trust it, name it yourself: --env "
+                            f"{short(config.env)} on the command line, env=... in Python")
+    return config
 
 
 def load_members(run_dir: str | Path, episodes: int | None = None, env: Any = None) -> Members:
-    """The members of the run in `run_dir` (its config, and its grid for a sweep); `env`: the
-    environment object of a run trained with `train(..., env=...)`, registered under its name
-    (where not given, a Gymnasium env object is re-made from the spec the run saved)."""
+    """The members of the run in `run_dir` (its config, and its grid for a sweep). `env`: the
+    run's environment given again: the object of a run trained with `train(..., env=...)`,
+    registered under the run's name (where not given, a Gymnasium env object is re-made from
+    the spec the run saved, by `envs.remake`'s rules), or the run's env name, which trusts
+    the code it names."""
+    if isinstance(env, str):
+        _check_named(run_dir, env)
+        envs.trust(env)
+        env = None
     config = load_run_config(run_dir)
     recipe = Path(run_dir) / ENV_RECIPE_FILE
-    if env is None and recipe.is_file():
+    if env is None and recipe.is_file() and config.env.startswith(envs.OBJECT_PREFIX):
         # A new process, or this one holding another object of that name: re-made from the saved spec
-        text = recipe.read_text()
+        text = _read_text(recipe)
         if not envs.is_registered(config.env) or envs.recipe(envs.registered_object(config.env)) != text:
             env = envs.remake(config.env, text)
     if env is not None:
@@ -266,6 +279,22 @@ def load_members(run_dir: str | Path, episodes: int | None = None, env: Any = No
         return Members.of(config, grid)
     except ConfigError as err:
         raise ConfigError(f"{grid_path}: {err}") from None
+
+
+def _check_named(run_dir: str | Path, name: str) -> None:
+    """An env name given again must be the run's own (a run is bound to its environment)."""
+    path = Path(run_dir) / CONFIG_FILE
+    saved = _read_mapping(path).get("env") if path.is_file() else None
+    if saved is not None and saved != name:
+        raise envs.EnvError(f"env = {short(name)}: this run trained on {short(saved)}; name that one (a run's "
+                            f"parameters fit only its own environment)")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise checkpoint.CheckpointError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})") from None
 
 
 def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = False,
@@ -285,8 +314,8 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
 
     backend "gymnax" runs the compiled evaluation; "gymnasium" runs the same policies on
     Gymnasium's own environment of the same id. `best`: each member's best greedy check's
-    parameters (keep_best runs) instead of its last ones. `env`: the environment object of a
-    run trained with `train(..., env=...)`.
+    parameters (keep_best runs) instead of its last ones. `env`: the run's environment given
+    again (`load_members`): an object, or a factory's name.
     """
     trainer, members, params = load_params(run_dir, episodes, best, env)
     config = trainer.config
@@ -315,5 +344,5 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
         "solved_fraction": sum(numbers["solved"]) / len(numbers["solved"]),
     }
     if is_writer():
-        (Path(run_dir) / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        (Path(run_dir) / EVAL_FILE).write_text(reports.json_text(result))
     return result

@@ -418,6 +418,18 @@ def test_an_env_object_without_a_deep_copy_is_re_made_from_its_spec():
     assert obs.shape == (NUM_ENVS, 4) and len(np.unique(np.asarray(obs)[:, 0])) == NUM_ENVS  # seeded apart
 
 
+def test_an_env_object_of_a_known_id_keeps_the_presets_bounds_as_its_name_does():
+    preset = qlax.presets.load("cartpole-dqn")
+    by_name = preset.replace(env="gymnasium:CartPole-v1")
+    by_object = preset.replace(env=register(gymnasium.make("CartPole-v1")))
+    assert by_object.obs_low == by_name.obs_low == preset.obs_low is not None
+    assert by_object.obs_high == by_name.obs_high == preset.obs_high
+    # Wrapped beyond its id (another observation), or another task: the preset's bounds do not hold
+    wrapped = gymnasium.wrappers.TimeAwareObservation(gymnasium.make("CartPole-v1"))
+    for other in (wrapped, gymnasium.make("Acrobot-v1")):
+        assert preset.replace(env=register(other)).obs_low is None
+
+
 @pytest.mark.parametrize("env, message", [
     (gym_probes.Uncopyable(), "qlax cannot copy this Gymnasium environment: deepcopy failed (TypeError: cannot pickle "
                               "'_thread.lock' object) and it has no spec to re-make it from; pass a factory instead"),

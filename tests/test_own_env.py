@@ -154,6 +154,14 @@ def test_a_module_factory_trains_from_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env"] == "user_env:corridor" and summary["solved"] == [True, True]
+    # A new process reads the run's factory only where the person names it again
+    evaluate = [sys.executable, "-m", "qlax.cli", "eval", str(out), "--episodes", "2"]
+    environ = {**os.environ, "PYTHONPATH": str(TESTS)}
+    refused = subprocess.run(evaluate, capture_output=True, text=True, env=environ, timeout=600)
+    assert refused.returncode == 2 and "--env 'user_env:corridor'" in refused.stderr
+    named = subprocess.run([*evaluate, "--env", "user_env:corridor"], capture_output=True, text=True, env=environ,
+                           timeout=600)
+    assert named.returncode == 0 and "solved 2/2 seeds" in named.stdout, named.stderr[-2000:]
 
 
 def test_a_module_factory_that_is_not_there_gets_one_line():

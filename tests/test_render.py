@@ -104,7 +104,7 @@ def test_a_gymnasium_env_object_renders_when_it_renders_rgb_array(tmp_path):
 ])
 def test_what_cannot_be_drawn_is_refused_in_one_line(tmp_path, capsys, env, message):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TrainConfig(env=env).to_dict()))
-    assert cli.main(["render", str(tmp_path)]) == 2
+    assert cli.main(["render", str(tmp_path), "--env", env]) == 2  # named: a factory's module may be imported
     err = capsys.readouterr().err
     assert err == f"qlax: error: {message}\n"
 

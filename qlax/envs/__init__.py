@@ -10,6 +10,11 @@
                           environment, or a gymnasium.Env (stepped on the host like gymnasium:)
 
 A source's module is imported only when one of its names is used.
+
+Names that import code (`module.path:factory`, `gymnasium:module:factory`) are trusted only
+where the person names them in this process: training a config names its env, and a run
+read back from disk names one only when given again (`trust`). A run directory's files
+are data: `needs_code` names what they may not bring in by themselves.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import sys
 from qlax.config import short
 from qlax.envs import gymnax_adapter, jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
-from qlax.envs.jax_adapter import Box, Discrete, TimeStep, is_registered, register, registered_object
+from qlax.envs.jax_adapter import OBJECT_PREFIX, Box, Discrete, TimeStep, is_registered, register, registered_object
 
-__all__ = ["Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "is_registered",
-           "make_env", "recipe", "register", "registered_object", "remake", "supported", "task_id"]
+__all__ = ["OBJECT_PREFIX", "Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "is_registered",
+           "is_trusted", "make_env", "needs_code", "recipe", "register", "registered_object", "remake", "supported",
+           "task_id", "trust"]
 
 # prefix -> the adapter module, which gives spec(id) -> EnvSpec and make(id, num_envs) -> VecEnv.
 SOURCES = {
@@ -46,10 +52,41 @@ def _source(name: str):
 
 
 def task_id(name: str) -> str:
-    """The task a name means, whichever source steps it: `gymnasium:CartPole-v1@async` and
-    `CartPole-v1` are both CartPole-v1 (a preset's bounds for the one hold for the other)."""
+    """The task a name means, whichever source steps it: `gymnasium:CartPole-v1@async`,
+    `CartPole-v1` and the object `gymnasium.make("CartPole-v1")` (unwrapped beyond what its
+    id makes) are all CartPole-v1 (a preset's bounds for the one hold for the others)."""
+    gym_env = _gymnasium_object(name) if is_registered(name) else None  # a run's name, read before its object
+    if gym_env is not None and gym_env.spec is not None and not gym_env.spec.additional_wrappers:
+        return gym_env.spec.id
     prefix, sep, rest = name.partition(":")
     return (rest if sep and prefix in SOURCES else name).partition("@")[0]
+
+
+def needs_code(name: str) -> bool:
+    """Whether building `name` imports a module that the name itself chooses: a JAX
+    environment's `module.path:factory`, or Gymnasium's `module:factory` / `module:id`
+    (qlax's own sources and gymnax ids import only what qlax names)."""
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix == "gymnasium":
+        return ":" in rest.partition("@")[0]
+    if sep and prefix in SOURCES or name.startswith(jax_adapter.OBJECT_PREFIX):
+        return False
+    return not _is_gymnax_id(name)
+
+
+_TRUSTED: set[str] = set()
+
+
+def trust(name: str) -> None:
+    """Record that the person named environment `name` in this process (a config they train,
+    an env they pass again to read a run): its code may be imported."""
+    _TRUSTED.add(name)
+
+
+def is_trusted(name: str) -> bool:
+    """Whether `name` may be built from a run directory's files: it imports no code of its
+    own choosing, or the person named it in this process."""
+    return not needs_code(name) or name in _TRUSTED
 
 
 def _jax_env(name: str):
