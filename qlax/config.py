@@ -75,7 +75,8 @@ class TrainConfig:
                                           "space's)")
     obs_scaling: str = _field("bounds", "bounds: finite bounds map to [-1, 1] and only dimensions without them "
                               "use running statistics; statistics: every dimension by running mean and std; "
-                              "none: observations as the env gives them (binary grids such as MinAtar's)",
+                              "none: observations as the env gives them (binary grids such as MinAtar's); a Discrete "
+                              "observation's one-hot stays 0/1 under each",
                               choices=("bounds", "statistics", "none"))
     obs_stats: str = _field("warmup", "running observation statistics: estimated until learning_starts "
                             "transitions are stored, then frozen (warmup), or updated throughout (always)",
@@ -444,17 +445,20 @@ MAX_YAML_VALUES = 20_000  # counted as written and with aliases expanded: a "bil
 MAX_YAML_DEPTH = 50
 _STR_TAG = "tag:yaml.org,2002:str"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
 _KEPT_TAGS = {"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
               "tag:yaml.org,2002:float"}
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML's safe loader for settings: scalars are null, booleans, integers, floats (1e-3 too,
-    as in YAML 1.2) or strings; no tags, no dates, no merge keys; mapping keys are unique strings.
-    Booleans are YAML 1.2's true and false only: yes, no, on and off stay strings."""
+    """YAML's safe loader for settings: scalars are null, booleans, integers, floats or strings,
+    as YAML 1.2's core schema reads them; no tags, no dates, no merge keys; mapping keys are
+    unique strings. YAML 1.1's other readings are not taken: yes, no, on and off, 1:30 and
+    1_000 stay strings, 010 is ten (not eight), and 1e-3 is a number."""
 
     yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag in _KEPT_TAGS
-                                       and tag != _BOOL_TAG]
+                                       and tag not in (_BOOL_TAG, _INT_TAG, _FLOAT_TAG)]
                                for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     depth = values = 0
@@ -488,10 +492,21 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """A YAML 1.2 core integer: decimal (leading zeros included), 0o octal or 0x hexadecimal."""
+    text = loader.construct_scalar(node)
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    return int(text[2:] if base != 10 else text, base)
+
+
+# YAML 1.2's core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution)
 _Loader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+_Loader.add_implicit_resolver(_INT_TAG, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                              list("-+0123456789"))
+_Loader.add_implicit_resolver(_FLOAT_TAG, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                                     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
                               list("-+0123456789."))
+_Loader.add_constructor(_INT_TAG, _construct_int)
 
 
 def load_yaml(text: str | bytes, source: str) -> Any:

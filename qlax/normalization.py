@@ -107,9 +107,10 @@ class Tracker(NamedTuple):
         return {**params, "obs_scale": with_stats(params["obs_scale"], stats, self.standardized)}
 
 
-def tracker(low: np.ndarray, high: np.ndarray, scaling: str) -> Tracker:
+def tracker(low: np.ndarray, high: np.ndarray, scaling: str, fixed: np.ndarray | None = None) -> Tracker:
     """The dimensions scaled by running statistics: all of them (`statistics`), none (`none`),
-    or those without finite bounds (`bounds`)."""
+    or those without finite bounds (`bounds`); never the `fixed` ones (bool, like `low`)."""
     if scaling == "none":
         return Tracker(np.zeros(np.shape(low), bool))
-    return Tracker(np.ones(np.shape(low), bool) if scaling == "statistics" else ~bounded(low, high))
+    tracked = np.ones(np.shape(low), bool) if scaling == "statistics" else ~bounded(low, high)
+    return Tracker(tracked & ~np.asarray(fixed, bool) if fixed is not None else tracked)

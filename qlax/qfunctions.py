@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qlax import features, normalization
+from qlax.envs.base import one_hot_entries
 
 # Initial weights of the hidden layers and convolutions (`weight_init`): flax's default,
 # LeCun normal (variance 1 / fan-in), or He normal (2 / fan-in, for relu layers), which
@@ -292,7 +293,8 @@ TORSOS = ("linear_rbf", "mlp", "conv", "nature")
 
 def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per observation dimension: the settings', else the observation space's;
-    [-1, 1] everywhere (the identity scaling) for `obs_scaling: none`."""
+    [-1, 1] (the identity scaling) everywhere for `obs_scaling: none`, and always for a
+    Discrete observation's one-hot entries, so they stay 0/1."""
     from qlax.config import ConfigError, short
 
     if config.obs_scaling == "none":
@@ -303,7 +305,15 @@ def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
             raise ConfigError(f"{name} = {short(given)}: env '{spec.id}' needs {spec.obs_dim} numbers")
     low = np.asarray(config.obs_low if config.obs_low is not None else spec.obs_low, np.float32)
     high = np.asarray(config.obs_high if config.obs_high is not None else spec.obs_high, np.float32)
-    return low, high
+    if spec.one_hot is None:
+        return low, high
+    return np.where(spec.one_hot, -1.0, low).astype(np.float32), np.where(spec.one_hot, 1.0, high).astype(np.float32)
+
+
+def observation_scaler(config, spec) -> normalization.Tracker:
+    """The running statistics an agent keeps to scale observations (`config.obs_scaling`):
+    never over a Discrete observation's one-hot entries."""
+    return normalization.tracker(*observation_bounds(config, spec), config.obs_scaling, fixed=one_hot_entries(spec))
 
 
 def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda outputs: outputs) -> QFunction:

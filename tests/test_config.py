@@ -79,6 +79,15 @@ def test_every_shipped_preset_validates_and_builds(name):
     assert trainer.config == config and qlax.presets.description(name)
 
 
+def test_yaml_numbers_are_read_as_yaml_1_2_core_reads_them():
+    """YAML 1.1 read 010 as eight and 1:30 as ninety; a setting written so is a typo, not octal."""
+    texts = ["010", "1:30", "1_000", "0o17", "0x1F", "+3", "3.", ".5", "-.inf", "0b101", "1:30.5"]
+    assert [load_yaml(t, "x") for t in texts] == [10, "1:30", "1_000", 15, 31, 3, 3.0, 0.5, float("-inf"), "0b101",
+                                                  "1:30.5"]
+    with pytest.raises(ConfigError, match="total_steps = '1:30'"):
+        TrainConfig().replace(total_steps=load_yaml("1:30", "test"))
+
+
 def test_yaml_booleans_are_true_and_false_only():
     """YAML 1.1 read yes/no/on/off as booleans: `--set obs_stats=off` was refused as 'expected a
     string'. Settings read YAML 1.2's booleans, and numbers as 1.2 writes them."""

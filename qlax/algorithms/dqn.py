@@ -25,7 +25,6 @@ from qlax.buffers import BUFFERS
 from qlax.config import ConfigError, HParams, TrainConfig
 from qlax.exploration import EXPLORERS, epsilon_schedule
 from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
-from qlax.normalization import tracker
 from qlax.types import Transition
 
 
@@ -144,7 +143,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
     buffer = BUFFERS[config.replay]
     explorer = EXPLORERS[config.exploration]
     accumulator = nstep.accumulator(config.n_step)
-    scaler = tracker(*qfunctions.observation_bounds(config, env.spec), config.obs_scaling)
+    scaler = qfunctions.observation_scaler(config, env.spec)
     schedule = epsilon_schedule(config.eps_schedule)
     budget = config.vector_steps
     per_round = config.env_steps_per_round

@@ -24,7 +24,6 @@ from qlax.algorithms import Algorithm, Learned, Rollout
 from qlax.config import ConfigError, HParams, TrainConfig
 from qlax.exploration import EXPLORERS, epsilon_schedule
 from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
-from qlax.normalization import tracker
 
 
 @struct.dataclass
@@ -73,7 +72,7 @@ def lambda_targets(rollout: Rollout, next_q: jax.Array, hp: HParams) -> tuple[ja
 def make(config: TrainConfig, env) -> Algorithm:
     q_function = qfunctions.build(config, env.spec)
     explorer = EXPLORERS[config.exploration]
-    scaler = tracker(*qfunctions.observation_bounds(config, env.spec), config.obs_scaling)
+    scaler = qfunctions.observation_scaler(config, env.spec)
     schedule = epsilon_schedule(config.eps_schedule)
     rollouts = -(-config.vector_steps // config.num_steps)
     total_updates = rollouts * config.num_epochs * config.num_minibatches

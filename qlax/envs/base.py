@@ -40,6 +40,15 @@ class EnvSpec:
     # (start, stop) of the observation entries that say which actions are legal (num_actions
     # entries, nonzero: legal); None: every action is legal everywhere
     action_mask: tuple[int, int] | None = None
+    # (obs_dim,) bool: the entries that one-hot encode a Discrete observation. They reach the
+    # Q-function as 0/1 under every obs_scaling (mapped onto -1/+1, or standardized, n states
+    # would look nearly alike); None: there are none
+    one_hot: np.ndarray | None = None
+
+
+def one_hot_entries(spec: EnvSpec) -> np.ndarray:
+    """(obs_dim,) bool: which observation entries are a Discrete observation's one-hot."""
+    return np.zeros(spec.obs_dim, bool) if spec.one_hot is None else np.asarray(spec.one_hot, bool)
 
 
 def legal_actions(spec: EnvSpec, obs: jax.Array) -> jax.Array | None:

@@ -104,6 +104,7 @@ def spec_of(env, params, name: str) -> EnvSpec:
         obs_low=low,
         obs_high=high,
         solve_threshold=SOLVE_THRESHOLDS.get(name),
+        one_hot=np.full(obs_dim, True) if isinstance(space, spaces.Discrete) else None,
     )
 
 

@@ -228,6 +228,8 @@ def spaces_spec(name: str, observation_space, action_space, max_episode_steps=No
         solve_threshold=None if solve_threshold is None else float(solve_threshold),
         host=host,
         action_mask=mask,
+        one_hot=np.concatenate([np.full(p.size, p.one_hot) for p in parts]) if any(p.one_hot for p in parts)
+        else None,
     )
 
 
