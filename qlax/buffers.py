@@ -53,3 +53,4 @@ PRIORITIZED = Buffer(
 )
 
 BUFFERS = {"uniform": UNIFORM, "prioritized": PRIORITIZED}
+BUFFER_SETTINGS = {"uniform": (), "prioritized": ("per_alpha", "per_beta")}  # what each reads

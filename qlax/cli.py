@@ -15,7 +15,7 @@ from typing import Any
 
 from qlax import __version__, checkpoint, interrupt, presets
 from qlax.checkpoint import CheckpointError
-from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, short
+from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, owners, short
 from qlax.envs import EnvError
 from qlax.devices import is_writer, join_processes
 from qlax.experiment import DivergedError, default_run_dir, resume, train
@@ -220,10 +220,16 @@ def cmd_envs(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     if args.show:
         config = presets.load(args.show)
-        helps = field_help()
-        for key, value in config.to_dict().items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            print(f"{key + ':':18s} {text:<14s}  # {helps[key]}")
+        helps, read = field_help(), owners(config)
+        groups: dict[str, list[str]] = {}
+        for key in sorted(config.to_dict(), key=lambda k: k not in read):  # the unread last, field order kept
+            groups.setdefault(read.get(key, "nothing this preset chose (its defaults)"), []).append(key)
+        for owner, keys in groups.items():
+            print(f"# read by {owner}")
+            for key in keys:
+                value = getattr(config, key)
+                text = value if isinstance(value, str) else json.dumps(value)
+                print(f"{key + ':':18s} {text:<14s}  # {helps[key]}")
         return 0
     for name in presets.names():
         default = " (default)" if name == presets.DEFAULT else ""

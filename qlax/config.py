@@ -30,11 +30,11 @@ import yaml
 from flax import struct
 
 from qlax.algorithms import ALGORITHMS
-from qlax.buffers import BUFFERS
-from qlax.exploration import EXPLORERS, SCHEDULES
-from qlax.learner import OPTIMIZERS, TARGETS
-from qlax.losses import PENALTIES
-from qlax.qfunctions import TORSOS, WEIGHT_INITS
+from qlax.buffers import BUFFER_SETTINGS, BUFFERS
+from qlax.exploration import EXPLORER_SETTINGS, EXPLORERS, SCHEDULE_SETTINGS, SCHEDULES
+from qlax.learner import OPTIMIZERS, TARGET_SETTINGS, TARGETS
+from qlax.losses import PENALTIES, PENALTY_SETTINGS
+from qlax.qfunctions import TORSO_SETTINGS, TORSOS, WEIGHT_INITS
 
 
 class ConfigError(ValueError):
@@ -204,6 +204,14 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def owned(self) -> TrainConfig:
+        """A copy with every setting that nothing this config chose reads (`owners`) back at its
+        default: for switching algorithm or component in Python, where the old choice's
+        settings would be refused (`preset.replace(algorithm="pqn").owned()`)."""
+        read, defaults = owners(self), TrainConfig()
+        return dataclasses.replace(self, **{name: getattr(defaults, name) for name in field_names()
+                                            if name not in read})
+
     def hparams(self) -> HParams:
         """This config's dynamic settings as traced-ready scalars."""
         return HParams.of(self)
@@ -295,11 +303,86 @@ ENV_SETTINGS = ("obs_low", "obs_high", "solve_threshold")
 
 
 def static_key(config: TrainConfig) -> str:
-    """What the compiled per-member program depends on: every setting but the dynamic ones
-    and those only the host reads (seeds, seed, eval_episodes). Equal keys share one program."""
+    """What the compiled per-member program depends on: every setting it reads (`owners`) but
+    the dynamic ones and those only the host reads (seeds, seed, eval_episodes). Equal keys
+    share one program."""
     host_only = ("seeds", "seed", "eval_episodes")
+    read = owners(config)
     return repr(sorted((k, v) for k, v in config.to_dict().items()
-                       if k not in DYNAMIC_SETTINGS and k not in host_only))
+                       if k in read and k not in DYNAMIC_SETTINGS and k not in host_only))
+
+
+# Who reads each setting. The run (trainer, evaluation, reports) reads RUN_SETTINGS whatever
+# else is chosen; the algorithm module declares its own (`SETTINGS`); a setting that chooses
+# a component (COMPONENT_SETTINGS' keys) brings in the settings of the component it chooses.
+RUN_SETTINGS = ("algorithm", "env", "num_envs", "total_steps", "seeds", "seed", "chunk_steps", "obs_low", "obs_high",
+                "obs_scaling", "q_function", "exploration", "truncation", "early_stop", "stop_on",
+                "stop_eval_episodes", "stop_eval_z", "solve_threshold", "eval_episodes", "keep_best")
+COMPONENT_SETTINGS = {"q_function": TORSO_SETTINGS, "exploration": EXPLORER_SETTINGS,
+                      "eps_schedule": SCHEDULE_SETTINGS, "replay": BUFFER_SETTINGS, "target": TARGET_SETTINGS,
+                      "loss": PENALTY_SETTINGS}
+
+
+def owners(config: TrainConfig) -> dict[str, str]:
+    """Each setting that `config`'s choices read -> what reads it ("the run", "algorithm
+    pqn", "q_function mlp", "target periodic", ...); a setting missing here is never read."""
+    from qlax import algorithms
+
+    read = {name: "the run" for name in RUN_SETTINGS}
+    read.update({name: f"algorithm {config.algorithm}" for name in algorithms.module(config.algorithm).SETTINGS})
+    chosen = [name for name in COMPONENT_SETTINGS if name in read]
+    while chosen:
+        switch = chosen.pop(0)
+        choice = getattr(config, switch)
+        for name in COMPONENT_SETTINGS[switch].get(choice, ()):
+            read.setdefault(name, f"{switch} {choice}")
+            if name in COMPONENT_SETTINGS:
+                chosen.append(name)
+    return read
+
+
+def readers(name: str) -> str:
+    """Every choice that reads setting `name`: "algorithm dqn, c51 or qrdqn", "target periodic", ...."""
+    from qlax import algorithms
+
+    tables = {"algorithm": {a: algorithms.module(a).SETTINGS for a in ALGORITHMS}, **COMPONENT_SETTINGS}
+    found = []
+    for switch, table in tables.items():
+        choices = [choice for choice, names in table.items() if name in names]
+        if choices:
+            found.append(f"{switch} {', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1
+                         else f"{switch} {choices[0]}")
+    return "; ".join(found) or "nothing"
+
+
+def check_owned(config: TrainConfig) -> None:
+    """Refuse, in one line, settings changed from their defaults that nothing `config` chose
+    reads (a run labelled "PQN + double Q" would be plain PQN), naming what would read each."""
+    read, defaults = owners(config), TrainConfig()
+    unread = [name for name in field_names() if name not in read and getattr(config, name) != getattr(defaults, name)]
+    if unread:
+        what = ", ".join(f"{name} = {short(getattr(config, name), 30)} (read by {readers(name)})"
+                         for name in unread)
+        it = "it" if len(unread) == 1 else "them"
+        raise ConfigError(f"{_chosen(config)} never reads {what}: drop {it} (give {it} {'its' if it == 'it' else 'their'} "
+                          f"default) or choose what reads {it}")
+
+
+def check_grid_owned(config: TrainConfig, grid: dict[str, list] | None) -> None:
+    """Refuse a grid over a setting that nothing `config` chose reads: its members would differ
+    in name only."""
+    read = owners(config)
+    for key in grid or {}:
+        if key not in read:
+            raise ConfigError(f"--grid {short(key)}: {_chosen(config)} never reads it (read by {readers(key)}); "
+                              f"every setting would train the same run")
+
+
+def _chosen(config: TrainConfig) -> str:
+    """'algorithm pqn with q_function mlp, exploration epsilon_greedy, ...': the choices that decide who reads what."""
+    read = owners(config)
+    switches = [f"{name} {getattr(config, name)}" for name in COMPONENT_SETTINGS if name in read]
+    return f"algorithm {config.algorithm} with " + ", ".join(switches)
 
 
 def field_names() -> list[str]:

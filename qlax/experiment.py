@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from qlax import checkpoint, envs, memory, presets, reports, tracking
-from qlax.config import ConfigError, TrainConfig
+from qlax.config import ConfigError, TrainConfig, check_grid_owned, check_owned
 from qlax.devices import any_process, barrier, is_writer
 from qlax.evaluate import evaluate_members
 from qlax.interrupt import GracefulInterrupt
@@ -114,9 +114,17 @@ def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memor
     """The compiled program for `config` (swept over `grid`), laid out over the devices, with
     every member initialized. Settings, memory and layout are checked before anything compiles."""
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
-    members = Members.of(config.validated(), grid)
+    members = _owned(Members.of(config.validated(), grid), grid)
     planned = _plan(members, max_memory)
     return _init(members, planned, progress)
+
+
+def _owned(members: Members, grid: dict[str, list] | None) -> Members:
+    """`members`, their config's settings and `grid`'s keys checked to be read by what it
+    chose (`config.owners`)."""
+    check_owned(members.config)
+    check_grid_owned(members.config, grid)
+    return members
 
 
 def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list] | None = None,
@@ -138,7 +146,7 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
     options = RunOptions(preset, checkpoint_every, keep, tuple(log)).validated()
     tracking.check(options.log, out)
-    members = Members.of(config.validated(), grid)
+    members = _owned(Members.of(config.validated(), grid), grid)
     planned = _plan(members, max_memory)
     with claim(out, overwrite) if out is not None else nullcontext() as run_dir:
         run = _init(members, planned, progress)

@@ -122,6 +122,16 @@ def _ez_act(key, q_values, epsilon, repeat, first, hp, legal):
     return ez_greedy(key, q_values, epsilon, repeat.replace(left=jnp.where(first, 0, repeat.left)), hp.ez_mu, legal)
 
 
+# The settings each schedule and each explorer reads (`config.owners`); noisy networks explore
+# without epsilon, so they read no schedule.
+SCHEDULE_SETTINGS = {
+    "exponential": ("eps_start", "eps_end", "eps_decay"),
+    "linear": ("eps_start", "eps_end", "eps_decay_steps"),
+    "constant": ("eps_start",),
+}
+EXPLORER_SETTINGS = {"epsilon_greedy": ("eps_schedule",), "ez_greedy": ("eps_schedule", "ez_mu"),
+                     "noisy": ("noisy_sigma0",)}
+
 EXPLORERS = {  # the one list of exploration strategies
     "epsilon_greedy": Explorer(init=lambda num_envs: (),
                                act=lambda key, q, eps, state, first, hp, legal: (epsilon_greedy(key, q, eps, legal),

@@ -46,6 +46,7 @@ def _polyak(params, target_params, updates, hp):
 
 # The one list of target updates: (params, target_params, updates taken, hp) -> target_params.
 TARGETS = {"online": _online, "periodic": _periodic, "polyak": _polyak}
+TARGET_SETTINGS = {"online": (), "periodic": ("target_period",), "polyak": ("tau",)}  # what each reads
 
 
 @struct.dataclass

@@ -13,6 +13,7 @@ PENALTIES = {  # the one list of TD error penalties: 0.5 err^2, or Huber's
     "squared": lambda td_error, delta: 0.5 * td_error**2,
     "huber": lambda td_error, delta: optax.huber_loss(td_error, delta=delta),
 }
+PENALTY_SETTINGS = {"squared": (), "huber": ("huber_delta",)}  # what each reads
 
 
 def q_learning_target(reward: jax.Array, terminated: jax.Array, next_q: jax.Array,

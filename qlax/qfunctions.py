@@ -289,6 +289,14 @@ def mlp(obs_dim: int, num_actions: int, hidden_sizes: list[int], activation: str
 
 
 TORSOS = ("linear_rbf", "mlp", "conv", "nature")
+_NETWORK_SETTINGS = ("hidden_sizes", "activation", "layer_norm", "dueling", "weight_init")
+# The settings each torso reads (`config.owners`).
+TORSO_SETTINGS = {
+    "linear_rbf": ("num_centers", "sigma", "init_scale"),
+    "mlp": _NETWORK_SETTINGS,
+    "conv": ("conv_channels", *_NETWORK_SETTINGS),
+    "nature": _NETWORK_SETTINGS,
+}
 
 
 def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:

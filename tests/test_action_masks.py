@@ -80,7 +80,7 @@ DQN = TrainConfig(env=TRAP_ENV, q_function="mlp", hidden_sizes=[16], num_envs=4,
                   eps_end=0.1, lr=5e-3, gamma=0.9, target_period=20, eval_episodes=4, seeds=2, double_q=True)
 PQN = TrainConfig(algorithm="pqn", env=TRAP_ENV, q_function="mlp", hidden_sizes=[16], layer_norm=True, num_envs=8,
                   total_steps=4096, chunk_steps=64, num_steps=8, num_epochs=2, num_minibatches=2, lr=5e-3,
-                  gamma=0.9, target="online", eps_schedule="linear", eps_decay_steps=200, eps_end=0.1,
+                  gamma=0.9, eps_schedule="linear", eps_decay_steps=200, eps_end=0.1,
                   eval_episodes=4, seeds=2)
 
 

@@ -26,7 +26,7 @@ from qlax.types import Transition
 
 PROBE_PQN = TrainConfig(algorithm="pqn", env=probe_envs.TIME_LIMIT_PROBE, num_envs=4, total_steps=8000,
                         chunk_steps=64, seeds=2, num_centers=8, gamma=0.9, lr=0.05, loss="squared",
-                        target="online", num_steps=8, num_epochs=2, num_minibatches=2, td_lambda=0.65,
+                        num_steps=8, num_epochs=2, num_minibatches=2, td_lambda=0.65,
                         eps_schedule="constant", eps_start=0.1, eval_episodes=2)
 
 
@@ -135,7 +135,7 @@ def test_conv_torso_reads_minatar_grids():
 
 GREEDY_PQN = TrainConfig(algorithm="pqn", num_envs=8, total_steps=8192, chunk_steps=32, seeds=2, q_function="mlp",
                          hidden_sizes=[32], layer_norm=True, num_steps=16, num_minibatches=4, lr=3e-3,
-                         eps_schedule="linear", eps_decay_steps=400, loss="squared", target="online",
+                         eps_schedule="linear", eps_decay_steps=400, loss="squared",
                          early_stop=False, keep_best=True, stop_eval_episodes=4, eval_episodes=5,
                          obs_low=[-2.4, -3.0, -0.2, -3.0], obs_high=[2.4, 3.0, 0.2, 3.0])
 

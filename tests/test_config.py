@@ -1,8 +1,11 @@
 """Settings: presets, types, ranges and relations, checked before anything runs."""
 
+import dataclasses
+
 import pytest
 
 import qlax
+from qlax import config
 from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
 
 
@@ -95,3 +98,95 @@ def test_yaml_booleans_are_true_and_false_only():
     assert values == {"a": "yes", "b": "off", "c": True, "d": False, "e": 1e-3, "f": "NO"}
     with pytest.raises(ConfigError, match="early_stop = 'yes': expected true or false"):
         TrainConfig().replace(early_stop=load_yaml("yes", "test"))
+
+
+# Every setting has one owner: what reads it is declared next to it, a changed setting that
+# nothing chosen reads is refused, and the declarations are checked against what the program
+# really reads while it is built and traced.
+
+class _Recording(TrainConfig):
+    """A config that notes every setting read from it."""
+
+    def __getattribute__(self, name):
+        if name in _FIELDS:
+            _READ.add(name)
+        return object.__getattribute__(self, name)
+
+
+_FIELDS, _READ = set(config.field_names()), set()
+_SMALL = TrainConfig(num_envs=4, total_steps=400, chunk_steps=10, num_centers=8)
+_NET = dict(q_function="mlp", hidden_sizes=[8])
+_REPLAY = dict(buffer_size=100, learning_starts=10, batch_size=8)
+_CHOICES = {
+    "dqn, linear_rbf": _REPLAY,
+    "dqn, prioritized, polyak, noisy, double Q": dict(**_NET, **_REPLAY, replay="prioritized", target="polyak",
+                                                      exploration="noisy", n_step=3, double_q=True),
+    "dqn residual, online": dict(**_NET, **_REPLAY, gradient="residual", target="online", loss="squared"),
+    "c51, ez_greedy, constant": dict(**_NET, **_REPLAY, algorithm="c51", exploration="ez_greedy",
+                                     eps_schedule="constant"),
+    "qrdqn, keep_best, greedy checks": dict(**_NET, **_REPLAY, algorithm="qrdqn", keep_best=True, stop_on="greedy"),
+    "pqn, mlp": dict(**_NET, algorithm="pqn", lr_decay=True, num_steps=8, num_minibatches=2, num_epochs=1),
+    "pqn, conv, noisy": dict(hidden_sizes=[8], q_function="conv", env="Breakout-MinAtar", algorithm="pqn", obs_scaling="none",
+                             exploration="noisy", num_steps=8, num_minibatches=2, num_epochs=1),
+}
+
+
+@pytest.mark.parametrize("choice", _CHOICES)
+def test_the_settings_a_program_reads_are_the_ones_its_owners_declare(choice):
+    import jax
+
+    from qlax import trainer
+
+    chosen = _SMALL.replace(**_CHOICES[choice])
+    recording = dataclasses.replace(_Recording(**chosen.to_dict()), **dict.fromkeys(config.DYNAMIC_SETTINGS))
+    _READ.clear()
+    program = trainer._build(recording)  # built and traced (shapes only), reading the config as it goes
+    jax.eval_shape(program.run_chunk, jax.eval_shape(program.init, jax.random.PRNGKey(0), chosen.hparams()))
+    declared = set(config.owners(chosen))
+    assert _READ <= declared, f"read but declared by no owner: {sorted(_READ - declared)}"
+    static_declared = declared - set(config.DYNAMIC_SETTINGS) - set(config.RUN_SETTINGS)
+    assert static_declared <= _READ, f"declared but never read: {sorted(static_declared - _READ)}"
+
+
+def test_every_setting_has_an_owner_and_every_preset_reads_what_it_sets():
+    from qlax import presets
+
+    owned = set().union(*(config.owners(_SMALL.replace(**c)) for c in _CHOICES.values()),
+                        config.owners(TrainConfig(eps_schedule="linear")), config.owners(TrainConfig(
+                            eps_schedule="exponential", q_function="conv", env="Breakout-MinAtar")))
+    assert owned == set(config.field_names())
+    for name in presets.names():
+        config.check_owned(presets.load(name))
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(algorithm="pqn", double_q=True), "never reads double_q = True (read by algorithm dqn, c51 or qrdqn)"),
+    (dict(algorithm="pqn", target="polyak", tau=0.01), "tau = 0.01 (read by target polyak)"),
+    (dict(algorithm="pqn", replay="prioritized"), "replay = 'prioritized' (read by algorithm dqn, c51 or qrdqn)"),
+    (dict(algorithm="c51", q_function="mlp", gradient="residual", target="online"),
+     "gradient = 'residual' (read by algorithm dqn)"),
+    (dict(q_function="linear_rbf", dueling=True), "dueling = True (read by q_function mlp, conv or nature)"),
+    (dict(q_function="mlp", exploration="noisy", eps_decay=0.5), "eps_decay = 0.5 (read by eps_schedule exponential)"),
+])
+def test_a_changed_setting_that_nothing_chosen_reads_is_refused_naming_its_readers(changes, message):
+    from qlax.experiment import start
+
+    chosen = TrainConfig(num_envs=4).replace(**changes)
+    with pytest.raises(ConfigError) as caught:
+        start(chosen)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    config.check_owned(TrainConfig(algorithm="pqn", double_q=False))  # a default given again is no change
+    switched = chosen.owned()  # Python's way to switch: the settings nothing reads go back to their defaults
+    config.check_owned(switched)
+    assert switched.algorithm == chosen.algorithm and switched.q_function == chosen.q_function
+
+
+def test_a_grid_over_a_setting_nothing_reads_is_refused_and_unread_settings_leave_the_compile_key():
+    from qlax.experiment import start
+
+    pqn = TrainConfig(num_envs=4, algorithm="pqn", q_function="mlp")
+    with pytest.raises(ConfigError, match="--grid 'target_period': .* never reads it"):
+        start(pqn, grid={"target_period": [100, 200]})
+    unread = dataclasses.replace(pqn, double_q=True)  # as a config written before settings had owners
+    assert config.static_key(unread) == config.static_key(pqn)
+    assert config.static_key(pqn.replace(num_steps=16)) != config.static_key(pqn)

@@ -190,9 +190,9 @@ def test_other_families_train_a_few_compiled_steps(env_id, q_function):
     import qlax
     from qlax.config import TrainConfig
 
-    config = TrainConfig(env=env_id, q_function=q_function, hidden_sizes=[16], num_centers=16, num_envs=4,
-                         total_steps=400, chunk_steps=50, seeds=2, buffer_size=200, learning_starts=40,
-                         eval_episodes=2, early_stop=False)
+    torso = {"hidden_sizes": [16]} if q_function == "mlp" else {"num_centers": 16}
+    config = TrainConfig(env=env_id, q_function=q_function, **torso, num_envs=4, total_steps=400, chunk_steps=50,
+                         seeds=2, buffer_size=200, learning_starts=40, eval_episodes=2, early_stop=False)
     result = qlax.train(config, progress=False)
     assert result.summary["env_steps"] == [400, 400]
     assert int(result.state.agent.learner.updates[0]) > 0 and np.all(np.isfinite(result.summary["eval_mean_return"]))

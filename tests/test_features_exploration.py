@@ -232,7 +232,8 @@ def test_ez_greedy_runs_in_training_hold_actions_within_episodes_and_restart_at_
                          learning_starts=4_000, eps_schedule="constant", eps_start=1.0, num_centers=8)
 
     def consecutive_actions(exploration_kind):
-        run = start(config.replace(exploration=exploration_kind, ez_mu=1.5))
+        ez = {"ez_mu": 1.5} if exploration_kind == "ez_greedy" else {}  # epsilon_greedy reads no ez_mu
+        run = start(config.replace(exploration=exploration_kind, **ez))
         state, _ = run.population.run_chunk(run.state)
         member = jax.tree.map(lambda leaf: np.asarray(leaf)[0], state)
         stored = replay.contents(member.agent.replay)

@@ -404,7 +404,7 @@ def test_the_command_line_re_makes_a_gymnasium_env_object_from_the_spec_its_run_
     ("pqn", {"num_steps": 8, "num_minibatches": 2}),
 ])
 def test_every_algorithm_trains_on_a_gymnasium_env_object(algorithm, settings):
-    config = TRAIN.replace(algorithm=algorithm, **settings)
+    config = TRAIN.replace(algorithm=algorithm, **settings).owned()  # pqn: no replay settings
     result = qlax.train(config, env=gym_probes.counter(), progress=False)
     assert result.eval_returns.shape == (MEMBERS, 2) and set(result.eval_returns.ravel()) <= {6.0, 15.0}
     assert np.all(np.asarray(result.state.stats.episodes) > 10)

@@ -129,7 +129,7 @@ def test_switching_environment_from_a_preset_drops_the_old_environments_bounds()
 
 
 CORRIDOR_DQN = TrainConfig(q_function="mlp", hidden_sizes=[32], num_envs=4, total_steps=4000, chunk_steps=150,
-                           buffer_size=2000, batch_size=32, learning_starts=200, eps_decay_steps=200, lr=5e-3,
+                           buffer_size=2000, batch_size=32, learning_starts=200, lr=5e-3,
                            gamma=0.9, target_period=50, eval_episodes=4, seeds=2)
 
 

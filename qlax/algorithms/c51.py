@@ -29,6 +29,9 @@ def values(config: TrainConfig) -> dqn.Values:
                       q_values=lambda logits: losses.categorical_q_values(logits, atoms), loss=loss)
 
 
+SETTINGS = (*dqn.FAMILY_SETTINGS, "num_atoms", "v_min", "v_max")  # what C51 reads (`config.owners`)
+
+
 def check(config: TrainConfig) -> None:
     dqn.check(config)
     if np.float32(config.v_min) >= np.float32(config.v_max):  # as the program holds them

@@ -44,12 +44,16 @@ class Values(NamedTuple):
     q_values(outputs) -> Q-values (the distribution's mean);
     loss(forward, batch, hp) -> (per-sample loss, per-sample priority), where `forward`
     holds the online outputs at obs, the bootstrap outputs at next_obs, and the Q-values
-    that choose the next action.
+    that choose the next action;
+    residual: bootstrap from the online parameters and differentiate through the target
+    (the seed's residual gradient, `gradient: residual`); the distributional losses learn
+    semi-gradient only.
     """
 
     outputs_per_action: int
     q_values: Callable
     loss: Callable
+    residual: bool = False
 
 
 class Forward(NamedTuple):
@@ -74,13 +78,22 @@ def scalar_values(config: TrainConfig) -> Values:
         td_error = q - y
         return losses.td_penalty(td_error, config.loss, hp.huber_delta), td_error
 
-    return Values(outputs_per_action=1, q_values=lambda outputs: outputs, loss=loss)
+    return Values(outputs_per_action=1, q_values=lambda outputs: outputs, loss=loss,
+                  residual=config.gradient == "residual")
 
 
 def bootstrap_discount(batch: Transition, hp: HParams) -> jax.Array:
     """gamma (or an n-step transition's gamma^k), zero where the episode terminated."""
     discount = hp.gamma if batch.discount is None else batch.discount
     return discount * (1.0 - batch.terminated.astype(jnp.float32))
+
+
+# What the DQN family reads (`config.owners`), and which component choices bring their own
+# settings; c51 and qrdqn add their heads' and learn by their own losses (no `loss`, no
+# residual `gradient`).
+FAMILY_SETTINGS = ("lr", "gamma", "optimizer", "max_grad_norm", "obs_stats", "buffer_size", "batch_size", "replay",
+                   "learning_starts", "n_step", "gradient_steps", "train_freq", "warmup_random", "double_q", "target")
+SETTINGS = (*FAMILY_SETTINGS, "gradient", "loss")
 
 
 def check(config: TrainConfig) -> None:
@@ -115,7 +128,7 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
     the online Q-values choosing the next action for double Q (else the bootstrap Q-values
     do), masked to the actions legal at next_obs. With noisy layers each of the three
     passes draws its own noise. `optimizer(hp)` defaults to `config.optimizer`."""
-    residual = config.gradient == "residual"
+    residual = values.residual
     noisy = EXPLORERS[config.exploration].noisy
 
     def loss(params, target_params, batch: Transition, hp: HParams, key):
@@ -144,7 +157,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
     explorer = EXPLORERS[config.exploration]
     accumulator = nstep.accumulator(config.n_step)
     scaler = qfunctions.observation_scaler(config, env.spec)
-    schedule = epsilon_schedule(config.eps_schedule)
+    schedule = None if explorer.noisy else epsilon_schedule(config.eps_schedule)  # noisy nets need no epsilon
     budget = config.vector_steps
     per_round = config.env_steps_per_round
     max_updates = math.ceil(config.num_envs / per_round) * config.gradient_steps

@@ -43,6 +43,12 @@ class Sample:
     weight: jax.Array  # 0 for a step whose next observation is unknown
 
 
+# What PQN reads (`config.owners`): no replay, no target network; learning_starts only
+# says how long observation statistics warm up (obs_stats warmup).
+SETTINGS = ("lr", "gamma", "optimizer", "max_grad_norm", "obs_stats", "learning_starts", "num_steps", "num_epochs",
+            "num_minibatches", "td_lambda", "lr_decay", "loss")
+
+
 def check(config: TrainConfig) -> None:
     """Relations between the settings PQN reads."""
     samples = config.num_steps * config.num_envs
@@ -50,9 +56,6 @@ def check(config: TrainConfig) -> None:
         raise ConfigError(
             f"num_minibatches ({config.num_minibatches}) must divide num_steps x num_envs "
             f"({config.num_steps} x {config.num_envs} = {samples})")
-    if config.replay != "uniform" or config.n_step != 1:
-        raise ConfigError("algorithm 'pqn' learns from its rollouts, without replay: leave replay 'uniform' "
-                          "and n_step 1 (it uses lambda-returns; set td_lambda)")
 
 
 def lambda_targets(rollout: Rollout, next_q: jax.Array, hp: HParams) -> tuple[jax.Array, jax.Array]:
@@ -73,7 +76,7 @@ def make(config: TrainConfig, env) -> Algorithm:
     q_function = qfunctions.build(config, env.spec)
     explorer = EXPLORERS[config.exploration]
     scaler = qfunctions.observation_scaler(config, env.spec)
-    schedule = epsilon_schedule(config.eps_schedule)
+    schedule = None if explorer.noisy else epsilon_schedule(config.eps_schedule)  # noisy nets need no epsilon
     rollouts = -(-config.vector_steps // config.num_steps)
     total_updates = rollouts * config.num_epochs * config.num_minibatches
 

@@ -26,6 +26,9 @@ def values(config: TrainConfig) -> dqn.Values:
                       q_values=lambda quantiles: jnp.mean(quantiles, axis=-1), loss=loss)
 
 
+SETTINGS = (*dqn.FAMILY_SETTINGS, "num_quantiles", "huber_delta")  # what QR-DQN reads (`config.owners`)
+
+
 def check(config: TrainConfig) -> None:
     dqn.check(config)
     if config.q_function == "linear_rbf":
