@@ -294,14 +294,21 @@ def latest(run_dir: Path) -> Path:
 
 
 def load(path: Path, template: Any, *, settings: dict[str, Any], shard: int = 0,
-         shards: int = 1) -> tuple[Any, dict[str, Any]]:
+         shards: int = 1, free: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
     """(state shaped like `template`, manifest) from the checkpoint directory `path` of the run
-    that `settings` define; process `shard` of `shards` reads its own slice."""
+    that `settings` define; process `shard` of `shards` reads its own slice. The config
+    settings named in `free` may differ: the checkpoint's own values (its manifest's copy,
+    checked against its hash) are taken for them."""
     path = Path(path)
     manifest = read_manifest(path)
     if manifest["shards"] != shards:
         raise CheckpointError(f"{path}: saved by {manifest['shards']} process(es); resume it with "
                               f"{manifest['shards']}, not {shards}")
+    saved = manifest.get("settings")
+    saved_config = saved.get("config") if isinstance(saved, dict) else None
+    if free and isinstance(saved_config, dict) and isinstance(settings.get("config"), dict):
+        settings = {**settings, "config": {**settings["config"],
+                                           **{k: saved_config[k] for k in free if k in saved_config}}}
     if manifest["settings_sha256"] != settings_sha256(settings):
         raise CheckpointError(f"{path}: saved by a run with other settings than this run directory's "
                               f"({_differences(manifest.get('settings'), settings)}); it is not this run's checkpoint")

@@ -102,7 +102,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     join_if_asked(args)
-    result = resume(args.run_dir, progress=True, max_memory=args.max_memory, env=args.env)
+    result = resume(args.run_dir, progress=True, max_memory=args.max_memory, env=args.env, steps=args.steps)
     if result.already_finished:
         if is_writer():
             print(f"{result.run_dir}: the run is finished{solved_note(result)}; nothing to resume")
@@ -261,6 +261,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue a run from its latest checkpoint")
     resume.add_argument("run_dir", metavar="DIR", help="the run directory of an interrupted run")
+    resume.add_argument("--steps", type=int, metavar="N", help="a new budget, env steps per seed: train a finished "
+                        "or interrupted run further (members that stopped early stay stopped)")
     add_env_argument(resume)
     add_process_arguments(resume)
     resume.set_defaults(func=cmd_resume)

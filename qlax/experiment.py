@@ -151,7 +151,7 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     with claim(out, overwrite) if out is not None else nullcontext() as run_dir:
         run = _init(members, planned, progress)
         if run_dir is not None and is_writer():
-            (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(members.config.to_dict(), sort_keys=False))
+            _write_config(run_dir, members.config)
             if env is not None and (recipe := envs.recipe(env)) is not None:
                 (run_dir / ENV_RECIPE_FILE).write_text(recipe)
             if members.grid:
@@ -168,25 +168,37 @@ def sweep(config: TrainConfig, grid: dict[str, list], seeds: int | None = None, 
 
 
 def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int | None = None,
-           env: Any = None) -> RunResult:
+           env: Any = None, steps: int | None = None) -> RunResult:
     """Continue the run in `run_dir` from its latest checkpoint, as if it had never stopped;
     `env`: the environment object a run trained with `train(..., env=...)` needs again, or
     the name of a run's factory env (`module:factory`), which qlax never imports from a
     run's files by itself.
 
-    A finished run (its summary.json not interrupted) is left as it is: the result holds
-    its summary and saved state, with `already_finished` set.
+    `steps`: a new budget, env steps per seed (`total_steps`), to train a finished or
+    interrupted run further (SB3's `learn(more, reset_num_timesteps=False)`). It goes on
+    exactly as a run with that budget from the start would have, where nothing depends on
+    the budget itself: prioritized replay's beta anneals over the budget, and PQN's
+    lr_decay over it, so those follow the new budget from here on. Members that stopped
+    early (solved) stay stopped.
+
+    A finished run (every chunk of its budget done or every member stopped, as its latest
+    checkpoint says, and its summary written) is left as it is: the result holds its
+    summary and saved state, with `already_finished` set.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     members = load_members(run_dir, env=env)
+    if steps is not None:
+        members = Members.of(members.config.replace(total_steps=steps), dict(members.grid))
     planned = _plan(members, max_memory, resuming=True)
     with lock(run_dir):
         state, manifest = load_state(run_dir, planned.trainer, members, planned.placement)
-        finished = finished_summary(run_dir)
+        finished = finished_summary(run_dir) if _spent(planned, state, manifest["chunk"]) else None
         if finished is not None:
             return RunResult(summary=finished, state=state, eval_returns=None, run_dir=run_dir, members=members,
                              already_finished=True)
+        if steps is not None and is_writer():  # the new budget, where every later read of the run finds it
+            _write_config(run_dir, members.config)
         options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"],
                              tuple(manifest.get("log", ())))
         tracking.check(options.log, run_dir)
@@ -197,6 +209,22 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
             state = pop.restart(state)
         return _run(planned.trainer, members, pop, state, manifest["chunk"], run_dir, options, progress, started,
                     0.0)
+
+
+def _spent(planned: Planned, state: TrainState, chunk: int) -> bool:
+    """Whether a run whose latest checkpoint holds `state` after `chunk` chunks has nothing
+    left to train: its budget's chunks are done, or every member stopped or diverged."""
+    if chunk >= planned.trainer.num_chunks:
+        return True
+    stopped, diverged = planned.placement.gather((state.stopped, state.diverged))
+    return bool(np.all(stopped | diverged))
+
+
+def _write_config(run_dir: Path, config: TrainConfig) -> None:
+    """config.yaml, replaced whole (written beside it, then moved into place)."""
+    partial = run_dir / f".{CONFIG_FILE}.partial"
+    partial.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    partial.replace(run_dir / CONFIG_FILE)
 
 
 class Planned(NamedTuple):

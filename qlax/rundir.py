@@ -184,6 +184,11 @@ def run_settings(members: Members) -> dict[str, Any]:
     return {"config": config, "grid": [[key, list(values)] for key, values in members.grid]}
 
 
+# A checkpoint's state does not depend on the budget it was saved under: a run's budget may
+# grow (`qlax resume --steps`), and the checkpoints before it still belong to the run.
+BUDGET_FREE = ("total_steps",)
+
+
 def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Placement):
     """(the placed state, manifest) from the latest checkpoint of `run_dir`, checked against
     the run's chunks and its metrics.csv."""
@@ -191,10 +196,13 @@ def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Pla
     rows = members.count if shards == 1 else len(placement.local_rows)
     latest = latest_checkpoint(run_dir)
     saved, manifest = checkpoint.load(latest, state_template(trainer, rows), settings=run_settings(members),
-                                      shard=jax.process_index(), shards=shards)
+                                      shard=jax.process_index(), shards=shards, free=BUDGET_FREE)
     chunk = manifest["chunk"]
     if chunk > trainer.num_chunks:
-        raise checkpoint.CheckpointError(f"{latest}: {chunk} chunks saved, but this run has {trainer.num_chunks}")
+        done = min(chunk * trainer.chunk_vector_steps, trainer.budget) * trainer.config.num_envs
+        raise checkpoint.CheckpointError(
+            f"{latest}: {chunk} chunks ({done:,} env steps per seed) are saved, more than the "
+            f"{trainer.num_chunks} of total_steps {trainer.config.total_steps:,}: a run's budget can grow, not shrink")
     logged = _metric_rows(Path(run_dir) / reports.METRICS_FILE)
     if logged < chunk * members.count:
         raise checkpoint.CheckpointError(
@@ -304,7 +312,7 @@ def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = F
     members = load_members(run_dir, episodes, env)
     trainer = make_train(members.config)
     state, _ = checkpoint.load(latest_checkpoint(Path(run_dir)), state_template(trainer, members.count),
-                               settings=run_settings(members))
+                               settings=run_settings(members), free=BUDGET_FREE)
     return trainer, members, trainer.greedy_params(state, best)
 
 

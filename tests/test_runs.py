@@ -69,6 +69,36 @@ def test_interrupted_and_resumed_run_equals_one_go(one_go, tmp_path, monkeypatch
     assert ours == theirs
 
 
+def test_a_finished_run_given_more_steps_equals_the_run_given_that_budget_at_once(one_go, tmp_path, capsys):
+    out = tmp_path / "half"
+    half = qlax.train(CONFIG.replace(total_steps=CONFIG.total_steps // 2), out=out, progress=False,
+                      checkpoint_every=3, keep=2)
+    assert not half.interrupted and qlax.resume(out, progress=False).already_finished
+    assert cli.main(["resume", str(out), "--steps", str(CONFIG.total_steps // 4)]) == 2
+    assert "a run's budget can grow, not shrink" in capsys.readouterr().err
+    continued = qlax.resume(out, steps=CONFIG.total_steps, progress=False)
+    for a, b in zip(jax.tree.leaves(continued.state), jax.tree.leaves(one_go.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for name in ("metrics.csv", "config.yaml"):
+        assert (out / name).read_bytes() == (one_go.run_dir / name).read_bytes()
+    assert [p.name for p in checkpoint.complete(out)] == ["chunk-000009", "chunk-000012"]
+    timings = {"wall_s", "compile_s", "train_s", "env_steps_per_s"}
+    assert {k: v for k, v in continued.summary.items() if k not in timings} == \
+        {k: v for k, v in one_go.summary.items() if k not in timings}
+
+
+def test_where_a_run_stands_comes_from_its_checkpoint_not_its_summary(one_go, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    interrupt_after(monkeypatch, 4)
+    qlax.train(CONFIG, out=out, progress=False, checkpoint_every=3, keep=2)
+    monkeypatch.undo()
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "interrupted": False}))  # a hand edit
+    resumed = qlax.resume(out, progress=False)
+    assert not resumed.already_finished and resumed.summary["env_steps"] == one_go.summary["env_steps"]
+    assert (out / "metrics.csv").read_bytes() == (one_go.run_dir / "metrics.csv").read_bytes()
+
+
 def test_checkpoints_keep_the_last_k(one_go):
     names = [p.name for p in checkpoint.complete(one_go.run_dir)]
     assert names == ["chunk-000009", "chunk-000012"]  # every 3 chunks and at the end, 2 kept
