@@ -199,10 +199,9 @@ def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Pla
                                       shard=jax.process_index(), shards=shards, free=BUDGET_FREE)
     chunk = manifest["chunk"]
     if chunk > trainer.num_chunks:
-        done = min(chunk * trainer.chunk_vector_steps, trainer.budget) * trainer.config.num_envs
         raise checkpoint.CheckpointError(
-            f"{latest}: {chunk} chunks ({done:,} env steps per seed) are saved, more than the "
-            f"{trainer.num_chunks} of total_steps {trainer.config.total_steps:,}: a run's budget can grow, not shrink")
+            f"{latest}: {chunk} chunks saved, but this run has {trainer.num_chunks} (total_steps "
+            f"{trainer.config.total_steps:,}): a run's budget can grow, not shrink")
     logged = _metric_rows(Path(run_dir) / reports.METRICS_FILE)
     if logged < chunk * members.count:
         raise checkpoint.CheckpointError(
