@@ -16,11 +16,12 @@ use_every_cpu_core()  # before anything runs on JAX (see qlax.devices)
 use_compilation_cache()
 
 from qlax import presets, trainer  # noqa: E402
+from qlax.callbacks import ChunkReport  # noqa: E402
 from qlax.config import ConfigError, TrainConfig  # noqa: E402
 from qlax.experiment import DivergedError, RunResult, resume, sweep, train  # noqa: E402
 from qlax.rundir import evaluate_run  # noqa: E402
 from qlax.policy import load_policy  # noqa: E402
 
-__all__ = ["ConfigError", "DivergedError", "RunResult", "TrainConfig", "evaluate_run", "load_policy",
+__all__ = ["ChunkReport", "ConfigError", "DivergedError", "RunResult", "TrainConfig", "evaluate_run", "load_policy",
            "presets", "resume", "sweep", "train"]
 __version__ = "0.2.0"

@@ -13,18 +13,20 @@ they take the same decisions, and process 0 writes the files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import jax
 import numpy as np
 import yaml
 
 from qlax import checkpoint, envs, memory, presets, reports, tracking
+from qlax.callbacks import Callback, ChunkReport, checked
 from qlax.config import ConfigError, TrainConfig, check_grid_owned, check_owned
 from qlax.devices import any_process, barrier, is_writer
 from qlax.evaluate import evaluate_members
@@ -49,12 +51,14 @@ class RunOptions:
     checkpoint_every: int = 10  # chunks between checkpoints (one is also saved at the end)
     keep: int = 2  # checkpoints kept
     log: tuple[str, ...] = ()  # trackers: tensorboard, wandb
+    callbacks: tuple[Callback, ...] = ()  # called after every chunk (`qlax.callbacks`); not saved
 
     def validated(self) -> RunOptions:
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every = {self.checkpoint_every}: out of range, allowed >= 1")
         if self.keep < 1:
             raise ConfigError(f"keep = {self.keep}: out of range, allowed >= 1")
+        self.callbacks = checked(self.callbacks)
         return self
 
 
@@ -130,11 +134,14 @@ def _owned(members: Members, grid: dict[str, list] | None) -> Members:
 def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list] | None = None,
           out: str | Path | None = None, overwrite: bool = False, preset: str | None = None,
           progress: bool = True, checkpoint_every: int = 10, keep: int = 2,
-          max_memory: str | int | None = None, log: tuple[str, ...] = (), env: Any = None) -> RunResult:
+          max_memory: str | int | None = None, log: tuple[str, ...] = (), env: Any = None,
+          callbacks: Iterable[Callback] | None = None) -> RunResult:
     """Train `seeds` seeds of `config` (of every setting of `grid`) at once, evaluate each
     member greedily, write `out` if given; `log` names trackers (tensorboard, wandb) that
     get every chunk's numbers; `env`, an environment object (qlax's JAX protocol, a gymnax
-    `Environment`, or a `gymnasium.Env`, copied), replaces `config.env`, its bounds and threshold.
+    `Environment`, or a `gymnasium.Env`, copied), replaces `config.env`, its bounds and threshold;
+    `callbacks` are called on the host after every chunk (`qlax.callbacks`: they can stop
+    the run or single members, and write files).
 
     Every setting is checked, the environment built, the memory planned and `out` claimed
     (refused if it holds a run, unless `overwrite`; locked until the run ends) before
@@ -144,7 +151,7 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     config = config.replace(seeds=seeds) if seeds is not None else config
     config = config.replace(env=envs.register(env)) if env is not None else config
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
-    options = RunOptions(preset, checkpoint_every, keep, tuple(log)).validated()
+    options = RunOptions(preset, checkpoint_every, keep, tuple(log), callbacks).validated()
     tracking.check(options.log, out)
     members = _owned(Members.of(config.validated(), grid), grid)
     planned = _plan(members, max_memory)
@@ -168,11 +175,13 @@ def sweep(config: TrainConfig, grid: dict[str, list], seeds: int | None = None, 
 
 
 def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int | None = None,
-           env: Any = None, steps: int | None = None) -> RunResult:
+           env: Any = None, steps: int | None = None, callbacks: Iterable[Callback] | None = None) -> RunResult:
     """Continue the run in `run_dir` from its latest checkpoint, as if it had never stopped;
     `env`: the environment object a run trained with `train(..., env=...)` needs again, or
     the name of a run's factory env (`module:factory`), which qlax never imports from a
     run's files by itself.
+
+    `callbacks`: as for `train` (they are not saved with the run: give them again).
 
     `steps`: a new budget, env steps per seed (`total_steps`), to train a finished or
     interrupted run further (SB3's `learn(more, reset_num_timesteps=False)`). It goes on
@@ -193,14 +202,14 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
     planned = _plan(members, max_memory, resuming=True)
     with lock(run_dir):
         state, manifest = load_state(run_dir, planned.trainer, members, planned.placement)
-        finished = finished_summary(run_dir) if _spent(planned, state, manifest["chunk"]) else None
+        finished = finished_summary(run_dir) if _spent(planned, state) else None
         if finished is not None:
             return RunResult(summary=finished, state=state, eval_returns=None, run_dir=run_dir, members=members,
                              already_finished=True)
         if steps is not None and is_writer():  # the new budget, where every later read of the run finds it
             _write_config(run_dir, members.config)
         options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"],
-                             tuple(manifest.get("log", ())))
+                             tuple(manifest.get("log", ())), callbacks).validated()
         tracking.check(options.log, run_dir)
         if is_writer():
             reports.MetricsFile(run_dir / reports.METRICS_FILE, members).truncate(manifest["chunk"])
@@ -211,13 +220,22 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
                     0.0)
 
 
-def _spent(planned: Planned, state: TrainState, chunk: int) -> bool:
-    """Whether a run whose latest checkpoint holds `state` after `chunk` chunks has nothing
-    left to train: its budget's chunks are done, or every member stopped or diverged."""
-    if chunk >= planned.trainer.num_chunks:
-        return True
-    stopped, diverged = planned.placement.gather((state.stopped, state.diverged))
-    return bool(np.all(stopped | diverged))
+def _spent(planned: Planned, state: TrainState) -> bool:
+    """Whether a run whose latest checkpoint holds `state` has nothing left to train: every
+    member stopped, diverged or spent the budget."""
+    stopped, diverged, steps = planned.placement.gather((state.stopped, state.diverged, state.vector_steps))
+    return bool(np.all(stopped | diverged | (steps >= planned.trainer.budget)))
+
+
+def _chunks_left(trainer: Trainer, metrics) -> int:
+    """Chunks until every member still training has spent the budget: the budget's chunks
+    from the start, and one more than its count after a resume whose run had a short last
+    chunk (`resume --steps`)."""
+    training = ~(np.asarray(metrics.stopped) | np.asarray(metrics.diverged))
+    if not training.any():
+        return 0
+    steps_left = trainer.budget - int(np.min(np.asarray(metrics.env_steps)[training])) // trainer.config.num_envs
+    return max(0, -(-steps_left // trainer.chunk_vector_steps))
 
 
 def _write_config(run_dir: Path, config: TrainConfig) -> None:
@@ -308,6 +326,7 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
             "members": placement.members, "padded": placement.padded}
     latest = placement.gather(pop.observe(state))
     steps_before = int(np.sum(latest.env_steps))
+    last_chunk = first_chunk + _chunks_left(trainer, latest)
     metrics_path = run_dir / reports.METRICS_FILE if run_dir is not None and is_writer() else None
     with ProgressDisplay(title, trainer.env_steps_budget, enabled=progress and is_writer()) as display, \
             reports.MetricsFile(metrics_path, members) as metrics_file, GracefulInterrupt() as interrupt, \
@@ -320,9 +339,10 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
         compile_s += time.perf_counter() - compile_started
         train_started = time.perf_counter()
         chunk, saved, interrupted = first_chunk, first_chunk, False
+        asked = _Asked()  # what callbacks asked for, until it is carried out
 
         def report(metrics):
-            """Gather a chunk's numbers, append them to metrics.csv, show progress."""
+            """Gather a chunk's numbers, append them to metrics.csv, show progress, call the callbacks."""
             latest = placement.gather(metrics)
             metrics_file.write(latest)
             steps_per_s = (float(np.sum(latest.env_steps)) - steps_before) / (time.perf_counter() - train_started)
@@ -333,6 +353,9 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
                 latest.greedy_return))
             for tracker in trackers:
                 tracker.log(int(np.max(latest.env_steps)), tracking.chunk_scalars(latest, members, steps_per_s))
+            for callback in options.callbacks:
+                asked.hear(callback, ChunkReport(chunk, last_chunk, _metric_arrays(latest), members, config,
+                                                 run_dir, time.perf_counter() - started))
             return latest
 
         # The next chunk is dispatched before the host reads the last one's numbers (JAX runs it
@@ -340,20 +363,23 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
         # dispatched after every member stopped changes nothing in the state and is dropped;
         # one in flight at an interrupt is finished and saved. A periodic checkpoint is taken
         # before the next dispatch, which consumes (donates) the state.
-        in_flight = run_chunk(state) if chunk < trainer.num_chunks and not _all_done(latest) else None
+        in_flight = run_chunk(state) if chunk < last_chunk and not _all_done(latest) else None
         while in_flight is not None:
             state, metrics = in_flight
             chunk += 1
-            more = chunk < trainer.num_chunks
+            more = chunk < last_chunk
+            state = asked.stop_members(state, placement)  # asked after an earlier chunk
             if run_dir is not None and more and chunk % options.checkpoint_every == 0:
                 latest = report(metrics)  # the rows first: a checkpoint never covers a missing row
+                state = asked.stop_members(state, placement)  # a checkpoint holds what was asked so far
                 _save(run_dir, state, chunk, meta, options.keep, placement, members)
                 saved = chunk
                 in_flight = run_chunk(state)
             else:
                 in_flight = run_chunk(state) if more else None
                 latest = report(metrics)
-            interrupted = any_process(interrupt.requested)  # read once: the save and the exit agree
+            # read once: the save and the exit agree
+            interrupted = any_process(interrupt.requested or asked.stop_run)
             if in_flight is not None and _all_done(latest):
                 state, _ = in_flight  # every member is frozen: the state is the same
                 in_flight = None
@@ -362,6 +388,7 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
                 chunk += 1
                 latest = report(metrics)
                 in_flight = None
+        state = asked.stop_members(state, placement)  # what the last reports asked: held by the last checkpoint
         if run_dir is not None and saved != chunk:
             _save(run_dir, state, chunk, meta, options.keep, placement, members)
         jax.block_until_ready(state)
@@ -378,6 +405,8 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     summary = reports.summary(members, {**reports.train_numbers(latest, config.keep_best),
                                         **reports.eval_numbers(returns, threshold)}, run)
     summary["interrupted"] = interrupted
+    if asked.stop_run:
+        summary["stopped_by"] = "callback"
     summary["wall_s"] = round(time.perf_counter() - started, 3)
     if run_dir is not None and is_writer():
         reports.write_summary(run_dir, summary)
@@ -393,6 +422,33 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     if jax.process_count() == 1 and placement.padded > placement.members:
         state = jax.tree.map(lambda leaf: leaf[:placement.members], state)
     return RunResult(summary=summary, state=state, eval_returns=returns, run_dir=run_dir, members=members)
+
+
+class _Asked:
+    """What callbacks asked for: to stop the run, and members to stop (carried out by
+    `stop_members` on the next state the loop holds before it starts a chunk)."""
+
+    def __init__(self):
+        self.stop_run = False
+        self.members: set[int] = set()
+
+    def hear(self, callback: Callback, report: ChunkReport) -> None:
+        callback(report)
+        self.stop_run |= report.stop_requested
+        self.members |= report.members_to_stop
+
+    def stop_members(self, state: TrainState, placement: Placement) -> TrainState:
+        if not self.members:
+            return state
+        mask = np.zeros(placement.members, bool)
+        mask[sorted(self.members)] = True
+        self.members = set()
+        return state.replace(stopped=state.stopped | placement.put(mask))
+
+
+def _metric_arrays(metrics) -> dict[str, np.ndarray]:
+    """A chunk's gathered numbers as {name: (members,) array}."""
+    return {field.name: np.asarray(getattr(metrics, field.name)) for field in dataclasses.fields(metrics)}
 
 
 def _all_done(metrics) -> bool:

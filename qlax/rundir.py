@@ -198,10 +198,15 @@ def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Pla
     saved, manifest = checkpoint.load(latest, state_template(trainer, rows), settings=run_settings(members),
                                       shard=jax.process_index(), shards=shards, free=BUDGET_FREE)
     chunk = manifest["chunk"]
-    if chunk > trainer.num_chunks:
+    done = int(np.max(saved.vector_steps)) * trainer.config.num_envs
+    if done > chunk * trainer.chunk_vector_steps * trainer.config.num_envs:  # a checkpoint renamed to an earlier chunk
         raise checkpoint.CheckpointError(
-            f"{latest}: {chunk} chunks saved, but this run has {trainer.num_chunks} (total_steps "
-            f"{trainer.config.total_steps:,}): a run's budget can grow, not shrink")
+            f"{latest}: its state has taken {done:,} env steps per seed, more than {chunk} chunks take: the "
+            f"checkpoint was renamed or its manifest edited")
+    if done > trainer.budget * trainer.config.num_envs:
+        raise checkpoint.CheckpointError(
+            f"{latest}: {done:,} env steps per seed are saved, more than this run's total_steps "
+            f"{trainer.config.total_steps:,}: a run's budget can grow, not shrink")
     logged = _metric_rows(Path(run_dir) / reports.METRICS_FILE)
     if logged < chunk * members.count:
         raise checkpoint.CheckpointError(

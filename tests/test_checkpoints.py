@@ -134,7 +134,9 @@ def test_a_checkpoint_of_another_run_with_the_same_shapes_is_refused(runs, tmp_p
     ("renamed", "chunk-000003: manifest's chunk = 2 does not match the directory's name"),
     ("metrics", "metrics.csv has 2 rows; chunk-000002 covers 2 chunks x 2 members = 4: the run directory's "
                 "files do not belong together"),
-    ("past the budget", "chunk-000003: 3 chunks saved, but this run has 2"),
+    ("past the budget", "metrics.csv has 4 rows; chunk-000003 covers 3 chunks x 2 members = 6"),
+    ("an earlier chunk", "chunk-000001: its state has taken 400 env steps per seed, more than 1 chunks take: the "
+                         "checkpoint was renamed or its manifest edited"),
 ])
 def test_the_manifest_numbers_must_agree_with_the_directory(runs, tmp_path, capsys, change, message):
     run_dir = copy_run(runs, tmp_path)
@@ -147,9 +149,11 @@ def test_the_manifest_numbers_must_agree_with_the_directory(runs, tmp_path, caps
         lines = (run_dir / "metrics.csv").read_text().splitlines(keepends=True)
         (run_dir / "metrics.csv").write_text("".join(lines[:3]))
     else:
+        chunk = 3 if change == "past the budget" else 1
         manifest = json.loads((latest / checkpoint.MANIFEST_FILE).read_text())
-        (latest / checkpoint.MANIFEST_FILE).write_text(json.dumps({**manifest, "chunk": 3}))
-        latest.rename(latest.with_name("chunk-000003"))
+        (latest / checkpoint.MANIFEST_FILE).write_text(json.dumps({**manifest, "chunk": chunk}))
+        shutil.rmtree(latest.with_name("chunk-000001"), ignore_errors=True)
+        latest.rename(latest.with_name(f"chunk-{chunk:06d}"))
     assert cli.main(["resume", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

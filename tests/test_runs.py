@@ -87,6 +87,13 @@ def test_a_finished_run_given_more_steps_equals_the_run_given_that_budget_at_onc
         {k: v for k, v in one_go.summary.items() if k not in timings}
 
 
+def test_a_run_whose_last_chunk_was_short_reaches_its_new_budget(tmp_path):
+    out = tmp_path / "short"
+    qlax.train(CONFIG.replace(total_steps=1100), out=out, progress=False)  # 5 chunks and a short sixth
+    continued = qlax.resume(out, steps=CONFIG.total_steps, progress=False)
+    assert continued.summary["env_steps"] == [CONFIG.total_steps] * 2
+
+
 def test_where_a_run_stands_comes_from_its_checkpoint_not_its_summary(one_go, tmp_path, monkeypatch):
     out = tmp_path / "run"
     interrupt_after(monkeypatch, 4)
