@@ -398,9 +398,20 @@ def field_help() -> dict[str, str]:
     return {f.name: text(f) for f in dataclasses.fields(TrainConfig)}
 
 
+# Names other libraries (SB3, rl-zoo, CleanRL) give qlax's settings: suggested by meaning.
+ALIASES = {"learning_rate": "lr", "target_update_interval": "target_period", "target_network_frequency": "target_period",
+           "exploration_initial_eps": "eps_start", "exploration_final_eps": "eps_end", "start_e": "eps_start",
+           "end_e": "eps_end", "n_timesteps": "total_steps", "total_timesteps": "total_steps", "n_envs": "num_envs",
+           "discount": "gamma", "net_arch": "hidden_sizes", "max_norm": "max_grad_norm", "seed_count": "seeds",
+           "update_every": "train_freq", "n_steps": "n_step", "lambda": "td_lambda", "gae_lambda": "td_lambda",
+           "num_envs_per_seed": "num_envs", "env_id": "env", "target_update_freq": "target_period"}
+
+
 def unknown_key_message(key: str) -> str:
     import difflib
 
+    if key in ALIASES:
+        return f"unknown setting {short(key)}: qlax calls it '{ALIASES[key]}' (--set {ALIASES[key]}=...)"
     close = difflib.get_close_matches(key[:100], field_names(), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else " (`qlax presets --show NAME` lists every setting)"
     return f"unknown setting {short(key)}{hint}"

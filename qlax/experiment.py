@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import time
 from contextlib import nullcontext
@@ -62,7 +63,7 @@ class RunOptions:
         return self
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """What `train` returns: the numbers of summary.json and the final population state."""
 
@@ -88,6 +89,16 @@ class RunResult:
     @property
     def interrupted(self) -> bool:
         return self.summary["interrupted"]
+
+    def __repr__(self) -> str:
+        """A line to read, not the replay buffers: where, how many members, how they did."""
+        solved = self.solved
+        verdict = "interrupted" if self.interrupted else "no threshold" if solved is None or \
+            self.summary.get("threshold") is None else f"solved {sum(solved)}/{len(solved)}"
+        means = self.eval_mean_return
+        mean = "" if means is None else f", mean eval return {np.mean(means):.1f}"
+        return (f"RunResult(env={self.summary.get('env')!r}, members={self.members.count}, {verdict}{mean}, "
+                f"run_dir={str(self.run_dir) if self.run_dir else None!r})")
 
     def _per_member(self, key: str) -> list | None:
         if not self.members.grid:
@@ -220,6 +231,17 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
                     0.0)
 
 
+def _title(preset: str | None, env: str) -> str:
+    """What progress lines start with: the preset's name, with the env where it trains another."""
+    if preset is None:
+        return env
+    try:
+        own = presets.load(preset).env
+    except ConfigError:  # a preset file gone since the run started
+        own = None
+    return Path(preset).stem if env == own else f"{Path(preset).stem} on {env}"
+
+
 def _spent(planned: Planned, state: TrainState) -> bool:
     """Whether a run whose latest checkpoint holds `state` has nothing left to train: every
     member stopped, diverged or spent the budget."""
@@ -267,7 +289,9 @@ def _plan(members: Members, max_memory: str | int | None, resuming: bool = False
                        copies_state=resuming or trimmed)
     allowed, source = memory.limit(max_memory)
     memory.check(plan, allowed, source)
-    return Planned(trainer, placement, f"memory: {plan.describe()}; limit {memory.size_text(allowed)} ({source})")
+    detail = plan.describe() if os.environ.get("QLAX_MEMORY_DETAIL") else plan.short()
+    more = "" if os.environ.get("QLAX_MEMORY_DETAIL") else "; QLAX_MEMORY_DETAIL=1 itemizes it"
+    return Planned(trainer, placement, f"memory: {detail}; limit {memory.size_text(allowed)} ({source}){more}")
 
 
 def _build(planned: Planned, progress: bool) -> Population:
@@ -320,7 +344,7 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     """Run chunks from `first_chunk` until every member stopped or the budget is spent."""
     config, placement = trainer.config, pop.placement
     threshold = solve_threshold(config, trainer.env)
-    title = Path(options.preset).stem if options.preset else config.env
+    title = _title(options.preset, config.env)
     meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep,
             "log": list(options.log),
             "members": placement.members, "padded": placement.padded}

@@ -106,6 +106,11 @@ class MemoryPlan:
         return {**{name: (self.members * b, setting) for name, (b, setting) in {**state, **working}.items()},
                 "fixed": (self.fixed, "")}
 
+    def short(self) -> str:
+        """One short line: the total, and what it is made of at the coarsest."""
+        fixed = f" + {size_text(self.fixed)} fixed" if self.fixed else ""
+        return f"{size_text(self.total)} {self.where} ({self.members} members x {size_text(self.per_member)}{fixed})"
+
     def describe(self) -> str:
         fixed = f" + {size_text(self.fixed)} fixed (JAX, XLA, compiling)" if self.fixed else ""
         chunk = ", ".join(f"{name} {size_text(b)}" for name, b in (

@@ -19,16 +19,17 @@ def spread(name: str, values: np.ndarray) -> str:
 
 
 def describe(env_steps: int, steps_per_s: float, epsilon: np.ndarray, avg100: np.ndarray,
-             solved: int | None, members: int, best: str | None = None,
+             stopped: int | None, members: int, best: str | None = None,
              greedy: np.ndarray | None = None) -> str:
     """One status line: steps, speed, epsilon, 100-episode training average across members
-    (mean [min, max]), the greedy checks' returns when stop_on is greedy, members at the
-    threshold (None: there is none), and for a sweep the best setting so far."""
+    (mean [min, max]), the greedy checks' returns when stop_on is greedy, members stopped
+    (early stop at the threshold, or a callback; None: there is no threshold), and for a
+    sweep the best setting so far. Whether a member solved is the final evaluation's to say."""
     line = f"{env_steps:>9,d} env steps/seed  {steps_per_s:>9,.0f} steps/s  eps {float(np.mean(epsilon)):.3f}  "
     line += spread("avg100", avg100)
     if greedy is not None and np.isfinite(greedy).any():
         line += "  " + spread("greedy", greedy)
-    line += "  no threshold" if solved is None else f"  solved {solved}/{members}"
+    line += "  no threshold" if stopped is None else f"  stopped {stopped}/{members}"
     return f"{line}  |  {best}" if best else line
 
 

@@ -324,8 +324,9 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
                  best: bool = False, env: Any = None) -> dict[str, Any]:
     """Greedy evaluation of every member saved in `run_dir`; writes and returns eval.json's fields.
 
-    backend "gymnax" runs the compiled evaluation; "gymnasium" runs the same policies on
-    Gymnasium's own environment of the same id. `best`: each member's best greedy check's
+    backend "gymnax" runs the compiled evaluation on the run's own environment (eval.json's
+    backend names the source that stepped it: gymnax, gymnasium, envpool, ...); "gymnasium"
+    runs the same policies on Gymnasium's own environment of the same id. `best`: each member's best greedy check's
     parameters (keep_best runs) instead of its last ones. `env`: the run's environment given
     again (`load_members`): an object, or a factory's name.
     """
@@ -344,7 +345,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     numbers = reports.eval_numbers(returns, threshold)
     result = {
         "episodes": config.eval_episodes,
-        "backend": backend,
+        "backend": envs.source_of(config.env) if backend == "gymnax" else backend,  # what stepped the episodes
         "env": config.env if backend == "gymnax" else f"Gymnasium's {config.env}",
         "best": best,
         "mean_return": numbers["eval_mean_return"],

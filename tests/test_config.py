@@ -30,8 +30,10 @@ def test_replace_validates_and_keeps_the_rest():
     assert c.lr == 1e-3 and c.gamma == 0.99
     with pytest.raises(ConfigError, match="lr = -1.0: out of range"):
         c.replace(lr=-1.0)
-    with pytest.raises(ConfigError, match="unknown setting 'learning_rate'"):
-        c.replace(learning_rate=1e-3)
+    with pytest.raises(ConfigError, match="unknown setting 'learning_rate': qlax calls it 'lr'"):
+        c.replace(learning_rate=1e-3)  # SB3's name: suggested by meaning, not by spelling (learning_starts)
+    with pytest.raises(ConfigError, match="qlax calls it 'target_period'"):
+        c.replace(target_update_interval=100)
 
 
 def test_types_are_coerced_only_where_lossless():

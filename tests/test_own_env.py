@@ -164,6 +164,14 @@ def test_a_module_factory_trains_from_the_command_line(tmp_path):
     assert named.returncode == 0 and "solved 2/2 seeds" in named.stdout, named.stderr[-2000:]
 
 
+def test_a_module_factory_beside_you_imports_without_pythonpath(tmp_path, monkeypatch):
+    """As `python -m` would: the `qlax` command does not put the working directory on the path."""
+    (tmp_path / "beside_me.py").write_text((TESTS / "user_env.py").read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert envs.env_spec("beside_me:corridor").num_actions == 2
+
+
 def test_a_module_factory_that_is_not_there_gets_one_line():
     with pytest.raises(EnvError, match="cannot import module 'no_such_module'"):
         envs.env_spec("no_such_module:make")

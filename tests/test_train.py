@@ -101,6 +101,11 @@ def test_evaluate_run_reloads_saved_parameters(cartpole_run):
     assert json.loads((cartpole_run.run_dir / "eval.json").read_text())["backend"] == "gymnax"
 
 
+def test_a_run_result_prints_as_one_short_line(cartpole_run):
+    text = repr(cartpole_run)
+    assert "\n" not in text and len(text) < 200 and text.startswith("RunResult(env='CartPole-v1', members=")
+
+
 def test_budget_ends_a_run_and_seeds_are_independent():
     config = TrainConfig(num_envs=4, total_steps=1000, chunk_steps=100, seeds=3, num_centers=16,
                          buffer_size=500, learning_starts=100, eval_episodes=2)

@@ -29,7 +29,7 @@ from qlax.envs.jax_adapter import OBJECT_PREFIX, Box, Discrete, TimeStep, is_reg
 
 __all__ = ["OBJECT_PREFIX", "Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "is_registered",
            "is_trusted", "make_env", "needs_code", "recipe", "register", "registered_object", "remake", "supported",
-           "task_id", "trust"]
+           "source_of", "task_id", "trust"]
 
 # prefix -> the adapter module, which gives spec(id) -> EnvSpec and make(id, num_envs) -> VecEnv.
 SOURCES = {
@@ -60,6 +60,17 @@ def task_id(name: str) -> str:
         return gym_env.spec.id
     prefix, sep, rest = name.partition(":")
     return (rest if sep and prefix in SOURCES else name).partition("@")[0]
+
+
+def source_of(name: str) -> str:
+    """Which source steps environment `name`: gymnax, gymnasium (ids, factories and objects),
+    atari, envpool, navix, jumanji, or jax (a JAX environment: a factory or an object)."""
+    prefix, sep, _ = name.partition(":")
+    if sep and prefix in SOURCES:
+        return prefix
+    if is_registered(name) and _gymnasium_object(name) is not None:
+        return "gymnasium"
+    return "gymnax" if _is_gymnax_id(name) else "jax"
 
 
 def needs_code(name: str) -> bool:

@@ -26,6 +26,8 @@ import difflib
 import functools
 import importlib
 import math
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -317,8 +319,11 @@ def registered_object(name: str):
 
 def imported_attribute(target: str, name: str):
     """The attribute that `module.path:attribute` names (None if the module has none), the
-    module imported; `name` is the env name for the error line."""
+    module imported (found on the path, or in the working directory); `name` is the env
+    name for the error line."""
     module_name, _, attribute = target.partition(":")
+    if os.getcwd() not in sys.path:  # as `python -m` does: your own module beside you imports (after installed ones)
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # noqa: BLE001 (ImportError, or the module's own failure)
