@@ -18,7 +18,7 @@ from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, owners, short
 from qlax.envs import EnvError
 from qlax.devices import is_writer, join_processes
-from qlax.experiment import DivergedError, default_run_dir, resume, train
+from qlax.experiment import DivergedError, InitFrom, default_run_dir, resume, train
 from qlax.rundir import EVAL_FILE, RunDirError, evaluate_run
 from qlax.sweep import check_grid_size
 
@@ -90,9 +90,10 @@ def cmd_train(args: argparse.Namespace, grid: dict[str, list] | None = None) -> 
     join_if_asked(args)
     out = args.out if args.out is not None else default_run_dir(args.preset, config.env)
     args.out = str(out)  # known now, for the line an interrupt prints
+    init_from = None if args.init_from is None else InitFrom(Path(args.init_from), args.init_best, args.init_member)
     result = train(config, grid=grid, out=out, overwrite=args.overwrite, preset=args.preset, progress=True,
                    checkpoint_every=args.checkpoint_every, keep=args.keep, max_memory=args.max_memory,
-                   log=args.log)
+                   log=args.log, init_from=init_from)
     return report(result)
 
 
@@ -324,6 +325,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
                         help="save the full training state every N chunks (default 10) and at the end")
     parser.add_argument("--keep", type=int, default=2, metavar="K", help="checkpoints kept (default 2)")
+    parser.add_argument("--init-from", metavar="RUN", help="fine-tune: start every member's Q parameters from the "
+                        "saved run RUN's final ones (same network, same observation and action spaces)")
+    parser.add_argument("--init-best", action="store_true", help="with --init-from: its best greedy check's "
+                        "parameters (runs trained with keep_best)")
+    parser.add_argument("--init-member", type=int, metavar="I", help="with --init-from: start every member from "
+                        "RUN's member I (default: member for member, or its only one)")
     parser.add_argument("--log", action="append", default=[], metavar="TRACKER",
                         help="also log every chunk to tensorboard (DIR/tensorboard) or wandb (offline in DIR/wandb "
                              "unless W&B is configured); repeatable")

@@ -35,7 +35,8 @@ from qlax.interrupt import GracefulInterrupt
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
 from qlax.rundir import (CONFIG_FILE, ENV_RECIPE_FILE, GRID_FILE, RunDirError, claim, finished_summary,
-                         latest_checkpoint, load_members, load_state, lock, member_template, run_settings)
+                         latest_checkpoint, load_members, load_state, lock, member_template, run_settings,
+                         starting_params)
 from qlax.sweep import Members
 from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
 
@@ -53,6 +54,7 @@ class RunOptions:
     keep: int = 2  # checkpoints kept
     log: tuple[str, ...] = ()  # trackers: tensorboard, wandb
     callbacks: tuple[Callback, ...] = ()  # called after every chunk (`qlax.callbacks`); not saved
+    init_from: dict[str, Any] | None = None  # where the Q parameters started (`InitFrom.describe`), if not afresh
 
     def validated(self) -> RunOptions:
         if self.checkpoint_every < 1:
@@ -124,14 +126,32 @@ class Started(NamedTuple):
     compile_s: float  # seconds spent compiling init
 
 
+@dataclass(frozen=True)
+class InitFrom:
+    """Where a new run's Q parameters start (fine-tuning): a saved run's final parameters, or
+    its best greedy check's (`best`), member for member, or its `member` for every member."""
+
+    run_dir: Path
+    best: bool = False
+    member: int | None = None
+
+    @staticmethod
+    def of(init_from: str | Path | InitFrom | None) -> InitFrom | None:
+        return init_from if init_from is None or isinstance(init_from, InitFrom) else InitFrom(Path(init_from))
+
+    def describe(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "best": self.best, "member": self.member}
+
+
 def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memory: str | int | None = None,
-          progress: bool = False) -> Started:
+          progress: bool = False, init_from: str | Path | InitFrom | None = None) -> Started:
     """The compiled program for `config` (swept over `grid`), laid out over the devices, with
-    every member initialized. Settings, memory and layout are checked before anything compiles."""
+    every member initialized (from a saved run's parameters with `init_from`). Settings,
+    memory and layout are checked before anything compiles."""
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
     members = _owned(Members.of(config.validated(), grid), grid)
     planned = _plan(members, max_memory)
-    return _init(members, planned, progress)
+    return _init(members, planned, progress, InitFrom.of(init_from))
 
 
 def _owned(members: Members, grid: dict[str, list] | None) -> Members:
@@ -146,13 +166,16 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
           out: str | Path | None = None, overwrite: bool = False, preset: str | None = None,
           progress: bool = True, checkpoint_every: int = 10, keep: int = 2,
           max_memory: str | int | None = None, log: tuple[str, ...] = (), env: Any = None,
-          callbacks: Iterable[Callback] | None = None) -> RunResult:
+          callbacks: Iterable[Callback] | None = None, init_from: str | Path | InitFrom | None = None) -> RunResult:
     """Train `seeds` seeds of `config` (of every setting of `grid`) at once, evaluate each
     member greedily, write `out` if given; `log` names trackers (tensorboard, wandb) that
     get every chunk's numbers; `env`, an environment object (qlax's JAX protocol, a gymnax
     `Environment`, or a `gymnasium.Env`, copied), replaces `config.env`, its bounds and threshold;
     `callbacks` are called on the host after every chunk (`qlax.callbacks`: they can stop
-    the run or single members, and write files).
+    the run or single members, and write files); `init_from`, a saved run's directory (or
+    an `InitFrom` choosing its best check's parameters, or one member for all), starts
+    every member's Q parameters (and target) from that run's: fine-tuning, on its
+    environment or another with the same spaces; optimizer, replay and schedules start afresh.
 
     Every setting is checked, the environment built, the memory planned and `out` claimed
     (refused if it holds a run, unless `overwrite`; locked until the run ends) before
@@ -162,12 +185,14 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     config = config.replace(seeds=seeds) if seeds is not None else config
     config = config.replace(env=envs.register(env)) if env is not None else config
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
-    options = RunOptions(preset, checkpoint_every, keep, tuple(log), callbacks).validated()
+    init_from = InitFrom.of(init_from)
+    options = RunOptions(preset, checkpoint_every, keep, tuple(log), callbacks,
+                         init_from.describe() if init_from else None).validated()
     tracking.check(options.log, out)
     members = _owned(Members.of(config.validated(), grid), grid)
     planned = _plan(members, max_memory)
     with claim(out, overwrite) if out is not None else nullcontext() as run_dir:
-        run = _init(members, planned, progress)
+        run = _init(members, planned, progress, init_from)
         if run_dir is not None and is_writer():
             _write_config(run_dir, members.config)
             if env is not None and (recipe := envs.recipe(env)) is not None:
@@ -220,7 +245,7 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
         if steps is not None and is_writer():  # the new budget, where every later read of the run finds it
             _write_config(run_dir, members.config)
         options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"],
-                             tuple(manifest.get("log", ())), callbacks).validated()
+                             tuple(manifest.get("log", ())), callbacks, manifest.get("init_from")).validated()
         tracking.check(options.log, run_dir)
         if is_writer():
             reports.MetricsFile(run_dir / reports.METRICS_FILE, members).truncate(manifest["chunk"])
@@ -303,14 +328,24 @@ def _build(planned: Planned, progress: bool) -> Population:
     return population(planned.trainer, planned.placement)
 
 
-def _init(members: Members, planned: Planned, progress: bool) -> Started:
-    """Build the population, compile its init and initialize every member."""
+def _init(members: Members, planned: Planned, progress: bool, init_from: InitFrom | None = None) -> Started:
+    """Build the population, compile its init and initialize every member (its Q parameters
+    from a saved run's with `init_from`, checked to fit before anything compiles)."""
+    params = None
+    if init_from is not None:
+        template = member_template(planned.trainer).agent.learner.params
+        params = starting_params(init_from.run_dir, members.count, template, init_from.best, init_from.member)
     pop = _build(planned, progress)
     compile_started = time.perf_counter()
     keys, hparams = pop.placement.put(members.rng_keys()), pop.placement.put(members.hparams())
     init = pop.init.lower(keys, hparams).compile()
     compile_s = time.perf_counter() - compile_started
-    return Started(members, planned.trainer, pop, init(keys, hparams), compile_s)
+    state = init(keys, hparams)
+    if params is not None:  # two copies: the state is donated to each chunk, and no buffer may be given twice
+        learner = state.agent.learner.replace(params=pop.placement.put(params),
+                                              target_params=pop.placement.put(params))
+        state = state.replace(agent=state.agent.replace(learner=learner))
+    return Started(members, planned.trainer, pop, state, compile_s)
 
 
 def _members_here(placement: Placement) -> tuple[int, str]:
@@ -346,7 +381,7 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     threshold = solve_threshold(config, trainer.env)
     title = _title(options.preset, config.env)
     meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep,
-            "log": list(options.log),
+            "log": list(options.log), "init_from": options.init_from,
             "members": placement.members, "padded": placement.padded}
     latest = placement.gather(pop.observe(state))
     steps_before = int(np.sum(latest.env_steps))
@@ -429,6 +464,8 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     summary = reports.summary(members, {**reports.train_numbers(latest, config.keep_best),
                                         **reports.eval_numbers(returns, threshold)}, run)
     summary["interrupted"] = interrupted
+    if options.init_from is not None:
+        summary["init_from"] = options.init_from
     if asked.stop_run:
         summary["stopped_by"] = "callback"
     summary["wall_s"] = round(time.perf_counter() - started, 3)

@@ -320,6 +320,31 @@ def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = F
     return trainer, members, trainer.greedy_params(state, best)
 
 
+def starting_params(run_dir: str | Path, members: int, template: Any, best: bool = False,
+                    member: int | None = None, env: Any = None) -> Any:
+    """The Q parameters of the run in `run_dir` laid out for a new run of `members` members
+    (fine-tuning, `train(..., init_from=run_dir)`): its final ones (its best greedy check's,
+    with `best`), member for member where the counts agree, else its `member` (default 0
+    for a one-member run) for every one. `template`: one new member's parameters (shapes),
+    which the saved ones must fit: another environment with the same spaces will do."""
+    trainer, saved_members, params = load_params(run_dir, best=best, env=env)
+    saved = saved_members.count
+    if member is not None and not 0 <= member < saved:
+        raise ConfigError(f"init_member = {member}: the run in {run_dir} has members 0 to {saved - 1}")
+    if member is None and saved not in (1, members):
+        raise ConfigError(f"init_from {run_dir}: it has {saved} members and this run {members}; name the one to "
+                          f"start every member from (init_member, --init-member)")
+    fits = jax.tree.structure(params) == jax.tree.structure(template) and all(
+        np.shape(a)[1:] == np.shape(b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(template)))
+    if not fits:
+        saved_config, spec = saved_members.config, trainer.env.spec
+        raise ConfigError(f"init_from {run_dir}: its Q-function ({saved_config.q_function} on {saved_config.env}: "
+                          f"{spec.obs_dim} observation entries, {spec.num_actions} actions) does not fit this run's; "
+                          f"fine-tune on an environment with the same spaces and the same network settings")
+    rows = np.full(members, member or 0) if member is not None or saved == 1 else np.arange(members)
+    return jax.tree.map(lambda leaf: np.asarray(leaf)[rows], params)
+
+
 def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str = "gymnax",
                  best: bool = False, env: Any = None) -> dict[str, Any]:
     """Greedy evaluation of every member saved in `run_dir`; writes and returns eval.json's fields.

@@ -15,7 +15,7 @@ from PIL import Image
 import qlax
 from processes import signal_when
 from qlax import checkpoint, cli, experiment, plotting, rundir
-from qlax.config import TrainConfig
+from qlax.config import ConfigError, TrainConfig
 from qlax.policy import load_policy
 from qlax.render import render_episode
 
@@ -104,6 +104,33 @@ def test_where_a_run_stands_comes_from_its_checkpoint_not_its_summary(one_go, tm
     resumed = qlax.resume(out, progress=False)
     assert not resumed.already_finished and resumed.summary["env_steps"] == one_go.summary["env_steps"]
     assert (out / "metrics.csv").read_bytes() == (one_go.run_dir / "metrics.csv").read_bytes()
+
+
+def test_a_new_run_starts_from_a_saved_runs_parameters(one_go, tmp_path, capsys):
+    from qlax.experiment import InitFrom, start
+
+    saved = jax.tree.map(np.asarray, one_go.state.agent.learner.params)
+
+    def assert_starts_from(run, rows):
+        learner = run.state.agent.learner
+        for params in (learner.params, learner.target_params):
+            for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(saved)):
+                np.testing.assert_array_equal(np.asarray(got)[:len(rows)], want[rows])
+
+    assert_starts_from(start(CONFIG, init_from=one_go.run_dir), [0, 1])  # member for member
+    assert_starts_from(start(CONFIG.replace(seeds=3), init_from=InitFrom(one_go.run_dir, member=1)), [1, 1, 1])
+    with pytest.raises(ConfigError, match="it has 2 members and this run 3; name the one"):
+        start(CONFIG.replace(seeds=3), init_from=one_go.run_dir)
+    with pytest.raises(ConfigError, match=r"its Q-function \(linear_rbf on CartPole-v1: 4 observation entries, 2 "
+                                          r"actions\) does not fit this run's"):
+        start(CONFIG.replace(env="Acrobot-v1"), init_from=one_go.run_dir)
+    out = tmp_path / "tuned"
+    args = ["train", "--seeds", "2", "--steps", "400", "--set", "num_envs=4", "--set", "chunk_steps=50",
+            "--set", "num_centers=32", "--set", "buffer_size=1000", "--set", "learning_starts=100",
+            "--set", "eval_episodes=3", "--init-from", str(one_go.run_dir), "--out", str(out)]
+    assert cli.main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["init_from"] == {"run_dir": str(one_go.run_dir), "best": False, "member": None}
 
 
 def test_checkpoints_keep_the_last_k(one_go):
