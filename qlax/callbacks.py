@@ -15,7 +15,12 @@ finished, where the run stands in its budget, and its directory. It may
 - stop members (`report.stop_members([i, ...])`): they freeze as an early stop freezes
   them, from the next chunk not yet running (qlax starts each chunk before it reads the
   last one's numbers, so the device never waits); a checkpoint holds them stopped;
-- write its own files into `report.run_dir` (None for a run without a directory).
+- write its own files into `report.run_dir` (None for a run without a directory);
+- replace members (`report.replace_members({dst: src, ...}, hparams)`): each `dst` takes
+  over the whole training state of `src` (parameters, optimizer, replay, its environments
+  and episodes; not its random key or best policy) and the dynamic settings `hparams`
+  gives it, between chunks and without recompiling: population-based training's exploit
+  and explore (`qlax.pbt`).
 
 Callbacks run in every process of a multi-process run, on the same numbers: their
 decisions must not depend on the process. An exception in a callback ends the run; its
@@ -46,8 +51,11 @@ class ChunkReport:
     config: TrainConfig
     run_dir: Path | None
     wall_s: float  # seconds since the run (or the resume) started
+    hparams: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # each dynamic setting per member now
     stop_requested: bool = False
     members_to_stop: set[int] = dataclasses.field(default_factory=set)
+    replacements: dict[int, int] = dataclasses.field(default_factory=dict)  # dst -> src
+    new_hparams: dict[str, np.ndarray] | None = None
 
     @property
     def env_steps(self) -> np.ndarray:
@@ -67,11 +75,28 @@ class ChunkReport:
         self.members_to_stop |= chosen
 
 
+    def replace_members(self, copies: dict[int, int], hparams: dict[str, np.ndarray] | None = None) -> None:
+        """Members `dst` take over the training state of members `src` ({dst: src}) from the
+        next chunk not yet running, and every member the dynamic settings `hparams` gives
+        ({name: (members,) values}; unnamed settings and None keep theirs)."""
+        for dst, src in copies.items():
+            for i in (dst, src):
+                if not 0 <= int(i) < self.members.count:
+                    raise ConfigError(f"replace_members: member {i} is not one of 0 to {self.members.count - 1}")
+        unknown = sorted(set(hparams or {}) - set(self.hparams))
+        if unknown:
+            raise ConfigError(f"replace_members: {unknown[0]!r} is not a dynamic setting ({', '.join(self.hparams)})")
+        self.replacements.update({int(dst): int(src) for dst, src in copies.items()})
+        if hparams:
+            self.new_hparams = {**self.hparams, **{k: np.asarray(v) for k, v in hparams.items()}}
+
+
 Callback = Callable[[ChunkReport], None]
 
 
-def checked(callbacks: Iterable[Callback] | None) -> tuple[Callback, ...]:
-    """The callbacks as a tuple, each checked to be callable (a list of them, not one)."""
+def checked(callbacks: Iterable[Callback] | None, config: TrainConfig) -> tuple[Callback, ...]:
+    """The callbacks as a tuple, each checked to be callable, and checked against `config` by
+    its own `check(config)` where it has one (`pbt.PBT`), before anything compiles."""
     if callbacks is None:
         return ()
     if callable(callbacks):
@@ -80,4 +105,6 @@ def checked(callbacks: Iterable[Callback] | None) -> tuple[Callback, ...]:
     for callback in found:
         if not callable(callback):
             raise ConfigError(f"callbacks: {callback!r:.80} is not callable; pass functions taking a ChunkReport")
+        if callable(getattr(callback, "check", None)):
+            callback.check(config)
     return found

@@ -19,6 +19,7 @@ from qlax.config import ConfigError, TrainConfig, check_setting, field_help, loa
 from qlax.envs import EnvError
 from qlax.devices import is_writer, join_processes
 from qlax.experiment import DivergedError, InitFrom, default_run_dir, resume, train
+from qlax.pbt import PBT
 from qlax.rundir import EVAL_FILE, RunDirError, evaluate_run
 from qlax.sweep import check_grid_size
 
@@ -91,9 +92,11 @@ def cmd_train(args: argparse.Namespace, grid: dict[str, list] | None = None) -> 
     out = args.out if args.out is not None else default_run_dir(args.preset, config.env)
     args.out = str(out)  # known now, for the line an interrupt prints
     init_from = None if args.init_from is None else InitFrom(Path(args.init_from), args.init_best, args.init_member)
+    pbt = None if args.pbt is None else \
+        PBT(perturb=tuple(s.strip() for s in args.pbt.split(",") if s.strip()), every=args.pbt_every)
     result = train(config, grid=grid, out=out, overwrite=args.overwrite, preset=args.preset, progress=True,
                    checkpoint_every=args.checkpoint_every, keep=args.keep, max_memory=args.max_memory,
-                   log=args.log, init_from=init_from)
+                   log=args.log, init_from=init_from, pbt=pbt)
     return report(result)
 
 
@@ -331,6 +334,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         "parameters (runs trained with keep_best)")
     parser.add_argument("--init-member", type=int, metavar="I", help="with --init-from: start every member from "
                         "RUN's member I (default: member for member, or its only one)")
+    parser.add_argument("--pbt", metavar="SETTINGS", help="population-based training: every --pbt-every chunks the "
+                        "worst quarter of the members copy the best and perturb these dynamic settings (e.g. "
+                        "lr,eps_end); needs --no-early-stop")
+    parser.add_argument("--pbt-every", type=int, default=4, metavar="K", help="chunks between PBT rounds (default 4)")
     parser.add_argument("--log", action="append", default=[], metavar="TRACKER",
                         help="also log every chunk to tensorboard (DIR/tensorboard) or wandb (offline in DIR/wandb "
                              "unless W&B is configured); repeatable")

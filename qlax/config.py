@@ -385,6 +385,14 @@ def _chosen(config: TrainConfig) -> str:
     return f"algorithm {config.algorithm} with " + ", ".join(switches)
 
 
+def field_limits(name: str) -> tuple[float, float]:
+    """(low, high) that setting `name` may take: its declared range (an open end just inside)."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}[name]
+    low = -math.inf if meta["low"] is None else meta["low"]
+    high = math.inf if meta["high"] is None else meta["high"]
+    return (float(np.nextafter(np.float32(low), np.float32(np.inf))) if meta["low_open"] else low), high
+
+
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import yaml
 
@@ -32,6 +33,7 @@ from qlax.config import ConfigError, TrainConfig, check_grid_owned, check_owned
 from qlax.devices import any_process, barrier, is_writer
 from qlax.evaluate import evaluate_members
 from qlax.interrupt import GracefulInterrupt
+from qlax.pbt import LINEAGE_FILE, PBT
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
 from qlax.rundir import (CONFIG_FILE, ENV_RECIPE_FILE, GRID_FILE, RunDirError, claim, finished_summary,
@@ -55,13 +57,13 @@ class RunOptions:
     log: tuple[str, ...] = ()  # trackers: tensorboard, wandb
     callbacks: tuple[Callback, ...] = ()  # called after every chunk (`qlax.callbacks`); not saved
     init_from: dict[str, Any] | None = None  # where the Q parameters started (`InitFrom.describe`), if not afresh
+    pbt: PBT | None = None  # population-based training, saved with the run so a resume goes on with it
 
     def validated(self) -> RunOptions:
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every = {self.checkpoint_every}: out of range, allowed >= 1")
         if self.keep < 1:
             raise ConfigError(f"keep = {self.keep}: out of range, allowed >= 1")
-        self.callbacks = checked(self.callbacks)
         return self
 
 
@@ -166,7 +168,8 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
           out: str | Path | None = None, overwrite: bool = False, preset: str | None = None,
           progress: bool = True, checkpoint_every: int = 10, keep: int = 2,
           max_memory: str | int | None = None, log: tuple[str, ...] = (), env: Any = None,
-          callbacks: Iterable[Callback] | None = None, init_from: str | Path | InitFrom | None = None) -> RunResult:
+          callbacks: Iterable[Callback] | None = None, init_from: str | Path | InitFrom | None = None,
+          pbt: PBT | None = None) -> RunResult:
     """Train `seeds` seeds of `config` (of every setting of `grid`) at once, evaluate each
     member greedily, write `out` if given; `log` names trackers (tensorboard, wandb) that
     get every chunk's numbers; `env`, an environment object (qlax's JAX protocol, a gymnax
@@ -175,7 +178,8 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     the run or single members, and write files); `init_from`, a saved run's directory (or
     an `InitFrom` choosing its best check's parameters, or one member for all), starts
     every member's Q parameters (and target) from that run's: fine-tuning, on its
-    environment or another with the same spaces; optimizer, replay and schedules start afresh.
+    environment or another with the same spaces; optimizer, replay and schedules start afresh;
+    `pbt` runs population-based training over the members (`qlax.pbt`), saved with the run.
 
     Every setting is checked, the environment built, the memory planned and `out` claimed
     (refused if it holds a run, unless `overwrite`; locked until the run ends) before
@@ -186,8 +190,8 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     config = config.replace(env=envs.register(env)) if env is not None else config
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
     init_from = InitFrom.of(init_from)
-    options = RunOptions(preset, checkpoint_every, keep, tuple(log), callbacks,
-                         init_from.describe() if init_from else None).validated()
+    options = RunOptions(preset, checkpoint_every, keep, tuple(log), checked(callbacks, config.validated()),
+                         init_from.describe() if init_from else None, pbt and pbt.check(config.validated())).validated()
     tracking.check(options.log, out)
     members = _owned(Members.of(config.validated(), grid), grid)
     planned = _plan(members, max_memory)
@@ -245,7 +249,8 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
         if steps is not None and is_writer():  # the new budget, where every later read of the run finds it
             _write_config(run_dir, members.config)
         options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"],
-                             tuple(manifest.get("log", ())), callbacks, manifest.get("init_from")).validated()
+                             tuple(manifest.get("log", ())), checked(callbacks, members.config),
+                             manifest.get("init_from"), PBT.saved(manifest.get("pbt"))).validated()
         tracking.check(options.log, run_dir)
         if is_writer():
             reports.MetricsFile(run_dir / reports.METRICS_FILE, members).truncate(manifest["chunk"])
@@ -382,6 +387,7 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     title = _title(options.preset, config.env)
     meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep,
             "log": list(options.log), "init_from": options.init_from,
+            "pbt": dataclasses.asdict(options.pbt) if options.pbt else None,
             "members": placement.members, "padded": placement.padded}
     latest = placement.gather(pop.observe(state))
     steps_before = int(np.sum(latest.env_steps))
@@ -398,7 +404,7 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
         compile_s += time.perf_counter() - compile_started
         train_started = time.perf_counter()
         chunk, saved, interrupted = first_chunk, first_chunk, False
-        asked = _Asked()  # what callbacks asked for, until it is carried out
+        asked = _Asked(placement.gather(state.hparams))  # what callbacks asked for, until it is carried out
 
         def report(metrics):
             """Gather a chunk's numbers, append them to metrics.csv, show progress, call the callbacks."""
@@ -412,9 +418,9 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
                 latest.greedy_return))
             for tracker in trackers:
                 tracker.log(int(np.max(latest.env_steps)), tracking.chunk_scalars(latest, members, steps_per_s))
-            for callback in options.callbacks:
+            for callback in (*options.callbacks, *([options.pbt] if options.pbt else [])):
                 asked.hear(callback, ChunkReport(chunk, last_chunk, _metric_arrays(latest), members, config,
-                                                 run_dir, time.perf_counter() - started))
+                                                 run_dir, time.perf_counter() - started, asked.hparams_now()))
             return latest
 
         # The next chunk is dispatched before the host reads the last one's numbers (JAX runs it
@@ -427,10 +433,10 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
             state, metrics = in_flight
             chunk += 1
             more = chunk < last_chunk
-            state = asked.stop_members(state, placement)  # asked after an earlier chunk
+            state = asked.carry_out(state, placement)  # asked after an earlier chunk
             if run_dir is not None and more and chunk % options.checkpoint_every == 0:
                 latest = report(metrics)  # the rows first: a checkpoint never covers a missing row
-                state = asked.stop_members(state, placement)  # a checkpoint holds what was asked so far
+                state = asked.carry_out(state, placement)  # a checkpoint holds what was asked so far
                 _save(run_dir, state, chunk, meta, options.keep, placement, members)
                 saved = chunk
                 in_flight = run_chunk(state)
@@ -447,7 +453,7 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
                 chunk += 1
                 latest = report(metrics)
                 in_flight = None
-        state = asked.stop_members(state, placement)  # what the last reports asked: held by the last checkpoint
+        state = asked.carry_out(state, placement)  # what the last reports asked: held by the last checkpoint
         if run_dir is not None and saved != chunk:
             _save(run_dir, state, chunk, meta, options.keep, placement, members)
         jax.block_until_ready(state)
@@ -466,6 +472,10 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     summary["interrupted"] = interrupted
     if options.init_from is not None:
         summary["init_from"] = options.init_from
+    if options.pbt is not None:
+        summary["pbt"] = {**dataclasses.asdict(options.pbt), "lineage": LINEAGE_FILE,
+                          "final_hparams": {k: v.tolist() for k, v in asked.hparams_now().items()
+                                            if k in options.pbt.perturb}}
     if asked.stop_run:
         summary["stopped_by"] = "callback"
     summary["wall_s"] = round(time.perf_counter() - started, 3)
@@ -473,9 +483,11 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
         reports.write_summary(run_dir, summary)
         if members.grid and summary["settings"] is not None:
             reports.write_sweep_table(run_dir, members, summary["settings"])
-        from qlax.plotting import learning_curve  # matplotlib is imported only when plotting
+        from qlax.plotting import learning_curve, pbt_lineage  # matplotlib is imported only when plotting
 
         learning_curve([run_dir], run_dir / "learning_curve.png")
+        if (run_dir / LINEAGE_FILE).exists():
+            pbt_lineage(run_dir, run_dir / "pbt.png")
     if all_diverged:
         raise DivergedError(
             "every member diverged (non-finite loss or parameters); each froze at its last finite state"
@@ -486,25 +498,58 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
 
 
 class _Asked:
-    """What callbacks asked for: to stop the run, and members to stop (carried out by
-    `stop_members` on the next state the loop holds before it starts a chunk)."""
+    """What callbacks asked for: to stop the run, members to stop, members to replace and
+    dynamic settings to change (carried out by `carry_out` on the next state the loop holds
+    before it starts a chunk). `hparams`: each member's dynamic settings as they will be."""
 
-    def __init__(self):
+    def __init__(self, hparams):
         self.stop_run = False
         self.members: set[int] = set()
+        self.copies: dict[int, int] = {}
+        self.hparams = hparams  # HParams of numpy (members,) leaves
+        self.hparams_changed = False
+
+    def hparams_now(self) -> dict[str, np.ndarray]:
+        return {field.name: np.array(getattr(self.hparams, field.name)) for field in dataclasses.fields(self.hparams)}
 
     def hear(self, callback: Callback, report: ChunkReport) -> None:
         callback(report)
         self.stop_run |= report.stop_requested
         self.members |= report.members_to_stop
+        self.copies.update(report.replacements)
+        if report.new_hparams is not None:
+            self.hparams = self.hparams.replace(**{k: np.asarray(v, np.asarray(getattr(self.hparams, k)).dtype)
+                                                   for k, v in report.new_hparams.items()})
+            self.hparams_changed = True
 
-    def stop_members(self, state: TrainState, placement: Placement) -> TrainState:
-        if not self.members:
-            return state
-        mask = np.zeros(placement.members, bool)
-        mask[sorted(self.members)] = True
-        self.members = set()
-        return state.replace(stopped=state.stopped | placement.put(mask))
+    def carry_out(self, state: TrainState, placement: Placement) -> TrainState:
+        if self.copies:
+            rows = np.arange(placement.padded)
+            for dst, src in self.copies.items():
+                rows[dst] = src
+            state = _copy_members(state, placement.put(rows[:placement.members]))
+            self.copies = {}
+        if self.hparams_changed:
+            state = state.replace(hparams=placement.put(self.hparams))
+            self.hparams_changed = False
+        if self.members:
+            mask = np.zeros(placement.members, bool)
+            mask[sorted(self.members)] = True
+            self.members = set()
+            state = state.replace(stopped=state.stopped | placement.put(mask))
+        return state
+
+
+def _copy_members(state: TrainState, rows: jax.Array) -> TrainState:
+    """Each member i of `state` takes over member rows[i]'s state, but its own key and best
+    policy; laid out over the devices as `state` is (the compiled chunk expects it so). The
+    state is held twice for a moment."""
+    return jax.jit(_take_rows, out_shardings=jax.tree.map(lambda leaf: leaf.sharding, state))(state, rows)
+
+
+def _take_rows(state: TrainState, rows: jax.Array) -> TrainState:
+    copied = jax.tree.map(lambda leaf: jnp.take(leaf, rows, axis=0), state)
+    return copied.replace(key=state.key, best=state.best)
 
 
 def _metric_arrays(metrics) -> dict[str, np.ndarray]:

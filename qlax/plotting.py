@@ -72,6 +72,31 @@ def learning_curve(run_dirs: list[Path], out: Path, env: Any = None) -> Path:
     return out
 
 
+def pbt_lineage(run_dir: Path, out: Path) -> Path:
+    """Draw a PBT run's lineage (`pbt.csv`): each perturbed setting of each member over the
+    chunks (log scale), a dot where a member took over another's state."""
+    with (Path(run_dir) / "pbt.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    settings = [name for name in rows[0] if name not in ("chunk", "member", "score", "copied_from")] if rows else []
+    fig = Figure(figsize=(7, 2.6 * max(len(settings), 1)), layout="constrained")
+    for i, name in enumerate(settings):
+        ax = fig.add_subplot(len(settings), 1, i + 1)
+        for member in sorted({int(r["member"]) for r in rows}):
+            own = [r for r in rows if int(r["member"]) == member]
+            chunks = [int(r["chunk"]) for r in own]
+            values = [float(r[name]) for r in own]
+            line, = ax.step(chunks, values, where="post", linewidth=1)
+            copied = [(c, v) for c, v, r in zip(chunks, values, own) if int(r["copied_from"]) != member]
+            if copied:
+                ax.plot(*zip(*copied), "o", color=line.get_color(), markersize=4)
+        ax.set_yscale("log")
+        ax.set_ylabel(name)
+        ax.set_xlabel("chunk (a dot: the member took over a better one's state)")
+    fig.suptitle(f"{Path(run_dir).name}: population-based training, one line per member")
+    fig.savefig(out)
+    return Path(out)
+
+
 def figure(run_dirs: list[Path], env: Any = None) -> Figure:
     """The median return (with its interquartile band) of each run, and of each setting of a
     sweep, with each environment's solve threshold; see `read_curve` for which return. `env`:

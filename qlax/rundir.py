@@ -36,7 +36,7 @@ LOCK_FILE = ".lock"
 # A directory with any of these holds a run; --overwrite deletes the run's files (and its GIFs).
 RUN_MARKERS = (CONFIG_FILE, reports.METRICS_FILE, reports.SUMMARY_FILE, checkpoint.CHECKPOINT_DIR)
 RUN_FILES = (CONFIG_FILE, GRID_FILE, reports.METRICS_FILE, reports.SUMMARY_FILE, reports.SWEEP_FILE, EVAL_FILE,
-             ENV_RECIPE_FILE, "learning_curve.png")
+             ENV_RECIPE_FILE, "learning_curve.png", "pbt.csv", "pbt.png")
 
 
 class RunDirError(ValueError):
