@@ -5,7 +5,11 @@ logs a W&B run (offline, into `DIR/wandb/`, unless the user configured W&B: WAND
 or an API key). Both are extras (`pip install "qlax[tensorboard]"`, `"qlax[wandb]"`).
 Per chunk, at the step of the env steps per member: every member's (a sweep: every
 setting's mean over its seeds) 100-episode training average, greedy check, loss and
-epsilon, and the population's env steps/s and members solved; the config as hparams.
+epsilon; the population's mean, median and interquartile range of each of those and of
+the episodes finished (`population/NAME/mean`, `.../median`, `.../iqr`: one line for 32
+seeds); its env steps/s and members stopped; and, under Stable-Baselines3's names where
+the meaning is the same, `rollout/ep_rew_mean`, `rollout/exploration_rate`, `train/loss`
+and `time/fps` (population means), so SB3 dashboards work. The config as hparams.
 """
 
 from __future__ import annotations
@@ -23,12 +27,31 @@ from qlax.sweep import Members
 
 TRACKERS = ("tensorboard", "wandb")
 _PER_MEMBER = ("avg_return_100", "greedy_return", "loss", "epsilon")
+_POPULATION = (*_PER_MEMBER, "episodes")
+# Stable-Baselines3's tags for the same numbers: tag -> (the metric, averaged over the population)
+SB3_NAMES = {"rollout/ep_rew_mean": "avg_return_100", "rollout/exploration_rate": "epsilon", "train/loss": "loss"}
+
+
+def population_scalars(metrics) -> dict[str, float]:
+    """The population's mean, median and interquartile range of each metric, and SB3's tags
+    for those SB3 logs; a metric with no finite value yet is left out."""
+    values = {}
+    for name in _POPULATION:
+        column = np.asarray(getattr(metrics, name), np.float64)
+        finite = column[np.isfinite(column)]
+        if finite.size:
+            q25, median, q75 = np.percentile(finite, [25, 50, 75])
+            values.update({f"population/{name}/mean": float(finite.mean()), f"population/{name}/median": float(median),
+                           f"population/{name}/iqr": float(q75 - q25)})
+    values.update({tag: values[f"population/{name}/mean"] for tag, name in SB3_NAMES.items()
+                   if f"population/{name}/mean" in values})
+    return values
 
 
 def chunk_scalars(metrics, members: Members, steps_per_s: float) -> dict[str, float]:
     """{tag: value} of one chunk's gathered ChunkMetrics; NaNs (no episode or check yet) left out."""
-    values: dict[str, float] = {"population/env_steps_per_s": steps_per_s,
-                                "population/stopped": float(np.sum(metrics.stopped))}
+    values: dict[str, float] = {"population/env_steps_per_s": steps_per_s, "time/fps": steps_per_s,
+                                "population/stopped": float(np.sum(metrics.stopped)), **population_scalars(metrics)}
     for name in _PER_MEMBER:
         column = np.asarray(getattr(metrics, name), np.float64)
         if members.grid:

@@ -90,3 +90,28 @@ def test_trackers_are_checked_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     with pytest.raises(qlax.ConfigError, match="give an output directory"):
         qlax.train(CONFIG, progress=False, log=("tensorboard",))
+
+
+def test_a_chunk_logs_the_populations_mean_median_and_iqr_and_sb3s_names():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from qlax import tracking
+    from qlax.sweep import Members
+
+    rng = np.random.default_rng(0)
+    returns = rng.normal(100, 30, size=32)
+    returns[3] = np.nan  # a member without a finished episode yet is left out
+    metrics = SimpleNamespace(avg_return_100=returns, greedy_return=np.full(32, np.nan), loss=rng.random(32),
+                              epsilon=np.full(32, 0.1), episodes=np.arange(32.0), stopped=np.zeros(32, bool))
+    scalars = tracking.chunk_scalars(metrics, Members(TrainConfig(seeds=32)), 1234.0)
+    finite = returns[np.isfinite(returns)]
+    assert scalars["population/avg_return_100/mean"] == pytest.approx(finite.mean())
+    assert scalars["population/avg_return_100/median"] == pytest.approx(np.median(finite))
+    assert scalars["population/avg_return_100/iqr"] == pytest.approx(np.subtract(*np.percentile(finite, [75, 25])))
+    assert scalars["rollout/ep_rew_mean"] == scalars["population/avg_return_100/mean"]
+    assert scalars["rollout/exploration_rate"] == pytest.approx(0.1) and scalars["time/fps"] == 1234.0
+    assert scalars["train/loss"] == pytest.approx(metrics.loss.mean())
+    assert not any(tag.startswith("population/greedy_return") for tag in scalars)  # no check made yet
+    assert scalars["avg_return_100/seed_0"] == pytest.approx(returns[0])  # the per-seed tags stay
