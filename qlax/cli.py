@@ -17,7 +17,7 @@ from qlax import __version__, checkpoint, interrupt, presets
 from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, owners, short
 from qlax.envs import EnvError
-from qlax.devices import is_writer, join_processes
+from qlax.devices import cpu_devices_setting, is_writer, join_processes
 from qlax.experiment import DivergedError, InitFrom, default_run_dir, resume, train
 from qlax.pbt import PBT
 from qlax.rundir import EVAL_FILE, RunDirError, evaluate_run
@@ -376,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     previous = interrupt.exit_on_signal(lambda: saved_text(args))
     try:
+        bad_devices = cpu_devices_setting()[1]
+        if bad_devices is not None:
+            raise ConfigError(bad_devices)
         args = make_parser().parse_args(argv)
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

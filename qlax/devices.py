@@ -21,13 +21,31 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+MAX_CPU_DEVICES = 4096
+
+
+def cpu_devices_setting() -> tuple[int | None, str | None]:
+    """(QLAX_CPU_DEVICES as a count, None) or (None, the one line that says why it is not one);
+    (None, None) when it is not set."""
+    text = os.environ.get("QLAX_CPU_DEVICES")
+    if text is None:
+        return None, None
+    if text.strip().isdigit() and 1 <= int(text) <= MAX_CPU_DEVICES:
+        return int(text), None
+    shown = repr(text[:40]).encode("ascii", "backslashreplace").decode()
+    return None, (f"QLAX_CPU_DEVICES = {shown}: expected a whole number of CPU devices from 1 to {MAX_CPU_DEVICES}, "
+                  f"or unset it (one device per core)")
+
+
 def use_every_cpu_core() -> None:
-    """Ask JAX for one CPU device per core, unless the user already chose a count."""
+    """Ask JAX for one CPU device per core (QLAX_CPU_DEVICES: that many), unless the user
+    already chose a count. A QLAX_CPU_DEVICES that is not a count is left for the command
+    line to refuse (`cpu_devices_setting`), and one device per core is used."""
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     if jax.config.jax_num_cpu_devices != -1:  # set by the user's code
         return
-    wanted = int(os.environ.get("QLAX_CPU_DEVICES", cpu_cores()))
+    wanted = cpu_devices_setting()[0] or cpu_cores()
     try:
         jax.config.update("jax_num_cpu_devices", max(wanted, 1))
     except RuntimeError:
@@ -64,9 +82,22 @@ def join_processes(coordinator: str | None = None, num_processes: int | None = N
     otherwise give all three. Processes on CPUs talk over gloo. Call it before anything
     runs on JAX.
     """
+    from qlax.config import ConfigError
+
+    if coordinator is not None:
+        host, sep, port = coordinator.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"--coordinator {coordinator[:80]!r}: expected HOST:PORT with a port from 1 to 65535")
+        if num_processes is None or num_processes < 1:
+            raise ConfigError(f"--num-processes {num_processes}: out of range, allowed >= 1")
+        if process_id is None or not 0 <= process_id < num_processes:
+            raise ConfigError(f"--process-id {process_id}: out of range, allowed 0 to {num_processes - 1}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id)
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id)
+    except (ValueError, RuntimeError) as err:  # no cluster detected, a coordinator that cannot be reached, ...
+        raise ConfigError(f"joining the processes failed: {' '.join(str(err).split())[:200]}") from None
 
 
 def is_writer() -> bool:

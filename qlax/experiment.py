@@ -543,8 +543,15 @@ class _Asked:
 def _copy_members(state: TrainState, rows: jax.Array) -> TrainState:
     """Each member i of `state` takes over member rows[i]'s state, but its own key and best
     policy; laid out over the devices as `state` is (the compiled chunk expects it so). The
-    state is held twice for a moment."""
-    return jax.jit(_take_rows, out_shardings=jax.tree.map(lambda leaf: leaf.sharding, state))(state, rows)
+    state is held twice for a moment. Compiled once per layout."""
+    shardings = jax.tree.map(lambda leaf: leaf.sharding, state)
+    key = (jax.tree.structure(state), tuple(jax.tree.leaves(shardings)))
+    if key not in _COPIERS:
+        _COPIERS[key] = jax.jit(_take_rows, out_shardings=shardings)
+    return _COPIERS[key](state, rows)
+
+
+_COPIERS: dict = {}
 
 
 def _take_rows(state: TrainState, rows: jax.Array) -> TrainState:

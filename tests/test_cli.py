@@ -266,3 +266,23 @@ def test_the_compilation_cache_is_on_by_default_and_follows_its_setting(tmp_path
     code = "import qlax, jax; print(jax.config.jax_compilation_cache_dir)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip() == expected.format(tmp=tmp_path / "cache", home=tmp_path / "home")
+
+
+@pytest.mark.parametrize("value", ["abc", "", "1.5", "1e3", "0", "-2", "99999"])
+def test_a_bad_qlax_cpu_devices_is_one_line_for_every_command(value, monkeypatch, capsys):
+    monkeypatch.setenv("QLAX_CPU_DEVICES", value)
+    assert cli.main(["presets"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qlax: error: QLAX_CPU_DEVICES = ") and "from 1 to 4096" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--coordinator", "host:notaport", "--num-processes", "2", "--process-id", "0"], "expected HOST:PORT"),
+    (["--coordinator", "127.0.0.1:99999", "--num-processes", "2", "--process-id", "0"], "a port from 1 to 65535"),
+    (["--coordinator", "127.0.0.1:9999", "--num-processes", "2", "--process-id", "2"], "--process-id 2: out of range"),
+    (["--coordinator", "127.0.0.1:9999", "--num-processes", "0", "--process-id", "0"], "--num-processes 0: out of"),
+])
+def test_a_bad_coordinator_is_one_line_before_joining(args, message, tmp_path, capsys):
+    assert cli.main(["train", "--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
