@@ -53,7 +53,7 @@ def main():
         config = generic_dqn(env, args.steps)
         grid, grid_s = run(config, None)
         pbt, pbt_s = run(config, PBT(perturb=("lr", "eps_end"), every=4))
-        met = pbt.max() >= grid.max() and pbt_s <= 1.1 * grid_s
+        met = bool(pbt.max() >= grid.max() and pbt_s <= 1.1 * grid_s)
         rows.append({"env": env, "grid_best": float(grid.max()), "grid_mean": float(grid.mean()), "grid_s": grid_s,
                      "pbt_best": float(pbt.max()), "pbt_mean": float(pbt.mean()), "pbt_s": pbt_s, "goal_met": met})
         print(f"{env}: grid best {grid.max():.2f} (mean {grid.mean():.2f}) in {grid_s:.1f} s; "

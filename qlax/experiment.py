@@ -524,10 +524,8 @@ class _Asked:
 
     def carry_out(self, state: TrainState, placement: Placement) -> TrainState:
         if self.copies:
-            rows = np.arange(placement.padded)
-            for dst, src in self.copies.items():
-                rows[dst] = src
-            state = _copy_members(state, placement.put(rows[:placement.members]))
+            dst, src = (np.array(rows, np.int32) for rows in zip(*sorted(self.copies.items())))
+            state = _copy_members(state, dst, src)
             self.copies = {}
         if self.hparams_changed:
             state = state.replace(hparams=placement.put(self.hparams))
@@ -540,23 +538,37 @@ class _Asked:
         return state
 
 
-def _copy_members(state: TrainState, rows: jax.Array) -> TrainState:
-    """Each member i of `state` takes over member rows[i]'s state, but its own key and best
-    policy; laid out over the devices as `state` is (the compiled chunk expects it so). The
-    state is held twice for a moment. Compiled once per layout."""
+def _copy_members(state: TrainState, dst: np.ndarray, src: np.ndarray) -> TrainState:
+    """Members `dst` of `state` take over members `src`'s state, but their own key and best
+    policy; in place (the state is donated: only the copied rows are written), laid out over
+    the devices as `state` is (the compiled chunk expects it so). Compiled once per layout
+    and number of copies."""
     shardings = jax.tree.map(lambda leaf: leaf.sharding, state)
-    key = (jax.tree.structure(state), tuple(jax.tree.leaves(shardings)))
+    key = (jax.tree.structure(state), tuple(jax.tree.leaves(shardings)), len(dst))
     if key not in _COPIERS:
-        _COPIERS[key] = jax.jit(_take_rows, out_shardings=shardings)
-    return _COPIERS[key](state, rows)
+        _COPIERS[key] = jax.jit(_copy_rows, out_shardings=shardings, donate_argnums=0)
+    return _COPIERS[key](state, jnp.asarray(dst), jnp.asarray(src))
 
 
 _COPIERS: dict = {}
 
 
-def _take_rows(state: TrainState, rows: jax.Array) -> TrainState:
-    copied = jax.tree.map(lambda leaf: jnp.take(leaf, rows, axis=0), state)
+def _copy_rows(state: TrainState, dst: jax.Array, src: jax.Array) -> TrainState:
+    copied = jax.tree.map(lambda leaf: _copy_bits(leaf, dst, src), state.replace(key=(), best=()))
     return copied.replace(key=state.key, best=state.best)
+
+
+_BITS = {2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
+
+
+def _copy_bits(leaf: jax.Array, dst: jax.Array, src: jax.Array) -> jax.Array:
+    """leaf with rows `dst` set to rows `src`, bit for bit: floats travel as integers of their
+    width, since a float scatter on the CPU flushes subnormals to zero, and replay storage
+    keeps integers (actions, flags) as float bit patterns."""
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+        return leaf.at[dst].set(leaf[src])
+    bits = jax.lax.bitcast_convert_type(leaf, _BITS[leaf.dtype.itemsize])
+    return jax.lax.bitcast_convert_type(bits.at[dst].set(bits[src]), leaf.dtype)
 
 
 def _metric_arrays(metrics) -> dict[str, np.ndarray]:

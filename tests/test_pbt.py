@@ -48,16 +48,19 @@ def test_the_worst_members_take_over_the_best_and_perturb_within_range(one_go):
     assert (one_go.run_dir / "pbt.png").stat().st_size > 0
 
 
-def test_exploit_copies_a_members_whole_state_but_its_key_and_best_policy():
+def test_exploit_copies_a_members_whole_state_bit_for_bit_but_its_key_and_best_policy():
     from qlax.experiment import _copy_members, start
 
-    run = start(CONFIG.replace(seeds=3))
-    copied = _copy_members(run.state, run.population.placement.put(np.array([2, 1, 2])))
-    for name in ("agent", "env_state", "obs", "stats"):
-        for a, b in zip(jax.tree.leaves(getattr(copied, name)), jax.tree.leaves(getattr(run.state, name))):
-            np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[2])
-            np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[1])
-    np.testing.assert_array_equal(np.asarray(copied.key), np.asarray(run.state.key))
+    run = start(CONFIG.replace(seeds=4))
+    state, _ = run.population.run_chunk(run.state)  # a replay with actions stored as float bit patterns
+    before = jax.tree.map(np.asarray, state)  # the state is donated to the copy
+    copied = _copy_members(state, np.array([1]), np.array([3]))  # across the two CPU devices
+    bits = lambda a: np.ascontiguousarray(a).view(np.uint8)  # noqa: E731 (a subnormal float flushed to 0 shows)
+    for name in ("agent", "env_state", "obs", "stats", "hparams"):
+        for a, b in zip(jax.tree.leaves(getattr(copied, name)), jax.tree.leaves(getattr(before, name))):
+            a = np.asarray(a)
+            assert np.array_equal(bits(a[1]), bits(b[3])) and np.array_equal(bits(a[[0, 2, 3]]), bits(b[[0, 2, 3]]))
+    np.testing.assert_array_equal(np.asarray(copied.key), before.key)
 
 
 def test_a_pbt_run_stopped_and_resumed_equals_the_run_done_in_one_go(one_go, tmp_path):
