@@ -173,13 +173,14 @@ def status(solved: bool, threshold: float | None, diverged: bool = False) -> str
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend, best=args.best, env=args.env)
+    result = evaluate_run(args.run_dir, episodes=args.episodes, backend=args.backend, best=args.best, env=args.env,
+                          allow_older=args.allow_older)
     threshold = result["threshold"]
     for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
         print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}  {status(result['solved'][i], threshold)}"
               .rstrip())
     print(f"{solved_count(result['solved'], threshold, 'seeds')} over {result['episodes']} "
-          f"episodes each on {result['env']}  |  {Path(args.run_dir) / EVAL_FILE}")
+          f"episodes each on {result['env']}  |  {result['checkpoint']}  |  {Path(args.run_dir) / EVAL_FILE}")
     return 0
 
 
@@ -277,6 +278,8 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
     evaluate.add_argument("--backend", choices=("gymnax", "gymnasium"), default="gymnax",
                           help="gymnax (compiled) or Gymnasium's own environment of the same id")
+    evaluate.add_argument("--allow-older", action="store_true",
+                          help="evaluate the newest checkpoint even where metrics.csv runs past it")
     evaluate.add_argument("--best", action="store_true",
                           help="evaluate each member's best greedy check (runs trained with keep_best)")
     evaluate.set_defaults(func=cmd_eval)

@@ -23,7 +23,7 @@ def load_policy(run_dir: str | Path, seed: int = 0, setting: int = 0, best: bool
     The policy maps one observation (obs_dim,) to an action, or a batch (n, obs_dim) to
     (n,) actions, greedily: the argmax of the (mean) Q-values, noise off.
     """
-    trainer, members, params = load_params(run_dir, best=best, env=env)
+    trainer, members, params, _ = load_params(run_dir, best=best, env=env)
     if not 0 <= seed < members.seeds:
         raise ConfigError(f"seed = {seed}: out of range, the run has seeds 0..{members.seeds - 1}")
     settings = len(members.settings)

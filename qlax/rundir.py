@@ -310,14 +310,23 @@ def _read_text(path: Path) -> str:
 
 
 def load_params(run_dir: str | Path, episodes: int | None = None, best: bool = False,
-                env: Any = None) -> tuple[Trainer, Members, Any]:
-    """(trainer, members, stacked greedy Q parameters as numpy) from the latest checkpoint of
-    `run_dir`; with `best`, those of each member's best greedy check (keep_best runs)."""
+                env: Any = None, allow_older: bool = True) -> tuple[Trainer, Members, Any, Path]:
+    """(trainer, members, stacked greedy Q parameters as numpy, the checkpoint read) from the
+    latest checkpoint of `run_dir`; with `best`, those of each member's best greedy check
+    (keep_best runs). Unless `allow_older`, a checkpoint older than metrics.csv's last
+    chunk (the newest deleted, or a run killed between checkpoints) is refused."""
     members = load_members(run_dir, episodes, env)
     trainer = make_train(members.config)
-    state, _ = checkpoint.load(latest_checkpoint(Path(run_dir)), state_template(trainer, members.count),
-                               settings=run_settings(members), free=BUDGET_FREE)
-    return trainer, members, trainer.greedy_params(state, best)
+    latest = latest_checkpoint(Path(run_dir))
+    state, manifest = checkpoint.load(latest, state_template(trainer, members.count),
+                                      settings=run_settings(members), free=BUDGET_FREE)
+    logged = _metric_rows(Path(run_dir) / reports.METRICS_FILE) // members.count
+    if not allow_older and logged > manifest["chunk"]:
+        raise checkpoint.CheckpointError(
+            f"{run_dir}: metrics.csv runs to chunk {logged}, but the newest checkpoint is {latest.name}: its "
+            f"parameters are older than the run's last numbers (a newer checkpoint deleted, or the run killed "
+            f"between checkpoints); evaluate it anyway with --allow-older (Python: allow_older=True)")
+    return trainer, members, trainer.greedy_params(state, best), latest
 
 
 def starting_params(run_dir: str | Path, members: int, template: Any, best: bool = False,
@@ -327,7 +336,7 @@ def starting_params(run_dir: str | Path, members: int, template: Any, best: bool
     with `best`), member for member where the counts agree, else its `member` (default 0
     for a one-member run) for every one. `template`: one new member's parameters (shapes),
     which the saved ones must fit: another environment with the same spaces will do."""
-    trainer, saved_members, params = load_params(run_dir, best=best, env=env)
+    trainer, saved_members, params, _ = load_params(run_dir, best=best, env=env)
     saved = saved_members.count
     if member is not None and not 0 <= member < saved:
         raise ConfigError(f"init_member = {member}: the run in {run_dir} has members 0 to {saved - 1}")
@@ -346,7 +355,7 @@ def starting_params(run_dir: str | Path, members: int, template: Any, best: bool
 
 
 def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str = "gymnax",
-                 best: bool = False, env: Any = None) -> dict[str, Any]:
+                 best: bool = False, env: Any = None, allow_older: bool = False) -> dict[str, Any]:
     """Greedy evaluation of every member saved in `run_dir`; writes and returns eval.json's fields.
 
     backend "gymnax" runs the compiled evaluation on the run's own environment (eval.json's
@@ -355,7 +364,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     parameters (keep_best runs) instead of its last ones. `env`: the run's environment given
     again (`load_members`): an object, or a factory's name.
     """
-    trainer, members, params = load_params(run_dir, episodes, best, env)
+    trainer, members, params, latest = load_params(run_dir, episodes, best, env, allow_older)
     config = trainer.config
     if backend == "gymnax":
         placement = place(members.count, one_device=trainer.env.spec.host)
@@ -371,6 +380,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     result = {
         "episodes": config.eval_episodes,
         "backend": envs.source_of(config.env) if backend == "gymnax" else backend,  # what stepped the episodes
+        "checkpoint": latest.name,
         "env": config.env if backend == "gymnax" else f"Gymnasium's {config.env}",
         "best": best,
         "mean_return": numbers["eval_mean_return"],

@@ -133,6 +133,20 @@ def test_a_new_run_starts_from_a_saved_runs_parameters(one_go, tmp_path, capsys)
     assert summary["init_from"] == {"run_dir": str(one_go.run_dir), "best": False, "member": None}
 
 
+def test_eval_names_its_checkpoint_and_refuses_one_older_than_the_metrics(one_go, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(one_go.run_dir), str(copy)], check=True)
+    assert cli.main(["eval", str(copy), "--episodes", "2"]) == 0
+    assert "chunk-000012" in capsys.readouterr().out
+    assert json.loads((copy / "eval.json").read_text())["checkpoint"] == "chunk-000012"
+    subprocess.run(["rm", "-r", str(copy / "checkpoints" / "chunk-000012")], check=True)  # the newest, deleted
+    assert cli.main(["eval", str(copy), "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.csv runs to chunk 12, but the newest checkpoint is chunk-000009" in err and err.count("\n") == 1
+    assert cli.main(["eval", str(copy), "--episodes", "2", "--allow-older"]) == 0
+    assert json.loads((copy / "eval.json").read_text())["checkpoint"] == "chunk-000009"
+
+
 def test_checkpoints_keep_the_last_k(one_go):
     names = [p.name for p in checkpoint.complete(one_go.run_dir)]
     assert names == ["chunk-000009", "chunk-000012"]  # every 3 chunks and at the end, 2 kept
