@@ -300,10 +300,21 @@ def load(path: Path, template: Any, *, settings: dict[str, Any], shard: int = 0,
     settings named in `free` may differ: the checkpoint's own values (its manifest's copy,
     checked against its hash) are taken for them."""
     path = Path(path)
-    manifest = read_manifest(path)
+    manifest = bound_manifest(path, settings, free)
     if manifest["shards"] != shards:
         raise CheckpointError(f"{path}: saved by {manifest['shards']} process(es); resume it with "
                               f"{manifest['shards']}, not {shards}")
+    name = state_file(shard, shards)
+    if name not in manifest["files"]:
+        raise CheckpointError(f"{path}: the manifest lists no {name}")
+    data = _read_checked(path / name, manifest["files"][name])
+    return _restore(data, template, path / name), manifest
+
+
+def bound_manifest(path: Path, settings: dict[str, Any], free: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The manifest of checkpoint `path`, checked to belong to the run that `settings` define
+    (the config settings in `free` may differ; see `load`)."""
+    manifest = read_manifest(path)
     saved = manifest.get("settings")
     saved_config = saved.get("config") if isinstance(saved, dict) else None
     if free and isinstance(saved_config, dict) and isinstance(settings.get("config"), dict):
@@ -312,11 +323,7 @@ def load(path: Path, template: Any, *, settings: dict[str, Any], shard: int = 0,
     if manifest["settings_sha256"] != settings_sha256(settings):
         raise CheckpointError(f"{path}: saved by a run with other settings than this run directory's "
                               f"({_differences(manifest.get('settings'), settings)}); it is not this run's checkpoint")
-    name = state_file(shard, shards)
-    if name not in manifest["files"]:
-        raise CheckpointError(f"{path}: the manifest lists no {name}")
-    data = _read_checked(path / name, manifest["files"][name])
-    return _restore(data, template, path / name), manifest
+    return manifest
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from qlax.config import ConfigError, short  # noqa: E402
 from qlax.envs import make_env  # noqa: E402
 from qlax.reports import METRICS_FILE  # noqa: E402
-from qlax.rundir import load_members  # noqa: E402
+from qlax.rundir import check_bound, load_members  # noqa: E402
 from qlax.trainer import solve_threshold  # noqa: E402
 
 Y_LABELS = {"greedy_return": "greedy return (check after each chunk)",
@@ -36,6 +36,7 @@ def read_curve(run_dir: Path, env: Any = None) -> tuple[np.ndarray, np.ndarray, 
     their frozen values, stay aligned with the others.
     """
     members = load_members(run_dir, env=env)
+    check_bound(run_dir, members)  # a hand-edited config, grid or metrics.csv draws nothing wrong
     config = members.config
     with (Path(run_dir) / METRICS_FILE).open() as f:
         rows = list(csv.DictReader(f))

@@ -9,6 +9,7 @@ process at a time trains in it (an flock on `.lock`, which dies with its process
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -219,6 +220,28 @@ def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Pla
             f"{run_dir}: saved as {manifest['padded']} rows over the devices; these processes lay the "
             f"population out as {placement.padded}: resume on the same number of devices")
     return placement.from_local(saved), manifest
+
+
+def check_bound(run_dir: Path, members: Members) -> None:
+    """Refuse, in one line, a run directory whose files do not belong together, as eval and
+    resume would: its newest checkpoint saved under other settings than config.yaml and
+    grid.yaml say, or a metrics.csv whose header or row count do not fit its members."""
+    if checkpoint.complete(run_dir):
+        checkpoint.bound_manifest(latest_checkpoint(run_dir), run_settings(members), BUDGET_FREE)
+    path = Path(run_dir) / reports.METRICS_FILE
+    try:
+        with path.open(newline="") as file:
+            header = next(csv.reader(file), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise checkpoint.CheckpointError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})") \
+            from None
+    expected = reports.metric_header(members)
+    if header != expected:
+        raise checkpoint.CheckpointError(f"{path}: its columns are {short(header, 100)}, not the {len(expected)} "
+                                         f"this run writes ({short(expected, 100)})")
+    if _metric_rows(path) % members.count:
+        raise checkpoint.CheckpointError(f"{path}: {_metric_rows(path)} rows is not whole chunks of "
+                                         f"{members.count} members")
 
 
 def _metric_rows(path: Path) -> int:

@@ -147,6 +147,21 @@ def test_eval_names_its_checkpoint_and_refuses_one_older_than_the_metrics(one_go
     assert json.loads((copy / "eval.json").read_text())["checkpoint"] == "chunk-000009"
 
 
+@pytest.mark.parametrize("edit, message", [
+    (("config.yaml", "seeds: 2", "seeds: 3"), "saved by a run with other settings than this run directory's (seeds"),
+    (("config.yaml", "env: CartPole-v1", "env: Acrobot-v1"), "saved by a run with other settings"),
+    (("metrics.csv", "avg_return_100", "avg_ret"), "metrics.csv: its columns are"),
+])
+def test_plot_refuses_a_run_whose_files_do_not_belong_together(one_go, tmp_path, capsys, edit, message):
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(one_go.run_dir), str(copy)], check=True)
+    name, old, new = edit
+    (copy / name).write_text((copy / name).read_text().replace(old, new, 1))
+    assert cli.main(["plot", str(copy), "--out", str(tmp_path / "curve.png")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "curve.png").exists()
+
+
 def test_checkpoints_keep_the_last_k(one_go):
     names = [p.name for p in checkpoint.complete(one_go.run_dir)]
     assert names == ["chunk-000009", "chunk-000012"]  # every 3 chunks and at the end, 2 kept
