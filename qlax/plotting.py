@@ -98,6 +98,17 @@ def pbt_lineage(run_dir: Path, out: Path) -> Path:
     return Path(out)
 
 
+def _frozen(run_dir: Path, members: int) -> np.ndarray:
+    """(members,) bool: which members stopped early, as metrics.csv's last chunk says (their
+    training-average curve stays at what it was when they froze)."""
+    with (Path(run_dir) / METRICS_FILE).open() as f:
+        rows = list(csv.DictReader(f))
+    chunks = len(rows) // members
+    if not chunks:
+        return np.zeros(members, bool)
+    return np.array([row.get("stopped") == "1" for row in rows[(chunks - 1) * members:chunks * members]])
+
+
 def figure(run_dirs: list[Path], env: Any = None) -> Figure:
     """The median return (with its interquartile band) of each run, and of each setting of a
     sweep, with each environment's solve threshold; see `read_curve` for which return. `env`:
@@ -111,9 +122,12 @@ def figure(run_dirs: list[Path], env: Any = None) -> Figure:
         config = members.config
         columns.add(column)
         thresholds[config.env] = solve_threshold(config, make_env(config.env, 1))
+        frozen = _frozen(run_dir, members.count)
         for s in range(len(members.settings)):
-            own = values[:, members.member(s, 0):members.member(s, members.seeds)]
-            lines.append((steps, own, f"{run_dir.name} {members.label(s)}".strip() + f" ({own.shape[1]} seeds)",
+            first, stop = members.member(s, 0), members.member(s, members.seeds)
+            own, stopped = values[:, first:stop], int(np.sum(frozen[first:stop]))
+            note = f", {stopped} frozen on reaching the threshold: flat from there" if stopped else ""
+            lines.append((steps, own, f"{run_dir.name} {members.label(s)}".strip() + f" ({own.shape[1]} seeds{note})",
                           column))
     if len(columns) > 1:  # runs with and without greedy checks: each line says which it shows
         lines = [(x, y, f"{label} [{'greedy' if column == 'greedy_return' else 'avg100'}]", column)
