@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from qlax.envs import EnvError, env_spec, make_env
+from qlax.envs import EnvError, drawing_hook, env_spec, make_env
 from qlax.evaluate import UNLIMITED_EPISODE_STEPS
 from qlax.rundir import load_members
 from qlax.policy import load_policy
@@ -196,7 +196,8 @@ def image_drawing(spec) -> Callable[[np.ndarray], Image.Image] | None:
 
 DRAWINGS = {"CartPole-v1": draw_cartpole, "Acrobot-v1": draw_acrobot, "MountainCar-v0": draw_mountaincar}
 DRAWABLE = (f"{', '.join(DRAWINGS)}, the MinAtar games, image observations (atari:, envpool: Atari, RGB "
-            f"screens) and Gymnasium environments that render rgb_array")
+            f"screens), Gymnasium environments that render rgb_array, and JAX environments with a "
+            f"draw(obs) -> (height, width, 3) uint8 method")
 
 
 def drawing(env_id: str) -> Callable[[np.ndarray], Image.Image] | None:
@@ -212,6 +213,9 @@ def drawing(env_id: str) -> Callable[[np.ndarray], Image.Image] | None:
         return image
     if gymnasium_source(env_id):
         return None
+    draw = drawing_hook(env_id)
+    if draw is not None:  # your JAX environment's own drawing
+        return lambda obs: Image.fromarray(np.asarray(draw(obs), np.uint8))
     raise EnvError(f"env = '{env_id}': qlax render cannot draw it; it draws {DRAWABLE}")
 
 

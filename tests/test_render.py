@@ -120,3 +120,34 @@ def test_an_atari_run_renders_its_game_to_the_cut(tmp_path, capsys):
     gif = Image.open(out / "episode-seed0.gif")
     assert 92 <= gif.n_frames <= 100 and gif.size == (336, 336)
     assert capsys.readouterr().out == f"{out / 'episode-seed0.gif'}: {gif.n_frames} frames\n"
+
+
+@pytest.mark.slow
+def test_a_gymnasium_object_made_without_a_render_mode_is_made_again_to_render(tmp_path):
+    out = tmp_path / "run"
+    unrendered = gymnasium.make("gym_probes/Counter-v0")  # render_mode None; its spec can make it rgb_array
+    assert unrendered.render_mode is None
+    train(TINY, out, env=unrendered)
+    path, frames = render.render_episode(out, env=gymnasium.make("gym_probes/Counter-v0"), out=tmp_path / "episode.gif")
+    check_counter_gif(path, frames)
+
+
+class DrawnCorridor:
+    """The user's Corridor (tests/user_env.py) with its own drawing: the agent's cell lit."""
+
+    def __new__(cls):
+        from user_env import Corridor
+
+        env = Corridor()
+        env.draw = lambda obs: np.kron(np.asarray(obs).reshape(1, -1), np.ones((20, 20)))[..., None].repeat(3, -1) * 255
+        return env
+
+
+@pytest.mark.slow
+def test_a_jax_environment_with_a_draw_method_renders_by_it(tmp_path):
+    out = tmp_path / "run"
+    train(TINY.replace(env="CartPole-v1"), out, env=DrawnCorridor())
+    path, frames = render.render_episode(out, env=DrawnCorridor(), out=tmp_path / "episode.gif")
+    gif = Image.open(path)
+    assert gif.n_frames == frames and gif.size == (100, 20)  # 5 cells of 20 x 20
+    assert gif.convert("RGB").getpixel((10, 10)) == (255, 255, 255)  # the first frame: at cell 0

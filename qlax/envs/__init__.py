@@ -29,7 +29,7 @@ from qlax.envs.jax_adapter import OBJECT_PREFIX, Box, Discrete, TimeStep, is_reg
 
 __all__ = ["OBJECT_PREFIX", "Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "is_registered",
            "is_trusted", "make_env", "needs_code", "recipe", "register", "registered_object", "remake", "supported",
-           "source_of", "task_id", "trust"]
+           "source_of", "task_id", "trust", "drawing_hook"]
 
 # prefix -> the adapter module, which gives spec(id) -> EnvSpec and make(id, num_envs) -> VecEnv.
 SOURCES = {
@@ -71,6 +71,16 @@ def source_of(name: str) -> str:
     if is_registered(name) and _gymnasium_object(name) is not None:
         return "gymnasium"
     return "gymnax" if _is_gymnax_id(name) else "jax"
+
+
+def drawing_hook(name: str):
+    """A JAX environment's own drawing, `env.draw(obs) -> (height, width, 3) uint8 image` of
+    one flattened observation, where the object behind `name` (an `object:` or a
+    `module:factory`) has one; None otherwise."""
+    if _source(name)[0] is not None or _is_gymnax_id(name) or _gymnasium_object(name) is not None:
+        return None
+    draw = getattr(_jax_env(name), "draw", None)
+    return draw if callable(draw) else None
 
 
 def needs_code(name: str) -> bool:

@@ -640,7 +640,8 @@ class _Host:
 
 def renderer(name: str):
     """One environment of `gymnasium:ID` or of a Gymnasium object name that renders rgb_array:
-    Gymnasium makes an id in that mode; a factory's environment or an object must be in it."""
+    Gymnasium makes an id in that mode; an object made without a render mode is made again
+    from its spec in that mode; a factory's environment must be in it."""
     if name.startswith(jax_adapter.OBJECT_PREFIX):
         source = _Source.of_object(name, jax_adapter.registered_object(name))
     else:
@@ -656,6 +657,10 @@ def renderer(name: str):
                            f"({reason(err, 120)})") from None
     else:
         env = source.one()
+        if env.render_mode is None and source.env is not None and env.spec is not None and \
+                "rgb_array" in env.metadata.get("render_modes", ()):
+            env.close()  # the object's own spec, wrappers included, in the mode qlax draws by
+            env = _gymnasium().make(env.spec, render_mode="rgb_array")
     modes = list(env.metadata.get("render_modes", ()))
     if env.render_mode != "rgb_array" or "rgb_array" not in modes:
         env.close()
