@@ -213,3 +213,35 @@ def test_a_state_of_any_class_is_checkpointed_as_its_arrays(tmp_path):
     from flax import serialization
     restored = serialization.from_bytes(state, serialization.to_bytes(state))
     np.testing.assert_array_equal(restored.env_state.inner[0], state.env_state.inner[0])
+
+
+class _Spaces:
+    """A JAX environment whose spaces, time limit or observations are what a test says."""
+
+    def __init__(self, observation_space=None, actions=2, limit=None, complex_obs=False):
+        self.observation_space = observation_space or Box((2,), 0.0, 1.0)
+        self.action_space = Discrete(actions)
+        self.max_episode_steps = limit
+        self.dtype = jnp.complex64 if complex_obs else jnp.float32
+
+    def reset(self, key):
+        return jnp.zeros(2, self.dtype), jnp.int32(0)
+
+    def step(self, key, state, action):
+        return TimeStep(jnp.zeros(2, self.dtype), state, jnp.float32(0), jnp.bool_(False), jnp.bool_(False))
+
+
+@pytest.mark.parametrize("env, message", [
+    (_Spaces(Discrete(2.7)), "observation_space.n = 2.7: expected a whole number >= 1"),
+    (_Spaces(actions=0), "action_space.n = 0: expected a whole number >= 1"),
+    (_Spaces(actions=-3), "action_space.n = -3: expected a whole number >= 1"),
+    (_Spaces(limit=True), "max_episode_steps = True: expected a positive integer or None"),
+    (_Spaces(complex_obs=True), "reset returns complex64 observations"),
+    (_Spaces(Box((-1, 2), 0.0, 1.0)), "observation_space.shape = -1: expected a whole number >= 1"),
+    (_Spaces(Box((1 << 20, 1 << 20), 0.0, 1.0)), "qlax flattens an observation into at most 268,435,456"),
+], ids=["Discrete(2.7)", "no actions", "negative actions", "a bool time limit", "complex", "a negative shape",
+        "a Box of 4 TiB"])
+def test_an_environment_whose_spaces_cannot_be_trained_on_is_one_line(env, message):
+    with pytest.raises(EnvError) as caught:
+        envs.env_spec(envs.register(env))
+    assert message in str(caught.value) and "\n" not in str(caught.value)

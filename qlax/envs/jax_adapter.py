@@ -92,9 +92,13 @@ def observation_parts(space, name: str, where: str = "observation_space") -> lis
         if int(getattr(space, "start", 0)) != 0:
             raise EnvError(f"env '{name}': {where} is a Discrete space starting at {space.start}; qlax one-hot "
                            f"encodes indices from 0")
-        return [_Part((), int(n), True, np.zeros(int(n), np.float32), np.ones(int(n), np.float32))]
+        n = _count(n, name, f"{where}.n")
+        return [_Part((), n, True, np.zeros(n, np.float32), np.ones(n, np.float32))]
     if shape is not None and hasattr(space, "low") and hasattr(space, "high") and n is None:  # Box
-        shape = tuple(int(d) for d in shape)
+        shape = tuple(_count(d, name, f"{where}.shape") for d in shape)
+        if math.prod(shape) > MAX_OBS_ENTRIES:
+            raise EnvError(f"env '{name}': {where} has shape {shape}, {math.prod(shape):,} entries; qlax flattens "
+                           f"an observation into at most {MAX_OBS_ENTRIES:,}")
         low = np.broadcast_to(np.asarray(space.low, np.float32), shape).reshape(-1)
         high = np.broadcast_to(np.asarray(space.high, np.float32), shape).reshape(-1)
         return [_Part(shape, math.prod(shape), False, low, high)]
@@ -110,7 +114,17 @@ def action_count(space, name: str) -> int:
                        f"(one integer action from 0 to n-1)")
     if int(getattr(space, "start", 0)) != 0:
         raise EnvError(f"env '{name}': action_space starts at {space.start}; qlax's actions run from 0 to n-1")
-    return int(n)
+    return _count(n, name, "action_space.n")
+
+
+MAX_OBS_ENTRIES = 2**28  # a flattened observation's entries: 1 GiB of float32 for one copy
+
+
+def _count(value, name: str, what: str) -> int:
+    """A space's size that must be a whole number >= 1 (Discrete(2.7), True, -3 and 0 are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise EnvError(f"env '{name}': {what} = {short(value)}: expected a whole number >= 1")
+    return int(value)
 
 
 def _flatten(parts: list[_Part], batch: int):
@@ -168,6 +182,10 @@ def _check_obs(obs, parts: list[_Part], name: str, method: str) -> None:
     if shapes != expected:
         raise EnvError(f"env '{name}': {method} returns observations of shape {shapes if len(shapes) != 1 else shapes[0]}; "
                        f"observation_space says {expected if len(expected) != 1 else expected[0]}")
+    complex_leaves = [leaf.dtype for leaf in jax.tree.leaves(obs) if jnp.issubdtype(leaf.dtype, jnp.complexfloating)]
+    if complex_leaves:
+        raise EnvError(f"env '{name}': {method} returns {complex_leaves[0]} observations; qlax trains on real numbers "
+                       f"(split a complex value into its real and imaginary parts)")
 
 
 def spec_of(env, name: str) -> EnvSpec:
@@ -216,7 +234,8 @@ def spaces_spec(name: str, observation_space, action_space, max_episode_steps=No
     num_actions = action_count(action_space, name)
     mask = mask_slice(observation_space, name, num_actions, action_mask)
     limit = max_episode_steps
-    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
+    if limit is not None and (isinstance(limit, (bool, np.bool_)) or not isinstance(limit, (int, np.integer))
+                              or limit < 1):
         raise EnvError(f"env '{name}': max_episode_steps = {short(limit)}: expected a positive integer or None")
     return EnvSpec(
         id=name,
