@@ -189,11 +189,11 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     config = config.replace(seeds=seeds) if seeds is not None else config
     config = config.replace(env=envs.register(env)) if env is not None else config
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
-    init_from = InitFrom.of(init_from)
-    options = RunOptions(preset, checkpoint_every, keep, tuple(log), checked(callbacks, config.validated()),
-                         init_from.describe() if init_from else None, pbt and pbt.check(config.validated())).validated()
+    config, init_from = config.validated(), InitFrom.of(init_from)
+    options = RunOptions(preset, checkpoint_every, keep, tuple(log), checked(callbacks, config),
+                         init_from.describe() if init_from else None, pbt and pbt.check(config)).validated()
     tracking.check(options.log, out)
-    members = _owned(Members.of(config.validated(), grid), grid)
+    members = _owned(Members.of(config, grid), grid)
     planned = _plan(members, max_memory)
     with claim(out, overwrite) if out is not None else nullcontext() as run_dir:
         run = _init(members, planned, progress, init_from)
