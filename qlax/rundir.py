@@ -4,7 +4,7 @@ its latest checkpoint's state and parameters, a fresh greedy evaluation: eval.js
 `experiment` writes run directories; everything that reads one (resume, `qlax eval`,
 policies, plots, rendering, the Gymnasium backend) reads it through here. A directory
 that holds a run is never written by a new run unless told to overwrite it, and one
-process at a time trains in it (an flock on `.lock`, which dies with its process).
+process at a time trains in it (an flock on the directory itself, which dies with its process).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ CONFIG_FILE = "config.yaml"
 GRID_FILE = "grid.yaml"
 EVAL_FILE = "eval.json"
 ENV_RECIPE_FILE = "env_spec.json"  # a Gymnasium env object's spec (`envs.recipe`), re-made without Python
-LOCK_FILE = ".lock"
 # A directory with any of these holds a run; --overwrite deletes the run's files (and its GIFs).
 RUN_MARKERS = (CONFIG_FILE, reports.METRICS_FILE, reports.SUMMARY_FILE, checkpoint.CHECKPOINT_DIR)
 RUN_FILES = (CONFIG_FILE, GRID_FILE, reports.METRICS_FILE, reports.SUMMARY_FILE, reports.SWEEP_FILE, EVAL_FILE,
@@ -73,11 +72,12 @@ def claim(out: str | Path, overwrite: bool = False):
 
 @contextmanager
 def lock(run_dir: Path, prepare: Callable[[], None] = lambda: None, create: bool = False) -> Iterator[Path]:
-    """Take an exclusive flock on `run_dir`/.lock (creating the directory first if `create`),
-    run `prepare` under it, and hold it for the body.
+    """Take an exclusive flock on the directory `run_dir` itself (creating it first if
+    `create`), run `prepare` under it, and hold it for the body.
 
     A second process gets RunDirError at once; a killed process's lock dies with it. The
-    lock file is created after `prepare`, so a refused directory is left as it was. With
+    lock is on the directory, not on a file in it, so no file a person (or `--overwrite`)
+    deletes lets a second writer in, and a refused directory is left as it was. With
     several processes only the writer locks and prepares, and every process raises if that
     failed, so none is left waiting.
     """
@@ -86,9 +86,8 @@ def lock(run_dir: Path, prepare: Callable[[], None] = lambda: None, create: bool
         try:
             if create:
                 _create(run_dir)
-            fd = _acquire(run_dir, create=False)  # a process that holds it shows before any check
+            fd = _acquire(run_dir)  # a process that holds it shows before any check
             prepare()
-            fd = _acquire(run_dir, create=True) if fd is None else fd
         except RunDirError as err:
             error = err
         except OSError as err:
@@ -111,15 +110,14 @@ def _create(run_dir: Path) -> None:
         raise RunDirError(f"{run_dir}: cannot create the run directory ({err.strerror})") from None
 
 
-def _acquire(run_dir: Path, create: bool) -> int | None:
-    """The locked lock file's descriptor; None if it does not exist and `create` is false."""
-    path = run_dir / LOCK_FILE
-    if not create and not path.exists():
-        return None
+def _acquire(run_dir: Path) -> int:
+    """The descriptor of `run_dir`, flock-ed exclusively."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir}: no such run directory") from None
     except OSError as err:
-        raise RunDirError(f"{run_dir}: cannot write in the run directory ({err.strerror})") from None
+        raise RunDirError(f"{run_dir}: cannot open the run directory ({err.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

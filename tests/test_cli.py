@@ -226,7 +226,7 @@ def test_overwrite_replaces_the_whole_old_run(tmp_path, capsys):
     out.mkdir()
     old_run(out)
     assert cli.main(["train", *TINY, "--out", str(out), "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoints", "config.yaml", "learning_curve.png",
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "learning_curve.png",
                                                       "metrics.csv", "notes.txt", "summary.json"]
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["chunk-000002"]
     assert json.loads((out / "summary.json").read_text())["env_steps"] == [400]
@@ -244,15 +244,16 @@ def test_one_qlax_process_at_a_time_in_a_run_directory(tmp_path, capsys, no_comp
     try:
         assert holder.stdout.readline() == "locked\n"
         (out / "config.yaml").write_text(json.dumps(TrainConfig(num_envs=4, num_centers=8).to_dict()))
-        for command in (["train", *TINY, "--out", str(out)], ["resume", str(out)]):
+        assert [p.name for p in out.iterdir()] == ["config.yaml"]  # no lock file that deleting would defeat
+        for command in (["train", *TINY, "--out", str(out)], ["train", *TINY, "--out", str(out), "--overwrite"],
+                        ["resume", str(out)]):
             assert cli.main(command) == 2
             err = capsys.readouterr().err
             assert f"qlax: error: {out}: another qlax process is using this run directory" in err
             assert err.count("\n") == 1
     finally:
-        holder.kill()  # SIGKILL: no clean-up runs, the lock file stays
+        holder.kill()  # SIGKILL: no clean-up runs
         holder.wait()
-    assert (out / ".lock").exists()
     with rundir.claim(out, overwrite=True):  # the lock died with its process
         assert not (out / "config.yaml").exists()
 
