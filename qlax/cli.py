@@ -246,7 +246,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad command line gets one `qlax: error:` line (exit 2), not the usage too."""
 
     def error(self, message: str):
-        self.exit(2, f"qlax: error: {message[:300]} (see {self.prog} --help)\n")
+        self.exit(2, f"qlax: error: {printable(message[:300])} (see {self.prog} --help)\n")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -398,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if argv is not None:
             interrupt.restore(previous)
+        else:
+            interrupt.ignore_while_exiting()
 
 
 MAX_ERROR_CHARS = 480
@@ -406,12 +408,18 @@ MAX_ERROR_CHARS = 480
 def error(message, code: int) -> int:
     """Print `message` as one `qlax: error:` line; a long one (a huge path) keeps its start
     and its end, where the advice is."""
-    text = " ".join(str(message).splitlines())
+    text = printable(" ".join(str(message).splitlines()))
     if len(text) > MAX_ERROR_CHARS:
         half = (MAX_ERROR_CHARS - 5) // 2
         text = f"{text[:half]} ... {text[-half:]}"
     print(f"qlax: error: {text}", file=sys.stderr)
     return code
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (ESC, BEL, ...) and undecodable bytes written as escapes,
+    so an argument echoed in a message cannot drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":

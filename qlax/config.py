@@ -44,6 +44,13 @@ class ConfigError(ValueError):
 INT32_MAX = 2**31 - 1  # every integer setting lives in an int32 in the compiled program
 
 
+# Greedy episodes per member: a bound on what an evaluation costs in time (its memory is
+# bounded apart, `evaluate.EVAL_BATCH` episodes at a time). 100,000 CartPole episodes are
+# 5e7 env steps per member; a 1,000-episode check has a standard error of 3% of the spread.
+MAX_EVAL_EPISODES = 100_000
+MAX_CHECK_EPISODES = 1_000
+
+
 def _field(default: Any, help: str, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, choices: tuple[str, ...] | None = None):
     meta = {"help": help, "low": low, "high": high, "low_open": low_open, "choices": choices}
@@ -168,11 +175,13 @@ class TrainConfig:
     stop_on: str = _field("train_average", "what early_stop watches: the 100-episode training average, or "
                           "a greedy evaluation of stop_eval_episodes episodes after every chunk",
                           choices=("train_average", "greedy"))
-    stop_eval_episodes: int = _field(20, "greedy stop_on: episodes of the check after every chunk", low=1)
+    stop_eval_episodes: int = _field(20, "greedy stop_on: episodes of the check after every chunk (bounded: each "
+                                     "chunk runs it, up to an episode's step limit each)", low=1, high=MAX_CHECK_EPISODES)
     stop_eval_z: float = _field(0.0, "greedy stop_on: the check passes when its mean minus this many standard "
                                 "errors reaches the threshold (0: the mean itself)", low=0.0)
     solve_threshold: float | None = _field(None, "return that counts as solved (default: the env's)")
-    eval_episodes: int = _field(100, "greedy evaluation episodes per seed", low=1)
+    eval_episodes: int = _field(100, "greedy evaluation episodes per seed (bounded by what they cost: up to an "
+                                "episode's step limit each, for every member)", low=1, high=MAX_EVAL_EPISODES)
     keep_best: bool = _field(False, "greedy-check every member after every chunk (stop_eval_episodes "
                              "episodes) and keep the parameters of its best check: load_policy(best=True), "
                              "qlax eval --best")
@@ -537,7 +546,8 @@ def short(value: Any, width: int = 80) -> str:
 
 def reason(err: BaseException, width: int = 160) -> str:
     """An exception as one short line (for an error that reports a user's code failing)."""
-    return _one_line(f"{type(err).__name__}: {err}", width)
+    text = str(err)
+    return _one_line(f"{type(err).__name__}: {text}" if text else type(err).__name__, width)
 
 
 # Reading YAML: presets, --set and --grid values, config.yaml and grid.yaml.

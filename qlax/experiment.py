@@ -32,6 +32,7 @@ from qlax.callbacks import Callback, ChunkReport, checked
 from qlax.config import ConfigError, TrainConfig, check_grid_owned, check_owned
 from qlax.devices import any_process, barrier, is_writer
 from qlax.evaluate import evaluate_members
+from qlax.files import write_text
 from qlax.interrupt import GracefulInterrupt
 from qlax.pbt import LINEAGE_FILE, PBT
 from qlax.placement import Placement, place
@@ -200,10 +201,10 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
         if run_dir is not None and is_writer():
             _write_config(run_dir, members.config)
             if env is not None and (recipe := envs.recipe(env)) is not None:
-                (run_dir / ENV_RECIPE_FILE).write_text(recipe)
+                write_text(run_dir / ENV_RECIPE_FILE, recipe)
             if members.grid:
                 grid_text = yaml.safe_dump({k: list(v) for k, v in members.grid}, sort_keys=False)
-                (run_dir / GRID_FILE).write_text(grid_text)
+                write_text(run_dir / GRID_FILE, grid_text)
             reports.MetricsFile(run_dir / reports.METRICS_FILE, members).start()
         return _run(run.trainer, members, run.population, run.state, 0, run_dir, options, progress, started,
                     run.compile_s)
@@ -292,9 +293,7 @@ def _chunks_left(trainer: Trainer, metrics) -> int:
 
 def _write_config(run_dir: Path, config: TrainConfig) -> None:
     """config.yaml, replaced whole (written beside it, then moved into place)."""
-    partial = run_dir / f".{CONFIG_FILE}.partial"
-    partial.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    partial.replace(run_dir / CONFIG_FILE)
+    write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 class Planned(NamedTuple):
@@ -489,9 +488,12 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
         if (run_dir / LINEAGE_FILE).exists():
             pbt_lineage(run_dir, run_dir / "pbt.png")
     if all_diverged:
+        cause = envs.non_finite_output(config.env)
+        advice = f"The environment itself returns NaN or infinite {cause}: fix it" if cause else \
+            "Try a smaller lr or gradient: semi"
         raise DivergedError(
             "every member diverged (non-finite loss or parameters); each froze at its last finite state"
-            + (f", saved in {run_dir}" if run_dir else "") + ". Try a smaller lr or gradient: semi.")
+            + (f", saved in {run_dir}" if run_dir else "") + f". {advice}.")
     if jax.process_count() == 1 and placement.padded > placement.members:
         state = jax.tree.map(lambda leaf: leaf[:placement.members], state)
     return RunResult(summary=summary, state=state, eval_returns=returns, run_dir=run_dir, members=members)

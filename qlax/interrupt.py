@@ -4,10 +4,11 @@ else in the `qlax` command, leave at once.
 During training (`GracefulInterrupt`) the first signal only sets a flag that the host loop
 reads between chunks; a second exits at once. Checkpoints are written atomically, so the
 last complete one survives that. Outside training the command's handler (`exit_on_signal`)
-ends the process at once: while JAX imports, while a run is planned or compiled, during the
-final evaluation, and while the command exits. The exit code is 128 + the signal (130 for
-SIGINT, 143 for SIGTERM), stderr gets one line saying what was saved, and nothing else
-runs: no traceback, no exit handlers.
+ends the process at once: while JAX imports, while a run is planned or compiled, and
+during the final evaluation. The exit code is 128 + the signal (130 for SIGINT, 143 for
+SIGTERM), stderr gets one line saying what was saved, and nothing else runs: no
+traceback, no exit handlers. Once the command has printed its result
+(`ignore_while_exiting`), a signal is ignored and it exits with its own code.
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ def exit_on_signal(saved: Callable[[], str] | None = None) -> dict:
 def restore(previous: dict) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+def ignore_while_exiting() -> None:
+    """The command is done and has said so: from here a signal is ignored, and the process
+    exits with the command's own code. Python's shutdown puts the default handlers back
+    (which kill with no line) for every signal that it does not find ignored."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _exit_now(signum, frame) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from qlax.callbacks import ChunkReport
+from qlax.files import write_whole
 from qlax.config import DYNAMIC_SETTINGS, ConfigError, TrainConfig, field_limits, owners
 
 LINEAGE_FILE = "pbt.csv"
@@ -108,9 +109,10 @@ def _write_lineage(path: Path, chunk: int, copies: dict, score: np.ndarray, sett
         kept = [row for row in kept if row and int(row[0]) < chunk]
     rows = [[chunk, m, f"{score[m]:.6g}", int(copies.get(m, m)), *(f"{settings[k][m]:.6g}" for k in settings)]
             for m in range(len(score))]
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows(kept + rows)
-    partial.replace(path)
+    def write(partial: Path) -> None:
+        with partial.open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(header)
+            writer.writerows(kept + rows)
+
+    write_whole(path, write)

@@ -6,7 +6,6 @@ The only module that imports matplotlib, so training never pays for it.
 from __future__ import annotations
 
 import csv
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from qlax.config import ConfigError, short  # noqa: E402
 from qlax.envs import make_env  # noqa: E402
+from qlax.files import write_whole  # noqa: E402
 from qlax.reports import METRICS_FILE  # noqa: E402
 from qlax.rundir import check_bound, load_members  # noqa: E402
 from qlax.trainer import solve_threshold  # noqa: E402
@@ -64,13 +64,7 @@ def learning_curve(run_dirs: list[Path], out: Path, env: Any = None) -> Path:
         raise ConfigError(f"--out {short(str(out))}: name an image file ending "
                           f"{', '.join('.' + f for f in IMAGE_FORMATS)}")
     drawn = figure(run_dirs, env)
-    partial = out.with_name(f".{out.name}.partial")
-    try:
-        drawn.savefig(partial, format=image_format)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return out
+    return write_whole(out, lambda partial: drawn.savefig(partial, format=image_format))
 
 
 def pbt_lineage(run_dir: Path, out: Path) -> Path:

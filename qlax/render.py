@@ -22,7 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from qlax.config import ConfigError, short
 from qlax.envs import EnvError, drawing_hook, env_spec, make_env
+from qlax.files import write_whole
 from qlax.evaluate import UNLIMITED_EPISODE_STEPS
 from qlax.rundir import load_members
 from qlax.policy import load_policy
@@ -237,6 +239,10 @@ def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path | None = 
     (default: the run directory's episode-seed<seed>.gif, episode-setting<j>-seed<i>.gif for
     a sweep); returns (path, number of frames). `env`: the run's environment given
     again (`rundir.load_members`): an object, or a factory's name."""
+    if out is not None:
+        out = Path(out)
+        if out.suffix.lower() != ".gif" or out.is_dir():
+            raise ConfigError(f"--out {short(str(out))}: name a GIF file ending .gif")
     members = load_members(run_dir, env=env)
     config = members.config
     draw = drawing(config.env)
@@ -255,5 +261,6 @@ def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path | None = 
         frames = [_stamp(draw_picture(p), t) for t, p in enumerate(pictures)]
     else:
         frames = [_stamp(draw(o), t) for t, o in enumerate(rollout(config.env, policy, key))]
-    frames[0].save(out, save_all=True, append_images=frames[1:], duration=20, loop=0, optimize=False)
+    write_whole(out, lambda partial: frames[0].save(partial, format="GIF", save_all=True, append_images=frames[1:],
+                                                    duration=20, loop=0, optimize=False))
     return Path(out), len(frames)

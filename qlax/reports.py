@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from qlax.files import write_text
 from qlax.sweep import Members, setting_table
 
 METRICS_FILE = "metrics.csv"
@@ -141,7 +142,7 @@ def _finite(value: Any) -> Any:
 
 
 def write_summary(run_dir: Path, summary_fields: dict[str, Any]) -> None:
-    (run_dir / SUMMARY_FILE).write_text(json_text(summary_fields))
+    write_text(run_dir / SUMMARY_FILE, json_text(summary_fields))
 
 
 def write_sweep_table(run_dir: Path, members: Members, table: list[dict[str, Any]]) -> None:

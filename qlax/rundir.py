@@ -25,6 +25,7 @@ from qlax import checkpoint, envs, reports
 from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml, short
 from qlax.devices import any_process, is_writer
 from qlax.evaluate import evaluate_members
+from qlax.files import write_text
 from qlax.placement import Placement, place
 from qlax.sweep import Members
 from qlax.trainer import Trainer, make_train, solve_threshold
@@ -413,5 +414,5 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
         "solved_fraction": sum(numbers["solved"]) / len(numbers["solved"]),
     }
     if is_writer():
-        (Path(run_dir) / EVAL_FILE).write_text(reports.json_text(result))
+        write_text(Path(run_dir) / EVAL_FILE, reports.json_text(result))
     return result

@@ -122,8 +122,11 @@ class WandB:
 
 
 def check(names: list[str] | tuple[str, ...], run_dir: Path | None) -> None:
-    """Refuse unknown trackers, trackers without a run directory, and missing extras, before compiling."""
-    for name in names:
+    """Refuse unknown or repeated trackers, trackers without a run directory, and missing extras,
+    before compiling."""
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"--log {name}: given twice; name each tracker once")
         if name not in TRACKERS:
             raise ConfigError(f"--log {name}: must be one of {', '.join(TRACKERS)}")
         if run_dir is None:

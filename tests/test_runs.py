@@ -333,6 +333,25 @@ def test_a_signal_while_the_command_imports_jax_exits_cleanly(sig):
     assert stderr == f"\nqlax: interrupted by {signal.Signals(sig).name}; nothing was saved\n"
 
 
+@pytest.mark.slow
+def test_a_signal_while_the_command_exits_never_kills_it_without_a_line():
+    """Signals sent as the command exits (after its last line) until it has: it exits with its
+    own code, or, where one came before it was done, with 128 + the signal and its line."""
+    last = qlax.presets.names()[-1]
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "presets"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        while not proc.stdout.readline().startswith(last):
+            pass
+        while proc.poll() is None:
+            proc.send_signal(sig)
+            time.sleep(0.001)
+        stderr = proc.stderr.read()
+        assert proc.returncode in (0, 128 + sig), (proc.returncode, stderr)
+        assert stderr == ("" if proc.returncode == 0 else
+                          f"\nqlax: interrupted by {signal.Signals(sig).name}; nothing was saved\n")
+
+
 def _rows(metrics: Path) -> int:
     return max(len(metrics.read_text().splitlines()) - 1, 0) if metrics.is_file() else 0
 

@@ -173,4 +173,33 @@ def make_env(name: str, num_envs: int) -> VecEnv:
     return jax_adapter.vectorize(env, jax_adapter.spec_of(env, name), num_envs)
 
 
+def non_finite_output(name: str, vector_steps: int = 200, num_envs: int = 4) -> str | None:
+    """What of environment `name` is NaN or infinite over `vector_steps` steps of uniformly
+    random actions ("observations", "rewards"), or None: a run whose every member
+    diverged asks this, so its message blames the environment where that is the cause."""
+    import jax
+    import jax.numpy as jnp
+
+    env = make_env(name, num_envs)
+
+    def step(carry, key):
+        obs, env_state = carry
+        k_action, k_step = jax.random.split(key)
+        action = jax.random.randint(k_action, (num_envs,), 0, env.spec.num_actions)
+        out = env.step(k_step, env_state, obs, action)
+        bad_obs = jnp.issubdtype(out.obs.dtype, jnp.floating) & ~jnp.all(jnp.isfinite(out.obs))
+        return (out.obs, out.env_state), (bad_obs, ~jnp.all(jnp.isfinite(out.transition.reward)))
+
+    @jax.jit
+    def check(key):
+        obs, env_state = env.reset(key)
+        first_bad = jnp.issubdtype(obs.dtype, jnp.floating) & ~jnp.all(jnp.isfinite(obs))
+        _, (bad_obs, bad_reward) = jax.lax.scan(step, (obs, env_state), jax.random.split(key, vector_steps))
+        return first_bad | jnp.any(bad_obs), jnp.any(bad_reward)
+
+    bad_obs, bad_reward = (bool(b) for b in check(jax.random.PRNGKey(0)))
+    found = [what for what, bad in (("observations", bad_obs), ("rewards", bad_reward)) if bad]
+    return " and ".join(found) or None
+
+
 supported = gymnax_adapter.supported

@@ -99,11 +99,21 @@ def observation_parts(space, name: str, where: str = "observation_space") -> lis
         if math.prod(shape) > MAX_OBS_ENTRIES:
             raise EnvError(f"env '{name}': {where} has shape {shape}, {math.prod(shape):,} entries; qlax flattens "
                            f"an observation into at most {MAX_OBS_ENTRIES:,}")
-        low = np.broadcast_to(np.asarray(space.low, np.float32), shape).reshape(-1)
-        high = np.broadcast_to(np.asarray(space.high, np.float32), shape).reshape(-1)
+        low, high = (_bound(space, side, shape, name, where) for side in ("low", "high"))
         return [_Part(shape, math.prod(shape), False, low, high)]
     raise EnvError(f"env '{name}': {where} is {short(space)}; qlax trains on Box and Discrete observations, "
                    f"and on Dict or Tuple spaces of them (flattened)")
+
+
+def _bound(space, side: str, shape: tuple[int, ...], name: str, where: str) -> np.ndarray:
+    """A Box's `low` or `high`, flattened: a number, or an array of the space's shape (or one
+    that broadcasts to it); refused in one line otherwise."""
+    value = getattr(space, side)
+    try:
+        return np.broadcast_to(np.asarray(value, np.float32), shape).reshape(-1)
+    except (TypeError, ValueError):
+        raise EnvError(f"env '{name}': {where}.{side} = {short(value, 80)}: expected a number or an array of the "
+                       f"space's shape {shape}") from None
 
 
 def action_count(space, name: str) -> int:
@@ -148,7 +158,7 @@ def _check(env, name: str, parts: list[_Part]) -> None:
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     try:
         out = jax.eval_shape(env.reset, key)
-    except Exception as err:  # noqa: BLE001 (any failure of the user's code is reported, in one line)
+    except USER_CODE_FAILURES as err:  # any failure of the user's code is reported, in one line
         raise EnvError(f"env '{name}': reset(key) failed: {reason(err)}") from None
     if not isinstance(out, tuple) or len(out) != 2:
         raise EnvError(f"env '{name}': reset(key) must return (obs, state); it returned {short(out, 120)}")
@@ -157,7 +167,7 @@ def _check(env, name: str, parts: list[_Part]) -> None:
     action = jax.ShapeDtypeStruct((), jnp.int32)
     try:
         out = jax.eval_shape(env.step, key, state, action)
-    except Exception as err:  # noqa: BLE001
+    except USER_CODE_FAILURES as err:
         raise EnvError(f"env '{name}': step(key, state, action) failed: {reason(err)}") from None
     if not isinstance(out, tuple) or len(out) != 5:
         count = len(out) if isinstance(out, tuple) else "not a tuple of"
@@ -192,14 +202,26 @@ def spec_of(env, name: str) -> EnvSpec:
     """The spec of a protocol environment, its protocol checked; a gymnax object's own spec."""
     if gymnax_adapter.is_gymnax_env(env):
         return gymnax_adapter.spec_of(env, env.default_params, name)
+    read = {attribute: _attribute(env, attribute, name) for attribute in PROTOCOL_ATTRIBUTES}
     for attribute in ("observation_space", "action_space"):
-        if not hasattr(env, attribute):
+        if read[attribute] is None:
             raise EnvError(f"env '{name}': has no {attribute}; a JAX environment names its spaces "
                            f"(qlax.envs.Box, qlax.envs.Discrete, or gymnax's or Gymnasium's)")
-    spec = spaces_spec(name, env.observation_space, env.action_space, getattr(env, "max_episode_steps", None),
-                       getattr(env, "solve_threshold", None), action_mask=getattr(env, "action_mask", None))
-    _check(env, name, observation_parts(env.observation_space, name))
+    spec = spaces_spec(name, read["observation_space"], read["action_space"], read["max_episode_steps"],
+                       read["solve_threshold"], action_mask=read["action_mask"])
+    _check(env, name, observation_parts(read["observation_space"], name))
     return spec
+
+
+PROTOCOL_ATTRIBUTES = ("observation_space", "action_space", "max_episode_steps", "solve_threshold", "action_mask")
+
+
+def _attribute(env, attribute: str, name: str):
+    """`env.attribute`, None where it has none; one line naming it where reading it fails."""
+    try:
+        return getattr(env, attribute, None)
+    except USER_CODE_FAILURES as err:  # a property of the user's that raises
+        raise EnvError(f"env '{name}': reading its {attribute} failed: {reason(err)}") from None
 
 
 def mask_slice(observation_space, name: str, num_actions: int, action_mask=None) -> tuple[int, int] | None:
@@ -246,12 +268,21 @@ def spaces_spec(name: str, observation_space, action_space, max_episode_steps=No
         max_episode_steps=None if limit is None else int(limit),
         obs_low=np.concatenate([p.low for p in parts]),
         obs_high=np.concatenate([p.high for p in parts]),
-        solve_threshold=None if solve_threshold is None else float(solve_threshold),
+        solve_threshold=_threshold(solve_threshold, name),
         host=host,
         action_mask=mask,
         one_hot=np.concatenate([np.full(p.size, p.one_hot) for p in parts]) if any(p.one_hot for p in parts)
         else None,
     )
+
+
+def _threshold(value, name: str) -> float | None:
+    """solve_threshold: None or a real number (not a bool, a string or a list)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise EnvError(f"env '{name}': solve_threshold = {short(value, 80)}: expected a number, or None for none")
+    return float(value)
 
 
 class _Limited(NamedTuple):
@@ -336,6 +367,11 @@ def registered_object(name: str):
     return _OBJECTS[name]
 
 
+# How a user's module or factory can fail: an error, or sys.exit() and KeyboardInterrupt raised
+# by its own code (a real Ctrl-C reaches qlax's signal handler, not this).
+USER_CODE_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+
 def imported_attribute(target: str, name: str):
     """The attribute that `module.path:attribute` names (None if the module has none), the
     module imported (found on the path, or in the working directory); `name` is the env
@@ -343,9 +379,12 @@ def imported_attribute(target: str, name: str):
     module_name, _, attribute = target.partition(":")
     if os.getcwd() not in sys.path:  # as `python -m` does: your own module beside you imports (after installed ones)
         sys.path.append(os.getcwd())
+    if module_name.partition(".")[0] == "qlax":
+        raise EnvError(f"env = {short(name)}: qlax's own modules hold no environment factories; name your own "
+                       f"module.path:factory, or an id from `qlax envs`")
     try:
         module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 (ImportError, or the module's own failure)
+    except USER_CODE_FAILURES as err:  # ImportError, or the module's own failure
         raise EnvError(f"env = {short(name)}: cannot import module {short(module_name, 60)} "
                        f"({reason(err, 120)}); is it on the Python path?") from None
     return getattr(module, attribute, None)
@@ -361,7 +400,7 @@ def from_factory(name: str):
         raise EnvError(f"env = {short(name)}: module {short(module_name, 60)} has no callable {short(attribute, 60)}")
     try:
         return factory()
-    except Exception as err:  # noqa: BLE001
+    except USER_CODE_FAILURES as err:
         raise EnvError(f"env = {short(name)}: {short(attribute, 60)}() failed: {reason(err)}") from None
 
 
