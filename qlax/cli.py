@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from qlax import __version__, checkpoint, interrupt, presets
 from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, owners, short
-from qlax.envs import EnvError
+from qlax.envs import EnvError, host_failure
 from qlax.devices import cpu_devices_setting, is_writer, join_processes
 from qlax.experiment import DivergedError, InitFrom, default_run_dir, resume, train
 from qlax.pbt import PBT
@@ -395,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         return error(f"{err.filename}: {err.strerror}" if err.filename else err, 2)
     except DivergedError as err:
         return error(err, 1)
+    except jax.errors.JaxRuntimeError:
+        failure = host_failure()
+        if failure is None:
+            raise
+        return error(failure, 2)
     finally:
         if argv is not None:
             interrupt.restore(previous)

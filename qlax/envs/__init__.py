@@ -173,6 +173,13 @@ def make_env(name: str, num_envs: int) -> VecEnv:
     return jax_adapter.vectorize(env, jax_adapter.spec_of(env, name), num_envs)
 
 
+def host_failure() -> EnvError | None:
+    """The one-line failure of a host (Gymnasium) environment inside a compiled step, if one
+    failed: the program's own error then stands for it."""
+    module = sys.modules.get(SOURCES["gymnasium"])
+    return None if module is None else module.take_failure()
+
+
 def non_finite_output(name: str, vector_steps: int = 200, num_envs: int = 4) -> str | None:
     """What of environment `name` is NaN or infinite over `vector_steps` steps of uniformly
     random actions ("observations", "rewards"), or None: a run whose every member

@@ -46,6 +46,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
@@ -385,6 +386,9 @@ def _flat(parts, obs, n: int, dtype: np.dtype = np.dtype(np.float32)) -> np.ndar
     """A batch of n observations -> (n, obs_dim) of `dtype` (`_obs_dtype`), discrete indices one-hot."""
     columns = []
     for leaf, part in zip(_leaves(obs), parts):
+        if leaf.size != n * part.size:  # an environment whose observations change shape as it runs
+            raise ValueError(f"it returned observations of shape {tuple(leaf.shape[1:])}, where its "
+                             f"observation_space says {part.shape}")
         if part.one_hot:
             columns.append(np.eye(part.size, dtype=dtype)[leaf.reshape(n).astype(np.int64)])
         else:
@@ -576,6 +580,28 @@ def _tokens(seeds: np.ndarray) -> np.ndarray:
     return seeds[:, 0] | np.uint32(1)
 
 
+_failure: EnvError | None = None  # the last host call's failure (`take_failure`)
+
+
+def take_failure() -> EnvError | None:
+    """The one-line failure of a host environment that a compiled program's error stands
+    for, if one failed since the last call (then forgotten)."""
+    global _failure
+    failure, _failure = _failure, None
+    return failure
+
+
+class _HostFailures(logging.Filter):
+    """Keeps JAX from logging a traceback for a host environment's failure: qlax reports it
+    in one line (`take_failure`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], EnvError))
+
+
+logging.getLogger("jax._src.callback").addFilter(_HostFailures())
+
+
 class _Host:
     """The host side of one `VecEnv`: a vector env per batch size (members x num_envs), made
     on first use, reset and stepped by the device's callbacks.
@@ -609,7 +635,26 @@ class _Host:
         weakref.finalize(self, envs.close)
         return group, True
 
+    def _failed(self, method: str, err: BaseException) -> EnvError:
+        """The one line for a host environment that failed inside a compiled step, kept for
+        `take_failure` (the program itself fails with JAX's error)."""
+        global _failure
+        _failure = EnvError(f"env = {short(self.source.name)}: {method} on the host failed: {reason(err)}")
+        return _failure
+
     def reset(self, seeds):
+        try:
+            return self._reset(seeds)
+        except Exception as err:  # noqa: BLE001 (the user's environment, in one line)
+            raise self._failed("reset", err) from None
+
+    def step(self, seeds_actions, tokens):
+        try:
+            return self._step(seeds_actions, tokens)
+        except Exception as err:  # noqa: BLE001
+            raise self._failed("step", err) from None
+
+    def _reset(self, seeds):
         batch, n = seeds.shape[:-1], self.num_envs
         seeds = np.asarray(seeds).reshape(-1, n)
         with self.lock:
@@ -618,7 +663,7 @@ class _Host:
             group.last_in = group.last_out = _tokens(seeds)
         return obs.reshape(*batch, n, -1), group.last_out.reshape(batch)
 
-    def step(self, seeds_actions, tokens):
+    def _step(self, seeds_actions, tokens):
         """seeds_actions (..., num_envs, 2) uint32, tokens (...) -> (values, flags, tokens), packed."""
         batch, n = seeds_actions.shape[:-2], self.num_envs
         seeds_actions, tokens = np.asarray(seeds_actions).reshape(-1, n, 2), np.asarray(tokens).reshape(-1)
