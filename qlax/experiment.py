@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -249,6 +250,8 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
                              already_finished=True)
         if steps is not None and is_writer():  # the new budget, where every later read of the run finds it
             _write_config(run_dir, members.config)
+        if (change := planned.placement.layout_change(manifest.get("layout"))) and is_writer():
+            print(change, file=sys.stderr, flush=True)
         options = RunOptions(manifest.get("preset"), manifest["checkpoint_every"], manifest["keep"],
                              tuple(manifest.get("log", ())), checked(callbacks, members.config),
                              manifest.get("init_from"), PBT.saved(manifest.get("pbt"))).validated()
@@ -387,7 +390,7 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     meta = {"preset": options.preset, "checkpoint_every": options.checkpoint_every, "keep": options.keep,
             "log": list(options.log), "init_from": options.init_from,
             "pbt": dataclasses.asdict(options.pbt) if options.pbt else None,
-            "members": placement.members, "padded": placement.padded}
+            "members": placement.members, "padded": placement.padded, "layout": placement.layout}
     latest = placement.gather(pop.observe(state))
     steps_before = int(np.sum(latest.env_steps))
     last_chunk = first_chunk + _chunks_left(trainer, latest)

@@ -36,6 +36,24 @@ class Placement:
         return self.sharding.mesh.devices.size
 
     @property
+    def layout(self) -> dict:
+        """What a run's numbers depend on beyond its settings: the devices' kind and count,
+        the processes and the padded rows. Saved in each checkpoint's manifest; a run resumed
+        on another layout goes on correctly, but not bit for bit as it would have."""
+        device = self.sharding.mesh.devices.flat[0]
+        return {"platform": device.platform, "device_kind": device.device_kind, "devices": self.devices,
+                "processes": jax.process_count(), "padded": self.padded}
+
+    def layout_change(self, saved: dict | None) -> str | None:
+        """A line when a checkpoint saved on layout `saved` is resumed on another; None if the
+        same (or a checkpoint that recorded none)."""
+        if not isinstance(saved, dict) or saved == self.layout:
+            return None
+        differ = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in self.layout.items() if saved.get(k) != v)
+        return (f"note: this run was saved on another device layout ({differ}); it goes on correctly, but "
+                f"not bit for bit as it would have on its own layout")
+
+    @property
     def note(self) -> str | None:
         """A line for the user when the population was padded; None otherwise."""
         extra = self.padded - self.members

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import cli, experiment
+from qlax import checkpoint, cli, experiment
 from qlax.config import DYNAMIC_SETTINGS, TrainConfig
+from qlax.placement import place
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
@@ -186,6 +187,8 @@ def test_four_devices_spread_the_members_and_give_the_same_results(one_device, t
     assert "6 members do not divide among 4 devices: padded with 2 copies of the last member" in stdout
     assert results(out) == results(one_device)
     assert json.loads((out / "summary.json").read_text())["devices"] == 4
+    manifest = json.loads((checkpoint.latest(out) / checkpoint.MANIFEST_FILE).read_text())
+    assert manifest["layout"] == {"platform": "cpu", "device_kind": "cpu", "devices": 4, "processes": 1, "padded": 8}
 
     probe = ("import qlax, json; from qlax.experiment import start; from qlax.config import TrainConfig; "
              "run = start(TrainConfig(num_envs=4, total_steps=800, seeds=8, num_centers=16, buffer_size=500, "
@@ -195,6 +198,16 @@ def test_four_devices_spread_the_members_and_give_the_same_results(one_device, t
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     printed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert json.loads(printed.stdout.splitlines()[-1]) == [4, [2, 2, 2, 2]]  # 8 members, 2 on each device
+
+
+def test_resuming_on_another_device_layout_says_it_will_not_be_bit_exact():
+    here = place(3)
+    assert here.layout_change(here.layout) is None and here.layout_change(None) is None  # none recorded: silent
+    saved = {**here.layout, "devices": here.devices + 1, "padded": here.padded + 5}
+    assert here.layout_change(saved) == (
+        f"note: this run was saved on another device layout (devices {here.devices + 1} -> {here.devices}, padded "
+        f"{here.padded + 5} -> {here.padded}); it goes on correctly, but not bit for bit as it would have on its own "
+        f"layout")
 
 
 def free_port() -> int:
