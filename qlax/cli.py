@@ -192,7 +192,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
         if not (Path(run_dir) / "metrics.csv").is_file():
             raise CheckpointError(f"{run_dir}: not a qlax run directory (no metrics.csv)")
-    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "learning_curve.png"
+    out = Path(args.out) if args.out is not None else Path(args.run_dirs[0]) / "learning_curve.png"
     print(learning_curve([Path(d) for d in args.run_dirs], out, env=args.env))
     return 0
 

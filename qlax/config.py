@@ -176,7 +176,8 @@ class TrainConfig:
                           "a greedy evaluation of stop_eval_episodes episodes after every chunk",
                           choices=("train_average", "greedy"))
     stop_eval_episodes: int = _field(20, "greedy stop_on: episodes of the check after every chunk (bounded: each "
-                                     "chunk runs it, up to an episode's step limit each)", low=1, high=MAX_CHECK_EPISODES)
+                                     "chunk runs it, up to an episode's step limit each)",
+                                     low=1, high=MAX_CHECK_EPISODES)
     stop_eval_z: float = _field(0.0, "greedy stop_on: the check passes when its mean minus this many standard "
                                 "errors reaches the threshold (0: the mean itself)", low=0.0)
     solve_threshold: float | None = _field(None, "return that counts as solved (default: the env's)")

@@ -19,8 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from qlax.config import ConfigError, short  # noqa: E402
 from qlax.envs import make_env  # noqa: E402
 from qlax.files import write_whole  # noqa: E402
-from qlax.reports import METRICS_FILE  # noqa: E402
-from qlax.rundir import check_bound, load_members  # noqa: E402
+from qlax.rundir import check_bound, load_members, metric_values  # noqa: E402
 from qlax.trainer import solve_threshold  # noqa: E402
 
 Y_LABELS = {"greedy_return": "greedy return (check after each chunk)",
@@ -38,13 +37,10 @@ def read_curve(run_dir: Path, env: Any = None) -> tuple[np.ndarray, np.ndarray, 
     members = load_members(run_dir, env=env)
     check_bound(run_dir, members)  # a hand-edited config, grid or metrics.csv draws nothing wrong
     config = members.config
-    with (Path(run_dir) / METRICS_FILE).open() as f:
-        rows = list(csv.DictReader(f))
-    chunks = len(rows) // members.count
-    rows = rows[:chunks * members.count]
-    greedy = any(np.isfinite(float(r.get("greedy_return") or "nan")) for r in rows)
-    column = "greedy_return" if greedy else "avg_return_100"
-    values = np.array([float(r[column]) for r in rows]).reshape(chunks, members.count)
+    greedy = metric_values(run_dir, "greedy_return")
+    chunks = len(greedy) // members.count
+    column = "greedy_return" if np.any(np.isfinite(greedy[:chunks * members.count])) else "avg_return_100"
+    values = metric_values(run_dir, column)[:chunks * members.count].reshape(chunks, members.count)
     per_chunk = config.chunk_steps * config.num_envs
     budget = config.vector_steps * config.num_envs
     steps = np.minimum(per_chunk * np.arange(1, chunks + 1), budget)
@@ -95,12 +91,11 @@ def pbt_lineage(run_dir: Path, out: Path) -> Path:
 def _frozen(run_dir: Path, members: int) -> np.ndarray:
     """(members,) bool: which members stopped early, as metrics.csv's last chunk says (their
     training-average curve stays at what it was when they froze)."""
-    with (Path(run_dir) / METRICS_FILE).open() as f:
-        rows = list(csv.DictReader(f))
-    chunks = len(rows) // members
+    stopped = metric_values(run_dir, "stopped")
+    chunks = len(stopped) // members
     if not chunks:
         return np.zeros(members, bool)
-    return np.array([row.get("stopped") == "1" for row in rows[(chunks - 1) * members:chunks * members]])
+    return stopped[(chunks - 1) * members:chunks * members] == 1
 
 
 def figure(run_dirs: list[Path], env: Any = None) -> Figure:

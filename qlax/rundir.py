@@ -228,12 +228,8 @@ def check_bound(run_dir: Path, members: Members) -> None:
     if checkpoint.complete(run_dir):
         checkpoint.bound_manifest(latest_checkpoint(run_dir), run_settings(members), BUDGET_FREE)
     path = Path(run_dir) / reports.METRICS_FILE
-    try:
-        with path.open(newline="") as file:
-            header = next(csv.reader(file), [])
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise checkpoint.CheckpointError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})") \
-            from None
+    with _csv_errors(path), path.open(newline="") as file:
+        header = next(csv.reader(file), [])
     expected = reports.metric_header(members)
     if header != expected:
         raise checkpoint.CheckpointError(f"{path}: its columns are {short(header, 100)}, not the {len(expected)} "
@@ -241,6 +237,38 @@ def check_bound(run_dir: Path, members: Members) -> None:
     if _metric_rows(path) % members.count:
         raise checkpoint.CheckpointError(f"{path}: {_metric_rows(path)} rows is not whole chunks of "
                                          f"{members.count} members")
+
+
+def metric_values(run_dir: Path, column: str) -> np.ndarray:
+    """metrics.csv's `column` as numbers, row by row; one line where the file cannot be read
+    as CSV text or a row holds no number there (a file cut short or edited)."""
+    path = Path(run_dir) / reports.METRICS_FILE
+    with _csv_errors(path), path.open(newline="") as file:
+        texts = [row.get(column) for row in csv.DictReader(file)]
+    try:
+        return np.array([float(text) for text in texts], np.float64)
+    except (TypeError, ValueError):
+        row = next(i for i, text in enumerate(texts) if not _is_number(text))
+        raise checkpoint.CheckpointError(f"{path}: row {row + 1} has {short(texts[row], 40)} for {column}, not a "
+                                         f"number: the file was cut short or edited") from None
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@contextmanager
+def _csv_errors(path: Path) -> Iterator[None]:
+    """A CSV file that cannot be read as text: one line naming it."""
+    try:
+        yield
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise checkpoint.CheckpointError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})") \
+            from None
 
 
 def _metric_rows(path: Path) -> int:
