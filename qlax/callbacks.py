@@ -46,7 +46,8 @@ class ChunkReport:
     chunk: int  # chunks done
     num_chunks: int  # chunks in the budget
     metrics: dict[str, np.ndarray]  # per member (leading axis `members.count`): env_steps, epsilon, avg_return_100,
-    # episodes, loss, stopped, diverged, greedy_return, best_greedy_return, best_env_steps (metrics.csv's numbers)
+    # episodes, loss, stopped, diverged, greedy_return, best_greedy_return, best_env_steps, episode_length, updates,
+    # learning_rate (metrics.csv's numbers)
     members: Members  # who each member is: `members.label(members.setting_of(i))`, `members.seed_of(i)`
     config: TrainConfig
     run_dir: Path | None

@@ -12,7 +12,9 @@ The manifest binds the checkpoint to its run and to its bytes: the sha256 of the
 that define the run (its config, but eval_episodes, and its grid), the size and sha256 of
 every state file, and the chunk count, which must match the directory's name. Loading
 checks all of it, then every array's shape and dtype against the state the run's config
-implies, and refuses anything else in one line.
+implies, and refuses anything else in one line. A checkpoint in an earlier format that
+`UPGRADES` lists (v4: before the episode records kept lengths) is read too, its state
+brought up to this format's; others are refused.
 
 A run of several processes (one per host) writes one state file per process, its own
 slice of the members (`state.1-of-2.msgpack`), into the same directory; the run
@@ -36,18 +38,32 @@ import msgpack
 import numpy as np
 from flax import serialization
 
+from qlax import episodes
 from qlax.config import short
 from qlax.memory import size_text
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.msgpack"
 MANIFEST_FILE = "manifest.json"
-FORMAT = "qlax-checkpoint-v4"  # v4: checksums and the run's settings hash (qlax 0.2)
+FORMAT = "qlax-checkpoint-v5"  # v5: episode lengths in the episode records; v4: checksums, the settings hash
 _NAME = re.compile(r"chunk-(\d{6,})")
 _DIGEST = ".sha256"  # beside each state file until the manifest lists it
 _MAX_MANIFEST_BYTES = 1_000_000
 _PACK = msgpack.Packer(use_bin_type=True)
 _BLOCK_BYTES = 64_000_000  # the most of an accelerator's array on the host at once while saving
+
+
+def _add_episode_lengths(raw: Any) -> Any:
+    """A v4 training state brought to v5: its episode records get the ring of lengths they
+    did not keep (`episodes.unknown_lengths`)."""
+    stats = raw.get("stats") if isinstance(raw, dict) else None
+    if isinstance(stats, dict) and isinstance(stats.get("episodes"), np.ndarray) and "recent_lengths" not in stats:
+        stats["recent_lengths"] = episodes.unknown_lengths(stats["episodes"])
+    return raw
+
+
+# The earlier formats this qlax reads, each with what brings its state (flax's state dict) to FORMAT's.
+UPGRADES = {"qlax-checkpoint-v4": _add_episode_lengths}
 
 
 class CheckpointError(ValueError):
@@ -308,7 +324,7 @@ def load(path: Path, template: Any, *, settings: dict[str, Any], shard: int = 0,
     if name not in manifest["files"]:
         raise CheckpointError(f"{path}: the manifest lists no {name}")
     data = _read_checked(path / name, manifest["files"][name])
-    return _restore(data, template, path / name), manifest
+    return _restore(data, template, path / name, manifest["format"]), manifest
 
 
 def bound_manifest(path: Path, settings: dict[str, Any], free: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -336,10 +352,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except (OSError, ValueError, RecursionError) as err:
         raise CheckpointError(f"{path}: unreadable manifest ({err.__class__.__name__})") from None
     found = manifest.get("format") if isinstance(manifest, dict) else None
-    if isinstance(found, str) and found.startswith("qlax-checkpoint-") and found != FORMAT:
-        raise CheckpointError(f"{path}: written in checkpoint format {short(found)}; this qlax reads {FORMAT!r}: "
-                              f"resume or evaluate it with the qlax version that wrote it")
-    if found != FORMAT:
+    readable = (FORMAT, *UPGRADES)
+    if isinstance(found, str) and found.startswith("qlax-checkpoint-") and found not in readable:
+        raise CheckpointError(f"{path}: written in checkpoint format {short(found)}; this qlax reads "
+                              f"{' and '.join(map(repr, readable))}: resume or evaluate it with the qlax version "
+                              f"that wrote it")
+    if found not in readable:
         raise CheckpointError(f"{path}: not a qlax checkpoint (format {short(found)})"
                               if isinstance(manifest, dict) else f"{path}: not a qlax checkpoint")
     for key in ("chunk", "checkpoint_every", "keep", "shards", "members", "padded"):
@@ -392,12 +410,15 @@ def _read_checked(file: Path, listed: Any) -> bytes:
     return data
 
 
-def _restore(data: bytes, template: Any, file: Path) -> Any:
-    """The pytree in msgpack `data`, shaped like `template` (arrays or ShapeDtypeStructs), validated."""
+def _restore(data: bytes, template: Any, file: Path, written_in: str) -> Any:
+    """The pytree in msgpack `data` (saved in checkpoint format `written_in`, upgraded to
+    FORMAT's), shaped like `template` (arrays or ShapeDtypeStructs), validated."""
     try:
         raw = serialization.msgpack_restore(data)
     except Exception as err:  # msgpack raises several unrelated types on bad bytes
         raise CheckpointError(f"{file}: truncated or not a qlax state file ({err.__class__.__name__})") from None
+    if written_in in UPGRADES:
+        raw = UPGRADES[written_in](raw)
     _check_tree(raw, serialization.to_state_dict(template), file, "")
     return serialization.from_state_dict(template, raw)
 

@@ -38,9 +38,9 @@ from qlax.interrupt import GracefulInterrupt
 from qlax.pbt import LINEAGE_FILE, PBT
 from qlax.placement import Placement, place
 from qlax.progress import ProgressDisplay, describe
-from qlax.rundir import (CONFIG_FILE, ENV_RECIPE_FILE, GRID_FILE, RunDirError, check_bound, claim,
-                         finished_summary, latest_checkpoint, load_members, load_state, lock, member_template,
-                         run_settings, starting_params)
+from qlax.rundir import (CONFIG_FILE, ENV_RECIPE_FILE, GRID_FILE, RunDirError, claim, finished_summary,
+                         latest_checkpoint, load_members, load_state, lock, member_template, run_settings,
+                         starting_params)
 from qlax.sweep import Members
 from qlax.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
 
@@ -243,7 +243,6 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
         members = Members.of(members.config.replace(total_steps=steps), dict(members.grid))
     planned = _plan(members, max_memory, resuming=True)
     with lock(run_dir):
-        check_bound(run_dir, members)  # a metrics.csv that cannot take the rows to come is refused first
         state, manifest = load_state(run_dir, planned.trainer, members, planned.placement)
         finished = finished_summary(run_dir) if _spent(planned, state) else None
         if finished is not None:

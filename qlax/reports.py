@@ -22,17 +22,36 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 SWEEP_FILE = "sweep.csv"
 METRIC_COLUMNS = ("env_steps", "epsilon", "avg_return_100", "episodes", "loss", "stopped", "diverged",
-                  "greedy_return")
+                  "greedy_return", "episode_length", "updates", "learning_rate")
+# Columns are only ever added at the end: a metrics.csv holds the first n of METRIC_COLUMNS,
+# n one of these (8: a run started before qlax logged episode lengths, updates and the
+# learning rate). A resumed run keeps writing the columns its file started with.
+COLUMN_COUNTS = (8, len(METRIC_COLUMNS))
+_INTEGERS = {"env_steps", "episodes", "stopped", "diverged", "updates"}  # written as integers, the rest as %.6g
 
 
-def metric_header(members: Members) -> list[str]:
-    """`seed, env_steps, ...` for a plain run; `member, seed, <swept settings>, env_steps, ...` for a sweep."""
+def metric_header(members: Members, columns: int = len(METRIC_COLUMNS)) -> list[str]:
+    """`seed, env_steps, ...` for a plain run; `member, seed, <swept settings>, env_steps, ...` for a
+    sweep; with the first `columns` of METRIC_COLUMNS."""
     lead = ["member", "seed", *members.keys] if members.grid else ["seed"]
-    return lead + list(METRIC_COLUMNS)
+    return lead + list(METRIC_COLUMNS[:columns])
+
+
+def metric_columns(header: list[str], members: Members) -> int | None:
+    """How many of METRIC_COLUMNS a metrics.csv headed `header` holds (one of COLUMN_COUNTS);
+    None if no run of `members` writes that header."""
+    return next((n for n in COLUMN_COUNTS if header == metric_header(members, n)), None)
+
+
+def read_header(path: Path) -> list[str]:
+    """The first row of the CSV file `path` ([] if it is empty)."""
+    with path.open(newline="") as file:
+        return next(csv.reader(file), [])
 
 
 class MetricsFile:
-    """metrics.csv, appended and flushed after every chunk so an interrupted run keeps its rows."""
+    """metrics.csv, appended and flushed after every chunk so an interrupted run keeps its rows,
+    each in the columns of the file's own header."""
 
     def __init__(self, path: Path | None, members: Members):
         self.path, self.members = path, members
@@ -50,6 +69,8 @@ class MetricsFile:
 
     def __enter__(self):
         if self.path is not None:
+            # A header no run writes is refused before a resume gets here (`rundir.load_state`).
+            self.columns = METRIC_COLUMNS[:metric_columns(read_header(self.path), self.members)]
             self.file = self.path.open("a", newline="")
             self.writer = csv.writer(self.file, lineterminator="\n")
         return self
@@ -66,10 +87,8 @@ class MetricsFile:
         for i in range(members.count):
             lead = [i, members.seed_of(i), *members.settings[members.setting_of(i)].values()] \
                 if members.grid else [i]
-            self.writer.writerow(lead + [int(m.env_steps[i]), f"{float(m.epsilon[i]):.6g}",
-                                         f"{float(m.avg_return_100[i]):.6g}", int(m.episodes[i]),
-                                         f"{float(m.loss[i]):.6g}", int(m.stopped[i]), int(m.diverged[i]),
-                                         f"{float(m.greedy_return[i]):.6g}"])
+            self.writer.writerow(lead + [int(getattr(m, name)[i]) if name in _INTEGERS
+                                         else f"{float(getattr(m, name)[i]):.6g}" for name in self.columns])
         self.file.flush()
 
 

@@ -191,7 +191,7 @@ BUDGET_FREE = ("total_steps",)
 
 def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Placement):
     """(the placed state, manifest) from the latest checkpoint of `run_dir`, checked against
-    the run's chunks and its metrics.csv."""
+    the run's chunks and its metrics.csv (rows and header)."""
     shards = jax.process_count()
     rows = members.count if shards == 1 else len(placement.local_rows)
     latest = latest_checkpoint(run_dir)
@@ -212,6 +212,7 @@ def load_state(run_dir: Path, trainer: Trainer, members: Members, placement: Pla
         raise checkpoint.CheckpointError(
             f"{run_dir}: {reports.METRICS_FILE} has {logged} rows; {latest.name} covers {chunk} chunks x {members.count} "
             f"members = {chunk * members.count}: the run directory's files do not belong together")
+    _check_metrics_header(run_dir, members)  # the columns its rows go on in
     if shards == 1:
         return placement.put(saved), manifest
     if manifest["padded"] != placement.padded:
@@ -227,13 +228,8 @@ def check_bound(run_dir: Path, members: Members) -> None:
     grid.yaml say, or a metrics.csv whose header or row count do not fit its members."""
     if checkpoint.complete(run_dir):
         checkpoint.bound_manifest(latest_checkpoint(run_dir), run_settings(members), BUDGET_FREE)
+    _check_metrics_header(run_dir, members)
     path = Path(run_dir) / reports.METRICS_FILE
-    with _csv_errors(path), path.open(newline="") as file:
-        header = next(csv.reader(file), [])
-    expected = reports.metric_header(members)
-    if header != expected:
-        raise checkpoint.CheckpointError(f"{path}: its columns are {short(header, 100)}, not the {len(expected)} "
-                                         f"this run writes ({short(expected, 100)})")
     if _metric_rows(path) % members.count:
         raise checkpoint.CheckpointError(f"{path}: {_metric_rows(path)} rows is not whole chunks of "
                                          f"{members.count} members")
@@ -269,6 +265,18 @@ def _csv_errors(path: Path) -> Iterator[None]:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise checkpoint.CheckpointError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})") \
             from None
+
+
+def _check_metrics_header(run_dir: Path, members: Members) -> None:
+    """Refuse, in one line, a metrics.csv whose header is none a run of `members` writes: this
+    qlax's columns, or an earlier one's (`reports.COLUMN_COUNTS`), which a resume goes on with."""
+    path = Path(run_dir) / reports.METRICS_FILE
+    with _csv_errors(path):
+        header = reports.read_header(path)
+    if reports.metric_columns(header, members) is None:
+        expected = reports.metric_header(members)
+        raise checkpoint.CheckpointError(f"{path}: its columns are {short(header, 100)}, not the {len(expected)} "
+                                         f"this run writes ({short(expected, 100)})")
 
 
 def _metric_rows(path: Path) -> int:

@@ -4,12 +4,15 @@
 logs a W&B run (offline, into `DIR/wandb/`, unless the user configured W&B: WANDB_MODE,
 or an API key). Both are extras (`pip install "qlax[tensorboard]"`, `"qlax[wandb]"`).
 Per chunk, at the step of the env steps per member: every member's (a sweep: every
-setting's mean over its seeds) 100-episode training average, greedy check, loss and
-epsilon; the population's mean, median and interquartile range of each of those and of
-the episodes finished (`population/NAME/mean`, `.../median`, `.../iqr`: one line for 32
-seeds); its env steps/s and members stopped; and, under Stable-Baselines3's names where
-the meaning is the same, `rollout/ep_rew_mean`, `rollout/exploration_rate`, `train/loss`
-and `time/fps` (population means), so SB3 dashboards work. The config as hparams.
+setting's mean over its seeds) 100-episode training average, greedy check, loss,
+epsilon, mean episode length (of the same episodes), gradient steps taken and learning
+rate (decayed, under PQN's lr_decay); the population's mean, median and interquartile
+range of each of those and of the episodes finished (`population/NAME/mean`,
+`.../median`, `.../iqr`: one line for 32 seeds); its env steps/s and members stopped;
+and, under Stable-Baselines3's names where the meaning is the same, `rollout/ep_rew_mean`,
+`rollout/ep_len_mean`, `rollout/exploration_rate`, `train/loss`, `train/learning_rate`,
+`train/n_updates` and `time/fps` (population means), so SB3 dashboards work. The config
+as hparams.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from qlax.config import ConfigError
 from qlax.sweep import Members
 
 TRACKERS = ("tensorboard", "wandb")
-_PER_MEMBER = ("avg_return_100", "greedy_return", "loss", "epsilon")
+_PER_MEMBER = ("avg_return_100", "greedy_return", "loss", "epsilon", "episode_length", "updates", "learning_rate")
 _POPULATION = (*_PER_MEMBER, "episodes")
 # Stable-Baselines3's tags for the same numbers: tag -> (the metric, averaged over the population)
-SB3_NAMES = {"rollout/ep_rew_mean": "avg_return_100", "rollout/exploration_rate": "epsilon", "train/loss": "loss"}
+SB3_NAMES = {"rollout/ep_rew_mean": "avg_return_100", "rollout/ep_len_mean": "episode_length",
+             "rollout/exploration_rate": "epsilon", "train/loss": "loss", "train/learning_rate": "learning_rate",
+             "train/n_updates": "updates"}
 
 
 def population_scalars(metrics) -> dict[str, float]:

@@ -69,6 +69,9 @@ class ChunkMetrics:
     greedy_return: jax.Array  # the chunk's greedy check; NaN without checks
     best_greedy_return: jax.Array  # keep_best: the best check so far; NaN otherwise
     best_env_steps: jax.Array  # keep_best: env steps at that check; -1 otherwise
+    episode_length: jax.Array  # mean length of the last min(episodes, 100) episodes; NaN before the first
+    updates: jax.Array  # gradient steps taken so far
+    learning_rate: jax.Array  # the learning rate of the next gradient step (decayed, under PQN's lr_decay)
 
 
 GREEDY_CHECK_STREAM = 0x6EED  # fold_in tag of the greedy checks' keys
@@ -170,7 +173,8 @@ def _build(config: TrainConfig) -> Trainer:
             transition, known = transition.replace(terminated=step.done), known | step.done
         stepped = state.replace(env_state=step.env_state, obs=step.obs, first=step.first, key=key,
                                 vector_steps=state.vector_steps + 1,
-                                stats=episodes.update(state.stats, step.score, step.game_over))
+                                stats=episodes.update(state.stats, step.score, step.game_over,
+                                                      step.first & ~step.done))  # a reset step: starts, ends nothing
         # A stopped or finished member keeps its state; the agent freezes itself (`active`),
         # so no step copies its replay buffer.
         kept = jax.tree.map(lambda new, old: jnp.where(active, new, old),
@@ -203,6 +207,9 @@ def _build(config: TrainConfig) -> Trainer:
             greedy_return=jnp.asarray(greedy, jnp.float32),
             best_greedy_return=jnp.where(jnp.isfinite(best_return), best_return, jnp.nan),
             best_env_steps=best_steps,
+            episode_length=episodes.average_length(state.stats),
+            updates=algorithm.updates(state.agent),
+            learning_rate=algorithm.learning_rate(state.agent, state.hparams),
         )
 
     def greedy_check(state: TrainState, was_active: jax.Array) -> tuple[TrainState, jax.Array]:

@@ -3,6 +3,7 @@ harmless, another run's checkpoint is refused, a full disk keeps the previous ch
 and a kill while saving loses nothing that resume does not redo exactly."""
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -137,6 +138,7 @@ def test_a_checkpoint_of_another_run_with_the_same_shapes_is_refused(runs, tmp_p
     ("past the budget", "metrics.csv has 4 rows; chunk-000003 covers 3 chunks x 2 members = 6"),
     ("an earlier chunk", "chunk-000001: its state has taken 400 env steps per seed, more than 1 chunks take: the "
                          "checkpoint was renamed or its manifest edited"),
+    ("header", "metrics.csv: its columns are ['seed', 'env_steps', 'epsilon', 'avg_ret', "),
 ])
 def test_the_manifest_numbers_must_agree_with_the_directory(runs, tmp_path, capsys, change, message):
     run_dir = copy_run(runs, tmp_path)
@@ -148,6 +150,8 @@ def test_the_manifest_numbers_must_agree_with_the_directory(runs, tmp_path, caps
     elif change == "metrics":
         lines = (run_dir / "metrics.csv").read_text().splitlines(keepends=True)
         (run_dir / "metrics.csv").write_text("".join(lines[:3]))
+    elif change == "header":  # no qlax writes these columns: rows cannot go on in them
+        (run_dir / "metrics.csv").write_text((run_dir / "metrics.csv").read_text().replace("avg_return_100", "avg_ret"))
     else:
         chunk = 3 if change == "past the budget" else 1
         manifest = json.loads((latest / checkpoint.MANIFEST_FILE).read_text())
@@ -184,6 +188,49 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_run_resumes(runs, ori
     assert cli.main(["resume", str(out)]) == 0
     assert_same_state(load(out)[0], original)
     assert (out / "metrics.csv").read_text() == (runs / "a" / "metrics.csv").read_text()
+
+
+def as_before_episode_lengths(run_dir, chunks: int) -> None:
+    """`run_dir` cut back to its first `chunks` chunks as an earlier qlax wrote them: a v4
+    checkpoint, whose episode records kept no lengths, and metrics.csv's first 8 columns."""
+    for path in checkpoint.complete(run_dir)[chunks:]:
+        shutil.rmtree(path)
+    latest = checkpoint.latest(run_dir)
+    raw = serialization.msgpack_restore((latest / checkpoint.STATE_FILE).read_bytes())
+    del raw["stats"]["recent_lengths"]
+    data = serialization.msgpack_serialize(raw)
+    (latest / checkpoint.STATE_FILE).write_bytes(data)
+    manifest = json.loads((latest / checkpoint.MANIFEST_FILE).read_text())
+    manifest["format"] = "qlax-checkpoint-v4"
+    manifest["files"][checkpoint.STATE_FILE] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (latest / checkpoint.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (run_dir / "metrics.csv").write_text("".join(f"{row}\n" for row in old_rows(run_dir)[:1 + chunks * 2]))
+
+
+def old_rows(run_dir) -> list[str]:
+    """metrics.csv's lines with the seed and the first 8 metric columns, as an earlier qlax wrote them."""
+    return [",".join(line.split(",")[:9]) for line in (run_dir / "metrics.csv").read_text().splitlines()]
+
+
+def test_a_run_an_earlier_qlax_wrote_evaluates_plots_and_resumes_in_its_own_columns(runs, original, tmp_path):
+    run_dir = copy_run(runs, tmp_path)
+    as_before_episode_lengths(run_dir, chunks=1)
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0]
+    assert header == "seed,env_steps,epsilon,avg_return_100,episodes,loss,stopped,diverged,greedy_return"
+    assert cli.main(["eval", str(run_dir), "--episodes", "2"]) == 0
+    assert cli.main(["plot", str(run_dir), "--out", str(tmp_path / "curve.png")]) == 0
+    assert cli.main(["resume", str(run_dir)]) == 0
+    # Every row in the file's own 8 columns, the numbers those of the run done at once.
+    assert (run_dir / "metrics.csv").read_text().splitlines() == old_rows(runs / "a")
+    state, manifest = load(run_dir)
+    assert manifest["format"] == checkpoint.FORMAT
+    assert_same_state(state.replace(stats=state.stats.replace(recent_lengths=())),
+                      original.replace(stats=original.stats.replace(recent_lengths=())))
+    # The lengths of the first chunk's episodes were never saved; those since are the run's.
+    for member, episodes_then in enumerate(int(row.split(",")[4]) for row in old_rows(runs / "a")[1:3]):
+        lengths, theirs = state.stats.recent_lengths[member], original.stats.recent_lengths[member]
+        assert np.isnan(lengths[:episodes_then]).all() and 0 < episodes_then < int(state.stats.episodes[member])
+        np.testing.assert_array_equal(lengths[episodes_then:], theirs[episodes_then:])
 
 
 SLOW_SAVE = """

@@ -117,7 +117,8 @@ def test_a_sweep_of_six_settings_stays_readable(tmp_path):
             metrics.write(SimpleNamespace(env_steps=np.full(n, 200 * chunk), epsilon=np.ones(n),
                                           avg_return_100=np.arange(n) * 10.0 + chunk, episodes=np.ones(n),
                                           loss=np.zeros(n), stopped=np.zeros(n), diverged=np.zeros(n),
-                                          greedy_return=np.full(n, math.nan)))
+                                          greedy_return=np.full(n, math.nan), episode_length=np.full(n, 20.0),
+                                          updates=np.full(n, 150 * chunk), learning_rate=np.full(n, 1e-3)))
     fig = plotting.figure([tmp_path])
     fig.draw_without_rendering()  # lays the figure out
     ax, legend = fig.axes[0], fig.legends[0]

@@ -232,7 +232,8 @@ def test_corrupted_or_mismatched_checkpoints_are_refused_clearly(one_go, tmp_pat
         expected = "not a qlax checkpoint"
     else:  # an earlier qlax's checkpoint: its state has other fields, or it has no checksums
         (latest / checkpoint.MANIFEST_FILE).write_text('{"format": "qlax-checkpoint-v3"}')
-        expected = "written in checkpoint format 'qlax-checkpoint-v3'; this qlax reads 'qlax-checkpoint-v4'"
+        expected = ("written in checkpoint format 'qlax-checkpoint-v3'; this qlax reads 'qlax-checkpoint-v5' and "
+                    "'qlax-checkpoint-v4'")
     with pytest.raises(checkpoint.CheckpointError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         qlax.resume(copy, progress=False)
     assert cli.main(["eval", str(copy)]) == 2

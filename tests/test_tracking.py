@@ -5,13 +5,12 @@ import csv
 import json
 import struct
 
+import numpy as np
 import pytest
 
 import qlax
 from qlax import cli
 from qlax.config import TrainConfig
-
-pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 CONFIG = TrainConfig(num_envs=4, total_steps=600, chunk_steps=50, seeds=2, num_centers=8, buffer_size=200,
                      learning_starts=50, eval_episodes=2, early_stop=False)
@@ -26,6 +25,7 @@ def tracked(tmp_path_factory):
     return out, rows
 
 
+@pytest.mark.slow  # trains
 def test_tensorboard_events_hold_every_chunk_and_the_config(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -40,6 +40,14 @@ def test_tensorboard_events_hold_every_chunk_and_the_config(tracked):
         assert [v for _, v in logged] == pytest.approx([float(r["avg_return_100"]) for r in own], rel=1e-5)
     assert "epsilon/seed_1" in scalars and "population/env_steps_per_s" in scalars
     assert len(events.Scalars("population/env_steps_per_s")) == 3  # 150 vector steps: 3 chunks
+    for tag, column in (("train/n_updates", "updates"), ("rollout/ep_len_mean", "episode_length"),
+                        ("train/learning_rate", "learning_rate")):  # SB3's names: the seeds' mean
+        logged = [e.value for e in events.Scalars(tag)]
+        expected = [np.mean([float(r[column]) for r in rows if r["env_steps"] == steps])
+                    for steps in sorted({r["env_steps"] for r in rows}, key=int)]
+        assert logged == pytest.approx(expected, rel=1e-5) and len(logged) == 3
+    assert [e.value for e in events.Scalars("updates/seed_1")] == \
+        [float(r["updates"]) for r in rows if r["seed"] == "1"]
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
 
@@ -62,6 +70,7 @@ def wandb_records(path):
             pending += body
 
 
+@pytest.mark.slow  # trains
 def test_wandb_offline_history_holds_every_chunk(tracked):
     from wandb.proto import wandb_internal_pb2
 
@@ -95,16 +104,16 @@ def test_trackers_are_checked_before_anything_runs(tmp_path, capsys):
 def test_a_chunk_logs_the_populations_mean_median_and_iqr_and_sb3s_names():
     from types import SimpleNamespace
 
-    import numpy as np
-
     from qlax import tracking
     from qlax.sweep import Members
 
     rng = np.random.default_rng(0)
     returns = rng.normal(100, 30, size=32)
     returns[3] = np.nan  # a member without a finished episode yet is left out
+    lengths = np.where(np.isfinite(returns), rng.integers(10, 500, size=32), np.nan)
     metrics = SimpleNamespace(avg_return_100=returns, greedy_return=np.full(32, np.nan), loss=rng.random(32),
-                              epsilon=np.full(32, 0.1), episodes=np.arange(32.0), stopped=np.zeros(32, bool))
+                              epsilon=np.full(32, 0.1), episodes=np.arange(32.0), stopped=np.zeros(32, bool),
+                              episode_length=lengths, updates=np.arange(32) * 100, learning_rate=np.full(32, 5e-4))
     scalars = tracking.chunk_scalars(metrics, Members(TrainConfig(seeds=32)), 1234.0)
     finite = returns[np.isfinite(returns)]
     assert scalars["population/avg_return_100/mean"] == pytest.approx(finite.mean())
@@ -113,5 +122,9 @@ def test_a_chunk_logs_the_populations_mean_median_and_iqr_and_sb3s_names():
     assert scalars["rollout/ep_rew_mean"] == scalars["population/avg_return_100/mean"]
     assert scalars["rollout/exploration_rate"] == pytest.approx(0.1) and scalars["time/fps"] == 1234.0
     assert scalars["train/loss"] == pytest.approx(metrics.loss.mean())
+    assert scalars["rollout/ep_len_mean"] == pytest.approx(np.nanmean(lengths))
+    assert scalars["train/n_updates"] == pytest.approx(1550.0) and scalars["population/updates/median"] == 1550.0
+    assert scalars["train/learning_rate"] == pytest.approx(5e-4) and scalars["population/learning_rate/iqr"] == 0.0
+    assert scalars["updates/seed_31"] == 3100.0 and "episode_length/seed_3" not in scalars
     assert not any(tag.startswith("population/greedy_return") for tag in scalars)  # no check made yet
     assert scalars["avg_return_100/seed_0"] == pytest.approx(returns[0])  # the per-seed tags stay

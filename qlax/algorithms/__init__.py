@@ -87,6 +87,8 @@ class Algorithm(NamedTuple):
     learn: Callable  # (agent, Rollout, key, hparams, vector_steps, active) -> (agent, Learned)
     params: Callable  # agent -> the parameters the greedy policy uses
     epsilon: Callable  # (agent, hparams, vector_steps) -> the exploration rate acting uses now
+    updates: Callable  # agent -> the gradient steps it has taken
+    learning_rate: Callable  # (agent, hparams) -> the learning rate of its next gradient step
 
 
 def module(name: str):

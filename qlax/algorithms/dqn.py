@@ -265,4 +265,5 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
                               diverged=diverged)
 
     return Algorithm(q_function=q_function, rollout_steps=1, init=init, act=act, learn=learn,
-                     params=lambda agent: agent.learner.params, epsilon=epsilon)
+                     params=lambda agent: agent.learner.params, epsilon=epsilon,
+                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: hp.lr)

@@ -14,6 +14,8 @@ observations) cuts the return before it and is left out of the loss.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -80,10 +82,18 @@ def make(config: TrainConfig, env) -> Algorithm:
     rollouts = -(-config.vector_steps // config.num_steps)
     total_updates = rollouts * config.num_epochs * config.num_minibatches
 
+    def decayed_lr(hp: HParams, count) -> jax.Array:
+        """lr_decay: the learning rate of update `count` (from 0), falling linearly to 0 over the budget's updates."""
+        return hp.lr * jnp.maximum(1.0 - count / total_updates, 0.0)
+
     def optimizer(hp: HParams) -> optax.GradientTransformation:
-        """config.optimizer after global-norm clipping; with lr_decay, lr falls linearly to 0 over the budget."""
-        lr = (lambda count: hp.lr * jnp.maximum(1.0 - count / total_updates, 0.0)) if config.lr_decay else hp.lr
+        """config.optimizer after global-norm clipping, at `decayed_lr` with lr_decay."""
+        lr = functools.partial(decayed_lr, hp) if config.lr_decay else hp.lr
         return clipped_optimizer(config.optimizer, lr, hp.max_grad_norm)
+
+    def learning_rate(agent: PQNState, hp: HParams) -> jax.Array:
+        """The next update's learning rate: the optimizer counts the updates the learner counts."""
+        return decayed_lr(hp, agent.learner.updates) if config.lr_decay else hp.lr
 
     def loss(params, target_params, batch: Sample, hp: HParams, key):
         q = losses.select_action_values(q_function.outputs(params, batch.obs, key), batch.action)
@@ -147,4 +157,5 @@ def make(config: TrainConfig, env) -> Algorithm:
             loss_sum=jnp.where(accept, loss_sum, 0.0), updates=jnp.where(accept, updates, 0), diverged=diverged)
 
     return Algorithm(q_function=q_function, rollout_steps=config.num_steps, init=init, act=act, learn=learn,
-                     params=lambda agent: agent.learner.params, epsilon=epsilon)
+                     params=lambda agent: agent.learner.params, epsilon=epsilon,
+                     updates=lambda agent: agent.learner.updates, learning_rate=learning_rate)
