@@ -22,56 +22,6 @@ from user_env import Corridor
 TESTS = Path(__file__).parent
 
 
-class Broken(Corridor):
-    """A Corridor with one part of the protocol replaced."""
-
-    def __init__(self, **parts):
-        super().__init__()
-        for name, value in parts.items():
-            setattr(self, name, value)
-
-
-def four_values(self, key, state, action):
-    obs, state, reward, terminated, _ = Corridor.step(self, key, state, action)
-    return obs, state, reward, terminated
-
-
-def growing_state(self, key, state, action):
-    obs, _, reward, terminated, truncated = Corridor.step(self, key, state, action)
-    return obs, (state, state), reward, terminated, truncated
-
-
-def vector_reward(self, key, state, action):
-    out = Corridor.step(self, key, state, action)
-    return out._replace(reward=jnp.zeros(3))
-
-
-@pytest.mark.parametrize("parts, message", [
-    ({"action_space": Box((1,), -1.0, 1.0)}, "Q-learning needs a discrete action space"),
-    ({"observation_space": Box((3,))}, "reset returns observations of shape (); observation_space says (3,)"),
-    ({"observation_space": object()}, "qlax trains on Box and Discrete observations"),
-    ({"reset": None}, "has no reset() method"),
-    ({"max_episode_steps": 0}, "max_episode_steps = 0"),
-])
-def test_a_broken_environment_gets_one_line_naming_what_is_wrong(parts, message):
-    with pytest.raises(EnvError) as err:
-        envs.env_spec(envs.register(Broken(**parts)))
-    assert message in str(err.value) and "\n" not in str(err.value)
-
-
-@pytest.mark.parametrize("step, message", [
-    (four_values, "step must return (obs, state, reward, terminated, truncated), terminated and truncated apart; "
-                  "it returned 4 values"),
-    (growing_state, "step returns a state of another structure"),
-    (vector_reward, "step's reward must be a scalar")])
-def test_step_is_checked_against_reset(step, message):
-    env = Broken()
-    env.step = lambda key, state, action: step(env, key, state, action)
-    with pytest.raises(EnvError) as err:
-        envs.env_spec(envs.register(env))
-    assert message in str(err.value)
-
-
 def test_the_corridor_auto_resets_keeping_final_observations_and_cutting_at_the_time_limit():
     env = Corridor(length=3, max_episode_steps=4)
     vec = envs.make_env(envs.register(env), 2)
@@ -213,35 +163,3 @@ def test_a_state_of_any_class_is_checkpointed_as_its_arrays(tmp_path):
     from flax import serialization
     restored = serialization.from_bytes(state, serialization.to_bytes(state))
     np.testing.assert_array_equal(restored.env_state.inner[0], state.env_state.inner[0])
-
-
-class _Spaces:
-    """A JAX environment whose spaces, time limit or observations are what a test says."""
-
-    def __init__(self, observation_space=None, actions=2, limit=None, complex_obs=False):
-        self.observation_space = observation_space or Box((2,), 0.0, 1.0)
-        self.action_space = Discrete(actions)
-        self.max_episode_steps = limit
-        self.dtype = jnp.complex64 if complex_obs else jnp.float32
-
-    def reset(self, key):
-        return jnp.zeros(2, self.dtype), jnp.int32(0)
-
-    def step(self, key, state, action):
-        return TimeStep(jnp.zeros(2, self.dtype), state, jnp.float32(0), jnp.bool_(False), jnp.bool_(False))
-
-
-@pytest.mark.parametrize("env, message", [
-    (_Spaces(Discrete(2.7)), "observation_space.n = 2.7: expected a whole number >= 1"),
-    (_Spaces(actions=0), "action_space.n = 0: expected a whole number >= 1"),
-    (_Spaces(actions=-3), "action_space.n = -3: expected a whole number >= 1"),
-    (_Spaces(limit=True), "max_episode_steps = True: expected a positive integer or None"),
-    (_Spaces(complex_obs=True), "reset returns complex64 observations"),
-    (_Spaces(Box((-1, 2), 0.0, 1.0)), "observation_space.shape = -1: expected a whole number >= 1"),
-    (_Spaces(Box((1 << 20, 1 << 20), 0.0, 1.0)), "qlax flattens an observation into at most 268,435,456"),
-], ids=["Discrete(2.7)", "no actions", "negative actions", "a bool time limit", "complex", "a negative shape",
-        "a Box of 4 TiB"])
-def test_an_environment_whose_spaces_cannot_be_trained_on_is_one_line(env, message):
-    with pytest.raises(EnvError) as caught:
-        envs.env_spec(envs.register(env))
-    assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -379,9 +379,9 @@ def imported_attribute(target: str, name: str):
     module_name, _, attribute = target.partition(":")
     if os.getcwd() not in sys.path:  # as `python -m` does: your own module beside you imports (after installed ones)
         sys.path.append(os.getcwd())
-    if module_name.partition(".")[0] == "qlax":
-        raise EnvError(f"env = {short(name)}: qlax's own modules hold no environment factories; name your own "
-                       f"module.path:factory, or an id from `qlax envs`")
+    if module_name == "qlax.cli":  # its main() would run the command again, from inside itself
+        raise EnvError(f"env = {short(name)}: qlax.cli is the qlax command, not an environment factory; name "
+                       f"your own module.path:factory, or an id from `qlax envs`")
     try:
         module = importlib.import_module(module_name)
     except USER_CODE_FAILURES as err:  # ImportError, or the module's own failure
