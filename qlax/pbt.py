@@ -109,6 +109,7 @@ def _write_lineage(path: Path, chunk: int, copies: dict, score: np.ndarray, sett
         kept = [row for row in kept if row and int(row[0]) < chunk]
     rows = [[chunk, m, f"{score[m]:.6g}", int(copies.get(m, m)), *(f"{settings[k][m]:.6g}" for k in settings)]
             for m in range(len(score))]
+
     def write(partial: Path) -> None:
         with partial.open("w", newline="") as file:
             writer = csv.writer(file)

@@ -386,7 +386,7 @@ def _flat(parts, obs, n: int, dtype: np.dtype = np.dtype(np.float32)) -> np.ndar
     """A batch of n observations -> (n, obs_dim) of `dtype` (`_obs_dtype`), discrete indices one-hot."""
     columns = []
     for leaf, part in zip(_leaves(obs), parts):
-        if leaf.size != n * part.size:  # an environment whose observations change shape as it runs
+        if leaf.size != n * (1 if part.one_hot else part.size):  # observations that change shape as it runs
             raise ValueError(f"it returned observations of shape {tuple(leaf.shape[1:])}, where its "
                              f"observation_space says {part.shape}")
         if part.one_hot:
