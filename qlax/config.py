@@ -65,7 +65,8 @@ class TrainConfig:
 
     algorithm: str = _field("dqn", "dqn: replay and a target network (with double Q, n-step, prioritized replay, "
                             "dueling, noisy nets as options); c51 / qrdqn: distributional DQN (categorical / "
-                            "quantile); pqn: rollouts, Q(lambda) and epochs of minibatches, no replay, no target",
+                            "quantile); mdqn: Munchausen-DQN (a log-policy bonus and a soft value); pqn: rollouts, "
+                            "Q(lambda) and epochs of minibatches, no replay, no target",
                             choices=tuple(ALGORITHMS))
 
     # Environment and budget.
@@ -114,6 +115,13 @@ class TrainConfig:
     v_min: float = _field(0.0, "c51: smallest atom")
     v_max: float = _field(100.0, "c51: largest atom")
     num_quantiles: int = _field(50, "qrdqn: quantiles of each action's return distribution", low=1)
+
+    # Munchausen-DQN.
+    munchausen_alpha: float = _field(0.9, "mdqn: weight of the log-policy bonus of the action taken",
+                                     low=0.0, high=1.0)
+    munchausen_tau: float = _field(0.03, "mdqn: temperature of the softmax policy of the target Q-values",
+                                   low=0.0, low_open=True)
+    munchausen_clip: float = _field(-1.0, "mdqn: lower clip of the bonus's tau * log-policy", high=0.0)
 
     # PQN.
     num_steps: int = _field(32, "pqn: vector steps per rollout", low=1)

@@ -38,6 +38,26 @@ def double_q_target(reward: jax.Array, terminated: jax.Array, next_q_online: jax
     return reward + gamma * (1.0 - terminated.astype(reward.dtype)) * bootstrap
 
 
+def munchausen_target(reward: jax.Array, terminated: jax.Array, action: jax.Array, q_obs: jax.Array,
+                      next_q: jax.Array, gamma: jax.Array | float, tau: float, alpha: float,
+                      clip_low: float) -> jax.Array:
+    """Munchausen-DQN's target (Vieillard et al. 2020), from the target network's Q-values:
+
+        r + alpha * clip(tau * log pi(a|s), clip_low, 0)
+          + gamma * (1 - terminated) * sum_a' pi(a'|s') (q(s', a') - tau * log pi(a'|s'))
+
+    with pi = softmax(q / tau). q_obs: (batch, num_actions) at obs; next_q at next_obs,
+    -inf at illegal actions (they get no probability and add nothing) -> (batch,).
+    """
+    tau_log_pi = tau * jax.nn.log_softmax(q_obs / tau, axis=-1)
+    bonus = alpha * jnp.clip(select_action_values(tau_log_pi, action), clip_low, 0.0)
+    next_tau_log_pi = tau * jax.nn.log_softmax(next_q / tau, axis=-1)
+    legal = jnp.isfinite(next_q)
+    next_pi = jnp.where(legal, jnp.exp(next_tau_log_pi / tau), 0.0)
+    soft_value = jnp.sum(jnp.where(legal, next_pi * (next_q - next_tau_log_pi), 0.0), axis=-1)
+    return reward + bonus + gamma * (1.0 - terminated.astype(reward.dtype)) * soft_value
+
+
 def select_action_values(q: jax.Array, action: jax.Array) -> jax.Array:
     """q[i, action[i]]; q: (batch, num_actions, ...), action: (batch,) -> (batch, ...)."""
     index = action.reshape(action.shape + (1,) * (q.ndim - 1))

@@ -234,3 +234,58 @@ def test_misspelt_options_are_refused(option, value):
     if option == "target":  # the learner itself refuses too: a misspelt target must never run another one
         with pytest.raises(ValueError, match="target = 'perodic'"):
             dqn.make_learner(lambda *a: None, sgd, "perodic")
+
+
+def numpy_munchausen_target(reward, terminated, action, q_obs, next_q, gamma, tau, alpha, clip_low):
+    """M-DQN's target row by row in float64, from the paper's definitions: pi = softmax(q / tau),
+    bonus alpha * clip(tau log pi(a|s), clip_low, 0), soft value over the legal next actions."""
+    targets = []
+    for r, t, a, q, q2 in zip(reward, terminated, action, np.asarray(q_obs, np.float64), np.asarray(next_q, np.float64)):
+        log_pi = q / tau - (np.max(q / tau) + np.log(np.sum(np.exp(q / tau - np.max(q / tau)))))
+        bonus = alpha * min(max(tau * log_pi[a], clip_low), 0.0)
+        legal = np.isfinite(q2)
+        z = q2[legal] / tau
+        next_log_pi = z - (np.max(z) + np.log(np.sum(np.exp(z - np.max(z)))))
+        soft_value = np.sum(np.exp(next_log_pi) * (q2[legal] - tau * next_log_pi))
+        targets.append(r + bonus + gamma * (1.0 - t) * soft_value)
+    return np.array(targets)
+
+
+def test_munchausen_target_against_numpy():
+    rng = np.random.default_rng(3)
+    q_obs = rng.normal(size=(6, 4)).astype(np.float32)
+    next_q = rng.normal(size=(6, 4)).astype(np.float32)
+    next_q[2, [0, 3]] = -np.inf  # actions illegal at next_obs
+    reward = rng.normal(size=6).astype(np.float32)
+    terminated = np.array([False, True, False, False, True, False])
+    action = np.array([0, 3, 1, 2, 2, 0])
+    for tau, alpha, clip_low in ((0.03, 0.9, -1.0), (1.0, 0.5, -0.2), (10.0, 1.0, -100.0)):
+        got = losses.munchausen_target(jnp.asarray(reward), jnp.asarray(terminated), jnp.asarray(action),
+                                       jnp.asarray(q_obs), jnp.asarray(next_q), GAMMA, tau, alpha, clip_low)
+        want = numpy_munchausen_target(reward, terminated, action, q_obs, next_q, GAMMA, tau, alpha, clip_low)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # At a tiny temperature the soft value is the max and the bonus of a greedy action is 0.
+    tiny = losses.munchausen_target(jnp.asarray(reward), jnp.asarray(terminated), jnp.argmax(q_obs, axis=1),
+                                    jnp.asarray(q_obs), jnp.asarray(next_q), GAMMA, 1e-4, 0.9, -1.0)
+    np.testing.assert_allclose(tiny, reward + GAMMA * (1 - terminated) * np.max(next_q, axis=1), rtol=1e-4, atol=1e-4)
+
+
+def test_munchausen_update_takes_its_bonus_and_soft_value_from_the_target_parameters():
+    from qlax.algorithms import mdqn
+
+    config = TrainConfig(algorithm="mdqn", gamma=GAMMA, loss="squared", munchausen_tau=0.5, munchausen_alpha=0.9,
+                         munchausen_clip=-1.0)
+    learner = dqn.learner_for(config, LINEAR, mdqn.values(config), sgd)
+    hp = hparams()
+    target_W = np.array([[0.2, -1.0], [1.5, 0.3]], np.float32)
+    state = learner.init({"W": jnp.asarray(W0)}, hp).replace(target_params={"W": jnp.asarray(target_W)})
+    new_state, loss, td_error = learner.update(state, BATCH, hp, None)
+    obs, nxt = np.asarray(BATCH.obs, np.float64), np.asarray(BATCH.next_obs, np.float64)
+    y = numpy_munchausen_target(np.asarray(BATCH.reward), np.asarray(BATCH.terminated), np.asarray(BATCH.action),
+                                obs @ target_W, nxt @ target_W, GAMMA, 0.5, 0.9, -1.0)
+    err = np.array([s @ W0[:, a] for s, a in zip(obs, np.asarray(BATCH.action))]) - y
+    grad = np.zeros_like(W0, np.float64)
+    for s, a, e in zip(obs, np.asarray(BATCH.action), err):
+        grad[:, a] += e * s / len(err)  # squared penalty, semi-gradient
+    np.testing.assert_allclose(td_error, err, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new_state.params["W"], W0 - LR * grad, rtol=1e-5, atol=1e-6)

@@ -47,19 +47,23 @@ class Values(NamedTuple):
     that choose the next action;
     residual: bootstrap from the online parameters and differentiate through the target
     (the seed's residual gradient, `gradient: residual`); the distributional losses learn
-    semi-gradient only.
+    semi-gradient only;
+    target_at_obs: the loss also needs the target parameters' outputs at obs (M-DQN's
+    log-policy bonus).
     """
 
     outputs_per_action: int
     q_values: Callable
     loss: Callable
     residual: bool = False
+    target_at_obs: bool = False
 
 
 class Forward(NamedTuple):
     outputs: jax.Array  # online, at obs
     next_outputs: jax.Array  # bootstrap parameters, at next_obs
     next_selector: jax.Array  # Q-values at next_obs that pick the next action, illegal actions at -inf
+    target_outputs: jax.Array | None = None  # target parameters, at obs (where `Values.target_at_obs`)
 
 
 def scalar_values(config: TrainConfig) -> Values:
@@ -126,8 +130,9 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
     """The learner of `values` on `q_function`: online outputs at obs, bootstrap outputs at
     next_obs (the target parameters, or the online ones for the residual gradient), and
     the online Q-values choosing the next action for double Q (else the bootstrap Q-values
-    do), masked to the actions legal at next_obs. With noisy layers each of the three
-    passes draws its own noise. `optimizer(hp)` defaults to `config.optimizer`."""
+    do), masked to the actions legal at next_obs, and the target outputs at obs where the
+    values ask for them. With noisy layers each pass draws its own noise. `optimizer(hp)`
+    defaults to `config.optimizer`."""
     residual = values.residual
     noisy = EXPLORERS[config.exploration].noisy
 
@@ -136,14 +141,17 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
         # so the online and the target head share them.
         phi = q_function.features(params, jnp.concatenate([batch.obs, batch.next_obs]))
         phi_obs, phi_next = jnp.split(phi, 2)
-        k_online, k_next, k_select = jax.random.split(key, 3) if noisy else (None, None, None)
+        passes = 4 if values.target_at_obs else 3  # a noise key per pass
+        k_online, k_next, k_select, k_target = (*jax.random.split(key, passes), None)[:4] if noisy else (None,) * 4
         next_outputs = q_function.head(params if residual else target_params, phi_next, k_next)
         if config.double_q:
             selector = jax.lax.stop_gradient(values.q_values(q_function.head(params, phi_next, k_select)))
         else:
             selector = values.q_values(next_outputs)
         selector = q_function.masked(selector, batch.next_obs)
-        return values.loss(Forward(q_function.head(params, phi_obs, k_online), next_outputs, selector), batch, hp)
+        target_outputs = q_function.head(target_params, phi_obs, k_target) if values.target_at_obs else None
+        return values.loss(Forward(q_function.head(params, phi_obs, k_online), next_outputs, selector, target_outputs),
+                           batch, hp)
 
     if optimizer is None:
         optimizer = lambda hp: clipped_optimizer(config.optimizer, hp.lr, hp.max_grad_norm)  # noqa: E731
