@@ -26,7 +26,8 @@ def values(config: TrainConfig) -> dqn.Values:
         return per_sample, per_sample
 
     return dqn.Values(outputs_per_action=config.num_atoms,
-                      q_values=lambda logits: losses.categorical_q_values(logits, atoms), loss=loss)
+                      q_values=lambda logits: losses.categorical_q_values(logits, atoms), loss=loss,
+                      double_q=config.double_q)
 
 
 SETTINGS = (*dqn.FAMILY_SETTINGS, "num_atoms", "v_min", "v_max")  # what C51 reads (`config.owners`)

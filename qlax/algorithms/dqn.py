@@ -48,6 +48,8 @@ class Values(NamedTuple):
     residual: bootstrap from the online parameters and differentiate through the target
     (the seed's residual gradient, `gradient: residual`); the distributional losses learn
     semi-gradient only;
+    double_q: the online parameters choose the next action (`config.double_q`, where the
+    algorithm reads it);
     target_at_obs: the loss also needs the target parameters' outputs at obs (M-DQN's
     log-policy bonus).
     """
@@ -56,6 +58,7 @@ class Values(NamedTuple):
     q_values: Callable
     loss: Callable
     residual: bool = False
+    double_q: bool = False
     target_at_obs: bool = False
 
 
@@ -83,7 +86,7 @@ def scalar_values(config: TrainConfig) -> Values:
         return losses.td_penalty(td_error, config.loss, hp.huber_delta), td_error
 
     return Values(outputs_per_action=1, q_values=lambda outputs: outputs, loss=loss,
-                  residual=config.gradient == "residual")
+                  residual=config.gradient == "residual", double_q=config.double_q)
 
 
 def bootstrap_discount(batch: Transition, hp: HParams) -> jax.Array:
@@ -144,7 +147,7 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
         passes = 4 if values.target_at_obs else 3  # a noise key per pass
         k_online, k_next, k_select, k_target = (*jax.random.split(key, passes), None)[:4] if noisy else (None,) * 4
         next_outputs = q_function.head(params if residual else target_params, phi_next, k_next)
-        if config.double_q:
+        if values.double_q:
             selector = jax.lax.stop_gradient(values.q_values(q_function.head(params, phi_next, k_select)))
         else:
             selector = values.q_values(next_outputs)

@@ -23,7 +23,8 @@ def values(config: TrainConfig) -> dqn.Values:
         return per_sample, per_sample
 
     return dqn.Values(outputs_per_action=config.num_quantiles,
-                      q_values=lambda quantiles: jnp.mean(quantiles, axis=-1), loss=loss)
+                      q_values=lambda quantiles: jnp.mean(quantiles, axis=-1), loss=loss,
+                      double_q=config.double_q)
 
 
 SETTINGS = (*dqn.FAMILY_SETTINGS, "num_quantiles", "huber_delta")  # what QR-DQN reads (`config.owners`)
