@@ -65,7 +65,7 @@ class TrainConfig:
 
     algorithm: str = _field("dqn", "dqn: replay and a target network (with double Q, n-step, prioritized replay, "
                             "dueling, noisy nets as options); c51 / qrdqn: distributional DQN (categorical / "
-                            "quantile); mdqn: Munchausen-DQN (a log-policy bonus and a soft value); pqn: rollouts, "
+                            "quantile); iqn: implicit quantile networks; mdqn: Munchausen-DQN (a log-policy bonus and a soft value); pqn: rollouts, "
                             "Q(lambda) and epochs of minibatches, no replay, no target",
                             choices=tuple(ALGORITHMS))
 
@@ -114,7 +114,9 @@ class TrainConfig:
     num_atoms: int = _field(51, "c51: atoms of each action's return distribution", low=2)
     v_min: float = _field(0.0, "c51: smallest atom")
     v_max: float = _field(100.0, "c51: largest atom")
-    num_quantiles: int = _field(50, "qrdqn: quantiles of each action's return distribution", low=1)
+    num_quantiles: int = _field(50, "qrdqn: quantiles of each action's return distribution; iqn: quantile "
+                                "fractions sampled by each pass (acting uses their midpoints)", low=1)
+    quantile_embedding: int = _field(64, "iqn: cosines cos(pi i tau) embedding each quantile fraction", low=1)
 
     # Munchausen-DQN.
     munchausen_alpha: float = _field(0.9, "mdqn: weight of the log-policy bonus of the action taken",

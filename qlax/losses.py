@@ -130,20 +130,23 @@ def quantile_midpoints(num_quantiles: int) -> jax.Array:
 
 
 def quantile_loss(quantiles: jax.Array, action: jax.Array, reward: jax.Array, discount: jax.Array,
-                  next_quantiles: jax.Array, next_q_selector: jax.Array, huber_delta: jax.Array) -> jax.Array:
-    """QR-DQN's per-sample quantile Huber loss (Dabney et al. 2018): for predicted quantile i
-    and target sample j, huber(d_ij) |tau_i - 1{d_ij < 0}|, averaged over j, summed over i.
+                  next_quantiles: jax.Array, next_q_selector: jax.Array, huber_delta: jax.Array,
+                  taus: jax.Array | None = None) -> jax.Array:
+    """The per-sample quantile Huber loss of QR-DQN (Dabney et al. 2018) and IQN: for
+    predicted quantile i and target sample j, huber(d_ij) |tau_i - 1{d_ij < 0}|, averaged
+    over j, summed over i.
 
-    quantiles, next_quantiles: (batch, num_actions, N); huber_delta 0 gives the plain
-    quantile (absolute) loss, as in rlax.
+    quantiles: (batch, num_actions, N) at the fractions `taus` (batch, N), QR-DQN's
+    midpoints if not given; next_quantiles: (batch, num_actions, N'), N' may differ (IQN
+    samples its own). huber_delta 0 gives the plain quantile (absolute) loss, as in rlax.
     """
     next_action = jnp.argmax(next_q_selector, axis=-1)
     target = reward[:, None] + discount[:, None] * select_action_values(next_quantiles, next_action)
     target = jax.lax.stop_gradient(target)
     predicted = select_action_values(quantiles, action)
     delta = target[:, None, :] - predicted[:, :, None]  # (batch, i, j)
-    tau = quantile_midpoints(predicted.shape[-1])
-    weight = jnp.abs(tau[None, :, None] - jax.lax.stop_gradient((delta < 0).astype(delta.dtype)))
+    tau = quantile_midpoints(predicted.shape[-1])[None, :] if taus is None else taus
+    weight = jnp.abs(tau[:, :, None] - jax.lax.stop_gradient((delta < 0).astype(delta.dtype)))
     penalty = jnp.where(huber_delta > 0, optax.huber_loss(delta, delta=jnp.maximum(huber_delta, 1e-12)),
                         jnp.abs(delta))
     return jnp.sum(jnp.mean(penalty * weight, axis=-1), axis=-1)

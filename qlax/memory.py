@@ -178,7 +178,8 @@ def _network_bytes(trainer: Trainer, template) -> tuple[int, int]:
     params = trainer.algorithm.params(template.agent)
     one = jax.ShapeDtypeStruct((1, *template.obs.shape[1:]), template.obs.dtype)
     layers = _layer_bytes(jax.make_jaxpr(trainer.q_function.apply)(params, one).jaxpr)
-    outputs = jax.eval_shape(trainer.q_function.outputs, params, one).shape  # (1, actions[, K])
+    # (1, actions[, K]); IQN's outputs are (quantiles, fractions): the quantiles come first
+    outputs = jax.tree.leaves(jax.eval_shape(trainer.q_function.outputs, params, one))[0].shape
     return layers, 4 * outputs[-1] ** 2 if len(outputs) == 3 else 0
 
 

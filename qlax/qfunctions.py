@@ -211,6 +211,13 @@ class QNetwork(nn.Module):
     followed by layer norm when `layer_norm` is set, as PQN's network does).
     `noisy_sigma0` set: every dense layer is a `NoisyDense`. `weight_init` names the
     initial weights (`WEIGHT_INITS`) of the convolutions and the non-noisy hidden layers.
+
+    `fractions` set (IQN, Dabney et al. 2018): the last hidden layer's output is multiplied
+    by an embedding of each quantile fraction tau (ReLU of a dense layer over cos(pi i tau),
+    i < `embedding`), and the head gives each action's quantile at each fraction. The
+    fractions are `fractions` uniform samples from the "taus" RNG stream, or without it
+    their midpoints (acting and evaluation: deterministic). It returns (quantiles
+    (..., num_actions, fractions), taus (..., fractions)).
     """
 
     hidden_sizes: tuple[int, ...]
@@ -224,6 +231,13 @@ class QNetwork(nn.Module):
     noisy_sigma0: float | None = None
     nature: bool = False
     weight_init: str = "lecun_normal"
+    fractions: int = 0
+    embedding: int = 64
+
+    @property
+    def rng_streams(self) -> tuple[str, ...]:
+        """The RNG streams a pass with a key draws: noisy layers' noise, IQN's fractions."""
+        return (("noise",) if self.noisy_sigma0 is not None else ()) + (("taus",) if self.fractions else ())
 
     def dense(self, features: int, name: str | None = None, hidden: bool = False):
         if self.noisy_sigma0 is not None:
@@ -249,6 +263,9 @@ class QNetwork(nn.Module):
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = activation(x)
+        taus = None
+        if self.fractions:
+            x, taus = self.embed_fractions(x)
         k = self.outputs_per_action
         per_action = x.shape[:-1] + (self.num_actions, k)
         if self.dueling:
@@ -257,7 +274,19 @@ class QNetwork(nn.Module):
             outputs = value + advantage - jnp.mean(advantage, axis=-2, keepdims=True)
         else:
             outputs = self.dense(self.num_actions * k)(x).reshape(per_action)
-        return outputs[..., 0] if k == 1 else outputs
+        outputs = outputs[..., 0] if k == 1 else outputs
+        return outputs if taus is None else (jnp.swapaxes(outputs, -1, -2), taus)
+
+    def embed_fractions(self, x):
+        """(x (..., fractions, width) scaled by each fraction's embedding, the fractions (..., fractions))."""
+        if self.has_rng("taus"):
+            taus = jax.random.uniform(self.make_rng("taus"), x.shape[:-1] + (self.fractions,))
+        else:
+            midpoints = (2.0 * jnp.arange(self.fractions, dtype=jnp.float32) + 1.0) / (2.0 * self.fractions)
+            taus = jnp.broadcast_to(midpoints, x.shape[:-1] + (self.fractions,))
+        cosines = jnp.cos(jnp.pi * jnp.arange(self.embedding, dtype=jnp.float32) * taus[..., None])
+        embedded = nn.relu(self.dense(x.shape[-1], hidden=True)(cosines))
+        return x[..., None, :] * embedded, taus
 
 
 def network(network: QNetwork, obs_dim: int, obs_scale: dict,
@@ -274,8 +303,15 @@ def network(network: QNetwork, obs_dim: int, obs_scale: dict,
     def scaled(params, obs):
         return normalization.apply(params["obs_scale"], obs)
 
+    streams = network.rng_streams
+
     def head(params, phi, noise=None, **kwargs):
-        rngs = {"noise": noise} if noise is not None else None
+        """The outputs at phi; `noise`, a key, drives the network's RNG streams (one: the key
+        itself; both: a key each)."""
+        if noise is None or not streams:
+            rngs = None
+        else:
+            rngs = {streams[0]: noise} if len(streams) == 1 else dict(zip(streams, jax.random.split(noise)))
         return network.apply(params["net"], phi, rngs=rngs, **kwargs)
 
     return QFunction(init=init, features=scaled, head=head, q_values=q_values)
@@ -324,16 +360,19 @@ def observation_scaler(config, spec) -> normalization.Tracker:
     return normalization.tracker(*observation_bounds(config, spec), config.obs_scaling, fixed=one_hot_entries(spec))
 
 
-def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda outputs: outputs) -> QFunction:
+def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda outputs: outputs,
+          fractions: int = 0) -> QFunction:
     """The Q-function `config.q_function` names, for the environment `spec`, with
     `outputs_per_action` outputs per action turned into Q-values by `q_values`, acting
-    among the actions `spec`'s mask allows."""
+    among the actions `spec`'s mask allows; `fractions`: IQN's quantile fractions per pass
+    (`QNetwork.fractions`), embedded with `config.quantile_embedding` cosines."""
     from qlax.envs.base import legal_actions
 
-    return _torso(config, spec, outputs_per_action, q_values)._replace(legal=functools.partial(legal_actions, spec))
+    return _torso(config, spec, outputs_per_action, q_values, fractions)._replace(
+        legal=functools.partial(legal_actions, spec))
 
 
-def _torso(config, spec, outputs_per_action: int, q_values: Callable) -> QFunction:
+def _torso(config, spec, outputs_per_action: int, q_values: Callable, fractions: int = 0) -> QFunction:
     """`build`'s Q-function before its action mask."""
     from qlax.config import ConfigError
 
@@ -350,7 +389,8 @@ def _torso(config, spec, outputs_per_action: int, q_values: Callable) -> QFuncti
     net = QNetwork(tuple(config.hidden_sizes), spec.num_actions, config.activation, config.layer_norm,
                    config.dueling, outputs_per_action, obs_shape=tuple(spec.obs_shape) if conv or nature else None,
                    conv_channels=tuple(config.conv_channels) if conv else (),
-                   noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature, weight_init=config.weight_init)
+                   noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature, weight_init=config.weight_init,
+                   fractions=fractions, embedding=config.quantile_embedding if fractions else 64)
     obs_scale = normalization.pixel_scale(spec.obs_dim) if nature else normalization.fixed_scale(low, high)
     return network(net, spec.obs_dim, obs_scale, q_values)
 

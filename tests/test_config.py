@@ -127,6 +127,8 @@ _CHOICES = {
     "c51, ez_greedy, constant": dict(**_NET, **_REPLAY, algorithm="c51", exploration="ez_greedy",
                                      eps_schedule="constant"),
     "qrdqn, keep_best, greedy checks": dict(**_NET, **_REPLAY, algorithm="qrdqn", keep_best=True, stop_on="greedy"),
+    "iqn, noisy, dueling, double Q": dict(**_NET, **_REPLAY, algorithm="iqn", exploration="noisy", dueling=True,
+                                          double_q=True, num_quantiles=4, quantile_embedding=8),
     "mdqn, noisy, dueling, n-step": dict(**_NET, **_REPLAY, algorithm="mdqn", exploration="noisy", dueling=True,
                                          n_step=2, munchausen_tau=0.1),
     "pqn, mlp": dict(**_NET, algorithm="pqn", lr_decay=True, num_steps=8, num_minibatches=2, num_epochs=1),
@@ -164,9 +166,9 @@ def test_every_setting_has_an_owner_and_every_preset_reads_what_it_sets():
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(algorithm="pqn", double_q=True), "never reads double_q = True (read by algorithm dqn, c51 or qrdqn)"),
+    (dict(algorithm="pqn", double_q=True), "never reads double_q = True (read by algorithm dqn, c51, qrdqn or iqn)"),
     (dict(algorithm="pqn", target="polyak", tau=0.01), "tau = 0.01 (read by target polyak)"),
-    (dict(algorithm="pqn", replay="prioritized"), "replay = 'prioritized' (read by algorithm dqn, c51, qrdqn or mdqn)"),
+    (dict(algorithm="pqn", replay="prioritized"), "replay = 'prioritized' (read by algorithm dqn, c51, qrdqn, iqn or mdqn)"),
     (dict(algorithm="c51", q_function="mlp", gradient="residual", target="online"),
      "gradient = 'residual' (read by algorithm dqn)"),
     (dict(q_function="linear_rbf", dueling=True), "dueling = True (read by q_function mlp, conv or nature)"),

@@ -171,3 +171,54 @@ def test_pqn_targets_bootstrap_through_time_limits_and_stop_at_terminals():
     g4 = 1 + gamma * 5.0  # the next step's own next observation is unknown: no continuing into it
     np.testing.assert_allclose(np.asarray(returns)[:5, 0], [g0, g1, g2, g3, g4], rtol=1e-6)
     assert np.asarray(weights)[:, 0].tolist() == [1, 1, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize("huber", [0.0, 1.0])
+def test_iqn_loss_matches_rlax_with_the_same_sampled_fractions(huber):
+    """IQN's loss as the algorithm computes it: a network pass samples each sample's own
+    fractions from its key; rlax gets those fractions and the same quantiles."""
+    from qlax import envs, qfunctions
+    from qlax.algorithms import dqn, iqn
+
+    config = TrainConfig(algorithm="iqn", q_function="mlp", hidden_sizes=[16], num_quantiles=8,
+                         quantile_embedding=16, huber_delta=huber)
+    values = iqn.values(config)
+    q_function = qfunctions.build(config, envs.env_spec("CartPole-v1"), 1, values.q_values, values.fractions)
+    rng = np.random.default_rng(7)
+    obs, next_obs = (jnp.asarray(rng.normal(size=(BATCH, 4)), jnp.float32) for _ in range(2))
+    params, target_params = (q_function.init(jax.random.PRNGKey(k), config.hparams()) for k in (1, 2))
+    k_online, k_next = jax.random.split(jax.random.PRNGKey(3))
+    outputs = q_function.head(params, q_function.features(params, obs), k_online)
+    next_outputs = q_function.head(target_params, q_function.features(target_params, next_obs), k_next)
+    (quantiles, taus), (next_quantiles, next_taus) = outputs, next_outputs
+    assert quantiles.shape == (BATCH, 2, 8) and taus.shape == (BATCH, 8) and not np.allclose(taus, next_taus)
+    assert float(jnp.min(taus)) >= 0.0 and float(jnp.max(taus)) <= 1.0 and len(np.unique(np.asarray(taus))) > BATCH
+    d = draw(8)
+    action = d["action"] % 2
+    selector = values.q_values(next_outputs)
+    batch = Transition(obs=obs, action=action, reward=d["reward"], next_obs=next_obs, terminated=d["terminated"],
+                       discount=d["gamma"])
+    ours, _ = values.loss(dqn.Forward(outputs, next_outputs, selector), batch, config.hparams())
+    per_sample = lambda q, tau, a, r, g, sel, nq: rlax.quantile_q_learning(  # noqa: E731
+        q.T, tau, a, r, g, sel, nq.T, huber_param=huber)
+    theirs = jax.vmap(per_sample)(quantiles, taus, action, d["reward"], discount(d),
+                                  jnp.repeat(selector[:, None, :], 8, axis=1), next_quantiles)
+    assert_close(ours, theirs)
+    # Without a key (acting, evaluation) the fractions are the midpoints: the same Q-values every time.
+    acting = q_function.head(params, q_function.features(params, obs))
+    np.testing.assert_allclose(acting[1][0], losses.quantile_midpoints(8))
+    np.testing.assert_array_equal(q_function.apply(params, obs), q_function.apply(params, obs))
+
+
+def test_quantile_loss_takes_fractions_and_a_target_of_another_count():
+    d = draw(9)
+    rng = np.random.default_rng(9)
+    taus = jnp.asarray(rng.random((BATCH, ATOMS)), jnp.float32)
+    next_quantiles = jnp.asarray(rng.normal(size=(BATCH, ACTIONS, 5)), jnp.float32)
+    ours = losses.quantile_loss(d["quantiles"], d["action"], d["reward"], discount(d), next_quantiles,
+                                d["selector"], jnp.float32(1.0), taus)
+    per_sample = lambda q, tau, a, r, g, sel, nq: rlax.quantile_q_learning(  # noqa: E731
+        q.T, tau, a, r, g, sel, nq.T, huber_param=1.0)
+    theirs = jax.vmap(per_sample)(d["quantiles"], taus, d["action"], d["reward"], discount(d),
+                                  jnp.repeat(d["selector"][:, None, :], 5, axis=1), next_quantiles)
+    assert_close(ours, theirs)

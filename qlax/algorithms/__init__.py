@@ -40,6 +40,7 @@ ALGORITHMS = {
     "dqn": "dqn",  # DQN and its options: double Q, n-step, prioritized replay, dueling, noisy nets
     "c51": "c51",  # categorical distributional DQN (Bellemare et al. 2017)
     "qrdqn": "qrdqn",  # quantile regression DQN (Dabney et al. 2018)
+    "iqn": "iqn",  # implicit quantile networks: sampled quantile fractions, cosine embedding (Dabney et al. 2018)
     "mdqn": "mdqn",  # Munchausen-DQN: a scaled log-policy bonus and a soft value (Vieillard et al. 2020)
     "pqn": "pqn",  # parallelised Q-network: rollouts, Q(lambda), epochs, no replay, no target (Gallici et al. 2025)
 }

@@ -51,7 +51,9 @@ class Values(NamedTuple):
     double_q: the online parameters choose the next action (`config.double_q`, where the
     algorithm reads it);
     target_at_obs: the loss also needs the target parameters' outputs at obs (M-DQN's
-    log-policy bonus).
+    log-policy bonus);
+    fractions: IQN's quantile fractions, sampled anew by each pass of the network from its
+    own key (`qfunctions.QNetwork.fractions`); its outputs are then (quantiles, fractions).
     """
 
     outputs_per_action: int
@@ -60,6 +62,7 @@ class Values(NamedTuple):
     residual: bool = False
     double_q: bool = False
     target_at_obs: bool = False
+    fractions: int = 0
 
 
 class Forward(NamedTuple):
@@ -128,24 +131,30 @@ def make(config: TrainConfig, env) -> Algorithm:
     return build(config, env, scalar_values(config))
 
 
+def passes_draw(config: TrainConfig, values: Values) -> bool:
+    """Whether the network's passes draw random numbers (noisy layers, IQN's fractions), so
+    that each learning pass needs its own key."""
+    return EXPLORERS[config.exploration].noisy or values.fractions > 0
+
+
 def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: Values,
                 optimizer: Callable[[HParams], optax.GradientTransformation] | None = None):
     """The learner of `values` on `q_function`: online outputs at obs, bootstrap outputs at
     next_obs (the target parameters, or the online ones for the residual gradient), and
     the online Q-values choosing the next action for double Q (else the bootstrap Q-values
     do), masked to the actions legal at next_obs, and the target outputs at obs where the
-    values ask for them. With noisy layers each pass draws its own noise. `optimizer(hp)`
-    defaults to `config.optimizer`."""
+    values ask for them. With noisy layers (or IQN's sampled fractions) each pass draws with
+    its own key. `optimizer(hp)` defaults to `config.optimizer`."""
     residual = values.residual
-    noisy = EXPLORERS[config.exploration].noisy
+    keyed = passes_draw(config, values)
 
     def loss(params, target_params, batch: Transition, hp: HParams, key):
         # One feature pass for obs and next_obs together: the features are never trained,
         # so the online and the target head share them.
         phi = q_function.features(params, jnp.concatenate([batch.obs, batch.next_obs]))
         phi_obs, phi_next = jnp.split(phi, 2)
-        passes = 4 if values.target_at_obs else 3  # a noise key per pass
-        k_online, k_next, k_select, k_target = (*jax.random.split(key, passes), None)[:4] if noisy else (None,) * 4
+        passes = 4 if values.target_at_obs else 3  # a key per pass
+        k_online, k_next, k_select, k_target = (*jax.random.split(key, passes), None)[:4] if keyed else (None,) * 4
         next_outputs = q_function.head(params if residual else target_params, phi_next, k_next)
         if values.double_q:
             selector = jax.lax.stop_gradient(values.q_values(q_function.head(params, phi_next, k_select)))
@@ -163,7 +172,7 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
 
 def build(config: TrainConfig, env, values: Values) -> Algorithm:
     """A DQN-family algorithm learning `values`, with the components `config` names."""
-    q_function = qfunctions.build(config, env.spec, values.outputs_per_action, values.q_values)
+    q_function = qfunctions.build(config, env.spec, values.outputs_per_action, values.q_values, values.fractions)
     buffer = BUFFERS[config.replay]
     explorer = EXPLORERS[config.exploration]
     accumulator = nstep.accumulator(config.n_step)
@@ -174,6 +183,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
     max_updates = math.ceil(config.num_envs / per_round) * config.gradient_steps
     fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
     learner = learner_for(config, q_function, values)
+    draws = passes_draw(config, values)
 
     def init(key: jax.Array, hp: HParams, obs: jax.Array) -> DQNState:
         num_envs = obs.shape[0]
@@ -225,7 +235,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
             state, carried, loss_sum = carry
             k, i = xs
             source = carried if buffer.learns_priorities else buf
-            k_sample, k_loss = jax.random.split(k) if explorer.noisy else (k, None)
+            k_sample, k_loss = jax.random.split(k) if draws else (k, None)
             batch, rows, weights = buffer.sample(source, k_sample, config.batch_size, beta)
             new_state, value, priorities = learner.update(state, batch, hp, weights, k_loss)
             new_carried = buffer.update(carried, rows, priorities, hp.per_alpha) if buffer.learns_priorities else ()
