@@ -205,7 +205,8 @@ def test_a_pqn_sweep_over_lambda_is_one_program():
     np.testing.assert_allclose(lambdas, [0.0, 0.0, 0.9, 0.9])
 
 
-@pytest.mark.parametrize("preset", ["cartpole-pqn", "cartpole-c51", "cartpole-qrdqn", "cartpole-mdqn", "cartpole-rainbow"])
+@pytest.mark.parametrize("preset", ["cartpole-pqn", "cartpole-c51", "cartpole-qrdqn", "cartpole-iqn", "cartpole-mdqn",
+                                    "cartpole-rainbow"])
 @pytest.mark.slow
 def test_each_algorithm_solves_cartpole(preset):
     config = qlax.presets.load(preset)
