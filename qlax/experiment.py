@@ -25,6 +25,7 @@ from typing import Any, Iterable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 import numpy as np
 import yaml
 
@@ -36,7 +37,7 @@ from qlax.evaluate import evaluate_members
 from qlax.files import write_text
 from qlax.interrupt import GracefulInterrupt
 from qlax.pbt import LINEAGE_FILE, PBT
-from qlax.placement import Placement, place
+from qlax.placement import AXIS, Placement, place
 from qlax.progress import ProgressDisplay, describe
 from qlax.rundir import (CONFIG_FILE, ENV_RECIPE_FILE, GRID_FILE, RunDirError, claim, finished_summary,
                          latest_checkpoint, load_members, load_state, lock, member_template, run_settings,
@@ -403,6 +404,8 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
             if run_dir is not None and is_writer() else []
         compile_started = time.perf_counter()
         run_chunk = pop.run_chunk.lower(state).compile()
+        if options.pbt is not None:
+            _copier(state, placement, options.pbt.copies(members.count))
         compile_s += time.perf_counter() - compile_started
         train_started = time.perf_counter()
         chunk, saved, interrupted = first_chunk, first_chunk, False
@@ -530,7 +533,7 @@ class _Asked:
     def carry_out(self, state: TrainState, placement: Placement) -> TrainState:
         if self.copies:
             dst, src = (np.array(rows, np.int32) for rows in zip(*sorted(self.copies.items())))
-            state = _copy_members(state, dst, src)
+            state = _copy_members(state, dst, src, placement)
             self.copies = {}
         if self.hparams_changed:
             state = state.replace(hparams=placement.put(self.hparams))
@@ -543,37 +546,62 @@ class _Asked:
         return state
 
 
-def _copy_members(state: TrainState, dst: np.ndarray, src: np.ndarray) -> TrainState:
+def _copy_members(state: TrainState, dst: np.ndarray, src: np.ndarray, placement: Placement) -> TrainState:
     """Members `dst` of `state` take over members `src`'s state, but their own key and best
-    policy; in place (the state is donated: only the copied rows are written), laid out over
-    the devices as `state` is (the compiled chunk expects it so). Compiled once per layout
-    and number of copies."""
-    shardings = jax.tree.map(lambda leaf: leaf.sharding, state)
-    key = (jax.tree.structure(state), tuple(jax.tree.leaves(shardings)), len(dst))
+    policy; in place (the state is donated), laid out over the devices as `state` is (the
+    compiled chunk expects it so)."""
+    return _copier(state, placement, len(dst))(state, jnp.asarray(dst, jnp.int32), jnp.asarray(src, jnp.int32))
+
+
+def _copier(state: TrainState, placement: Placement, copies: int):
+    """The compiled copy of `copies` members' states: once per layout and number of copies
+    (a PBT run compiles its own with the chunk, `_train_and_report`)."""
+    key = (jax.tree.structure(state), placement.sharding, copies)
     if key not in _COPIERS:
-        _COPIERS[key] = jax.jit(_copy_rows, out_shardings=shardings, donate_argnums=0)
-    return _COPIERS[key](state, jnp.asarray(dst), jnp.asarray(src))
+        copy = jax.shard_map(_copy_rows, mesh=placement.sharding.mesh, in_specs=(PartitionSpec(AXIS), None, None),
+                             out_specs=PartitionSpec(AXIS))
+        rows = jax.ShapeDtypeStruct((copies,), jnp.int32)
+        _COPIERS[key] = jax.jit(copy, donate_argnums=0).lower(state, rows, rows).compile()
+    return _COPIERS[key]
 
 
 _COPIERS: dict = {}
 
 
 def _copy_rows(state: TrainState, dst: jax.Array, src: jax.Array) -> TrainState:
-    copied = jax.tree.map(lambda leaf: _copy_bits(leaf, dst, src), state.replace(key=(), best=()))
+    """On each device's block of members: the copied rows travel alone (a sum across the
+    devices of each source row, zeros where a device does not hold it), so a round costs
+    the rows it copies, not the whole state."""
+    copied = jax.tree.map(lambda block: _copy_block_rows(block, dst, src), state.replace(key=(), best=()))
     return copied.replace(key=state.key, best=state.best)
 
 
-_BITS = {2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
+_BITS = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}
 
 
-def _copy_bits(leaf: jax.Array, dst: jax.Array, src: jax.Array) -> jax.Array:
-    """leaf with rows `dst` set to rows `src`, bit for bit: floats travel as integers of their
-    width, since a float scatter on the CPU flushes subnormals to zero, and replay storage
-    keeps integers (actions, flags) as float bit patterns."""
-    if not jnp.issubdtype(leaf.dtype, jnp.floating):
-        return leaf.at[dst].set(leaf[src])
-    bits = jax.lax.bitcast_convert_type(leaf, _BITS[leaf.dtype.itemsize])
-    return jax.lax.bitcast_convert_type(bits.at[dst].set(bits[src]), leaf.dtype)
+def _copy_block_rows(block: jax.Array, dst: jax.Array, src: jax.Array) -> jax.Array:
+    """This device's `block` of rows with global rows `dst` set to rows `src`, bit for bit:
+    rows travel as unsigned integers (a float sum or select on the CPU flushes subnormals to
+    zero, and replay storage keeps integers as float bit patterns)."""
+    n = block.shape[0]
+    first = jax.lax.axis_index(AXIS) * n
+    if block.dtype == jnp.bool_:
+        to_bits, from_bits = (lambda x: x.astype(jnp.uint8)), (lambda x: x.astype(jnp.bool_))
+    else:
+        width = _BITS[block.dtype.itemsize]
+        to_bits, from_bits = (lambda x: jax.lax.bitcast_convert_type(x, width)), \
+            (lambda x: jax.lax.bitcast_convert_type(x, block.dtype))
+    held = ((src >= first) & (src < first + n)).reshape((-1,) + (1,) * (block.ndim - 1))
+    rows = jnp.where(held, to_bits(block[jnp.clip(src - first, 0, n - 1)]), 0)
+    rows = jax.lax.psum(rows, AXIS)  # each source row from the one device that holds it
+
+    def put(i, block):
+        at = jnp.clip(dst[i] - first, 0, n - 1)
+        mine = (dst[i] >= first) & (dst[i] < first + n)
+        row = jnp.where(mine, rows[i], to_bits(block[at]))  # on the other devices: the row as it is
+        return jax.lax.dynamic_update_index_in_dim(block, from_bits(row), at, 0)
+
+    return jax.lax.fori_loop(0, dst.shape[0], put, block)
 
 
 def _metric_arrays(metrics) -> dict[str, np.ndarray]:

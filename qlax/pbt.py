@@ -72,6 +72,10 @@ class PBT:
                               "(--no-early-stop, early_stop: false)")
         return self
 
+    def copies(self, members: int) -> int:
+        """Members replaced in each round: the worst `fraction`, at least one."""
+        return max(1, int(self.fraction * members))
+
     def __call__(self, report: ChunkReport) -> None:
         count = report.members.count
         if report.chunk % self.every or count < 2 or report.chunk >= report.num_chunks:  # none after the last chunk
@@ -80,7 +84,7 @@ class PBT:
         score = np.where(np.isfinite(greedy), greedy, -np.inf) if np.isfinite(greedy).any() \
             else np.nan_to_num(report.metrics["avg_return_100"], nan=-np.inf)
         order = np.argsort(score, kind="stable")
-        n = max(1, int(self.fraction * count))
+        n = self.copies(count)
         losers, winners = order[:n], order[-n:]
         rng = np.random.default_rng([report.config.seed, report.chunk, PBT_STREAM])
         sources = rng.choice(winners, size=n)

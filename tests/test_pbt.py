@@ -54,7 +54,7 @@ def test_exploit_copies_a_members_whole_state_bit_for_bit_but_its_key_and_best_p
     run = start(CONFIG.replace(seeds=4))
     state, _ = run.population.run_chunk(run.state)  # a replay with actions stored as float bit patterns
     before = jax.tree.map(np.asarray, state)  # the state is donated to the copy
-    copied = _copy_members(state, np.array([1]), np.array([3]))  # across the two CPU devices
+    copied = _copy_members(state, np.array([1]), np.array([3]), run.population.placement)  # across two CPU devices
     bits = lambda a: np.ascontiguousarray(a).view(np.uint8)  # noqa: E731 (a subnormal float flushed to 0 shows)
     for name in ("agent", "env_state", "obs", "stats", "hparams"):
         for a, b in zip(jax.tree.leaves(getattr(copied, name)), jax.tree.leaves(getattr(before, name))):
