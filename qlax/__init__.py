@@ -19,7 +19,7 @@ from qlax import presets, trainer  # noqa: E402
 from qlax.callbacks import ChunkReport  # noqa: E402
 from qlax.config import ConfigError, TrainConfig  # noqa: E402
 from qlax.experiment import DivergedError, RunResult, resume, sweep, train  # noqa: E402
-from qlax.rundir import evaluate_run  # noqa: E402
+from qlax.run_evaluation import evaluate_run  # noqa: E402
 from qlax.policy import load_policy  # noqa: E402
 
 __all__ = ["ChunkReport", "ConfigError", "DivergedError", "RunResult", "TrainConfig", "evaluate_run", "load_policy",

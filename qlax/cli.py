@@ -19,10 +19,12 @@ from qlax import __version__, checkpoint, interrupt, presets
 from qlax.checkpoint import CheckpointError
 from qlax.config import ConfigError, TrainConfig, check_setting, field_help, load_yaml, owners, short
 from qlax.envs import EnvError, host_failure
+from qlax.errors import printable
 from qlax.devices import cpu_devices_setting, is_writer, join_processes
 from qlax.experiment import DivergedError, InitFrom, default_run_dir, resume, train
 from qlax.pbt import PBT
-from qlax.rundir import EVAL_FILE, RunDirError, evaluate_run
+from qlax.rundir import EVAL_FILE, RunDirError
+from qlax.run_evaluation import evaluate_run
 from qlax.sweep import check_grid_size
 
 USAGE_ERRORS = (ConfigError, EnvError, CheckpointError, RunDirError)
@@ -421,12 +423,6 @@ def error(message, code: int) -> int:
         text = f"{text[:half]} ... {text[-half:]}"
     print(f"qlax: error: {text}", file=sys.stderr)
     return code
-
-
-def printable(text: str) -> str:
-    """`text` with control characters (ESC, BEL, ...) and undecodable bytes written as escapes,
-    so an argument echoed in a message cannot drive the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":

@@ -19,26 +19,21 @@ import dataclasses
 import functools
 import math
 import re
-import reprlib
 import types
 import typing
 from typing import Any
 
-import jax
 import numpy as np
 import yaml
-from flax import struct
 
 from qlax.algorithms import ALGORITHMS
+from qlax.errors import ConfigError, one_line, short  # noqa: F401 (short: re-exported)
+from qlax.hparams import DYNAMIC_SETTINGS, HParams  # noqa: F401 (re-exported)
 from qlax.buffers import BUFFER_SETTINGS, BUFFERS
 from qlax.exploration import EXPLORER_SETTINGS, EXPLORERS, SCHEDULE_SETTINGS, SCHEDULES
 from qlax.learner import OPTIMIZERS, TARGET_SETTINGS, TARGETS
 from qlax.losses import PENALTIES, PENALTY_SETTINGS
 from qlax.qfunctions import TORSO_SETTINGS, TORSOS, WEIGHT_INITS
-
-
-class ConfigError(ValueError):
-    """A setting has a bad name, type or value; the message names it and the allowed range."""
 
 
 INT32_MAX = 2**31 - 1  # every integer setting lives in an int32 in the compiled program
@@ -270,51 +265,6 @@ class TrainConfig:
                     f"and obs_low < obs_high in every dimension")
 
 
-@struct.dataclass
-class HParams:
-    """The dynamic settings of one member, as traced scalars (a leading axis for a population).
-
-    Read inside the compiled program from the training state, never baked into it.
-    `max_grad_norm` is inf when gradients are not clipped.
-    """
-
-    lr: jax.Array
-    gamma: jax.Array
-    eps_start: jax.Array
-    eps_end: jax.Array
-    eps_decay: jax.Array
-    eps_decay_steps: jax.Array
-    ez_mu: jax.Array
-    target_period: jax.Array  # int32
-    tau: jax.Array
-    huber_delta: jax.Array
-    max_grad_norm: jax.Array
-    sigma: jax.Array
-    init_scale: jax.Array
-    per_alpha: jax.Array
-    per_beta: jax.Array
-    learning_starts: jax.Array  # int32
-    td_lambda: jax.Array
-
-    @staticmethod
-    def of(config: TrainConfig) -> HParams:
-        """The dynamic settings of `config` as numpy scalars."""
-        values = {}
-        for name in DYNAMIC_SETTINGS:
-            value = getattr(config, name)
-            if name == "max_grad_norm" and value is None:
-                value = math.inf
-            values[name] = np.int32(value) if name in _INTEGER_HPARAMS else np.float32(value)
-        return HParams(**values)
-
-    @staticmethod
-    def stack(members: list[HParams]) -> HParams:
-        """One HParams whose leaves have a leading member axis."""
-        return jax.tree.map(lambda *leaves: np.stack(leaves), *members)
-
-
-DYNAMIC_SETTINGS = tuple(f.name for f in dataclasses.fields(HParams))
-_INTEGER_HPARAMS = ("target_period", "learning_starts")
 
 
 # Settings that describe one environment: a change of env drops them (a preset's CartPole
@@ -532,6 +482,12 @@ def _field_kinds() -> dict[str, tuple[type, bool, bool]]:
     return kinds
 
 
+def range_text(name: str) -> str:
+    """The values setting `name` may take, as messages write them ("[0, 1]", ">= 1")."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}[name]
+    return _range_text(_field_kinds()[name][0], meta)
+
+
 def _range_text(kind: type, meta: dict) -> str:
     low, high = meta["low"], meta["high"]
     fmt = (lambda v: str(int(v))) if kind is int else (lambda v: f"{v:g}")
@@ -540,25 +496,6 @@ def _range_text(kind: type, meta: dict) -> str:
     if low is not None:
         return f"{'>' if meta['low_open'] else '>='} {fmt(low)}"
     return f"<= {fmt(high)}"
-
-
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = 80
-
-
-def short(value: Any, width: int = 80) -> str:
-    """repr(value) cut to `width` characters with an ellipsis, so no message embeds a huge value."""
-    try:
-        text = _SHORT.repr(value)
-    except ValueError:  # an integer with more digits than Python prints
-        text = f"<a {value.bit_length()}-bit integer>" if isinstance(value, int) else f"<{type(value).__name__}>"
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def reason(err: BaseException, width: int = 160) -> str:
-    """An exception as one short line (for an error that reports a user's code failing)."""
-    text = str(err)
-    return _one_line(f"{type(err).__name__}: {text}" if text else type(err).__name__, width)
 
 
 # Reading YAML: presets, --set and --grid values, config.yaml and grid.yaml.
@@ -590,7 +527,7 @@ class _Loader(yaml.SafeLoader):
         event = self.peek_event()
         tag = getattr(event, "tag", None)
         if tag not in (None, "!"):
-            raise yaml.composer.ComposerError(None, None, f"tags such as {_one_line(tag, 40)} are not allowed",
+            raise yaml.composer.ComposerError(None, None, f"tags such as {one_line(tag, 40)} are not allowed",
                                               event.start_mark)
         self.values += 1
         too_many = f"more than {MAX_YAML_VALUES:,} values" if self.values > MAX_YAML_VALUES else \
@@ -649,12 +586,12 @@ def load_yaml(text: str | bytes, source: str) -> Any:
         mark = err.problem_mark or err.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         what = ", ".join(part for part in (err.context, err.problem) if part)
-        raise ConfigError(f"{source}: not valid YAML: {_one_line(what, 160)}{where}") from None
+        raise ConfigError(f"{source}: not valid YAML: {one_line(what, 160)}{where}") from None
     except yaml.reader.ReaderError as err:
         raise ConfigError(f"{source}: not valid YAML: character {err.character:#06x} at position "
                           f"{err.position} is not allowed") from None
     except ValueError as err:  # an integer with more digits than Python converts
-        raise ConfigError(f"{source}: not valid YAML: {_one_line(str(err), 120)}") from None
+        raise ConfigError(f"{source}: not valid YAML: {one_line(str(err), 120)}") from None
     if size > MAX_YAML_VALUES:
         raise ConfigError(f"{source}: aliases expand to more than {MAX_YAML_VALUES:,} values, or contain themselves")
     return value
@@ -685,9 +622,3 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, float], open_: set[int]) ->
         sizes[id(node)] = 1 + sum(_expanded_size(child, sizes, open_) for child in children)
         open_.discard(id(node))
     return sizes[id(node)]
-
-
-def _one_line(text: str, width: int) -> str:
-    """`text` with control characters escaped, cut to `width` characters."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:width])
-    return text if len(text) <= width else text[:width - 3] + "..."

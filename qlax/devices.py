@@ -82,7 +82,7 @@ def join_processes(coordinator: str | None = None, num_processes: int | None = N
     otherwise give all three. Processes on CPUs talk over gloo. Call it before anything
     runs on JAX.
     """
-    from qlax.config import ConfigError
+    from qlax.errors import ConfigError
 
     if coordinator is not None:
         host, sep, port = coordinator.rpartition(":")

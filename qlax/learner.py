@@ -18,7 +18,7 @@ import optax
 from flax import struct
 
 if TYPE_CHECKING:
-    from qlax.config import HParams
+    from qlax.hparams import HParams
 
 
 # Adam, or RAdam (Liu et al. 2020): Adam with its variance estimate rectified, which warms

@@ -339,7 +339,7 @@ def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per observation dimension: the settings', else the observation space's;
     [-1, 1] (the identity scaling) everywhere for `obs_scaling: none`, and always for a
     Discrete observation's one-hot entries, so they stay 0/1."""
-    from qlax.config import ConfigError, short
+    from qlax.errors import ConfigError, short
 
     if config.obs_scaling == "none":
         return -np.ones(spec.obs_dim, np.float32), np.ones(spec.obs_dim, np.float32)
@@ -374,7 +374,7 @@ def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda
 
 def _torso(config, spec, outputs_per_action: int, q_values: Callable, fractions: int = 0) -> QFunction:
     """`build`'s Q-function before its action mask."""
-    from qlax.config import ConfigError
+    from qlax.errors import ConfigError
 
     low, high = observation_bounds(config, spec)
     if config.q_function == "linear_rbf":
@@ -398,7 +398,7 @@ def _torso(config, spec, outputs_per_action: int, q_values: Callable, fractions:
 def check_frames(spec) -> None:
     """The Nature torso reads stacked pixel frames: (frames, height, width) of values 0..255
     (bytes, or EnvPool's floats), at least 36 x 36 pixels (where its convolutions leave one)."""
-    from qlax.config import ConfigError
+    from qlax.errors import ConfigError
 
     pixels = len(spec.obs_shape) == 3 and min(spec.obs_shape[1:]) >= 36 and \
         bool(np.all(spec.obs_low == 0) and np.all(spec.obs_high == 255))

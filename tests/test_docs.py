@@ -108,3 +108,17 @@ def test_the_algorithms_page_names_everything_each_registry_lists():
     for registry in (ALGORITHMS, BUFFERS, EXPLORERS, SCHEDULES, TARGETS, PENALTIES, TORSOS):
         for name in registry:
             assert re.search(rf"\b{name}\b", page), name
+
+
+def test_the_reference_lists_every_setting_with_what_reads_it(monkeypatch):
+    from qlax import config
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))
+    import mkdocs_hooks
+
+    table = mkdocs_hooks.settings_table().splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == [f"| `{name}`" for name in config.field_names()]
+    assert "| `munchausen_tau` | `0.03` | > 0 | algorithm mdqn |  | mdqn: temperature" in "\n".join(table)
+    assert "| `lr` | `0.005` | > 0 | algorithm dqn, c51, qrdqn, iqn, mdqn or pqn | yes |" in "\n".join(table)
+    page = mkdocs_hooks.on_page_markdown("before\n" + mkdocs_hooks.MARKER + "\nafter")
+    assert page.startswith("before\n| setting |") and page.endswith("\nafter")

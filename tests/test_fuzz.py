@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qlax import cli, experiment, plotting, render, rundir
+from qlax import cli, experiment, plotting, render, run_evaluation
 
 TINY = ["--seeds", "2", "--steps", "400", "--set", "num_envs=4", "--set", "num_centers=8", "--set", "chunk_steps=50",
         "--set", "eval_episodes=2", "--set", "learning_starts=50", "--set", "buffer_size=200"]
@@ -41,7 +41,7 @@ def stubbed(monkeypatch):
     def reached(*args, **kwargs):
         raise Reached
 
-    for module, name in ((experiment, "population"), (rundir, "evaluate_members"),
+    for module, name in ((experiment, "population"), (run_evaluation, "evaluate_members"),
                          (render, "rollout"), (plotting, "write_whole")):
         monkeypatch.setattr(module, name, reached)
 
@@ -160,7 +160,7 @@ def test_a_full_disk_names_the_file_and_leaves_no_partial_one(finished, tmp_path
     run = tmp_path / "run"
     shutil.copytree(finished, run)
     (run / "eval.json").write_text("{}")
-    monkeypatch.setattr(rundir, "evaluate_members", lambda trainer, members, *a: np.zeros((members.count, 2)))
+    monkeypatch.setattr(run_evaluation, "evaluate_members", lambda trainer, members, *a: np.zeros((members.count, 2)))
     monkeypatch.setattr(render, "rollout", lambda *a, **k: np.zeros((3, 4), np.float32))  # 3 CartPole states
     monkeypatch.setattr(qlax.files.os, "replace", lambda *a: full(a[1]))
     for argv, written in ((["eval", str(run)], run / "eval.json"), (["plot", str(run)], run / "learning_curve.png"),

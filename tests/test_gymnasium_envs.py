@@ -24,7 +24,7 @@ from qlax import nstep, replay  # noqa: E402
 from qlax.config import TrainConfig  # noqa: E402
 from qlax.envs import EnvError, env_spec, make_env, recipe, register  # noqa: E402
 from qlax.experiment import start  # noqa: E402
-from qlax.rundir import evaluate_run  # noqa: E402
+from qlax.run_evaluation import evaluate_run  # noqa: E402
 from qlax.types import Transition  # noqa: E402
 
 PROBES = {  # name -> whether the env resets on the step after an end (NEXT_STEP)

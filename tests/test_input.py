@@ -107,7 +107,7 @@ def bad_values(f: dataclasses.Field, kind: str, rng: random.Random) -> list[str]
         return quoted + nan_inf + overflow + ["1e-46", "1e-320", "4e-324", "0", "-1e-3"]
     if kind == "ranged float":
         low, high = f.metadata["low"], f.metadata["high"]
-        beyond = [str(low - 0.5)] + ([str(high + 0.5)] if high is not None else [])
+        beyond = ([str(low - 0.5)] if low is not None else []) + ([str(high + 0.5)] if high is not None else [])
         return quoted + nan_inf + overflow + beyond
     return quoted + nan_inf + overflow
 

@@ -12,7 +12,7 @@ import uuid
 import pytest
 import yaml
 
-from qlax import cli, envs, presets, rundir
+from qlax import cli, envs, presets, run_evaluation, rundir
 from qlax.config import ConfigError, TrainConfig
 
 COMMANDS = (["eval"], ["eval", "--backend", "gymnasium"], ["plot"], ["render"], ["resume"])
@@ -88,7 +88,7 @@ def test_no_python_reader_runs_code_that_a_run_directory_names(case, planted, tm
     module, marker = planted
     env, spec = CASES[case](module)
     out = run_dir(tmp_path, env, spec)
-    for read in (rundir.load_members, rundir.evaluate_run, load_policy):
+    for read in (rundir.load_members, run_evaluation.evaluate_run, load_policy):
         with pytest.raises(envs.EnvError):
             read(out)
     assert_nothing_ran(marker)

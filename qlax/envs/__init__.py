@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from qlax.config import short
+from qlax.errors import short
 from qlax.envs import gymnax_adapter, jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.envs.jax_adapter import OBJECT_PREFIX, Box, Discrete, TimeStep, is_registered, register, registered_object

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
-from qlax.config import short
+from qlax.errors import short
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.types import Transition
 

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.config import reason, short
+from qlax.errors import reason, short
 from qlax.envs import jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.types import Transition

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.config import short
+from qlax.errors import short
 from qlax.envs.base import EnvError, EnvSpec, VecEnv, env_step
 from qlax.types import Transition
 

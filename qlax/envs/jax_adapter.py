@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.config import reason, short
+from qlax.errors import reason, short
 from qlax.envs import gymnax_adapter
 from qlax.envs.base import EnvError, EnvSpec, VecEnv, env_step
 from qlax.types import Transition
