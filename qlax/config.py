@@ -135,9 +135,11 @@ class TrainConfig:
     per_alpha: float = _field(0.6, "prioritized: priority = (|td error| + eps)^alpha", low=0.0, high=1.0)
     per_beta: float = _field(0.4, "prioritized: importance exponent at the start, annealed to 1 over the budget",
                              low=0.0, high=1.0)
-    learning_starts: int = _field(1_000, "stored transitions before the first update", low=1)
+    learning_starts: int = _field(1_000, "stored transitions before the first update (0: from the first one "
+                                  "stored, SB3's 0)", low=0)
     n_step: int = _field(1, "steps summed into each bootstrap target (n-step returns)", low=1)
-    gradient_steps: int = _field(1, "gradient steps per update round", low=1)
+    gradient_steps: int = _field(1, "gradient steps per update round; -1: one per env step of the round (SB3's -1)",
+                                 low=-1)
     train_freq: int | None = _field(None, "env steps between update rounds (default: num_envs, one per vector step)",
                                     low=1)
     warmup_random: bool = _field(False, "act uniformly at random until learning_starts transitions are stored")
@@ -215,6 +217,11 @@ class TrainConfig:
     def env_steps_per_round(self) -> int:
         """Env steps between update rounds: train_freq, or one round per vector step."""
         return self.train_freq if self.train_freq is not None else self.num_envs
+
+    @property
+    def updates_per_round(self) -> int:
+        """Gradient steps per update round: gradient_steps, or with -1 one per env step of the round."""
+        return self.env_steps_per_round if self.gradient_steps == -1 else self.gradient_steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

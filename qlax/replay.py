@@ -178,5 +178,6 @@ def contents(state: ReplayState) -> Transition:
 
 
 def can_sample(state: ReplayState, min_size: int | jax.Array = 1) -> jax.Array:
-    """Whether at least `min_size` transitions are stored (bool scalar)."""
-    return state.size >= min_size
+    """Whether at least `min_size` transitions, and at least one, are stored (bool scalar):
+    learning_starts 0 (SB3's) learns from the first transition stored."""
+    return state.size >= jnp.maximum(min_size, 1)

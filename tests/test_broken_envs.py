@@ -187,3 +187,17 @@ def test_a_gymnasium_env_whose_observations_change_shape_while_it_runs_ends_in_o
     assert capsys.readouterr().err == ("qlax: error: env = 'gymnasium:shifting:make': step on the host failed: "
                                        "ValueError: it returned observations of shape (4,), where its "
                                        "observation_space says (3,)\n")
+
+
+def test_a_box2d_environment_without_box2d_names_the_extra(capsys):
+    pytest.importorskip("gymnasium")
+    try:
+        import Box2D  # noqa: F401
+        pytest.skip("Box2D is installed here")
+    except ImportError:
+        pass
+    assert cli.main(["train", "--set", "env=gymnasium:LunarLander-v3", "--set", "q_function=mlp"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("qlax: error: env = 'gymnasium:LunarLander-v3': 'LunarLander-v3' "
+                                                   "needs a package that is not installed")
+    assert err.rstrip().endswith("pip install 'qlax[box2d]'")

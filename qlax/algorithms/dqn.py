@@ -119,6 +119,9 @@ def check(config: TrainConfig) -> None:
         raise ConfigError(
             f"learning_starts ({config.learning_starts}) exceeds total_steps ({config.total_steps}): "
             f"no update would ever run; allowed range is 1..{config.total_steps}")
+    if config.gradient_steps == 0:
+        raise ConfigError("gradient_steps = 0: out of range, allowed -1 (one per env step of a round, SB3's -1) "
+                          "or >= 1")
     if config.double_q and config.target == "online":
         raise ConfigError("double_q needs a target network: set target to 'periodic' or 'polyak'")
     if config.gradient == "residual" and config.target != "online":
@@ -180,7 +183,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
     schedule = None if explorer.noisy else epsilon_schedule(config.eps_schedule)  # noisy nets need no epsilon
     budget = config.vector_steps
     per_round = config.env_steps_per_round
-    max_updates = math.ceil(config.num_envs / per_round) * config.gradient_steps
+    max_updates = math.ceil(config.num_envs / per_round) * config.updates_per_round
     fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
     learner = learner_for(config, q_function, values)
     draws = passes_draw(config, values)
@@ -268,7 +271,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
         # final observations) is not stored: neither bootstrapping from a reset observation
         # nor calling the cut terminal would be right.
         buf = buffer.add(agent.replay, stored, mask=active & storable)
-        updates_due = rounds_due(vector_steps) * config.gradient_steps
+        updates_due = rounds_due(vector_steps) * config.updates_per_round
         ready = active & replay.can_sample(buf, hp.learning_starts) & (updates_due > 0)
         beta = hp.per_beta + (1.0 - hp.per_beta) * jnp.minimum(vector_steps / budget, 1.0)
         new_learner, loss_sum, learned_buffer = learn_rounds(agent.learner, buf, key, updates_due, ready, hp, beta)

@@ -134,6 +134,11 @@ class _Source:
         gymnasium, factory = _gymnasium(), self.factory
         try:
             env = factory() if factory is not None else gymnasium.make(self.target)
+        except gymnasium.error.DependencyNotInstalled as err:
+            extra = "box2d" if "box2d" in str(err).lower() else None
+            advice = f"pip install 'qlax[{extra}]'" if extra else "install what it names"
+            raise EnvError(f"env = {short(self.name)}: {short(self.target, 60)} needs a package that is not installed "
+                           f"({reason(err, 120)}): {advice}") from None
         except gymnasium.error.Error as err:
             raise EnvError(f"env = {short(self.name)}: Gymnasium cannot make {short(self.target, 60)} "
                            f"({short(err, 160)})") from None
