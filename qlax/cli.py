@@ -155,7 +155,8 @@ def report(result) -> int:
             solved = "" if threshold is None else f"  solved {row['solved_fraction']:.0%} of {row['seeds']} seeds"
             print(f"  {result.members.label(row['setting']):40s} mean return {row['mean_return']:8.1f}{stderr}"
                   f"{solved}")
-        print(f"best: {result.members.label(s['best_setting']['setting'])}")
+        print(f"best: {result.members.label(s['best_setting']['setting'])} (chosen on these returns, which flatters "
+              f"it: train it again with other seeds for a number that did not choose it)")
         noun = "members"
     else:
         for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):

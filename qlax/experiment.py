@@ -467,13 +467,16 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
     all_diverged = bool(np.all(latest.diverged))
     returns = None if interrupted or all_diverged else evaluate_members(trainer, members, placement,
                                                                   trainer.greedy_params(state))
+    best_returns = None if returns is None or not config.keep_best else \
+        evaluate_members(trainer, members, placement, trainer.greedy_params(state, best=True))
     steps_run = int(np.sum(latest.env_steps)) - steps_before
     run = {"preset": options.preset, "env": config.env, "devices": placement.devices,
            "processes": jax.process_count(), "compile_s": round(compile_s, 3), "train_s": round(train_s, 3),
            "env_steps_per_s": round(steps_run / train_s, 1) if train_s > 0 else None,
            "eval_episodes": config.eval_episodes, "threshold": threshold}
     summary = reports.summary(members, {**reports.train_numbers(latest, config.keep_best),
-                                        **reports.eval_numbers(returns, threshold)}, run)
+                                        **reports.eval_numbers(returns, threshold),
+                                        **reports.best_eval_numbers(best_returns)}, run)
     summary["interrupted"] = interrupted
     if options.init_from is not None:
         summary["init_from"] = options.init_from

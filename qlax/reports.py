@@ -121,6 +121,15 @@ def eval_numbers(returns: np.ndarray | None, threshold: float | None) -> dict[st
             "solved": [bool(threshold is not None and m >= threshold) for m in means]}
 
 
+def best_eval_numbers(returns: np.ndarray | None) -> dict[str, list]:
+    """keep_best runs: each member's best-check policy evaluated afresh (`eval_episodes` new
+    episodes, none of those that chose it: `best_greedy_return` is the maximum over the
+    checks, so it is biased upward); nothing otherwise."""
+    if returns is None:
+        return {}
+    return {"best_eval_mean_return": [round(float(m), 3) for m in returns.mean(axis=1)]}
+
+
 def summary(members: Members, numbers: dict[str, list], run: dict[str, Any]) -> dict[str, Any]:
     """summary.json: `run`'s fields (preset, env, timings, ...) and the members' numbers.
 
@@ -140,7 +149,15 @@ def summary(members: Members, numbers: dict[str, list], run: dict[str, Any]) -> 
     best = None if table is None else max(table, key=lambda r: (r["solved_fraction"], r["mean_return"]))
     return {**run, "grid": {k: list(v) for k, v in members.grid}, "num_settings": len(members.settings),
             "num_seeds": members.seeds, "num_members": members.count, "solved_fraction": fraction,
-            "best_setting": best, "settings": table, "members": entries}
+            "best_setting": best, "best_setting_chosen_on": BEST_SETTING_CHOSEN_ON if best else None,
+            "settings": table, "members": entries}
+
+
+# What a sweep's best_setting is chosen on, said beside it: its own numbers are the returns
+# that chose it, so they flatter it; a fresh evaluation of its seeds does not.
+BEST_SETTING_CHOSEN_ON = ("these evaluation returns (the most solved, then the highest mean): they chose it, so "
+                          "they flatter it; train the chosen setting again with other seeds (--set seed=...) for "
+                          "a number that did not choose it")
 
 
 def json_text(value: Any) -> str:

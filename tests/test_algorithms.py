@@ -162,6 +162,9 @@ def test_the_best_greedy_check_is_kept_and_loadable(pqn_run):
         np.testing.assert_array_equal(a, np.asarray(b[1]))
     assert cli.main(["eval", str(out), "--best", "--episodes", "3"]) == 0
     assert json.loads((out / "eval.json").read_text())["best"] is True
+    # The best policy evaluated afresh at the end of training (its own eval_episodes, not the checks that chose it).
+    assert cli.main(["eval", str(out), "--best"]) == 0
+    assert json.loads((out / "eval.json").read_text())["mean_return"] == summary["best_eval_mean_return"]
 
 
 @pytest.mark.slow
