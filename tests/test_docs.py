@@ -122,3 +122,13 @@ def test_the_reference_lists_every_setting_with_what_reads_it(monkeypatch):
     assert "| `lr` | `0.005` | > 0 | algorithm dqn, c51, qrdqn, iqn, mdqn or pqn | yes |" in "\n".join(table)
     page = mkdocs_hooks.on_page_markdown("before\n" + mkdocs_hooks.MARKER + "\nafter")
     assert page.startswith("before\n| setting |") and page.endswith("\nafter")
+
+
+@pytest.mark.slow
+def test_the_acrobot_example_solves_as_it_says(tmp_path):
+    """docs/tutorials/your-config.md's written-out Acrobot preset solves with every seed."""
+    page = next(p for p in PAGES if p.name == "your-config.md")
+    block = next(text for text in blocks(page, "yaml") if "DQN on Acrobot" in text)
+    (tmp_path / "acrobot.yaml").write_text(block)
+    result = qlax.train(qlax.presets.load(str(tmp_path / "acrobot.yaml")), seeds=2, progress=False)
+    assert all(result.solved), result.eval_mean_return
