@@ -19,7 +19,8 @@ class Buffer(NamedTuple):
     """init(example, capacity); add(state, batch, mask); sample(state, key, batch_size, beta) ->
     (batch, rows, weights); update(state, rows, priorities, alpha); keep_learned(pred, new, old):
     `new` where pred else `old`, for what learning changes (the priorities), so no step
-    copies the stored transitions."""
+    copies the stored transitions; can_sample(state, min_size): whether learning may start;
+    storage(state): the array of stored transitions (rows, bytes per row), for memory plans."""
 
     init: Callable
     add: Callable
@@ -27,6 +28,8 @@ class Buffer(NamedTuple):
     update: Callable
     keep_learned: Callable
     learns_priorities: bool  # whether learning writes into the buffer at all
+    can_sample: Callable
+    storage: Callable
 
 
 def _keep_priorities(pred: jax.Array, new: prioritized.PrioritizedState, old: prioritized.PrioritizedState):
@@ -41,6 +44,8 @@ UNIFORM = Buffer(
     update=lambda state, rows, priorities, alpha: state,
     keep_learned=lambda pred, new, old: old,
     learns_priorities=False,
+    can_sample=replay.can_sample,
+    storage=lambda state: state.storage,
 )
 
 PRIORITIZED = Buffer(
@@ -50,6 +55,8 @@ PRIORITIZED = Buffer(
     update=prioritized.update_priorities,
     keep_learned=_keep_priorities,
     learns_priorities=True,
+    can_sample=lambda state, min_size=1: replay.can_sample(state.replay, min_size),
+    storage=lambda state: state.replay.storage,
 )
 
 BUFFERS = {"uniform": UNIFORM, "prioritized": PRIORITIZED}

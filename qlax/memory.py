@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import jax
 from jax.extend.core import jaxprs_in_params
 
-from qlax import prioritized
 from qlax.config import ConfigError, short
 from qlax.evaluate import EVAL_BATCH
 from qlax.trainer import Trainer, solve_threshold
@@ -132,20 +131,19 @@ def plan(trainer: Trainer, template, members_here: int, where: str, *, copies_st
     ShapeDtypeStructs, no member axis). `copies_state`: the run holds its state twice at some
     point (a resume, or a padded population). An algorithm without replay (PQN) plans none."""
     config = trainer.config
-    buffer = getattr(template.agent, "replay", None)
-    storage = None if buffer is None else \
-        (buffer.replay if isinstance(buffer, prioritized.PrioritizedState) else buffer).storage
+    parts = trainer.algorithm.memory_parts(template.agent)
+    storage = parts.storage
     row_bytes = 0 if storage is None else storage.shape[1] * storage.dtype.itemsize
-    replay = _bytes(buffer)
-    learner = _bytes(template.agent.learner)
+    replay = _bytes(parts.replay)
+    learner = _bytes(parts.learner)
     environment = _bytes((template.env_state, template.obs))
-    window = _bytes(getattr(template.agent, "window", ()))
+    window = _bytes(parts.window)
     obs_bytes = _bytes(template.obs) // config.num_envs
     activations, pairs = _network_bytes(trainer, template)
     # what one greedy episode holds: its observation, environment state, activations, return and flag
     episode = obs_bytes + _bytes(template.env_state) // config.num_envs + activations + 5
     rollout_steps = trainer.algorithm.rollout_steps
-    samples = config.batch_size if buffer is not None else rollout_steps * config.num_envs // config.num_minibatches
+    samples = config.batch_size if storage is not None else rollout_steps * config.num_envs // config.num_minibatches
     checks = config.keep_best or (config.early_stop and config.stop_on == "greedy"
                                   and solve_threshold(config, trainer.env) is not None)
     state = _bytes(template)

@@ -6,8 +6,10 @@ algorithm says how its agent acts and how it learns from what was collected:
 
     algorithm = make(config, env)          # from ALGORITHMS[config.algorithm]
     agent = algorithm.init(key, hparams, first_obs)
-    actions, agent = algorithm.act(agent, obs, key, hparams, vector_steps, active)
+    actions, agent = algorithm.act(agent, obs, first, key, hparams, vector_steps, active)
     agent, learned = algorithm.learn(agent, rollout, key, hparams, vector_steps, active)
+
+(`Init`, `Act` and `Learn` type them.)
 
 The trainer vmaps both over the population's members with the axis name `MEMBERS`, so
 an algorithm can skip work no member needs (`any_member`) where a per-member condition
@@ -26,7 +28,7 @@ and its tests. Modules are imported when their algorithm is used.
 from __future__ import annotations
 
 import importlib
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -79,18 +81,47 @@ class Learned:
     diverged: jax.Array  # bool (): an update went non-finite and was refused
 
 
+class Init(Protocol):
+    def __call__(self, key: jax.Array, hparams: Any, obs: jax.Array) -> Any:
+        """A member's agent state, from its key, dynamic settings and first observations (num_envs, ...)."""
+
+
+class Act(Protocol):
+    def __call__(self, agent: Any, obs: jax.Array, first: jax.Array, key: jax.Array, hparams: Any,
+                 vector_steps: jax.Array, active: jax.Array) -> tuple[jax.Array, Any]:
+        """(actions (num_envs,) int32, agent): `first` marks each env's first observation of an
+        episode; where `active` is false the agent comes back unchanged."""
+
+
+class Learn(Protocol):
+    def __call__(self, agent: Any, rollout: Rollout, key: jax.Array, hparams: Any, vector_steps: jax.Array,
+                 active: jax.Array) -> tuple[Any, Learned]:
+        """(agent, what it learned) after a rollout of `rollout_steps` vector steps."""
+
+
+class MemoryParts(NamedTuple):
+    """What an agent holds, by part, as memory plans count it (`memory.plan`); the rest of
+    the agent is counted as other state."""
+
+    learner: Any  # parameters, target parameters, optimizer state
+    replay: Any = ()  # the whole replay buffer (none: an algorithm without replay)
+    storage: Any = None  # its array of stored transitions (rows, bytes per row)
+    window: Any = ()  # the n-step window
+
+
 class Algorithm(NamedTuple):
     """One algorithm's pure functions for one static config (see the module docstring)."""
 
     q_function: QFunction  # its greedy Q-values: evaluation, policies, rendering
     rollout_steps: int  # vector steps collected between learns
-    init: Callable  # (key, hparams, obs) -> agent state
-    act: Callable  # (agent, obs, key, hparams, vector_steps, active) -> (actions (num_envs,), agent)
-    learn: Callable  # (agent, Rollout, key, hparams, vector_steps, active) -> (agent, Learned)
+    init: Init
+    act: Act
+    learn: Learn
     params: Callable  # agent -> the parameters the greedy policy uses
     epsilon: Callable  # (agent, hparams, vector_steps) -> the exploration rate acting uses now
     updates: Callable  # agent -> the gradient steps it has taken
     learning_rate: Callable  # (agent, hparams) -> the learning rate of its next gradient step
+    memory_parts: Callable  # agent -> MemoryParts
 
 
 def module(name: str):

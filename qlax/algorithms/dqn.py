@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlax import losses, nstep, qfunctions, replay
-from qlax.algorithms import Algorithm, Learned, Rollout, any_member
+from qlax import losses, nstep, qfunctions
+from qlax.algorithms import Algorithm, Learned, MemoryParts, Rollout, any_member
 from qlax.buffers import BUFFERS
 from qlax.config import ConfigError, HParams, TrainConfig
 from qlax.exploration import EXPLORERS, epsilon_schedule
@@ -203,7 +203,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
         eps = jnp.float32(0.0) if explorer.noisy else \
             schedule(vector_steps, hp.eps_start, hp.eps_end, hp.eps_decay, hp.eps_decay_steps)
         if config.warmup_random:
-            eps = jnp.where(replay.can_sample(agent.replay, hp.learning_starts), eps, 1.0)
+            eps = jnp.where(buffer.can_sample(agent.replay, hp.learning_starts), eps, 1.0)
         return eps
 
     def act(agent: DQNState, obs, first, key, hp: HParams, vector_steps, active):
@@ -272,13 +272,13 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
         # nor calling the cut terminal would be right.
         buf = buffer.add(agent.replay, stored, mask=active & storable)
         updates_due = rounds_due(vector_steps) * config.updates_per_round
-        ready = active & replay.can_sample(buf, hp.learning_starts) & (updates_due > 0)
+        ready = active & buffer.can_sample(buf, hp.learning_starts) & (updates_due > 0)
         beta = hp.per_beta + (1.0 - hp.per_beta) * jnp.minimum(vector_steps / budget, 1.0)
         new_learner, loss_sum, learned_buffer = learn_rounds(agent.learner, buf, key, updates_due, ready, hp, beta)
         learner_state, accept, diverged = guarded(ready, new_learner, agent.learner, loss_sum)
         buf = buffer.keep_learned(accept, learned_buffer, buf) if buffer.learns_priorities else buf
         refresh = active if config.obs_stats == "always" else \
-            active & ~replay.can_sample(buf, hp.learning_starts)  # warmup: until learning starts
+            active & ~buffer.can_sample(buf, hp.learning_starts)  # warmup: until learning starts
         obs_stats = scaler.refresh(agent.obs_stats, step.obs, refresh)
         if scaler.tracks:
             learner_state = learner_state.replace(params=scaler.rescale(learner_state.params, obs_stats),
@@ -290,4 +290,6 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
 
     return Algorithm(q_function=q_function, rollout_steps=1, init=init, act=act, learn=learn,
                      params=lambda agent: agent.learner.params, epsilon=epsilon,
-                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: hp.lr)
+                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: hp.lr,
+                     memory_parts=lambda agent: MemoryParts(learner=agent.learner, replay=agent.replay,
+                                                            storage=buffer.storage(agent.replay), window=agent.window))

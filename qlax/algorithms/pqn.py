@@ -22,7 +22,7 @@ import optax
 from flax import struct
 
 from qlax import losses, qfunctions
-from qlax.algorithms import Algorithm, Learned, Rollout
+from qlax.algorithms import Algorithm, Learned, MemoryParts, Rollout
 from qlax.config import ConfigError, HParams, TrainConfig
 from qlax.exploration import EXPLORERS, epsilon_schedule
 from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
@@ -158,4 +158,5 @@ def make(config: TrainConfig, env) -> Algorithm:
 
     return Algorithm(q_function=q_function, rollout_steps=config.num_steps, init=init, act=act, learn=learn,
                      params=lambda agent: agent.learner.params, epsilon=epsilon,
-                     updates=lambda agent: agent.learner.updates, learning_rate=learning_rate)
+                     updates=lambda agent: agent.learner.updates, learning_rate=learning_rate,
+                     memory_parts=lambda agent: MemoryParts(learner=agent.learner))
