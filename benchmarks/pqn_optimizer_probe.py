@@ -3,7 +3,7 @@
     python benchmarks/pqn_optimizer_probe.py [--updates 160] [--optimizers adam,radam]
 
 A CPU-sized look at why qlax's PQN with Adam did not learn Pong on a GPU where an
-independent PQN with RAdam did (docs/environments.md, On a GPU). It plays 32 steps of 32
+independent PQN with RAdam did (docs/results.md, On a GPU). It plays 32 steps of 32
 EnvPool Pong games at random, builds breakout-pqn's network (the Nature torso with layer
 norm) and, from the same initial weights, takes --updates PQN-style updates with each
 optimizer: Q(lambda 0.65, gamma 0.99) targets over those frames from the current network

@@ -223,7 +223,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
     for env_id, why in refused.items():
         print(f"{env_id:26s} not supported: {why}")
     print("\nBeyond gymnax's: gymnasium:ID, atari:GAME, envpool:ID, navix:ID, jumanji:ID, and module.path:factory "
-          "for your own JAX environment (docs/environments.md)")
+          "for your own JAX environment (docs/environments/own-jax.md)")
     return 0
 
 

@@ -240,7 +240,7 @@ def test_the_navix_preset_solves_random_empty_rooms():
 @pytest.mark.slow
 def test_the_knapsack_preset_packs_far_more_than_random_play():
     # The preset's program on a tenth of its budget: uniform random legal play packs 13.6
-    # (docs/environments.md), the optimum 20.05; a quarter of a million steps reach about 17.
+    # (docs/results.md), the optimum 20.05; a quarter of a million steps reach about 17.
     config = qlax.presets.load("knapsack-pqn").replace(total_steps=262_144, early_stop=False, eval_episodes=50)
     result = qlax.train(config, seeds=2, progress=False)
     assert np.all(np.asarray(result.eval_mean_return) > 16.0), result.eval_mean_return

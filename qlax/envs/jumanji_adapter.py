@@ -15,7 +15,7 @@ by `jax_adapter`, which adds auto-reset and keeps final observations:
   .fields(ID)` lists the fields with their slices of the vector;
 - the observation's `action_mask` field (one boolean per action) is the environment's
   action mask (`EnvSpec.action_mask`): acting, targets and greedy play choose among the
-  legal actions only (docs/environments.md, "Action masks");
+  legal actions only (docs/environments/action-masks.md);
 - the time limit is the environment's `time_limit` where it has one.
 
 Only environments acted on with one discrete integer (a `DiscreteArray` action spec) are
@@ -25,7 +25,7 @@ continuous ones, are refused.
 The `knapsack-pqn` preset solves Knapsack-v1 (a mean greedy value of 19.0, 95% of the
 optimum's 20.05; random legal play packs 13.6): `qlax train knapsack-pqn` solved 8 of
 8 seeds in 952 s on a 2-core CPU shared with other jobs, every seed stopping after
-passing a greedy check, at 1.4 to 2.9 million env steps (docs/environments.md).
+passing a greedy check, at 1.4 to 2.9 million env steps (docs/results.md, Environment sources).
 """
 
 from __future__ import annotations
