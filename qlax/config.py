@@ -88,7 +88,8 @@ class TrainConfig:
     # Q-function.
     q_function: str = _field("linear_rbf", "Q-function family: linear over RBF features, an MLP, a "
                              "convolution then the MLP layers (grid and image observations), or the Nature "
-                             "DQN's three convolutions over stacked pixel frames then the MLP layers (Atari)",
+                             "DQN's three convolutions over stacked pixel frames then the MLP layers (Atari); auto: the one the "
+                             "observations call for (nature over pixel frames, conv over grids, else mlp)",
                              choices=TORSOS)
     num_centers: int = _field(500, "linear_rbf: random RBF centers, uniform in [-1, 1]^obs_dim", low=1)
     sigma: float = _field(0.5, "linear_rbf: RBF width", low=0.0, low_open=True)

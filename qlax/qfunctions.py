@@ -324,7 +324,7 @@ def mlp(obs_dim: int, num_actions: int, hidden_sizes: list[int], activation: str
                    obs_dim, normalization.fixed_scale(obs_low, obs_high))
 
 
-TORSOS = ("linear_rbf", "mlp", "conv", "nature")
+TORSOS = ("linear_rbf", "mlp", "conv", "nature", "auto")
 _NETWORK_SETTINGS = ("hidden_sizes", "activation", "layer_norm", "dueling", "weight_init")
 # The settings each torso reads (`config.owners`).
 TORSO_SETTINGS = {
@@ -332,7 +332,19 @@ TORSO_SETTINGS = {
     "mlp": _NETWORK_SETTINGS,
     "conv": ("conv_channels", *_NETWORK_SETTINGS),
     "nature": _NETWORK_SETTINGS,
+    "auto": ("conv_channels", *_NETWORK_SETTINGS),  # whichever network the observations pick
 }
+
+
+def torso_of(config, spec) -> str:
+    """The network `config.q_function` names; for `auto`, the one the observations call for:
+    the Nature convolutions over pixel frames, a 3x3 convolution over other (height, width,
+    channels) grids (MinAtar's), an MLP over vectors and one-hot states."""
+    if config.q_function != "auto":
+        return config.q_function
+    if is_frames(spec):
+        return "nature"
+    return "conv" if len(spec.obs_shape) == 3 else "mlp"
 
 
 def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
@@ -357,7 +369,8 @@ def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
 def observation_scaler(config, spec) -> normalization.Tracker:
     """The running statistics an agent keeps to scale observations (`config.obs_scaling`):
     never over a Discrete observation's one-hot entries."""
-    return normalization.tracker(*observation_bounds(config, spec), config.obs_scaling, fixed=one_hot_entries(spec))
+    scaling = "bounds" if torso_of(config, spec) == "nature" else config.obs_scaling  # pixels: divided by 255
+    return normalization.tracker(*observation_bounds(config, spec), scaling, fixed=one_hot_entries(spec))
 
 
 def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda outputs: outputs,
@@ -377,9 +390,10 @@ def _torso(config, spec, outputs_per_action: int, q_values: Callable, fractions:
     from qlax.errors import ConfigError
 
     low, high = observation_bounds(config, spec)
-    if config.q_function == "linear_rbf":
+    torso = torso_of(config, spec)
+    if torso == "linear_rbf":
         return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)
-    conv, nature = config.q_function == "conv", config.q_function == "nature"
+    conv, nature = torso == "conv", torso == "nature"
     if conv and len(spec.obs_shape) != 3:
         raise ConfigError(f"q_function = 'conv': env '{spec.id}' has observations of shape {spec.obs_shape}; "
                           f"the convolution needs (height, width, channels): --set q_function=mlp trains on them")
@@ -395,14 +409,19 @@ def _torso(config, spec, outputs_per_action: int, q_values: Callable, fractions:
     return network(net, spec.obs_dim, obs_scale, q_values)
 
 
+def is_frames(spec) -> bool:
+    """Whether `spec`'s observations are stacked pixel frames: (frames, height, width) of values
+    0..255 (bytes, or EnvPool's floats), at least 36 x 36 pixels (where the Nature DQN's
+    convolutions leave one)."""
+    return len(spec.obs_shape) == 3 and min(spec.obs_shape[1:]) >= 36 and \
+        bool(np.all(spec.obs_low == 0) and np.all(spec.obs_high == 255))
+
+
 def check_frames(spec) -> None:
-    """The Nature torso reads stacked pixel frames: (frames, height, width) of values 0..255
-    (bytes, or EnvPool's floats), at least 36 x 36 pixels (where its convolutions leave one)."""
+    """The Nature torso reads stacked pixel frames (`is_frames`)."""
     from qlax.errors import ConfigError
 
-    pixels = len(spec.obs_shape) == 3 and min(spec.obs_shape[1:]) >= 36 and \
-        bool(np.all(spec.obs_low == 0) and np.all(spec.obs_high == 255))
-    if not pixels:
+    if not is_frames(spec):
         raise ConfigError(f"q_function = 'nature': env '{spec.id}' has observations of shape {spec.obs_shape}; "
                           f"the Nature DQN's convolutions read pixel frames (frames, height, width) of values "
                           f"0..255, at least 36 x 36, such as atari:GAME's (4, 84, 84): --set q_function=mlp "

@@ -1,0 +1,50 @@
+"""`q_function: auto` picks the network the observations call for, and the generic presets
+build on each kind of observation."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from qlax import envs, presets, qfunctions
+from qlax.config import TrainConfig
+from user_env import Corridor
+
+AUTO = TrainConfig(q_function="auto")
+
+
+def frames_spec():
+    """A spec of Atari-like stacked pixel frames (4, 84, 84) of 0..255."""
+    spec = envs.env_spec("CartPole-v1")
+    size = 4 * 84 * 84
+    return dataclasses.replace(spec, id="frames", obs_shape=(4, 84, 84), obs_dim=size, obs_dtype="uint8",
+                               obs_low=np.zeros(size, np.float32), obs_high=np.full(size, 255, np.float32))
+
+
+@pytest.mark.parametrize("spec, torso", [
+    (lambda: envs.env_spec("CartPole-v1"), "mlp"),
+    (lambda: envs.env_spec(envs.register(Corridor())), "mlp"),  # a Discrete state, one-hot
+    (lambda: envs.env_spec("Breakout-MinAtar"), "conv"),  # a 10x10x4 grid
+    (frames_spec, "nature"),
+], ids=["vector", "one-hot", "grid", "pixel frames"])
+def test_auto_picks_the_network_the_observations_call_for(spec, torso):
+    spec = spec()
+    assert qfunctions.torso_of(AUTO, spec) == torso
+    params = jax.eval_shape(qfunctions.build(AUTO, spec).init, jax.random.PRNGKey(0), AUTO.hparams())
+    kernels = [leaf.shape for leaf in jax.tree.leaves(params["net"])]
+    assert any(len(k) == 4 for k in kernels) == (torso != "mlp")  # a convolution's kernel where one is chosen
+    if torso == "nature":  # pixels are divided by 255 whatever obs_scaling says, never standardized
+        scaler = qfunctions.observation_scaler(AUTO.replace(obs_scaling="statistics"), spec)
+        assert not scaler.tracks
+
+
+@pytest.mark.parametrize("name", ["dqn", "pqn", "rainbow"])
+@pytest.mark.parametrize("env", ["CartPole-v1", "Breakout-MinAtar", "user_env:corridor"])
+def test_the_generic_presets_build_on_every_kind_of_observation(name, env):
+    from qlax.trainer import make_train
+
+    config = presets.load(name).replace(env=env).validated()
+    trainer = make_train(config)
+    params = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), config.hparams())
+    assert params is not None and trainer.env.spec.id
