@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from qlax.config import ConfigError, short
-from qlax.envs import EnvError, drawing_hook, env_spec, make_env
+from qlax.envs import EnvError, drawing_hook, env_spec, make_env, source_of
 from qlax.files import write_whole
 from qlax.evaluate import UNLIMITED_EPISODE_STEPS
 from qlax.rundir import load_members
@@ -207,23 +207,23 @@ def drawing(env_id: str) -> Callable[[np.ndarray], Image.Image] | None:
     renderer (a Gymnasium one); EnvError for an environment qlax cannot draw."""
     if env_id in DRAWINGS:
         return DRAWINGS[env_id]
+    draw = drawing_hook(env_id)
+    if draw is not None:  # your JAX environment's own drawing, first
+        return lambda obs: Image.fromarray(np.asarray(draw(obs), np.uint8))
     spec = env_spec(env_id)
-    if env_id.endswith("-MinAtar"):  # qlax flattens the grid; gymnax emits (10, 10, channels)
+    if is_grid(spec):  # qlax flattens the grid; the env emits (rows, columns, channels)
         return lambda obs: draw_grid(obs.reshape(spec.obs_shape))
     image = image_drawing(spec)
     if image is not None:
         return image
-    if gymnasium_source(env_id):
+    if source_of(env_id) == "gymnasium":
         return None
-    draw = drawing_hook(env_id)
-    if draw is not None:  # your JAX environment's own drawing
-        return lambda obs: Image.fromarray(np.asarray(draw(obs), np.uint8))
     raise EnvError(f"env = '{env_id}': qlax render cannot draw it; it draws {DRAWABLE}")
 
 
-def gymnasium_source(env_id: str) -> bool:
-    """Whether `env_id` is stepped by the Gymnasium adapter (a name or an object)."""
-    return env_id.startswith("gymnasium:") or env_spec(env_id).host and env_id.startswith("object:")
+def is_grid(spec) -> bool:
+    """Whether `spec`'s observations are a (rows, columns, channels) grid of 0/1 cells (MinAtar's)."""
+    return len(spec.obs_shape) == 3 and bool(np.all(spec.obs_low >= 0) and np.all(spec.obs_high <= 1))
 
 
 def _stamp(image: Image.Image, t: int) -> Image.Image:
