@@ -171,7 +171,7 @@ def test_every_setting_has_an_owner_and_every_preset_reads_what_it_sets():
     (dict(algorithm="pqn", replay="prioritized"), "replay = 'prioritized' (read by algorithm dqn, c51, qrdqn, iqn or mdqn)"),
     (dict(algorithm="c51", q_function="mlp", gradient="residual", target="online"),
      "gradient = 'residual' (read by algorithm dqn)"),
-    (dict(q_function="linear_rbf", dueling=True), "dueling = True (read by q_function mlp, conv or nature)"),
+    (dict(q_function="linear_rbf", dueling=True), "dueling = True (read by q_function mlp, conv, nature or auto)"),
     (dict(q_function="mlp", exploration="noisy", eps_decay=0.5), "eps_decay = 0.5 (read by eps_schedule exponential)"),
 ])
 def test_a_changed_setting_that_nothing_chosen_reads_is_refused_naming_its_readers(changes, message):
