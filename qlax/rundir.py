@@ -330,7 +330,7 @@ def load_members(run_dir: str | Path, episodes: int | None = None, env: Any = No
         env = None
     config = load_run_config(run_dir)
     recipe = Path(run_dir) / ENV_RECIPE_FILE
-    if env is None and recipe.is_file() and config.env.startswith(envs.OBJECT_PREFIX):
+    if env is None and recipe.is_file() and envs.is_object_name(config.env):
         # A new process, or this one holding another object of that name: re-made from the saved spec
         text = _read_text(recipe)
         if not envs.is_registered(config.env) or envs.recipe(envs.registered_object(config.env)) != text:

@@ -20,7 +20,7 @@ LAYERS = {
         "envs", "envs.gymnax_adapter", "envs.jax_adapter", "envs.envpool_adapter", "envs.jumanji_adapter",
         "envs.navix_adapter", "envs.gymnasium_adapter", "envs.atari", "algorithms"],
     "settings": ["config", "presets", "sweep", "zoo"],
-    "algorithms": ["algorithms.dqn", "algorithms.c51", "algorithms.qrdqn", "algorithms.iqn", "algorithms.mdqn",
+    "algorithms": ["algorithms.agent", "algorithms.dqn", "algorithms.c51", "algorithms.qrdqn", "algorithms.iqn", "algorithms.mdqn",
                    "algorithms.pqn"],
     "the compiled program": ["evaluate", "trainer", "memory", "checkpoint"],
     "runs": ["callbacks", "pbt", "reports", "tracking", "rundir", "plotting", "policy", "gymnasium_backend",

@@ -21,9 +21,10 @@ from flax import struct
 
 from qlax import losses, nstep, qfunctions
 from qlax.algorithms import Algorithm, Learned, MemoryParts, Rollout, any_member
+from qlax.algorithms.agent import AgentParts
 from qlax.buffers import BUFFERS
 from qlax.config import ConfigError, HParams, TrainConfig
-from qlax.exploration import EXPLORERS, epsilon_schedule
+from qlax.exploration import EXPLORERS
 from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
 from qlax.types import Transition
 
@@ -177,10 +178,8 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
     """A DQN-family algorithm learning `values`, with the components `config` names."""
     q_function = qfunctions.build(config, env.spec, values.outputs_per_action, values.q_values, values.fractions)
     buffer = BUFFERS[config.replay]
-    explorer = EXPLORERS[config.exploration]
+    parts = AgentParts.build(config, env.spec, q_function)
     accumulator = nstep.accumulator(config.n_step)
-    scaler = qfunctions.observation_scaler(config, env.spec)
-    schedule = None if explorer.noisy else epsilon_schedule(config.eps_schedule)  # noisy nets need no epsilon
     budget = config.vector_steps
     per_round = config.env_steps_per_round
     max_updates = math.ceil(config.num_envs / per_round) * config.updates_per_round
@@ -190,34 +189,27 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
 
     def init(key: jax.Array, hp: HParams, obs: jax.Array) -> DQNState:
         num_envs = obs.shape[0]
-        params = q_function.init(key, hp)
-        obs_stats = scaler.init(obs)
-        params = scaler.rescale(params, obs_stats)
+        params, obs_stats = parts.init_params(key, hp, obs)
         one_step = Transition(obs=obs, action=jnp.zeros(num_envs, jnp.int32), reward=jnp.zeros(num_envs),
                               next_obs=obs, terminated=jnp.zeros(num_envs, bool))
         example = jax.tree.map(lambda x: x[0], accumulator.stored_example(one_step))
         return DQNState(learner=learner.init(params, hp), replay=buffer.init(example, config.buffer_size),
-                        window=accumulator.init(one_step), explore=explorer.init(num_envs), obs_stats=obs_stats)
+                        window=accumulator.init(one_step), explore=parts.explorer.init(num_envs), obs_stats=obs_stats)
 
     def epsilon(agent: DQNState, hp: HParams, vector_steps: jax.Array) -> jax.Array:
-        eps = jnp.float32(0.0) if explorer.noisy else \
-            schedule(vector_steps, hp.eps_start, hp.eps_end, hp.eps_decay, hp.eps_decay_steps)
+        eps = parts.scheduled_epsilon(hp, vector_steps)
         if config.warmup_random:
             eps = jnp.where(buffer.can_sample(agent.replay, hp.learning_starts), eps, 1.0)
         return eps
 
     def act(agent: DQNState, obs, first, key, hp: HParams, vector_steps, active):
         noise = None
-        if explorer.noisy:
+        if parts.explorer.noisy:
             key, noise = jax.random.split(key)
-        q = q_function.act_values(agent.learner.params, obs, noise)
-        eps = epsilon(agent, hp, vector_steps)
-        legal = q_function.legal(obs)
-        if explorer.noisy and config.warmup_random:
-            actions, explore = EXPLORERS["epsilon_greedy"].act(key, q, eps, agent.explore, first, hp, legal)
-        else:
-            actions, explore = explorer.act(key, q, eps, agent.explore, first, hp, legal)
-        explore = jax.tree.map(lambda new, old: jnp.where(active, new, old), explore, agent.explore)
+        # A noisy network still acts at random until learning starts where warmup_random asks it to
+        warmup = EXPLORERS["epsilon_greedy"] if parts.explorer.noisy and config.warmup_random else None
+        actions, explore = parts.act(agent.learner.params, agent.explore, obs, first, key, noise,
+                                     epsilon(agent, hp, vector_steps), hp, active, warmup)
         return actions, agent.replace(explore=explore)
 
     def learn_rounds(learner_state: LearnerState, buf, key: jax.Array, updates_due: jax.Array, ready: jax.Array,
@@ -279,10 +271,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
         buf = buffer.keep_learned(accept, learned_buffer, buf) if buffer.learns_priorities else buf
         refresh = active if config.obs_stats == "always" else \
             active & ~buffer.can_sample(buf, hp.learning_starts)  # warmup: until learning starts
-        obs_stats = scaler.refresh(agent.obs_stats, step.obs, refresh)
-        if scaler.tracks:
-            learner_state = learner_state.replace(params=scaler.rescale(learner_state.params, obs_stats),
-                                                  target_params=scaler.rescale(learner_state.target_params, obs_stats))
+        learner_state, obs_stats = parts.refresh_stats(learner_state, agent.obs_stats, step.obs, refresh)
         window = jax.tree.map(lambda new, old: jnp.where(active, new, old), window, agent.window)
         agent = DQNState(learner=learner_state, replay=buf, window=window, explore=agent.explore, obs_stats=obs_stats)
         return agent, Learned(loss_sum=jnp.where(accept, loss_sum, 0.0), updates=jnp.where(accept, updates_due, 0),

@@ -23,8 +23,8 @@ from flax import struct
 
 from qlax import losses, qfunctions
 from qlax.algorithms import Algorithm, Learned, MemoryParts, Rollout
+from qlax.algorithms.agent import AgentParts
 from qlax.config import ConfigError, HParams, TrainConfig
-from qlax.exploration import EXPLORERS, epsilon_schedule
 from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
 
 
@@ -76,9 +76,8 @@ def lambda_targets(rollout: Rollout, next_q: jax.Array, hp: HParams) -> tuple[ja
 
 def make(config: TrainConfig, env) -> Algorithm:
     q_function = qfunctions.build(config, env.spec)
-    explorer = EXPLORERS[config.exploration]
-    scaler = qfunctions.observation_scaler(config, env.spec)
-    schedule = None if explorer.noisy else epsilon_schedule(config.eps_schedule)  # noisy nets need no epsilon
+    parts = AgentParts.build(config, env.spec, q_function)
+    noisy = parts.explorer.noisy
     rollouts = -(-config.vector_steps // config.num_steps)
     total_updates = rollouts * config.num_epochs * config.num_minibatches
 
@@ -103,21 +102,17 @@ def make(config: TrainConfig, env) -> Algorithm:
     learner = make_learner(loss, optimizer, "online")
 
     def init(key, hp: HParams, obs) -> PQNState:
-        obs_stats = scaler.init(obs)
-        params = scaler.rescale(q_function.init(key, hp), obs_stats)
-        return PQNState(learner=learner.init(params, hp), explore=explorer.init(obs.shape[0]), obs_stats=obs_stats)
+        params, obs_stats = parts.init_params(key, hp, obs)
+        return PQNState(learner=learner.init(params, hp), explore=parts.explorer.init(obs.shape[0]),
+                        obs_stats=obs_stats)
 
     def epsilon(agent: PQNState, hp: HParams, vector_steps) -> jax.Array:
-        if explorer.noisy:
-            return jnp.float32(0.0)
-        return schedule(vector_steps, hp.eps_start, hp.eps_end, hp.eps_decay, hp.eps_decay_steps)
+        return parts.scheduled_epsilon(hp, vector_steps)
 
     def act(agent: PQNState, obs, first, key, hp: HParams, vector_steps, active):
-        key, k_noise = jax.random.split(key)
-        q = q_function.act_values(agent.learner.params, obs, k_noise if explorer.noisy else None)
-        actions, explore = explorer.act(key, q, epsilon(agent, hp, vector_steps), agent.explore, first, hp,
-                                        q_function.legal(obs))
-        explore = jax.tree.map(lambda new, old: jnp.where(active, new, old), explore, agent.explore)
+        key, k_noise = jax.random.split(key)  # drawn every step, noisy or not
+        actions, explore = parts.act(agent.learner.params, agent.explore, obs, first, key, k_noise if noisy else None,
+                                     epsilon(agent, hp, vector_steps), hp, active)
         return actions, agent.replace(explore=explore)
 
     def learn(agent: PQNState, rollout: Rollout, key, hp: HParams, vector_steps, active):
@@ -137,7 +132,7 @@ def make(config: TrainConfig, env) -> Algorithm:
             def update(carry, xs):
                 state, loss_sum = carry
                 batch, k_batch = xs
-                state, value, _ = learner.update(state, batch, hp, batch.weight, k_batch if explorer.noisy else None)
+                state, value, _ = learner.update(state, batch, hp, batch.weight, k_batch if noisy else None)
                 return (state, loss_sum + value), None
 
             keys = jax.random.split(k_noise, config.num_minibatches)
@@ -148,10 +143,7 @@ def make(config: TrainConfig, env) -> Algorithm:
         learner_state, accept, diverged = guarded(active, new_learner, agent.learner, loss_sum)
         env_steps = vector_steps * num_envs
         refresh = active if config.obs_stats == "always" else active & (env_steps < hp.learning_starts)
-        obs_stats = scaler.refresh(agent.obs_stats, flat(rollout.obs), refresh)
-        if scaler.tracks:
-            params = scaler.rescale(learner_state.params, obs_stats)
-            learner_state = learner_state.replace(params=params, target_params=params)
+        learner_state, obs_stats = parts.refresh_stats(learner_state, agent.obs_stats, flat(rollout.obs), refresh)
         updates = config.num_epochs * config.num_minibatches
         return agent.replace(learner=learner_state, obs_stats=obs_stats), Learned(
             loss_sum=jnp.where(accept, loss_sum, 0.0), updates=jnp.where(accept, updates, 0), diverged=diverged)

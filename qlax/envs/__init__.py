@@ -25,9 +25,9 @@ import sys
 from qlax.errors import short
 from qlax.envs import gymnax_adapter, jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
-from qlax.envs.jax_adapter import OBJECT_PREFIX, Box, Discrete, TimeStep, is_registered, register, registered_object
+from qlax.envs.jax_adapter import Box, Discrete, TimeStep, is_object_name, is_registered, register, registered_object
 
-__all__ = ["OBJECT_PREFIX", "Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "is_registered",
+__all__ = ["Box", "Discrete", "EnvError", "EnvSpec", "EnvStep", "TimeStep", "VecEnv", "env_spec", "is_object_name", "is_registered",
            "is_trusted", "make_env", "needs_code", "recipe", "register", "registered_object", "remake", "supported",
            "source_of", "task_id", "trust", "drawing_hook"]
 
@@ -90,7 +90,7 @@ def needs_code(name: str) -> bool:
     prefix, sep, rest = name.partition(":")
     if sep and prefix == "gymnasium":
         return ":" in rest.partition("@")[0]
-    if sep and prefix in SOURCES or name.startswith(jax_adapter.OBJECT_PREFIX):
+    if sep and prefix in SOURCES or is_object_name(name):
         return False
     return not _is_gymnax_id(name)
 
@@ -112,7 +112,7 @@ def is_trusted(name: str) -> bool:
 
 def _jax_env(name: str):
     """The environment object behind an `object:` or `module:factory` name."""
-    if name.startswith(jax_adapter.OBJECT_PREFIX):
+    if is_object_name(name):
         return jax_adapter.registered_object(name)
     return jax_adapter.from_factory(name)
 
@@ -125,7 +125,7 @@ def _is_gymnasium(env) -> bool:
 
 def _gymnasium_object(name: str):
     """The Gymnasium environment object behind an `object:` name; None for any other name or object."""
-    if not name.startswith(jax_adapter.OBJECT_PREFIX):
+    if not is_object_name(name):
         return None
     env = jax_adapter.registered_object(name)
     return env if _is_gymnasium(env) else None

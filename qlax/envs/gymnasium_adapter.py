@@ -692,7 +692,7 @@ def renderer(name: str):
     """One environment of `gymnasium:ID` or of a Gymnasium object name that renders rgb_array:
     Gymnasium makes an id in that mode; an object made without a render mode is made again
     from its spec in that mode; a factory's environment must be in it."""
-    if name.startswith(jax_adapter.OBJECT_PREFIX):
+    if jax_adapter.is_object_name(name):
         source = _Source.of_object(name, jax_adapter.registered_object(name))
     else:
         source = _Source.parse(name.partition(":")[2])

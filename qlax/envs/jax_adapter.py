@@ -354,6 +354,11 @@ def register(env, name: str | None = None) -> str:
     return name
 
 
+def is_object_name(name: str) -> bool:
+    """Whether `name` names an environment object handed over from Python (`object:NAME`)."""
+    return name.startswith(OBJECT_PREFIX)
+
+
 def is_registered(name: str) -> bool:
     """Whether this process holds the environment object of `object:` name `name`."""
     return name in _OBJECTS
