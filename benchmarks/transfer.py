@@ -20,14 +20,15 @@ Pong and Breakout). Classic control has no other discrete-action task, so none i
   gymnasium:LunarLander-v3  Box2D: 8 continuous inputs, shaped rewards, 1,000-step
                             episodes; the one env of the suite rl-zoo tuned SB3's DQN on
                             (its LunarLander-v2 entry; v3 is Gymnasium 1.x's version).
-  Freeway-MinAtar           MinAtar (gymnax): a 10x10x7 grid, a reward per crossing, long
-                            2,500-step episodes; a sparse start (random play rarely crosses).
-  Seaquest-MinAtar          MinAtar (gymnax): 10x10x10, 6 actions, the hardest MinAtar game
-                            (oxygen, divers, enemies).
+  Freeway-MinAtar           MinAtar (gymnax): a 10x10x7 grid, a reward per crossing of the
+                            road, the suite's longest episodes (2,500 steps).
+  Seaquest-MinAtar          MinAtar (gymnax): 10x10x10, 6 actions, the MinAtar game with
+                            the most to learn (oxygen, divers, enemies, surfacing).
   navix:Navix-DoorKey-5x5-v0  MiniGrid's DoorKey in JAX: pick up the key, open the door,
                             reach the goal; a reward only at the end, a sub-goal chain.
-  navix:Navix-Dynamic-Obstacles-5x5-Random-v0  moving obstacles that end the episode with
-                            -1: stochastic, negative rewards, a random start.
+  navix:Navix-Dynamic-Obstacles-5x5-Random-v0  two obstacles moving at random; hitting one
+                            ends the episode with nothing (navix pays 1 at the goal only,
+                            not MiniGrid's -1 for a hit); stochastic, a random start.
   jumanji:Snake-v1          Jumanji: a 12x12 grid of 5 channels flattened (725 inputs), a
                             reward per fruit, episodes up to 4,000 steps. qlax acts by the
                             env's action mask (moves that do not kill the snake); SB3's DQN
@@ -36,20 +37,25 @@ Pong and Breakout). Classic control has no other discrete-action task, so none i
                             (docs/results.md), so it would tell nothing apart.
 
 Budgets: `ENVS` (env steps per seed, times --steps-scale): rl-zoo's 100,000 on
-LunarLander (what its settings were tuned for), 50,000 elsewhere, half the generic presets'
-budget, so that the default run (5 seeds, SB3's one after another) fits about an hour on 2
-CPU cores: SB3 steps a JAX env one jitted call at a time, 400-700 env steps/s on a busy
-2-core machine. `--steps-scale 2` gives every env at least the presets' 100,000. Each
-preset's epsilon schedule is kept as the same fraction of the budget (its comment says to
-scale it with the budget). Greedy evaluation: 100 episodes, fewer on the long-episode envs
-(`ENVS`), the same count for both libraries.
+LunarLander (what its settings were tuned for), 50,000 elsewhere, half the generic
+presets' budget, to keep the default run (5 seeds, SB3's one after another) near an hour
+on 2 CPU cores. SB3 steps a JAX env one jitted call at a time, 400-700 env steps/s on a
+busy 2-core machine; estimated from speeds measured there, the default run takes about
+80 minutes of SB3 and 25-30 of qlax (whose MinAtar convolutions run at 700-900 env
+steps/s for 5 seeds). `--steps-scale 2` gives every env at least the presets' 100,000.
+Each preset's epsilon schedule (not rainbow's: noisy layers) is kept as the same fraction
+of the budget (its comment says to scale it with the budget). Greedy evaluation: 100
+episodes, fewer on the long-episode envs (`ENVS`), the same count for both libraries.
 
 qlax: `qlax.train(preset.replace(env=..., total_steps=budget, seeds=N), progress=False)`, all
 seeds in one program, timed as the whole call (compile and evaluation included); each
 seed's greedy return is the run's own final evaluation (`eval_mean_return`; with keep_best
 the best check's policy, evaluated afresh, goes in the JSON as `best`); env steps/s is the
 run's (summary.json's: all seeds together, compile excluded). Early stop stays on as the
-presets have it, so a seed may stop before its budget.
+presets have it, so a seed may stop before its budget. qlax's persistent compilation cache
+is on, as it is by default, so a second run of the same env and budget compiles in a
+fraction of the first's time (compile_s is in the JSON); QLAX_COMPILATION_CACHE=off
+measures a cold compile every time.
 
 SB3: `_sb3_transfer_worker.py` in benchmarks/.venv-sb3 (made on first use by `_sb3_venv`,
 with Box2D, gymnax, navix, Jumanji and JAX pinned to this interpreter's versions), one
@@ -61,7 +67,8 @@ CnnPolicy needs images of at least 36x36) on the observation qlax's adapter give
 scaling: flattened, unscaled (rl-zoo normalizes nothing here). SB3's wall time for the same
 seeds is the sum over seeds of making the model, `learn` and the greedy evaluation
 (interpreter start and imports excluded); its env steps/s is steps over `learn` seconds.
-The JAX envs step one copy at a time through a jitted call, which is what they cost SB3.
+The JAX envs step one copy at a time through a jitted call, which is what they cost SB3
+(compiled afresh in every seed's process, a few seconds).
 
 IQM over seeds: the interquartile mean, rliable's: sort the seeds' returns, drop
 floor(n/4) from each end, average the rest (5 seeds: the middle 3; 2 or 3 seeds: the
@@ -136,15 +143,16 @@ def iqm(values: list[float]) -> float:
 def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int) -> dict:
     """One qlax.train call of `preset` on `env`, all seeds at once, timed whole."""
     base = presets.load(preset)
-    decay = max(1, round(base.eps_decay_steps * steps / base.total_steps))  # the same fraction of the budget
-    config = base.replace(env=env, total_steps=steps, seeds=seeds, eval_episodes=eval_episodes,
-                          eps_decay_steps=decay)
+    config = base.replace(env=env, total_steps=steps, seeds=seeds, eval_episodes=eval_episodes)
+    if base.exploration != "noisy":  # epsilon decays over the same fraction of the budget
+        config = config.replace(eps_decay_steps=max(1, round(base.eps_decay_steps * steps / base.total_steps)))
     started = time.perf_counter()
     result = qlax.train(config, progress=False)
     wall_s = time.perf_counter() - started
     returns = [float(r) for r in result.eval_mean_return]
     return {"library": "qlax", "preset": preset, "returns": returns, "iqm": iqm(returns),
             "best": result.summary.get("best_eval_mean_return"), "wall_s": wall_s,
+            "compile_s": result.summary["compile_s"],
             "env_steps": result.summary["env_steps"], "env_steps_per_s": result.summary["env_steps_per_s"]}
 
 
@@ -219,7 +227,7 @@ def main():
         for preset in args.presets.split(","):
             ours = qlax_run(preset, env, steps, args.seeds, spec.eval_episodes)
             print(f"  qlax {preset}: IQM {ours['iqm']:.3f}, seeds {np.round(ours['returns'], 3)}, "
-                  f"{ours['wall_s']:.1f} s", flush=True)
+                  f"{ours['wall_s']:.1f} s (compile {ours['compile_s']:.1f} s)", flush=True)
             rows.append({"env": env, "steps": steps, "qlax": ours, "sb3": theirs, "goal": goal_met(ours, theirs)})
     print_table(rows)
     dqn_goals = [row["goal"] for row in rows if row["qlax"]["preset"] == "dqn" and row["goal"] is not None]
