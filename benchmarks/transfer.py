@@ -65,7 +65,7 @@ DLR-RM/rl-baselines3-zoo hyperparams/dqn.yml (commit ce95481b041fe5314c1b2f1a539
 SB3's network is its MlpPolicy (rl-zoo's for LunarLander, SB3's default elsewhere; its
 CnnPolicy needs images of at least 36x36) on the observation qlax's adapter gives before
 scaling: flattened, unscaled (rl-zoo normalizes nothing here). SB3's wall time for the same
-seeds is the sum over seeds of making the model, `learn` and the greedy evaluation
+seeds is the sum over seeds of making the env and the model, `learn` and the greedy evaluation
 (interpreter start and imports excluded); its env steps/s is steps over `learn` seconds.
 The JAX envs step one copy at a time through a jitted call, which is what they cost SB3
 (compiled afresh in every seed's process, a few seconds).
