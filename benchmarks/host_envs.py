@@ -45,22 +45,15 @@ name of the SB3 side's env maker in `_sb3_worker.ENV_MAKERS`.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
+from _sb3_venv import HERE, run_worker, sb3_python
 from _timing import emit, qlax_steps_per_s
 
 import qlax
 from qlax.config import TrainConfig
 
-HERE = Path(__file__).resolve().parent
-SB3_VENV = HERE / ".venv-sb3"
-SB3_PINS = ("stable-baselines3", "torch==2.13.0", "ale-py", "opencv-python-headless")  # the last two: Atari
 WORKER = HERE / "_sb3_worker.py"
 
 
@@ -119,31 +112,9 @@ def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps
     }
 
 
-def sb3_python() -> Path:
-    """The SB3 venv's interpreter, made on first use, reused while it imports SB3."""
-    exe = SB3_VENV / "bin" / "python"
-    check = [exe, "-c", "import stable_baselines3, torch, ale_py, cv2"]
-    if exe.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return exe
-    if not exe.exists():
-        print(f"making {SB3_VENV} ...", flush=True)
-        subprocess.run([sys.executable if sys.version_info[:2] == (3, 11) else "python3.11", "-m", "venv",
-                        SB3_VENV], check=True)
-    print(f"installing {' '.join(SB3_PINS)} there (a few minutes) ...", flush=True)
-    subprocess.run([exe, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *SB3_PINS], check=True)
-    subprocess.run(check, check=True)
-    return exe
-
-
 def run_sb3(settings: dict, python: str | None) -> dict | None:
     """The worker's JSON line, or None (said why) if it failed."""
-    result = subprocess.run([python or sb3_python(), WORKER, json.dumps(settings)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    if result.returncode != 0 or not lines:
-        print(f"  SB3: the worker failed (exit {result.returncode}); skipped", flush=True)
-        return None
-    return json.loads(lines[-1])
+    return run_worker(WORKER, settings, python or sb3_python())
 
 
 def sb3_vec_env(env: str) -> str:

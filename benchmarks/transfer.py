@@ -1,0 +1,242 @@
+"""qlax's generic presets against Stable-Baselines3's DQN on environments no preset was tuned on (issue #21).
+
+    python benchmarks/transfer.py [--envs NAME,...] [--presets dqn] [--seeds 5] [--steps-scale 1.0]
+                                  [--sb3-python PATH]
+
+What a user meets with a new environment: qlax's generic preset with `env` switched, against
+SB3's DQN with rl-baselines3-zoo's settings where rl-zoo has an entry for the env and SB3's
+defaults elsewhere, on the same env-step budget and the same number of seeds, in one run.
+
+The suite (none of them is a preset's env; the tuned ones are CartPole, Acrobot,
+MountainCar, Breakout/Asterix/SpaceInvaders-MinAtar, Navix Empty, Jumanji Knapsack, Atari
+Pong and Breakout). Classic control has no other discrete-action task, so none is here.
+  gymnasium:FrozenLake-v1   toy text: 16 states one-hot, slippery moves (the outcome of an
+                            action is random), a reward only at the goal; credit assignment
+                            under noise. Gymnasium's threshold 0.7.
+  gymnasium:Taxi-v4         toy text: 500 states one-hot, a wide sparse input, a -10 for
+                            wrong pick-ups, +20 for a delivery; exploration over a larger
+                            table (v3 is deprecated in Gymnasium 1.3). CliffWalking is left
+                            out: it has no time limit, so a poor greedy policy never ends.
+  gymnasium:LunarLander-v3  Box2D: 8 continuous inputs, shaped rewards, 1,000-step
+                            episodes; the one env of the suite rl-zoo tuned SB3's DQN on
+                            (its LunarLander-v2 entry; v3 is Gymnasium 1.x's version).
+  Freeway-MinAtar           MinAtar (gymnax): a 10x10x7 grid, a reward per crossing of the
+                            road, the suite's longest episodes (2,500 steps).
+  Seaquest-MinAtar          MinAtar (gymnax): 10x10x10, 6 actions, the MinAtar game with
+                            the most to learn (oxygen, divers, enemies, surfacing).
+  navix:Navix-DoorKey-5x5-v0  MiniGrid's DoorKey in JAX: pick up the key, open the door,
+                            reach the goal; a reward only at the end, a sub-goal chain.
+  navix:Navix-Dynamic-Obstacles-5x5-Random-v0  two obstacles moving at random; hitting one
+                            ends the episode with nothing (navix pays 1 at the goal only,
+                            not MiniGrid's -1 for a hit); stochastic, a random start.
+  jumanji:Snake-v1          Jumanji: a 12x12 grid of 5 channels flattened (725 inputs), a
+                            reward per fruit, episodes up to 4,000 steps. qlax acts by the
+                            env's action mask (moves that do not kill the snake); SB3's DQN
+                            has no masks and sees the mask only as 4 inputs.
+                            Maze-v0 was left out: random play and PQN both stay at 0.1
+                            (docs/results.md), so it would tell nothing apart.
+
+Budgets: `ENVS` (env steps per seed, times --steps-scale): rl-zoo's 100,000 on
+LunarLander (what its settings were tuned for), 50,000 elsewhere, half the generic
+presets' budget, to keep the default run (5 seeds, SB3's one after another) near an hour
+on 2 CPU cores. SB3 steps a JAX env one jitted call at a time, 400-700 env steps/s on a
+busy 2-core machine; estimated from speeds measured there, the default run takes about
+80 minutes of SB3 and 25-30 of qlax (whose MinAtar convolutions run at 700-900 env
+steps/s for 5 seeds). `--steps-scale 2` gives every env at least the presets' 100,000.
+Each preset's epsilon schedule (not rainbow's: noisy layers) is kept as the same fraction
+of the budget (its comment says to scale it with the budget). Greedy evaluation: 100
+episodes, fewer on the long-episode envs (`ENVS`), the same count for both libraries.
+
+qlax: `qlax.train(preset.replace(env=..., total_steps=budget, seeds=N), progress=False)`, all
+seeds in one program, timed as the whole call (compile and evaluation included); each
+seed's greedy return is the run's own final evaluation (`eval_mean_return`; with keep_best
+the best check's policy, evaluated afresh, goes in the JSON as `best`); env steps/s is the
+run's (summary.json's: all seeds together, compile excluded). Early stop stays on as the
+presets have it, so a seed may stop before its budget. qlax's persistent compilation cache
+is on, as it is by default, so a second run of the same env and budget compiles in a
+fraction of the first's time (compile_s is in the JSON); QLAX_COMPILATION_CACHE=off
+measures a cold compile every time.
+
+SB3: `_sb3_transfer_worker.py` in benchmarks/.venv-sb3 (made on first use by `_sb3_venv`,
+with Box2D, gymnax, navix, Jumanji and JAX pinned to this interpreter's versions), one
+subprocess per seed, one after another, PyTorch on 1 thread (SB3's advice for small
+networks on a CPU; see host_envs.py). rl-zoo's entries are copied from
+DLR-RM/rl-baselines3-zoo hyperparams/dqn.yml (commit ce95481b041fe5314c1b2f1a53940d169b9253fc).
+SB3's network is its MlpPolicy (rl-zoo's for LunarLander, SB3's default elsewhere; its
+CnnPolicy needs images of at least 36x36) on the observation qlax's adapter gives before
+scaling: flattened, unscaled (rl-zoo normalizes nothing here). SB3's wall time for the same
+seeds is the sum over seeds of making the env and the model, `learn` and the greedy evaluation
+(interpreter start and imports excluded); its env steps/s is steps over `learn` seconds.
+The JAX envs step one copy at a time through a jitted call, which is what they cost SB3
+(compiled afresh in every seed's process, a few seconds).
+
+IQM over seeds: the interquartile mean, rliable's: sort the seeds' returns, drop
+floor(n/4) from each end, average the rest (5 seeds: the middle 3; 2 or 3 seeds: the
+mean of all).
+
+Goal (issue #21): the generic `dqn` reaches at least SB3's IQM on at least 7 of 8
+environments, in at most a fifth of SB3's wall time for the same seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import math
+import time
+from dataclasses import dataclass
+
+from _sb3_venv import HERE, run_worker, sb3_python
+from _timing import emit
+
+import numpy as np
+import qlax
+from qlax import presets
+
+WORKER = HERE / "_sb3_transfer_worker.py"
+GOAL_WALL_RATIO = 5.0  # SB3's wall time / qlax's, at least
+GOAL_ENVS = 7  # of 8
+
+
+@dataclass(frozen=True)
+class Env:
+    steps: int  # env steps per seed at --steps-scale 1
+    eval_episodes: int  # greedy episodes per seed, both libraries
+    zoo: dict | None = None  # rl-zoo's dqn.yml entry (less n_timesteps); None: SB3's defaults
+    needs: str | None = None  # a module the env needs in qlax's interpreter
+
+
+# rl-zoo's LunarLander-v2 entry, hyperparams/dqn.yml at ce95481b041fe5314c1b2f1a53940d169b9253fc
+ZOO_LUNARLANDER = {"policy": "MlpPolicy", "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
+                   "learning_starts": 0, "gamma": 0.99, "target_update_interval": 250, "train_freq": 4,
+                   "gradient_steps": -1, "exploration_fraction": 0.12, "exploration_final_eps": 0.1,
+                   "policy_kwargs": {"net_arch": [256, 256]}}
+ENVS = {
+    "gymnasium:FrozenLake-v1": Env(50_000, 100),
+    "gymnasium:Taxi-v4": Env(50_000, 100),
+    "gymnasium:LunarLander-v3": Env(100_000, 100, ZOO_LUNARLANDER, needs="Box2D"),
+    "Freeway-MinAtar": Env(50_000, 10),  # 2,500-step episodes
+    "Seaquest-MinAtar": Env(50_000, 20),
+    "navix:Navix-DoorKey-5x5-v0": Env(50_000, 100),
+    "navix:Navix-Dynamic-Obstacles-5x5-Random-v0": Env(50_000, 100),
+    "jumanji:Snake-v1": Env(50_000, 20),  # episodes up to 4,000 steps
+}
+# What the SB3 venv needs beyond SB3 for these envs, pinned to what qlax runs with here.
+SB3_EXTRA_PACKAGES = ("jax", "jaxlib", "flax", "gymnax", "navix", "jumanji")
+SB3_EXTRA_IMPORTS = ("Box2D", "gymnax", "navix", "jumanji")
+
+
+def sb3_extra_pins() -> tuple[str, ...]:
+    """Gymnasium with Box2D, and the JAX env packages, at this interpreter's versions, so both
+    libraries step the same environment code."""
+    return (f"gymnasium[box2d]=={importlib.metadata.version('gymnasium')}",
+            *(f"{name}=={importlib.metadata.version(name)}" for name in SB3_EXTRA_PACKAGES))
+
+
+def iqm(values: list[float]) -> float:
+    """Interquartile mean: floor(n/4) values dropped from each end of the sorted list."""
+    cut = len(values) // 4
+    return float(np.mean(sorted(values)[cut:len(values) - cut]))
+
+
+def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int) -> dict:
+    """One qlax.train call of `preset` on `env`, all seeds at once, timed whole."""
+    base = presets.load(preset)
+    config = base.replace(env=env, total_steps=steps, seeds=seeds, eval_episodes=eval_episodes)
+    if base.exploration != "noisy":  # epsilon decays over the same fraction of the budget
+        config = config.replace(eps_decay_steps=max(1, round(base.eps_decay_steps * steps / base.total_steps)))
+    started = time.perf_counter()
+    result = qlax.train(config, progress=False)
+    wall_s = time.perf_counter() - started
+    returns = [float(r) for r in result.eval_mean_return]
+    return {"library": "qlax", "preset": preset, "returns": returns, "iqm": iqm(returns),
+            "best": result.summary.get("best_eval_mean_return"), "wall_s": wall_s,
+            "compile_s": result.summary["compile_s"],
+            "env_steps": result.summary["env_steps"], "env_steps_per_s": result.summary["env_steps_per_s"]}
+
+
+def sb3_run(env: str, spec: Env, steps: int, seeds: int, python) -> dict | None:
+    """SB3's DQN on `env`, one worker per seed in turn; None if a seed failed."""
+    dqn = dict(spec.zoo) if spec.zoo is not None else {"policy": "MlpPolicy"}
+    runs = []
+    for seed in range(seeds):
+        run = run_worker(WORKER, {"env": env, "seed": seed, "steps": steps, "dqn": dqn,
+                                  "eval_episodes": spec.eval_episodes, "threads": 1}, python)
+        if run is None:
+            return None
+        runs.append(run)
+    returns = [run["mean_return"] for run in runs]
+    return {"library": "sb3", "settings": "rl-zoo" if spec.zoo is not None else "SB3 defaults",
+            "returns": returns, "iqm": iqm(returns), "wall_s": sum(run["wall_s"] for run in runs),
+            "env_steps_per_s": sum(run["env_steps"] for run in runs) / sum(run["learn_s"] for run in runs),
+            "versions": runs[0]["versions"]}
+
+
+def goal_met(ours: dict, theirs: dict | None) -> bool | None:
+    """qlax's IQM at least SB3's, in at most 1/GOAL_WALL_RATIO of its wall time."""
+    if theirs is None:
+        return None
+    return ours["iqm"] >= theirs["iqm"] and theirs["wall_s"] >= GOAL_WALL_RATIO * ours["wall_s"]
+
+
+def print_table(rows: list[dict]) -> None:
+    """One line per env and preset: returns, wall times, their ratio, env steps/s, goal."""
+    print(f"\n{'env':44s} {'preset':8s} {'qlax IQM':>9s} {'SB3 IQM':>9s} {'qlax s':>8s} {'SB3 s':>8s} "
+          f"{'SB3/qlax':>8s} {'qlax st/s':>10s} {'SB3 st/s':>9s}  goal")
+    for row in rows:
+        ours, theirs = row["qlax"], row["sb3"]
+        if theirs is None:
+            print(f"{row['env']:44s} {ours['preset']:8s} {ours['iqm']:9.3f} {'-':>9s} {ours['wall_s']:8.1f} "
+                  f"{'-':>8s} {'-':>8s} {ours['env_steps_per_s'] or 0:10,.0f} {'-':>9s}  -")
+            continue
+        verdict = {True: "met", False: "NOT met", None: "-"}[row["goal"]]
+        print(f"{row['env']:44s} {ours['preset']:8s} {ours['iqm']:9.3f} {theirs['iqm']:9.3f} {ours['wall_s']:8.1f} "
+              f"{theirs['wall_s']:8.1f} {theirs['wall_s'] / ours['wall_s']:8.1f} "
+              f"{ours['env_steps_per_s'] or 0:10,.0f} {theirs['env_steps_per_s']:9,.0f}  {verdict}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated, of the suite's names")
+    parser.add_argument("--presets", default="dqn", help="generic presets, comma-separated (dqn, pqn, rainbow)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per env, both libraries")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiplies every env's budget")
+    parser.add_argument("--sb3-python", help="an interpreter with SB3, PyTorch, Box2D, gymnax, navix and Jumanji "
+                        "(default: benchmarks/.venv-sb3, made on first use)")
+    args = parser.parse_args()
+    envs = [e.strip() for e in args.envs.split(",") if e.strip()]
+    unknown = [e for e in envs if e not in ENVS]
+    if unknown:
+        parser.error(f"unknown env(s) {', '.join(unknown)}; the suite: {', '.join(ENVS)}")
+    python = args.sb3_python or sb3_python(sb3_extra_pins(), SB3_EXTRA_IMPORTS)
+    rows, skipped = [], {}
+    for env in envs:
+        spec = ENVS[env]
+        if spec.needs is not None and importlib.util.find_spec(spec.needs) is None:
+            skipped[env] = f"needs {spec.needs} here (pip install 'gymnasium[box2d]')"
+            print(f"{env}: skipped, {skipped[env]}", flush=True)
+            continue
+        steps = max(1, math.ceil(spec.steps * args.steps_scale))
+        print(f"{env}: {steps:,} env steps x {args.seeds} seeds, {spec.eval_episodes} greedy episodes each",
+              flush=True)
+        theirs = sb3_run(env, spec, steps, args.seeds, python)
+        if theirs is not None:
+            print(f"  SB3 ({theirs['settings']}): IQM {theirs['iqm']:.3f}, seeds {np.round(theirs['returns'], 3)}, "
+                  f"{theirs['wall_s']:.1f} s", flush=True)
+        for preset in args.presets.split(","):
+            ours = qlax_run(preset, env, steps, args.seeds, spec.eval_episodes)
+            print(f"  qlax {preset}: IQM {ours['iqm']:.3f}, seeds {np.round(ours['returns'], 3)}, "
+                  f"{ours['wall_s']:.1f} s (compile {ours['compile_s']:.1f} s)", flush=True)
+            rows.append({"env": env, "steps": steps, "qlax": ours, "sb3": theirs, "goal": goal_met(ours, theirs)})
+    print_table(rows)
+    dqn_goals = [row["goal"] for row in rows if row["qlax"]["preset"] == "dqn" and row["goal"] is not None]
+    if dqn_goals:
+        print(f"\ndqn meets the goal on {sum(dqn_goals)} of {len(dqn_goals)} envs (issue #21: at least "
+              f"{GOAL_ENVS} of 8, IQM >= SB3's in <= 1/{GOAL_WALL_RATIO:g} of its wall time)", flush=True)
+    emit({"benchmark": "transfer", "seeds": args.seeds, "steps_scale": args.steps_scale, "rows": rows,
+          "skipped": skipped, "goal": {"envs": GOAL_ENVS, "wall_ratio": GOAL_WALL_RATIO}})
+
+
+if __name__ == "__main__":
+    main()
