@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qlax.envs import make_env
+from qlax.program_cache import ProgramCache
 from qlax.qfunctions import QFunction
 
 EVAL_STREAM = 0x5EED  # fold_in tag that separates evaluation keys from training keys
@@ -56,7 +57,7 @@ def make_evaluate(env_id: str, q_function: QFunction, num_episodes: int) -> Call
     return evaluate
 
 
-_EVALUATORS: dict[tuple, Callable] = {}
+_EVALUATORS: ProgramCache[Callable] = ProgramCache()
 
 
 def evaluate_population(env_id: str, q_function: QFunction, params, keys: jax.Array,
@@ -66,10 +67,9 @@ def evaluate_population(env_id: str, q_function: QFunction, params, keys: jax.Ar
     The jitted evaluation is made once per environment, Q-function and episode count, so
     a second run of the same program finds it compiled.
     """
-    cache_key = (env_id, q_function, num_episodes)
-    if cache_key not in _EVALUATORS:
-        _EVALUATORS[cache_key] = jax.jit(jax.vmap(make_evaluate(env_id, q_function, num_episodes)))
-    return _EVALUATORS[cache_key](keys, params)
+    evaluator = _EVALUATORS.get((env_id, q_function, num_episodes),
+                                lambda: jax.jit(jax.vmap(make_evaluate(env_id, q_function, num_episodes))))
+    return evaluator(keys, params)
 
 
 def evaluate_members(trainer, members, placement, params) -> np.ndarray:

@@ -26,6 +26,7 @@ from qlax.config import DYNAMIC_SETTINGS, ConfigError, HParams, TrainConfig, sta
 from qlax.envs import VecEnv, make_env
 from qlax.evaluate import make_evaluate
 from qlax.placement import Placement
+from qlax.program_cache import ProgramCache
 from qlax.qfunctions import QFunction
 
 
@@ -114,7 +115,7 @@ def solve_threshold(config: TrainConfig, env: VecEnv) -> float | None:
     return config.solve_threshold if config.solve_threshold is not None else env.spec.solve_threshold
 
 
-_PROGRAMS: dict[str, Trainer] = {}
+_PROGRAMS: ProgramCache[Trainer] = ProgramCache()
 
 
 def make_train(config: TrainConfig) -> Trainer:
@@ -125,11 +126,10 @@ def make_train(config: TrainConfig) -> Trainer:
     for one serves the others. The dynamic values come from each member's `HParams`.
     """
     config = config.validated()
-    key = static_key(config)
-    if key not in _PROGRAMS:
-        # Dynamic settings blanked: a stray read of one inside the program fails loudly.
-        _PROGRAMS[key] = _build(dataclasses.replace(config, **dict.fromkeys(DYNAMIC_SETTINGS)))
-    return _PROGRAMS[key]._replace(config=config)
+    # Dynamic settings blanked: a stray read of one inside the program fails loudly.
+    program = _PROGRAMS.get(static_key(config),
+                            lambda: _build(dataclasses.replace(config, **dict.fromkeys(DYNAMIC_SETTINGS))))
+    return program._replace(config=config)
 
 
 def _build(config: TrainConfig) -> Trainer:
@@ -269,7 +269,7 @@ class Population(NamedTuple):
     placement: Placement  # how the member axis is spread over devices
 
 
-_POPULATIONS: dict[tuple, tuple[Callable, Callable, Callable, Callable | None]] = {}
+_POPULATIONS: ProgramCache[tuple[Callable, Callable, Callable, Callable | None]] = ProgramCache()
 
 
 def population(trainer: Trainer, placement: Placement) -> Population:
@@ -279,10 +279,10 @@ def population(trainer: Trainer, placement: Placement) -> Population:
     jitted functions are made once per program and layout, so a second run of the same
     static settings finds them compiled.
     """
-    key = (trainer.init, trainer.run_chunk, placement.sharding)
-    if key not in _POPULATIONS:
-        sharding = placement.sharding
-        _POPULATIONS[key] = (
+    sharding = placement.sharding
+
+    def jitted():
+        return (
             jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding),
             jax.jit(jax.vmap(trainer.run_chunk, axis_name=MEMBERS), in_shardings=sharding, out_shardings=sharding,
                     donate_argnums=0),
@@ -290,5 +290,6 @@ def population(trainer: Trainer, placement: Placement) -> Population:
             None if trainer.restart is None else
             jax.jit(jax.vmap(trainer.restart), in_shardings=sharding, out_shardings=sharding, donate_argnums=0),
         )
-    init, run_chunk, observe, restart = _POPULATIONS[key]
+
+    init, run_chunk, observe, restart = _POPULATIONS.get((trainer.init, trainer.run_chunk, sharding), jitted)
     return Population(init=init, run_chunk=run_chunk, observe=observe, restart=restart, placement=placement)

@@ -12,7 +12,7 @@ PACKAGE = Path(qlax.__file__).parent
 # Lowest first. Within a layer modules may import each other, without circles.
 LAYERS = {
     "bottom: errors, string helpers, plain records": [
-        "errors", "hparams", "types", "files", "interrupt", "progress", "placement", "devices"],
+        "errors", "hparams", "types", "program_cache", "files", "interrupt", "progress", "placement", "devices"],
     "components": [
         "features", "normalization", "exploration", "losses", "episodes", "replay", "prioritized", "buffers",
         "nstep", "learner", "envs.base", "qfunctions"],

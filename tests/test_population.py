@@ -150,8 +150,13 @@ def test_bad_grids_are_refused_before_anything_runs(tmp_path, capsys, grid, expe
 
 # Runs in separate processes: the number of JAX devices is fixed when JAX starts.
 
+def with_devices(devices: int) -> str:
+    """XLA_FLAGS for a child process with `devices` CPU devices, keeping the suite's own flags."""
+    return f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+
+
 def run_qlax(args: list[str], devices: int, extra_env: dict | None = None, **popen) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **(extra_env or {})}
+    env = {**os.environ, "XLA_FLAGS": with_devices(devices), **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "qlax.cli", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **popen)
 
@@ -195,7 +200,7 @@ def test_four_devices_spread_the_members_and_give_the_same_results(one_device, t
              "learning_starts=100)); "
              "w = run.state.agent.learner.params['w']; "
              "print(json.dumps([len(w.sharding.device_set), sorted(s.data.shape[0] for s in w.addressable_shards)]))")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env = {**os.environ, "XLA_FLAGS": with_devices(4)}
     printed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert json.loads(printed.stdout.splitlines()[-1]) == [4, [2, 2, 2, 2]]  # 8 members, 2 on each device
 
