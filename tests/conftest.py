@@ -7,12 +7,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as probe_envs
 
-# The suite's programs are small and run briefly, so compiling them is most of its time: LLVM
-# at -O0 compiles them about a third faster, and the learning tests run faster in all
-# (cartpole-dqn's solve test: 17.5 s -> 11.5 s). Users' programs keep XLA's default.
-# QLAX_TEST_XLA_DEFAULT=1 runs the suite as users' programs are compiled.
-if not os.environ.get("QLAX_TEST_XLA_DEFAULT") and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+
+def pytest_configure(config):
+    """The quick set (-m "not slow") is mostly compiling small programs, which LLVM at -O0
+    does about a third faster. The learning tests run much slower at -O0 (a Rainbow run:
+    4x), so any run with them keeps XLA's default, as users' programs do. Set before
+    anything starts JAX's backends."""
+    quick = "not slow" in (config.option.markexpr or "")
+    if quick and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 # Compiled programs are shared by the whole suite: qlax keeps the last few it built
 # (`qlax.program_cache`), so a process never runs out of memory mappings as it once did.
