@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from _sb3_transfer_worker import greedy_returns
 from _timing import emit
 
 import gymnasium
@@ -38,18 +39,7 @@ THRESHOLD = 475.0
 
 
 def greedy_mean(model, episodes: int, seed: int) -> float:
-    env = gymnasium.make("CartPole-v1")
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed * 10_007 + episode)
-        total, done = 0.0, False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            total += reward
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
+    return float(np.mean(greedy_returns(model, gymnasium.make("CartPole-v1"), episodes, seed)))
 
 
 def sb3_run(seed: int, steps: int) -> tuple[float, float]:
