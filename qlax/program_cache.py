@@ -36,6 +36,3 @@ class ProgramCache(Generic[Value]):
 
     def __len__(self) -> int:
         return len(self._values)
-
-    def clear(self) -> None:
-        self._values.clear()
