@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from qlax.errors import short
+from qlax.core.errors import short
 from qlax.envs import gymnax_adapter, jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.envs.jax_adapter import Box, Discrete, TimeStep, is_object_name, is_registered, register, registered_object

@@ -59,10 +59,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.errors import reason, short
+from qlax.core.errors import reason, short
+from qlax.core.types import Transition
 from qlax.envs import jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
-from qlax.types import Transition
 
 SCORE_KEY = "qlax_score"  # info key: the reward as the game scores it, where learning sees another
 GAME_OVER_KEY = "qlax_game_over"  # info key: the game ended, where learning sees other ends
@@ -631,7 +631,7 @@ class _Host:
             return self.groups[members], False
         n, parts = members * self.num_envs, self.parts
         if self.source.mode == "async":
-            from qlax.devices import cpu_cores
+            from qlax.core.devices import cpu_cores
 
             envs = _Pool(self.source, n, min(cpu_cores(), n), parts, self.dtype)
         else:
