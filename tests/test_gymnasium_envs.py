@@ -187,11 +187,13 @@ def test_async_workers_step_like_the_synchronous_vector_env(actions):
 
 
 def test_a_worker_that_dies_is_an_error_not_a_hang():
-    from qlax.envs import gymnasium_adapter
+    from qlax.envs.gymnasium_adapter.host import Host
+    from qlax.envs.gymnasium_adapter.pool import Pool
+    from qlax.envs.gymnasium_adapter.source import Source
 
-    source = gymnasium_adapter._Source.parse("gym_probes:counter@async")
-    host = gymnasium_adapter._Host(source, 2)
-    pool = gymnasium_adapter._Pool(source, 4, 2, host.parts, host.dtype)
+    source = Source.parse("gym_probes:counter@async")
+    host = Host(source, 2)
+    pool = Pool(source, 4, 2, host.parts, host.dtype)
     pool.reset(np.arange(4, dtype=np.uint32))
     pool.processes[1].kill()
     with pytest.raises(EnvError, match=r"a worker process failed: the worker process died \(exit code -9\)"):

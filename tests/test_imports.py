@@ -16,7 +16,10 @@ PACKAGE = Path(qlax.__file__).parent
 LAYERS = {
     "core": ["core", "core.errors", "core.hparams", "core.types", "core.program_cache", "core.files", "core.devices"],
     "envs": ["envs", "envs.base", "envs.gymnax_adapter", "envs.jax_adapter", "envs.envpool_adapter",
-             "envs.jumanji_adapter", "envs.navix_adapter", "envs.gymnasium_adapter", "envs.atari"],
+             "envs.jumanji_adapter", "envs.navix_adapter", "envs.atari", "envs.gymnasium_adapter",
+             "envs.gymnasium_adapter.source", "envs.gymnasium_adapter.saved_spec", "envs.gymnasium_adapter.observations",
+             "envs.gymnasium_adapter.vector", "envs.gymnasium_adapter.pool", "envs.gymnasium_adapter.host",
+             "envs.gymnasium_adapter.rendering"],
     "components": ["components", "components.features", "components.normalization", "components.exploration",
                    "components.losses", "components.nstep", "components.learner", "components.networks",
                    "components.replay", "components.replay.uniform", "components.replay.prioritized",

@@ -247,16 +247,16 @@ def render_episode(run_dir: str | Path, seed: int = 0, out: str | Path | None = 
     config = members.config
     draw = drawing(config.env)
     if draw is None:  # a Gymnasium environment's own render(): one host copy, checked before the policy loads
-        from qlax.envs import gymnasium_adapter
+        from qlax.envs.gymnasium_adapter import rendering
 
-        host_env = gymnasium_adapter.renderer(config.env)
+        host_env = rendering.renderer(config.env)
     policy, _ = load_policy(run_dir, seed, setting, env=env)
     if out is None:
         which = f"setting{setting}-seed{seed}" if members.grid else f"seed{seed}"
         out = Path(run_dir) / f"episode-{which}.gif"
     key = jax.random.PRNGKey(config.seed + seed)
     if draw is None:
-        pictures = gymnasium_adapter.rendered_episode(host_env, policy, int(jax.random.randint(key, (), 0, 2**31 - 1)),
+        pictures = rendering.rendered_episode(host_env, policy, int(jax.random.randint(key, (), 0, 2**31 - 1)),
                                                       MAX_FRAMES)
         frames = [_stamp(draw_picture(p), t) for t, p in enumerate(pictures)]
     else:
