@@ -12,7 +12,7 @@ MARKER = "<!-- settings table -->"
 def settings_table() -> str:
     """A markdown table: every setting, its default, its allowed values, what reads it, and
     whether a sweep or PBT may vary it without compiling again (dynamic)."""
-    from qlax import config
+    from qlax.settings import config
 
     rows = ["| setting | default | allowed | read by | dynamic | meaning |", "|---|---|---|---|---|---|"]
     for field in dataclasses.fields(config.TrainConfig):

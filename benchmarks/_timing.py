@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: timing, the qlax chunk timer, the JSON result line.
 
 Imported first by every benchmark: importing `qlax` gives JAX one CPU device per core
-(see `qlax.devices`) before anything else starts JAX, as it would for a real run.
+(see `qlax.core.devices`) before anything else starts JAX, as it would for a real run.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import qlax  # noqa: F401  (first: one CPU device per core, before JAX starts)
 import jax
 import numpy as np
 
-from qlax.config import TrainConfig
+from qlax.settings.config import TrainConfig
 
-from qlax.experiment import start
+from qlax.runs.experiment import start
 
 
 def machine() -> str:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import qlax
-from qlax import qfunctions
+from qlax.components import networks
 from qlax.envs import atari, make_env
 
 CHUNK_VECTOR_STEPS = 250
@@ -86,7 +86,7 @@ def in_loop_steps_per_s(env_name: str, num_envs: int, vector_steps: int) -> floa
 def network_ms(config, num_envs: int) -> dict:
     """Median ms of acting on `num_envs` frame stacks and of a gradient through 64."""
     spec = atari.spec(config.env.removeprefix("atari:"))
-    q = qfunctions.build(config, spec)
+    q = networks.build(config, spec)
     params = q.init(jax.random.PRNGKey(0), config.hparams())
     act = jax.jit(q.apply)
     grad = jax.jit(jax.grad(lambda p, frames: jnp.mean(q.apply(p, frames) ** 2)))

@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax import presets
-from qlax.config import TrainConfig
 from qlax.envs import EnvError, make_env
+from qlax.settings import presets
+from qlax.settings.config import TrainConfig
 
 GOAL = 2.0  # EnvPool's Pong against qlax's Gymnasium path
 

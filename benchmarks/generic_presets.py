@@ -21,7 +21,7 @@ from _timing import emit
 
 import numpy as np
 import qlax
-from qlax import presets
+from qlax.settings import presets
 
 
 def main():

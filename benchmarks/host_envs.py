@@ -52,7 +52,7 @@ from _sb3_venv import HERE, run_worker, sb3_python
 from _timing import emit, qlax_steps_per_s
 
 import qlax
-from qlax.config import TrainConfig
+from qlax.settings.config import TrainConfig
 
 WORKER = HERE / "_sb3_worker.py"
 

@@ -36,7 +36,7 @@ FIRST_LINE_GOAL_S = 4.0
 def command_throughput(seeds: int, cache: str) -> float:
     """summary.json's env_steps_per_s of one `qlax train cartpole-rbf --no-early-stop` command."""
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, "-m", "qlax.cli", "train", "cartpole-rbf", "--seeds", str(seeds),
+        subprocess.run([sys.executable, "-m", "qlax.tools.cli", "train", "cartpole-rbf", "--seeds", str(seeds),
                         "--no-early-stop", "--out", f"{out}/run"], check=True, stdout=subprocess.DEVNULL,
                        env={**os.environ, "QLAX_COMPILATION_CACHE": cache})
         return json.loads(Path(f"{out}/run/summary.json").read_text())["env_steps_per_s"]
@@ -46,7 +46,7 @@ def first_progress_line_s(cache: str) -> float:
     """Seconds from launching `qlax train cartpole-rbf` to its first chunk's progress line."""
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "train", "cartpole-rbf", "--seeds", "32",
+        proc = subprocess.Popen([sys.executable, "-m", "qlax.tools.cli", "train", "cartpole-rbf", "--seeds", "32",
                                  "--out", f"{out}/run"], stdout=subprocess.PIPE, text=True,
                                 env={**os.environ, "QLAX_COMPILATION_CACHE": cache, "PYTHONUNBUFFERED": "1"})
         for line in proc.stdout:

@@ -23,7 +23,7 @@ import tempfile
 
 from _timing import emit
 
-from qlax.memory import parse_size, size_text
+from qlax.program.memory import parse_size, size_text
 
 GOAL = 1.5
 CASES = {
@@ -39,7 +39,7 @@ CASES = {
 def measure(args: list[str]) -> tuple[int, int]:
     """(planned bytes, peak resident bytes) of `qlax train ARGS` in a child process."""
     with tempfile.TemporaryDirectory() as out:
-        proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "train", *args, "--checkpoint-every", "1",
+        proc = subprocess.Popen([sys.executable, "-m", "qlax.tools.cli", "train", *args, "--checkpoint-every", "1",
                                  "--out", f"{out}/run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "QLAX_COMPILATION_CACHE": "off", "PYTHONUNBUFFERED": "1"})
         output = proc.stdout.read()

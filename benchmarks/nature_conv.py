@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.qfunctions import NATURE_CONVS, QNetwork
+from qlax.components.networks import NATURE_CONVS, QNetwork
 
 NUM_ACTIONS = 6
 

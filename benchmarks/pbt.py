@@ -8,7 +8,7 @@ episodes after every chunk) trains 16 members twice, in one process:
 
 - grid: a 4 x 4 grid over lr and eps_decay_steps, one seed each, every setting fixed;
 - PBT:  the same 16 starting settings; every 4 chunks the worst quarter copy the best
-  quarter's state and perturb lr and eps_end (`qlax.pbt.PBT`).
+  quarter's state and perturb lr and eps_end (`qlax.runs.pbt.PBT`).
 
 Both spend 16 x --steps env steps. Reported: the best member's final greedy return (100
 episodes, the run's own evaluation), the mean over members, and the wall time of each,
@@ -24,8 +24,8 @@ from _timing import emit
 
 import numpy as np
 import qlax
-from qlax.config import TrainConfig
-from qlax.pbt import PBT
+from qlax.runs.pbt import PBT
+from qlax.settings.config import TrainConfig
 
 GRID = {"lr": [3e-4, 1e-3, 3e-3, 1e-2], "eps_decay_steps": [500, 2000, 5000, 10000]}
 

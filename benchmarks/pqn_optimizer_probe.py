@@ -24,10 +24,10 @@ import numpy as np
 import optax
 
 import qlax
-from qlax import losses, qfunctions
+from qlax.components import losses, networks
+from qlax.components.learner import clipped_optimizer
 from qlax.envs import env_spec
 from qlax.envs.envpool_adapter import ATARI
-from qlax.learner import clipped_optimizer
 
 GAMES, STEPS, MINIBATCH, REFRESH = 32, 32, 128, 16
 ENV = "envpool:Pong-v5"
@@ -91,7 +91,7 @@ def main():
     parser.add_argument("--optimizers", default="adam,radam")
     args = parser.parse_args()
     config = qlax.presets.load("breakout-pqn").replace(env=ENV)
-    q_function = qfunctions.build(config, env_spec(ENV))
+    q_function = networks.build(config, env_spec(ENV))
     params = q_function.init(jax.random.key(0), config.hparams())
     data = random_frames()
     for name in args.optimizers.split(","):

@@ -1,4 +1,4 @@
-"""qlax.prioritized against flashbax's prioritised flat buffer: add 16, sample 32, reprioritize 32.
+"""qlax.components.replay.prioritized against flashbax's prioritised flat buffer: add 16, sample 32, reprioritize 32.
 
     python benchmarks/prioritized_buffer.py [--iterations 5000] [--repeats 5]
 
@@ -15,7 +15,7 @@ import flashbax
 import jax
 import jax.numpy as jnp
 
-from qlax import prioritized
+from qlax.components.replay import prioritized
 from replay_buffer import ADD, CAPACITY, EXAMPLE, SAMPLE, checksum, inputs, iterations_per_s
 
 ALPHA = 0.6
@@ -70,7 +70,7 @@ def main():
     data, keys = inputs(args.iterations)
     ours = iterations_per_s(qlax_loop, data, keys, args.repeats)
     theirs = iterations_per_s(flashbax_loop, data, keys, args.repeats)
-    print(f"qlax.prioritized:   {ours:12,.0f} iterations/s (add {ADD}, sample {SAMPLE}, reprioritize {SAMPLE})")
+    print(f"qlax prioritized:   {ours:12,.0f} iterations/s (add {ADD}, sample {SAMPLE}, reprioritize {SAMPLE})")
     print(f"flashbax:           {theirs:12,.0f} iterations/s (prioritised flat buffer)")
     print(f"ratio:              {ours / theirs:12,.2f}x")
     emit({"benchmark": "prioritized_buffer", "qlax_iterations_per_s": round(ours, 1),

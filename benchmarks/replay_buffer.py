@@ -1,9 +1,9 @@
-"""qlax.replay against flashbax's flat buffer: add 16, sample 32, per iteration, compiled.
+"""qlax.components.replay.uniform against flashbax's flat buffer: add 16, sample 32, per iteration, compiled.
 
     python benchmarks/replay_buffer.py [--iterations 10000] [--repeats 9] [--no-item]
 
 Both buffers run the same loop, a jitted `lax.scan` of `--iterations` iterations, each
-adding 16 CartPole-shaped transitions (`qlax.types.Transition`: obs (4,), action, reward,
+adding 16 CartPole-shaped transitions (`qlax.core.types.Transition`: obs (4,), action, reward,
 next_obs (4,), terminated) and then sampling 32, over the same pre-generated transitions
 and sampling keys, capacity 100,000, in the same process. Every field of every sampled
 batch feeds a checksum the loop returns, so XLA cannot drop any of the work. Each loop is
@@ -25,8 +25,8 @@ import flashbax
 import jax
 import jax.numpy as jnp
 
-from qlax import replay
-from qlax.types import Transition
+from qlax.components.replay import uniform
+from qlax.core.types import Transition
 
 CAPACITY, ADD, SAMPLE, OBS_DIM = 100_000, 16, 32, 4
 GOAL_RATIO = 1.5
@@ -71,8 +71,8 @@ def scan_loop(init, add, sample):
 
 
 def qlax_loop():
-    return scan_loop(lambda: replay.init(EXAMPLE, CAPACITY), replay.add,
-                     lambda state, key: replay.sample(state, key, SAMPLE))
+    return scan_loop(lambda: uniform.init(EXAMPLE, CAPACITY), uniform.add,
+                     lambda state, key: uniform.sample(state, key, SAMPLE))
 
 
 def flashbax_loop():
@@ -134,7 +134,7 @@ def main():
           f"compile excluded", flush=True)
     rates = time_loops(loops, data, keys, args.repeats)
     ours, theirs = rates["qlax"], rates["flat"]
-    print(f"qlax.replay:        {ours['median']:12,.0f} iterations/s  (best {ours['best']:,.0f})")
+    print(f"qlax uniform:       {ours['median']:12,.0f} iterations/s  (best {ours['best']:,.0f})")
     print(f"flashbax flat:      {theirs['median']:12,.0f} iterations/s  (best {theirs['best']:,.0f})")
     item = rates.get("item")
     if item is not None:

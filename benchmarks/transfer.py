@@ -92,7 +92,7 @@ from _timing import emit
 
 import numpy as np
 import qlax
-from qlax import presets
+from qlax.settings import presets
 
 WORKER = HERE / "_sb3_transfer_worker.py"
 GOAL_WALL_RATIO = 5.0  # SB3's wall time / qlax's, at least

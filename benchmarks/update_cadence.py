@@ -27,7 +27,7 @@ import argparse
 from _timing import emit, qlax_steps_per_s
 
 import qlax
-from qlax.config import TrainConfig
+from qlax.settings.config import TrainConfig
 
 
 def cadences() -> dict[str, TrainConfig]:

@@ -18,7 +18,7 @@ def pytest_configure(config):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 # Compiled programs are shared by the whole suite: qlax keeps the last few it built
-# (`qlax.program_cache`), so a process never runs out of memory mappings as it once did.
+# (`qlax.core.program_cache`), so a process never runs out of memory mappings as it once did.
 
 # One compilation cache per test session, shared with the session's subprocesses, so a
 # session never loads programs that another session (another checkout, other code) wrote.

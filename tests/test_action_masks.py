@@ -9,13 +9,13 @@ import pytest
 import qlax
 from qlax import envs
 from qlax.algorithms import c51, dqn, qrdqn
-from qlax.config import TrainConfig
+from qlax.components.exploration import EXPLORERS
+from qlax.core.types import Transition
 from qlax.envs import Box, Discrete, EnvError, TimeStep
 from qlax.envs.base import legal_actions
-from qlax.evaluate import make_evaluate
-from qlax.exploration import EXPLORERS
-from qlax.trainer import make_train
-from qlax.types import Transition
+from qlax.program.evaluation import make_evaluate
+from qlax.program.trainer import make_train
+from qlax.settings.config import TrainConfig
 
 TRAP = 10.0  # what an illegal action pays: far more than the best legal episode (1)
 # Which actions are legal at each step: at the start 0 and 1; then 0 (pays 1) and 2 (pays 0);

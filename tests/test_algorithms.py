@@ -14,15 +14,18 @@ from PIL import Image
 
 import probe_envs
 import qlax
-from qlax import cli, experiment, prioritized, qfunctions
 from qlax.algorithms import Rollout
-from qlax.config import TrainConfig
+from qlax.components import networks
+from qlax.components.replay import prioritized
+from qlax.core.types import Transition
 from qlax.envs import make_env
-from qlax.gymnasium_backend import evaluate_gymnasium
-from qlax.policy import load_policy
-from qlax.render import render_episode
-from qlax.trainer import make_train
-from qlax.types import Transition
+from qlax.program.trainer import make_train
+from qlax.runs import experiment
+from qlax.runs.gymnasium_backend import evaluate_gymnasium
+from qlax.runs.policy import load_policy
+from qlax.settings.config import TrainConfig
+from qlax.tools import cli
+from qlax.tools.render import render_episode
 
 PROBE_PQN = TrainConfig(algorithm="pqn", env=probe_envs.TIME_LIMIT_PROBE, num_envs=4, total_steps=8000,
                         chunk_steps=64, seeds=2, num_centers=8, gamma=0.9, lr=0.05, loss="squared",
@@ -101,7 +104,7 @@ def test_prioritized_replay_weights_the_loss_and_writes_priorities_back():
 def test_noisy_layers_use_their_mean_without_a_key_and_fresh_noise_with_one():
     config = TrainConfig(q_function="mlp", hidden_sizes=[8], exploration="noisy", dueling=True)
     spec = make_env("CartPole-v1", 1).spec
-    q = qfunctions.build(config, spec)
+    q = networks.build(config, spec)
     params = q.init(jax.random.PRNGKey(0), config.hparams())
     obs = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
     mean_only = q.apply(params, obs)
@@ -126,7 +129,7 @@ def test_conv_torso_reads_minatar_grids():
     assert conv["kernel"].shape == (3, 3, 4, 4)  # 3x3, 4 channels in and out
     grid = jax.random.normal(jax.random.PRNGKey(2), (5, 10, 10, 4))
     reference = flax.linen.Conv(4, (3, 3), padding="SAME").apply({"params": conv}, grid)
-    np.testing.assert_allclose(qfunctions.Conv3x3(4).apply({"params": conv}, grid), reference, atol=1e-5)
+    np.testing.assert_allclose(networks.Conv3x3(4).apply({"params": conv}, grid), reference, atol=1e-5)
     obs, _ = trainer.env.reset(jax.random.PRNGKey(1))
     assert trainer.q_function.outputs(params, obs).shape == (config.num_envs, 3, 5)
     with pytest.raises(qlax.ConfigError, match="q_function = 'conv': env 'CartPole-v1' has observations of shape"):

@@ -12,11 +12,12 @@ import pytest
 pytest.importorskip("ale_py")
 gymnasium = pytest.importorskip("gymnasium")
 
-from qlax import qfunctions, replay  # noqa: E402
-from qlax.config import ConfigError, TrainConfig  # noqa: E402
+from qlax.components import networks  # noqa: E402
+from qlax.components.replay import uniform  # noqa: E402
+from qlax.core.types import Transition  # noqa: E402
 from qlax.envs import EnvError, EnvSpec  # noqa: E402
 from qlax.envs import atari  # noqa: E402
-from qlax.types import Transition  # noqa: E402
+from qlax.settings.config import ConfigError, TrainConfig  # noqa: E402
 
 
 def play(env, seed: int, actions: np.ndarray):
@@ -113,10 +114,10 @@ def test_frames_are_stored_as_bytes_and_come_back_exactly():
     batch = Transition(obs=frames, action=np.array([0, 5, 2], np.int32), reward=np.array([1, -1, 0.5], np.float32),
                        next_obs=frames[::-1], terminated=np.array([False, True, False]),
                        discount=np.array([0.99, 0.0, 0.9801], np.float32))
-    state = jax.jit(replay.add)(replay.init(jax.tree.map(lambda x: x[0], batch), 5), batch)
+    state = jax.jit(uniform.add)(uniform.init(jax.tree.map(lambda x: x[0], batch), 5), batch)
     assert state.storage.dtype == jnp.uint8
     assert state.storage.shape[1] == 2 * 4 * 84 * 84 + 4 + 4 + 1 + 4  # 56 KB: two frame stacks and a few words
-    stored = jax.tree.map(lambda x: np.asarray(x[:3]), replay.contents(state))
+    stored = jax.tree.map(lambda x: np.asarray(x[:3]), uniform.contents(state))
     for field in ("obs", "action", "reward", "next_obs", "terminated", "discount"):
         assert getattr(stored, field).dtype == getattr(batch, field).dtype
         np.testing.assert_array_equal(getattr(stored, field), getattr(batch, field))
@@ -132,21 +133,21 @@ def test_valid_conv_is_flax_conv(size, stride):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 21, 19, 3))
     params = nn.Conv(5, (size, size), (stride, stride), padding="VALID").init(jax.random.PRNGKey(1), x)
     expected = nn.Conv(5, (size, size), (stride, stride), padding="VALID").apply(params, x)
-    got = qfunctions.ValidConv(5, size, stride).apply(params, x)
+    got = networks.ValidConv(5, size, stride).apply(params, x)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_nature_torso_is_flax_convs_over_frames_divided_by_255(layer_norm):
     config = TrainConfig(q_function="nature", hidden_sizes=[512], layer_norm=layer_norm)
-    q = qfunctions.build(config, FRAMES)
+    q = networks.build(config, FRAMES)
     params = q.init(jax.random.PRNGKey(0), config.hparams())
     layers = params["net"]["params"]
     assert [layers[f"ValidConv_{i}"]["kernel"].shape for i in range(3)] == \
         [(8, 8, 4, 32), (4, 4, 32, 64), (3, 3, 64, 64)]
     frames = jax.random.randint(jax.random.PRNGKey(1), (3, 4 * 84 * 84), 0, 256).astype(jnp.uint8)
     x = jnp.transpose(frames.reshape(3, 4, 84, 84) / 255.0, (0, 2, 3, 1))
-    for i, (channels, size, stride) in enumerate(qfunctions.NATURE_CONVS):
+    for i, (channels, size, stride) in enumerate(networks.NATURE_CONVS):
         x = nn.Conv(channels, (size, size), (stride, stride), padding="VALID").apply(
             {"params": layers[f"ValidConv_{i}"]}, x)
         if layer_norm:
@@ -163,7 +164,7 @@ def test_he_normal_scales_the_hidden_layers_and_convolutions_not_the_head():
     """He normal draws LeCun normal's numbers times sqrt(2) (both truncated normals over the
     fan-in), so from one key the two networks differ by exactly that, the head not at all."""
     config = TrainConfig(q_function="nature", hidden_sizes=[512], layer_norm=True)
-    lecun, he = (qfunctions.build(config.replace(weight_init=init), FRAMES).init(jax.random.PRNGKey(0),
+    lecun, he = (networks.build(config.replace(weight_init=init), FRAMES).init(jax.random.PRNGKey(0),
                                                                                  config.hparams())["net"]["params"]
                  for init in ("lecun_normal", "he_normal"))
     for name in ("ValidConv_0", "ValidConv_1", "ValidConv_2", "Dense_0"):
@@ -178,9 +179,9 @@ def test_the_nature_torso_refuses_what_it_cannot_read():
     with pytest.raises(ConfigError, match="q_function 'nature' divides pixels by 255"):
         TrainConfig().replace(q_function="nature", obs_scaling="none")
     with pytest.raises(ConfigError, match="the Nature DQN's convolutions read pixel frames"):
-        qfunctions.build(TrainConfig(q_function="nature"), dataclasses.replace(FRAMES, obs_high=FRAMES.obs_high / 255))
+        networks.build(TrainConfig(q_function="nature"), dataclasses.replace(FRAMES, obs_high=FRAMES.obs_high / 255))
     with pytest.raises(ConfigError, match=r"observations of shape \(210, 160, 3\)"):  # ALE's raw RGB screen
-        qfunctions.build(TrainConfig(q_function="nature"), dataclasses.replace(
+        networks.build(TrainConfig(q_function="nature"), dataclasses.replace(
             FRAMES, obs_shape=(210, 160, 3), obs_dim=210 * 160 * 3))
 
 
@@ -198,7 +199,7 @@ def test_dqn_trains_on_breakout_counting_games_not_lives():
     result = qlax.train(config, progress=False)
     buffer = result.state.agent.replay
     assert buffer.storage.dtype == jnp.uint8
-    stored = replay.contents(jax.tree.map(lambda x: x[0], buffer))
+    stored = uniform.contents(jax.tree.map(lambda x: x[0], buffer))
     lives_lost = int(np.sum(np.asarray(stored.terminated)))
     games = int(result.state.stats.episodes[0])
     assert 2 <= games <= 12 and lives_lost >= 3 * games  # 5 learning episodes to a game
@@ -210,7 +211,7 @@ def test_async_workers_play_the_same_games_as_one_process():
     """`atari:Pong@async` (the copies in worker processes, one per core) against `atari:Pong`:
     the copies are seeded from the run's keys, whichever process steps them, so a run
     stores the same frames and counts the same returns."""
-    from qlax.experiment import start
+    from qlax.runs.experiment import start
 
     config = TrainConfig(q_function="mlp", hidden_sizes=[8], num_envs=2, total_steps=80, chunk_steps=20,
                          buffer_size=100, batch_size=4, learning_starts=20, early_stop=False, eval_episodes=1)
@@ -224,6 +225,6 @@ def test_async_workers_play_the_same_games_as_one_process():
 
     sync, parallel = run("atari:Pong"), run("atari:Pong@async")
     jax.tree.map(np.testing.assert_array_equal, sync, parallel)
-    frames = replay.contents(jax.tree.map(lambda x: x[0], sync.agent.replay)).obs.reshape(-1, 4, 84, 84)
+    frames = uniform.contents(jax.tree.map(lambda x: x[0], sync.agent.replay)).obs.reshape(-1, 4, 84, 84)
     filled = frames[:int(sync.agent.replay.size[0])]
     assert len(filled) == 80 and len({frame.tobytes() for frame in filled[:, -1]}) > 10  # the games move

@@ -13,8 +13,9 @@ import textwrap
 import jax.numpy as jnp
 import pytest
 
-from qlax import cli, envs
+from qlax import envs
 from qlax.envs import Box, Discrete, EnvError, TimeStep
+from qlax.tools import cli
 from user_env import Corridor
 
 
@@ -148,11 +149,12 @@ def test_a_broken_factory_gets_one_line_and_exit_2(case, tmp_path, monkeypatch, 
     sys.modules.pop(module, None)
 
 
-@pytest.mark.parametrize("name", ["qlax.cli:main", "qlax.cli:make_parser", "gymnasium:qlax.cli:main"])
+@pytest.mark.parametrize("name", ["qlax.tools.cli:main", "qlax.tools.cli:make_parser", "gymnasium:qlax.tools.cli:main",
+                                  "qlax.cli:main"])  # qlax.cli: the command's old path
 def test_the_qlax_command_is_no_environment_factory(name, capsys):
     assert cli.main(["train", "--set", f"env={name}"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "qlax.cli is the qlax command, not an environment factory" in err
+    assert err.count("\n") == 1 and "is the qlax command, not an environment factory" in err
 
 
 def test_a_gymnasium_env_whose_observations_change_shape_while_it_runs_ends_in_one_line(tmp_path, monkeypatch,

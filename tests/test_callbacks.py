@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax.config import ConfigError, TrainConfig
+from qlax.settings.config import ConfigError, TrainConfig
 
 pytestmark = pytest.mark.slow  # every test here trains
 

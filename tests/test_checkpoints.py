@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processes import signal_when
-from qlax import checkpoint, cli, reports, rundir
-from qlax.checkpoint import CheckpointError
-from qlax.placement import place
-from qlax.trainer import make_train
+from qlax.program.placement import place
+from qlax.program.trainer import make_train
+from qlax.runs import checkpoint, reports, rundir
+from qlax.runs.checkpoint import CheckpointError
+from qlax.tools import cli
 
 # Two chunks of 50 vector steps, two seeds, a checkpoint after each chunk.
 TINY = ["train", "--seeds", "2", "--steps", "400", "--no-early-stop", "--checkpoint-every", "1",
@@ -235,7 +236,8 @@ def test_a_run_an_earlier_qlax_wrote_evaluates_plots_and_resumes_in_its_own_colu
 
 SLOW_SAVE = """
 import sys, time
-from qlax import checkpoint, cli
+from qlax.runs import checkpoint
+from qlax.tools import cli
 write = checkpoint._write_array
 def slowly(file, *array):  # the second checkpoint crawls, so that it is killed half way through
     if ".tmp-chunk-000002" in file.file.name:
@@ -250,7 +252,7 @@ def test_a_kill_while_saving_then_resume_equals_the_run_done_in_one_go(tmp_path)
     # Every run here is a fresh process: XLA's CPU results may differ in the last bit between a
     # fresh process and one that has compiled many other programs before.
     one_go, out = tmp_path / "one-go", tmp_path / "run"
-    subprocess.run([sys.executable, "-m", "qlax.cli", *TINY, "--out", str(one_go)], check=True,
+    subprocess.run([sys.executable, "-m", "qlax.tools.cli", *TINY, "--out", str(one_go)], check=True,
                    stdout=subprocess.DEVNULL)
     proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, *TINY, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -260,7 +262,7 @@ def test_a_kill_while_saving_then_resume_equals_the_run_done_in_one_go(tmp_path)
     assert proc.returncode == -signal.SIGKILL and partial.exists()
     assert checkpoint.latest(out).name == "chunk-000001"
 
-    subprocess.run([sys.executable, "-m", "qlax.cli", "resume", str(out)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "qlax.tools.cli", "resume", str(out)], check=True, stdout=subprocess.DEVNULL)
     assert_same_state(load(out)[0], load(one_go)[0])
     assert (out / "metrics.csv").read_text() == (one_go / "metrics.csv").read_text()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["chunk-000001", "chunk-000002"]

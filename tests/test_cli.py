@@ -10,8 +10,9 @@ import sys
 import pytest
 
 import qlax
-from qlax import cli, experiment, rundir
-from qlax.config import TrainConfig
+from qlax.runs import experiment, rundir
+from qlax.settings.config import TrainConfig
+from qlax.tools import cli
 
 # A run that compiles and finishes in seconds: 2 chunks of 50 vector steps of 4 envs.
 TINY = ["--seeds", "1", "--steps", "400", "--set", "num_envs=4", "--set", "num_centers=8", "--set", "chunk_steps=50",
@@ -71,7 +72,7 @@ def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys, no_compile
 
 @pytest.mark.slow
 def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "qlax.cli", "train", "--set", "gamma=2"],
+    proc = subprocess.run([sys.executable, "-m", "qlax.tools.cli", "train", "--set", "gamma=2"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "gamma = 2.0: out of range" in proc.stderr
@@ -138,7 +139,7 @@ def test_version_and_help(capsys):
 @pytest.mark.slow
 def test_presets_piped_into_a_closed_reader_exit_quietly():
     # `qlax presets | head -1`: the reader is gone before qlax writes (it closes at once here).
-    proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "presets"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "qlax.tools.cli", "presets"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     proc.stdout.close()
     stderr = proc.stderr.read()
@@ -233,7 +234,7 @@ def test_overwrite_replaces_the_whole_old_run(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "old notes.txt"  # not a file of the run
 
 
-HOLD_THE_LOCK = ("import sys, time; from qlax.rundir import claim\n"
+HOLD_THE_LOCK = ("import sys, time; from qlax.runs.rundir import claim\n"
                  "with claim(sys.argv[1]):\n    print('locked', flush=True); time.sleep(600)")
 
 

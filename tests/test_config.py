@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 import qlax
-from qlax import config
-from qlax.config import ConfigError, TrainConfig, from_dict, load_yaml
+from qlax.settings import config
+from qlax.settings.config import ConfigError, TrainConfig, from_dict, load_yaml
 
 
 def test_seed_preset_is_the_notebook():
@@ -53,7 +53,7 @@ def test_obs_bounds_must_be_finite_and_ordered():
 
 def test_vector_steps_round_up():
     assert TrainConfig(total_steps=1001, num_envs=16).vector_steps == 63
-    from qlax.trainer import make_train
+    from qlax.program.trainer import make_train
 
     small = TrainConfig(total_steps=1000, num_envs=4, chunk_steps=100, num_centers=8, buffer_size=100,
                         learning_starts=10)
@@ -141,7 +141,7 @@ _CHOICES = {
 def test_the_settings_a_program_reads_are_the_ones_its_owners_declare(choice):
     import jax
 
-    from qlax import trainer
+    from qlax.program import trainer
 
     chosen = _SMALL.replace(**_CHOICES[choice])
     recording = dataclasses.replace(_Recording(**chosen.to_dict()), **dict.fromkeys(config.DYNAMIC_SETTINGS))
@@ -155,7 +155,7 @@ def test_the_settings_a_program_reads_are_the_ones_its_owners_declare(choice):
 
 
 def test_every_setting_has_an_owner_and_every_preset_reads_what_it_sets():
-    from qlax import presets
+    from qlax.settings import presets
 
     owned = set().union(*(config.owners(_SMALL.replace(**c)) for c in _CHOICES.values()),
                         config.owners(TrainConfig(eps_schedule="linear")), config.owners(TrainConfig(
@@ -175,7 +175,7 @@ def test_every_setting_has_an_owner_and_every_preset_reads_what_it_sets():
     (dict(q_function="mlp", exploration="noisy", eps_decay=0.5), "eps_decay = 0.5 (read by eps_schedule exponential)"),
 ])
 def test_a_changed_setting_that_nothing_chosen_reads_is_refused_naming_its_readers(changes, message):
-    from qlax.experiment import start
+    from qlax.runs.experiment import start
 
     chosen = TrainConfig(num_envs=4).replace(**changes)
     with pytest.raises(ConfigError) as caught:
@@ -188,7 +188,7 @@ def test_a_changed_setting_that_nothing_chosen_reads_is_refused_naming_its_reade
 
 
 def test_a_grid_over_a_setting_nothing_reads_is_refused_and_unread_settings_leave_the_compile_key():
-    from qlax.experiment import start
+    from qlax.runs.experiment import start
 
     pqn = TrainConfig(num_envs=4, algorithm="pqn", q_function="mlp")
     with pytest.raises(ConfigError, match="--grid 'target_period': .* never reads it"):

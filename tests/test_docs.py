@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import qlax
-from qlax import cli
+from qlax.tools import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -98,11 +98,11 @@ def test_transcribed_errors_are_what_qlax_says(page, command, expected, capsys):
 
 def test_the_algorithms_page_names_everything_each_registry_lists():
     from qlax.algorithms import ALGORITHMS
-    from qlax.buffers import BUFFERS
-    from qlax.exploration import EXPLORERS, SCHEDULES
-    from qlax.learner import TARGETS
-    from qlax.losses import PENALTIES
-    from qlax.qfunctions import TORSOS
+    from qlax.components.exploration import EXPLORERS, SCHEDULES
+    from qlax.components.learner import TARGETS
+    from qlax.components.losses import PENALTIES
+    from qlax.components.networks import TORSOS
+    from qlax.components.replay import BUFFERS
 
     page = (ROOT / "docs" / "algorithms.md").read_text()
     for registry in (ALGORITHMS, BUFFERS, EXPLORERS, SCHEDULES, TARGETS, PENALTIES, TORSOS):
@@ -111,7 +111,7 @@ def test_the_algorithms_page_names_everything_each_registry_lists():
 
 
 def test_the_reference_lists_every_setting_with_what_reads_it(monkeypatch):
-    from qlax import config
+    from qlax.settings import config
 
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))
     import mkdocs_hooks

@@ -6,13 +6,14 @@ import numpy as np
 import optax
 import pytest
 
-from qlax import losses, replay
 from qlax.algorithms import dqn
-from qlax.config import TrainConfig
-from qlax.qfunctions import QFunction, mlp
-from qlax.experiment import start
-from qlax.trainer import make_train
-from qlax.types import Transition
+from qlax.components import losses
+from qlax.components.networks import QFunction, mlp
+from qlax.components.replay import uniform
+from qlax.core.types import Transition
+from qlax.program.trainer import make_train
+from qlax.runs.experiment import start
+from qlax.settings.config import TrainConfig
 
 
 def test_double_q_target_by_hand():
@@ -86,7 +87,7 @@ def stored_actions_and_greedy(warmup_random: bool):
     # The epsilon reported is the one acting uses: 1 while the warm-up acts at random.
     assert np.asarray(run.population.observe(run.state).epsilon).tolist() == [1.0 if warmup_random else 0.0]
     state, _ = run.population.run_chunk(run.state)
-    stored = jax.tree.map(lambda x: np.asarray(x[0]), jax.vmap(replay.contents)(state.agent.replay))
+    stored = jax.tree.map(lambda x: np.asarray(x[0]), jax.vmap(uniform.contents)(state.agent.replay))
     params = jax.tree.map(lambda x: x[0], state.agent.learner.params)  # no update ran: learning_starts not reached
     greedy = np.asarray(jnp.argmax(trainer.q_function.apply(params, stored.obs), -1))
     return stored.action, greedy
@@ -113,7 +114,7 @@ def nstep_reference(rewards, terminated, truncated, start, n, gamma):
 
 
 def test_nstep_windows_match_a_hand_computed_reference():
-    from qlax import nstep
+    from qlax.components import nstep
 
     n, gamma, horizon = 3, 0.9, 12
     rng = np.random.default_rng(0)
@@ -170,7 +171,7 @@ def test_cartpole_dqn_solves_at_least_three_of_four_seeds():
 
 
 def test_an_nstep_window_stops_before_a_step_it_cannot_bootstrap_from():
-    from qlax import nstep
+    from qlax.components import nstep
 
     gamma, rewards = 0.5, [1.0, 2.0, 4.0]
     step = lambda t: Transition(obs=jnp.full((1, 1), t), action=jnp.array([t]), reward=jnp.array([rewards[t]]),  # noqa: E731
@@ -190,7 +191,7 @@ def test_an_nstep_window_stops_before_a_step_it_cannot_bootstrap_from():
 def test_an_nstep_window_never_spans_a_step_that_is_no_transition():
     """EnvPool's reset step (next observation unknown, no end) splits windows like an end:
     the steps before it are emitted without it, and a window starting at it is not stored."""
-    from qlax import nstep
+    from qlax.components import nstep
 
     gamma = 0.5
     step = lambda t: Transition(obs=jnp.full((1, 1), t), action=jnp.array([t]), reward=jnp.array([1.0]),  # noqa: E731

@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("envpool")
 
 import qlax  # noqa: E402
-from qlax import cli  # noqa: E402
-from qlax.config import TrainConfig  # noqa: E402
 from qlax.envs import EnvError, env_spec, make_env  # noqa: E402
 from qlax.envs.envpool_adapter import EnvState  # noqa: E402
+from qlax.settings.config import TrainConfig  # noqa: E402
+from qlax.tools import cli  # noqa: E402
 from test_runs import interrupt_after  # noqa: E402
 
 CARTPOLE = "envpool:CartPole-v1"
@@ -169,8 +169,8 @@ def test_resume_starts_fresh_episodes(tmp_path, monkeypatch):
     assert stopped.interrupted
     # What resume does first: every env's next step starts a new episode (a reset step), and
     # the interrupted episodes are dropped from the returns.
-    planned = qlax.experiment._plan(stopped.members, None)
-    state, _ = qlax.rundir.load_state(tmp_path, planned.trainer, stopped.members, planned.placement)
+    planned = qlax.runs.experiment._plan(stopped.members, None)
+    state, _ = qlax.runs.rundir.load_state(tmp_path, planned.trainer, stopped.members, planned.placement)
     restarted = qlax.trainer.population(planned.trainer, planned.placement).restart(state)
     assert np.asarray(restarted.env_state.ended).all()
     assert not np.asarray(restarted.stats.running_return).any()

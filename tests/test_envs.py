@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import probe_envs
-from qlax import normalization
+from qlax.components import normalization
 from qlax.envs import EnvError, env_spec, make_env
 
 
@@ -188,7 +188,7 @@ def test_a_discrete_state_index_is_one_hot():
 @pytest.mark.slow
 def test_other_families_train_a_few_compiled_steps(env_id, q_function):
     import qlax
-    from qlax.config import TrainConfig
+    from qlax.settings.config import TrainConfig
 
     torso = {"hidden_sizes": [16]} if q_function == "mlp" else {"num_centers": 16}
     config = TrainConfig(env=env_id, q_function=q_function, **torso, num_envs=4, total_steps=400, chunk_steps=50,

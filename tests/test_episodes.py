@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlax import episodes
+from qlax.program import episodes
 
 WINDOW = episodes.WINDOW
 update = jax.jit(episodes.update)  # one compile per num_envs

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from qlax import exploration, features
-from qlax.config import TrainConfig
-from qlax.qfunctions import linear_rbf
+from qlax.components import exploration, features
+from qlax.components.networks import linear_rbf
+from qlax.settings.config import TrainConfig
 
 rbf = jax.jit(features.rbf)  # sigma traced: one compile for every width below
 
@@ -225,8 +225,8 @@ def test_ez_greedy_keeps_a_started_action_for_its_length_then_flips_coins_again(
 
 @pytest.mark.slow
 def test_ez_greedy_runs_in_training_hold_actions_within_episodes_and_restart_at_their_ends():
-    from qlax import replay
-    from qlax.experiment import start
+    from qlax.components.replay import uniform
+    from qlax.runs.experiment import start
 
     config = TrainConfig(seeds=1, num_envs=4, total_steps=4_000, chunk_steps=1000, buffer_size=4_000,
                          learning_starts=4_000, eps_schedule="constant", eps_start=1.0, num_centers=8)
@@ -236,7 +236,7 @@ def test_ez_greedy_runs_in_training_hold_actions_within_episodes_and_restart_at_
         run = start(config.replace(exploration=exploration_kind, **ez))
         state, _ = run.population.run_chunk(run.state)
         member = jax.tree.map(lambda leaf: np.asarray(leaf)[0], state)
-        stored = replay.contents(member.agent.replay)
+        stored = uniform.contents(member.agent.replay)
         actions = np.asarray(stored.action).reshape(-1, 4).T  # (env, step): 4 rows per vector step
         ended = np.asarray(stored.terminated).reshape(-1, 4).T
         same = actions[:, 1:] == actions[:, :-1]

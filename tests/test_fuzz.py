@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qlax import cli, experiment, plotting, render, run_evaluation
+from qlax.runs import experiment, plotting, run_evaluation
+from qlax.tools import cli, render
 
 TINY = ["--seeds", "2", "--steps", "400", "--set", "num_envs=4", "--set", "num_centers=8", "--set", "chunk_steps=50",
         "--set", "eval_episodes=2", "--set", "learning_starts=50", "--set", "buffer_size=200"]
@@ -152,7 +153,7 @@ def test_a_full_disk_names_the_file_and_leaves_no_partial_one(finished, tmp_path
     """eval.json, the plot and the GIF: one line naming the file, the previous one (or none) kept."""
     import errno
 
-    import qlax.files
+    import qlax.core.files
 
     def full(path: Path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
@@ -162,7 +163,7 @@ def test_a_full_disk_names_the_file_and_leaves_no_partial_one(finished, tmp_path
     (run / "eval.json").write_text("{}")
     monkeypatch.setattr(run_evaluation, "evaluate_members", lambda trainer, members, *a: np.zeros((members.count, 2)))
     monkeypatch.setattr(render, "rollout", lambda *a, **k: np.zeros((3, 4), np.float32))  # 3 CartPole states
-    monkeypatch.setattr(qlax.files.os, "replace", lambda *a: full(a[1]))
+    monkeypatch.setattr(qlax.core.files.os, "replace", lambda *a: full(a[1]))
     for argv, written in ((["eval", str(run)], run / "eval.json"), (["plot", str(run)], run / "learning_curve.png"),
                           (["render", str(run), "--out", str(tmp_path / "e.gif")], tmp_path / "e.gif")):
         before = written.read_bytes() if written.exists() else None
@@ -203,7 +204,7 @@ LINES = {
     "--coordinator port 99999": ["train", "--coordinator", "127.0.0.1:99999", "--num-processes", "1",
                                  "--process-id", "0", "--out", "o"],
     "env=sys:exit": ["train", "--set", "env=sys:exit"],
-    "env=qlax.cli:main": ["train", "--set", "env=qlax.cli:main"],
+    "env=qlax.tools.cli:main": ["train", "--set", "env=qlax.tools.cli:main"],
     "env=os:getcwd": ["train", "--set", "env=os:getcwd"],
     "--log wandb twice": ["train", "--log", "wandb", "--log", "wandb", "--out", "o"],
     "--log nothing": ["train", "--log", "nothing", "--out", "o"],

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import cli
-from qlax.gymnasium_backend import gymnasium_policy
+from qlax.runs.gymnasium_backend import gymnasium_policy
+from qlax.tools import cli
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 

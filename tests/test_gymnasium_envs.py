@@ -20,12 +20,13 @@ gymnasium = pytest.importorskip("gymnasium")
 
 import gym_probes  # noqa: E402
 import qlax  # noqa: E402
-from qlax import nstep, replay  # noqa: E402
-from qlax.config import TrainConfig  # noqa: E402
+from qlax.components import nstep  # noqa: E402
+from qlax.components.replay import uniform  # noqa: E402
+from qlax.core.types import Transition  # noqa: E402
 from qlax.envs import EnvError, env_spec, make_env, recipe, register  # noqa: E402
-from qlax.experiment import start  # noqa: E402
-from qlax.run_evaluation import evaluate_run  # noqa: E402
-from qlax.types import Transition  # noqa: E402
+from qlax.runs.experiment import start  # noqa: E402
+from qlax.runs.run_evaluation import evaluate_run  # noqa: E402
+from qlax.settings.config import TrainConfig  # noqa: E402
 
 PROBES = {  # name -> whether the env resets on the step after an end (NEXT_STEP)
     "gymnasium:gym_probes:counter": False,  # qlax builds the vector env (SAME_STEP)
@@ -186,11 +187,13 @@ def test_async_workers_step_like_the_synchronous_vector_env(actions):
 
 
 def test_a_worker_that_dies_is_an_error_not_a_hang():
-    from qlax.envs import gymnasium_adapter
+    from qlax.envs.gymnasium_adapter.host import Host
+    from qlax.envs.gymnasium_adapter.pool import Pool
+    from qlax.envs.gymnasium_adapter.source import Source
 
-    source = gymnasium_adapter._Source.parse("gym_probes:counter@async")
-    host = gymnasium_adapter._Host(source, 2)
-    pool = gymnasium_adapter._Pool(source, 4, 2, host.parts, host.dtype)
+    source = Source.parse("gym_probes:counter@async")
+    host = Host(source, 2)
+    pool = Pool(source, 4, 2, host.parts, host.dtype)
     pool.reset(np.arange(4, dtype=np.uint32))
     pool.processes[1].kill()
     with pytest.raises(EnvError, match=r"a worker process failed: the worker process died \(exit code -9\)"):
@@ -251,7 +254,7 @@ def stored(state):
     """(transitions as numpy with leading axes (members, rows), which rows are filled)."""
     buffer = state.agent.replay
     rows = np.arange(buffer.storage.shape[1])
-    return jax.tree.map(np.asarray, replay.contents(buffer)), rows[None, :] < np.asarray(buffer.size)[:, None]
+    return jax.tree.map(np.asarray, uniform.contents(buffer)), rows[None, :] < np.asarray(buffer.size)[:, None]
 
 
 @pytest.mark.parametrize("name, n_step, truncation", [
@@ -314,8 +317,8 @@ def test_resume_continues_all_but_the_episodes_exactly(tmp_path):
     for later in sorted((resumed_dir / "checkpoints").iterdir())[1:]:
         shutil.rmtree(later)
     (resumed_dir / "summary.json").unlink()
-    from qlax.rundir import load_state, load_members  # what resume loads: the checkpoint bit for bit
-    from qlax.experiment import _plan
+    from qlax.runs.experiment import _plan
+    from qlax.runs.rundir import load_state, load_members  # what resume loads: the checkpoint bit for bit
 
     members = load_members(resumed_dir)
     planned = _plan(members, None)
@@ -374,7 +377,7 @@ def test_the_command_line_re_makes_a_gymnasium_env_object_from_the_spec_its_run_
     with its run (env_spec.json) and re-made from it, as gymnasium.make builds it, in a new
     process; an object without one is named there in one line that says what to do."""
     def evaluate_in_a_new_process(run_dir):
-        return subprocess.run([sys.executable, "-m", "qlax.cli", "eval", str(run_dir)], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "qlax.tools.cli", "eval", str(run_dir)], capture_output=True,
                               text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
     out = tmp_path / "object"

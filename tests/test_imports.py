@@ -1,6 +1,6 @@
-"""Imports only go down: every module of qlax sits in a layer, imports (anywhere in the file,
-inside functions too) reach only its own layer or lower ones, and no modules import each
-other in a circle. A new module must be given its layer here."""
+"""Imports only go down: qlax is packages by layer, every module sits in its layer's package,
+imports (anywhere in the file, inside functions too) reach only its own layer or lower ones,
+and no modules import each other in a circle. A new module must be given its layer here."""
 
 import ast
 from pathlib import Path
@@ -9,23 +9,31 @@ import qlax
 
 PACKAGE = Path(qlax.__file__).parent
 
-# Lowest first. Within a layer modules may import each other, without circles.
+# Layer = package, lowest first. Within a layer modules may import each other, without circles.
+# The environments sit below the components: the networks read the environments' interface
+# (envs.base: the spec, the one-hot entries, the legal actions), and no environment source
+# imports a component.
 LAYERS = {
-    "bottom: errors, string helpers, plain records": [
-        "errors", "hparams", "types", "program_cache", "files", "interrupt", "progress", "placement", "devices"],
-    "components": [
-        "features", "normalization", "exploration", "losses", "episodes", "replay", "prioritized", "buffers",
-        "nstep", "learner", "envs.base", "qfunctions"],
-    "environments": [
-        "envs", "envs.gymnax_adapter", "envs.jax_adapter", "envs.envpool_adapter", "envs.jumanji_adapter",
-        "envs.navix_adapter", "envs.gymnasium_adapter", "envs.atari", "algorithms"],
-    "settings": ["config", "presets", "sweep", "zoo"],
-    "algorithms": ["algorithms.agent", "algorithms.dqn", "algorithms.c51", "algorithms.qrdqn", "algorithms.iqn", "algorithms.mdqn",
-                   "algorithms.pqn"],
-    "the compiled program": ["evaluate", "trainer", "memory", "checkpoint"],
-    "runs": ["callbacks", "pbt", "reports", "tracking", "rundir", "plotting", "policy", "gymnasium_backend",
-             "experiment", "run_evaluation"],
-    "tools": ["render", "cli", ""],  # "": the package's own face, qlax/__init__.py
+    "core": ["core", "core.errors", "core.hparams", "core.types", "core.program_cache", "core.files", "core.devices"],
+    "envs": ["envs", "envs.base", "envs.gymnax_adapter", "envs.jax_adapter", "envs.envpool_adapter",
+             "envs.jumanji_adapter", "envs.navix_adapter", "envs.atari", "envs.gymnasium_adapter",
+             "envs.gymnasium_adapter.source", "envs.gymnasium_adapter.saved_spec", "envs.gymnasium_adapter.observations",
+             "envs.gymnasium_adapter.vector", "envs.gymnasium_adapter.pool", "envs.gymnasium_adapter.host",
+             "envs.gymnasium_adapter.rendering"],
+    "components": ["components", "components.features", "components.normalization", "components.exploration",
+                   "components.losses", "components.nstep", "components.learner", "components.networks",
+                   "components.replay", "components.replay.uniform", "components.replay.prioritized",
+                   "components.contract"],
+    "settings": ["settings", "settings.config", "settings.presets", "settings.sweep", "settings.zoo"],
+    "algorithms": ["algorithms", "algorithms.agent", "algorithms.dqn", "algorithms.c51", "algorithms.qrdqn",
+                   "algorithms.iqn", "algorithms.mdqn", "algorithms.pqn"],
+    "program": ["program", "program.episodes", "program.placement", "program.evaluation", "program.trainer",
+                "program.memory"],
+    "runs": ["runs", "runs.callbacks", "runs.pbt", "runs.reports", "runs.tracking", "runs.progress", "runs.interrupt",
+             "runs.checkpoint", "runs.rundir", "runs.plotting", "runs.policy", "runs.gymnasium_backend",
+             "runs.experiment", "runs.run_evaluation"],
+    "tools": ["tools", "tools.render", "tools.cli"],
+    "": [""],  # the package's own face, qlax/__init__.py
 }
 
 
@@ -71,6 +79,12 @@ def test_every_module_has_a_layer():
     placed = [m for layer in LAYERS.values() for m in layer]
     assert len(placed) == len(set(placed))
     assert sorted(placed) == sorted(modules()), "give each new module its layer in LAYERS"
+
+
+def test_every_module_sits_in_its_layers_package():
+    misplaced = [f"{m} is in layer {layer!r}" for layer, names in LAYERS.items() for m in names
+                 if m.partition(".")[0] != layer]
+    assert not misplaced, misplaced
 
 
 def test_imports_only_go_down():

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qlax import cli, experiment
-from qlax.config import DYNAMIC_SETTINGS, ConfigError, TrainConfig, load_yaml
+from qlax.runs import experiment
+from qlax.settings.config import DYNAMIC_SETTINGS, ConfigError, TrainConfig, load_yaml
+from qlax.tools import cli
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax.config import TrainConfig
 from qlax.envs import EnvError, env_spec, jax_adapter, make_env
+from qlax.settings.config import TrainConfig
 
 navix = pytest.importorskip("navix")
 jumanji = pytest.importorskip("jumanji")

@@ -6,11 +6,11 @@ import numpy as np
 import optax
 import pytest
 
-from qlax import losses
-from qlax.config import TrainConfig
 from qlax.algorithms import dqn
-from qlax.qfunctions import QFunction
-from qlax.types import Transition
+from qlax.components import losses
+from qlax.components.networks import QFunction
+from qlax.core.types import Transition
+from qlax.settings.config import TrainConfig
 
 
 def test_q_learning_target_by_hand():

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import cli, evaluate, memory, rundir
-from qlax.config import TrainConfig
-from qlax.trainer import make_train
+from qlax.program import evaluation, memory
+from qlax.program.trainer import make_train
+from qlax.runs import rundir
+from qlax.settings.config import TrainConfig
+from qlax.tools import cli
 
 SMALL = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=500,
                     learning_starts=100, eval_episodes=3)
@@ -58,20 +60,20 @@ def test_a_distributional_loss_and_a_convolution_are_counted():
 
 
 def test_evaluation_memory_stops_growing_past_one_round():
-    per_episode = plan_of(SMALL.replace(eval_episodes=2 * evaluate.EVAL_BATCH)).evaluation - \
-        plan_of(SMALL.replace(eval_episodes=evaluate.EVAL_BATCH)).evaluation
-    assert per_episode == 8 * evaluate.EVAL_BATCH  # only the returns: 4 bytes on the device, 4 on the host
+    per_episode = plan_of(SMALL.replace(eval_episodes=2 * evaluation.EVAL_BATCH)).evaluation - \
+        plan_of(SMALL.replace(eval_episodes=evaluation.EVAL_BATCH)).evaluation
+    assert per_episode == 8 * evaluation.EVAL_BATCH  # only the returns: 4 bytes on the device, 4 on the host
 
 
 def test_many_episodes_run_in_rounds(monkeypatch):
-    monkeypatch.setattr(evaluate, "EVAL_BATCH", 4)
+    monkeypatch.setattr(evaluation, "EVAL_BATCH", 4)
     trainer = make_train(SMALL)
     params = trainer.algorithm.params(jax.jit(trainer.init)(jax.random.key_data(jax.random.key(0)),
                                                             SMALL.hparams()).agent)
     key = jax.random.key_data(jax.random.key(1))
-    returns = np.asarray(evaluate.make_evaluate(SMALL.env, trainer.q_function, 10)(key, params))
+    returns = np.asarray(evaluation.make_evaluate(SMALL.env, trainer.q_function, 10)(key, params))
     assert returns.shape == (10,) and np.all((returns >= 1) & (returns <= 500))
-    first = evaluate.make_evaluate(SMALL.env, trainer.q_function, 4)(jax.random.split(key, 3)[0], params)
+    first = evaluation.make_evaluate(SMALL.env, trainer.q_function, 4)(jax.random.split(key, 3)[0], params)
     np.testing.assert_array_equal(returns[:4], first)  # 10 episodes: 3 rounds of 4, each from its own key
 
 

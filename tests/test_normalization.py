@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import normalization, replay
-from qlax.config import TrainConfig
-from qlax.experiment import start
+from qlax.components import normalization
+from qlax.components.replay import uniform
+from qlax.runs.experiment import start
+from qlax.settings.config import TrainConfig
 
 
 def test_running_moments_match_numpy_over_uneven_batches():
@@ -46,7 +47,7 @@ def test_the_loop_standardizes_unbounded_dimensions_by_what_it_saw(mode):
     state, _ = run.population.run_chunk(run.state)
     state, _ = run.population.run_chunk(state)
     member = jax.tree.map(lambda leaf: np.asarray(leaf)[1], state)
-    seen = np.asarray(replay.contents(member.agent.replay).obs)[:int(member.agent.replay.size)]  # obs before each step
+    seen = np.asarray(uniform.contents(member.agent.replay).obs)[:int(member.agent.replay.size)]  # obs before each step
     seen = np.concatenate([seen, member.obs])  # and the one the agent sees now
     if mode == "warmup":  # frozen once 100 transitions were stored: 25 vector steps of 4 envs
         seen = seen[:4 * 25]
@@ -96,7 +97,7 @@ DISCRETE_SOURCES = {
 @pytest.mark.parametrize("scaling", ["bounds", "statistics", "none"])
 @pytest.mark.parametrize("source", DISCRETE_SOURCES)
 def test_a_discrete_observation_reaches_the_q_function_one_hot_as_zero_and_one(source, scaling):
-    from qlax import qfunctions
+    from qlax.components import networks
     from qlax.envs import env_spec, make_env
     from qlax.envs.base import one_hot_entries
 
@@ -110,8 +111,8 @@ def test_a_discrete_observation_reaches_the_q_function_one_hot_as_zero_and_one(s
     obs = np.asarray(obs)
     assert set(np.unique(obs[:, one_hot])) <= {0.0, 1.0}
     config = TrainConfig(env=name, q_function="mlp", obs_scaling=scaling, hidden_sizes=[8])
-    params = qfunctions.build(config, spec).init(jax.random.PRNGKey(1), config.hparams())
-    scaler = qfunctions.observation_scaler(config, spec)
+    params = networks.build(config, spec).init(jax.random.PRNGKey(1), config.hparams())
+    scaler = networks.observation_scaler(config, spec)
     for stats in (scaler.init(jnp.asarray(obs)), scaler.init(jnp.asarray(obs[:1]))):  # any statistics at all
         seen = np.asarray(normalization.apply(scaler.rescale(params, stats)["obs_scale"], jnp.asarray(obs)))
         np.testing.assert_array_equal(seen[:, one_hot], obs[:, one_hot])

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import envs, presets
-from qlax.config import TrainConfig
+from qlax import envs
 from qlax.envs import Box, Discrete, EnvError
-from qlax.trainer import make_train
+from qlax.program.trainer import make_train
+from qlax.settings import presets
+from qlax.settings.config import TrainConfig
 from user_env import Corridor
 
 TESTS = Path(__file__).parent
@@ -98,14 +99,14 @@ def test_an_environment_object_trains_and_its_run_reopens_with_the_object_given_
 def test_a_module_factory_trains_from_the_command_line(tmp_path):
     out = tmp_path / "run"
     settings = ["env=user_env:corridor", "eps_decay_steps=200", "target_period=50"]
-    proc = subprocess.run([sys.executable, "-m", "qlax.cli", "train", "cartpole-dqn", "--seeds", "2", "--steps", "4000",
-                           "--out", str(out), *(arg for s in settings for arg in ("--set", s))],
+    proc = subprocess.run([sys.executable, "-m", "qlax.tools.cli", "train", "cartpole-dqn", "--seeds", "2", "--steps",
+                           "4000", "--out", str(out), *(arg for s in settings for arg in ("--set", s))],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(TESTS)}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env"] == "user_env:corridor" and summary["solved"] == [True, True]
     # A new process reads the run's factory only where the person names it again
-    evaluate = [sys.executable, "-m", "qlax.cli", "eval", str(out), "--episodes", "2"]
+    evaluate = [sys.executable, "-m", "qlax.tools.cli", "eval", str(out), "--episodes", "2"]
     environ = {**os.environ, "PYTHONPATH": str(TESTS)}
     refused = subprocess.run(evaluate, capture_output=True, text=True, env=environ, timeout=600)
     assert refused.returncode == 2 and "--env 'user_env:corridor'" in refused.stderr
@@ -158,7 +159,7 @@ class DataclassState(Corridor):
 
 def test_a_state_of_any_class_is_checkpointed_as_its_arrays(tmp_path):
     name = envs.register(DataclassState())
-    started = qlax.experiment.start(CORRIDOR_DQN.replace(env=name, total_steps=400, learning_starts=50))
+    started = qlax.runs.experiment.start(CORRIDOR_DQN.replace(env=name, total_steps=400, learning_starts=50))
     state, _ = started.population.run_chunk(started.state)
     from flax import serialization
     restored = serialization.from_bytes(state, serialization.to_bytes(state))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax.config import ConfigError, TrainConfig
-from qlax.pbt import PBT
+from qlax.runs.pbt import PBT
+from qlax.settings.config import ConfigError, TrainConfig
 
 pytestmark = pytest.mark.slow  # every test here trains
 
@@ -49,7 +49,7 @@ def test_the_worst_members_take_over_the_best_and_perturb_within_range(one_go):
 
 
 def test_exploit_copies_a_members_whole_state_bit_for_bit_but_its_key_and_best_policy():
-    from qlax.experiment import _copy_members, start
+    from qlax.runs.experiment import _copy_members, start
 
     run = start(CONFIG.replace(seeds=4))
     state, _ = run.population.run_chunk(run.state)  # a replay with actions stored as float bit patterns

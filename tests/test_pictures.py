@@ -11,9 +11,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from qlax import cli, plotting, render, reports
-from qlax.config import TrainConfig
-from qlax.sweep import Members
+from qlax.runs import plotting, reports
+from qlax.settings.config import TrainConfig
+from qlax.settings.sweep import Members
+from qlax.tools import cli, render
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from qlax import cli
+from qlax.tools import cli
 
 
 @pytest.mark.parametrize("out", ["/dev/full", "x.", "curve.xyz", "curve", "."])
@@ -19,7 +19,7 @@ def test_plot_refuses_an_out_that_is_not_an_image_path_and_writes_nothing(out, t
 
 
 def test_members_frozen_at_the_threshold_are_read_from_the_last_chunk(tmp_path):
-    from qlax.plotting import _frozen
+    from qlax.runs.plotting import _frozen
 
     rows = ["seed,env_steps,epsilon,avg_return_100,episodes,loss,stopped,diverged,greedy_return",
             "0,100,1,10,1,nan,0,0,nan", "1,100,1,10,1,nan,0,0,nan", "2,100,1,10,1,nan,0,0,nan",

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import checkpoint, cli, experiment
-from qlax.config import DYNAMIC_SETTINGS, TrainConfig
-from qlax.placement import place
+from qlax.program.placement import place
+from qlax.runs import checkpoint, experiment
+from qlax.settings.config import DYNAMIC_SETTINGS, TrainConfig
+from qlax.tools import cli
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
@@ -157,7 +158,7 @@ def with_devices(devices: int) -> str:
 
 def run_qlax(args: list[str], devices: int, extra_env: dict | None = None, **popen) -> subprocess.Popen:
     env = {**os.environ, "XLA_FLAGS": with_devices(devices), **(extra_env or {})}
-    return subprocess.Popen([sys.executable, "-m", "qlax.cli", *args], env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "qlax.tools.cli", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -195,7 +196,7 @@ def test_four_devices_spread_the_members_and_give_the_same_results(one_device, t
     manifest = json.loads((checkpoint.latest(out) / checkpoint.MANIFEST_FILE).read_text())
     assert manifest["layout"] == {"platform": "cpu", "device_kind": "cpu", "devices": 4, "processes": 1, "padded": 8}
 
-    probe = ("import qlax, json; from qlax.experiment import start; from qlax.config import TrainConfig; "
+    probe = ("import qlax, json; from qlax.runs.experiment import start; from qlax.settings.config import TrainConfig; "
              "run = start(TrainConfig(num_envs=4, total_steps=800, seeds=8, num_centers=16, buffer_size=500, "
              "learning_starts=100)); "
              "w = run.state.agent.learner.params['w']; "

@@ -2,8 +2,9 @@
 
 import pytest
 
-from qlax import cli, presets
-from qlax.config import TrainConfig
+from qlax.settings import presets
+from qlax.settings.config import TrainConfig
+from qlax.tools import cli
 
 
 def write(path, text):

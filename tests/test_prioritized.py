@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlax import prioritized
-from qlax.types import Transition
+from qlax.components.replay import prioritized
+from qlax.core.types import Transition
 
 EXAMPLE = Transition(obs=jnp.zeros(2), action=jnp.int32(0), reward=jnp.float32(0), next_obs=jnp.zeros(2),
                      terminated=jnp.bool_(False))

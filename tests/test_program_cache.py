@@ -4,8 +4,8 @@ import gc
 import weakref
 
 import qlax
-from qlax import trainer
-from qlax.program_cache import KEPT, ProgramCache
+from qlax.core.program_cache import KEPT, ProgramCache
+from qlax.program import trainer
 
 
 def test_the_least_recently_used_value_goes_first_and_a_hit_builds_nothing():

@@ -7,8 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from qlax import envs, presets, qfunctions
-from qlax.config import TrainConfig
+from qlax import envs
+from qlax.components import networks
+from qlax.settings import presets
+from qlax.settings.config import TrainConfig
 from user_env import Corridor
 
 AUTO = TrainConfig(q_function="auto")
@@ -30,19 +32,19 @@ def frames_spec():
 ], ids=["vector", "one-hot", "grid", "pixel frames"])
 def test_auto_picks_the_network_the_observations_call_for(spec, torso):
     spec = spec()
-    assert qfunctions.torso_of(AUTO, spec) == torso
-    params = jax.eval_shape(qfunctions.build(AUTO, spec).init, jax.random.PRNGKey(0), AUTO.hparams())
+    assert networks.torso_of(AUTO, spec) == torso
+    params = jax.eval_shape(networks.build(AUTO, spec).init, jax.random.PRNGKey(0), AUTO.hparams())
     kernels = [leaf.shape for leaf in jax.tree.leaves(params["net"])]
     assert any(len(k) == 4 for k in kernels) == (torso != "mlp")  # a convolution's kernel where one is chosen
     if torso == "nature":  # pixels are divided by 255 whatever obs_scaling says, never standardized
-        scaler = qfunctions.observation_scaler(AUTO.replace(obs_scaling="statistics"), spec)
+        scaler = networks.observation_scaler(AUTO.replace(obs_scaling="statistics"), spec)
         assert not scaler.tracks
 
 
 @pytest.mark.parametrize("name", ["dqn", "pqn", "rainbow"])
 @pytest.mark.parametrize("env", ["CartPole-v1", "Breakout-MinAtar", "user_env:corridor"])
 def test_the_generic_presets_build_on_every_kind_of_observation(name, env):
-    from qlax.trainer import make_train
+    from qlax.program.trainer import make_train
 
     config = presets.load(name).replace(env=env).validated()
     trainer = make_train(config)

@@ -12,9 +12,9 @@ gymnasium = pytest.importorskip("gymnasium")
 
 import gym_probes  # noqa: E402
 import qlax  # noqa: E402
-from qlax import cli, render  # noqa: E402
-from qlax.config import TrainConfig  # noqa: E402
 from qlax.envs import EnvSpec  # noqa: E402
+from qlax.settings.config import TrainConfig  # noqa: E402
+from qlax.tools import cli, render  # noqa: E402
 
 
 def test_an_atari_observation_is_drawn_as_its_newest_frame_scaled_up():

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from qlax import reports
-from qlax.config import TrainConfig
-from qlax.sweep import Members
+from qlax.runs import reports
+from qlax.settings.config import TrainConfig
+from qlax.settings.sweep import Members
 
 
 def test_numbers_that_are_not_finite_are_written_as_null_in_strict_json():

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import rlax
 
-from qlax import losses, nstep
 from qlax.algorithms import Rollout
 from qlax.algorithms.pqn import lambda_targets
-from qlax.config import TrainConfig
-from qlax.types import Transition
+from qlax.components import losses, nstep
+from qlax.core.types import Transition
+from qlax.settings.config import TrainConfig
 
 BATCH, ACTIONS, ATOMS = 64, 4, 11
 TOL = 1e-5
@@ -177,13 +177,14 @@ def test_pqn_targets_bootstrap_through_time_limits_and_stop_at_terminals():
 def test_iqn_loss_matches_rlax_with_the_same_sampled_fractions(huber):
     """IQN's loss as the algorithm computes it: a network pass samples each sample's own
     fractions from its key; rlax gets those fractions and the same quantiles."""
-    from qlax import envs, qfunctions
+    from qlax import envs
     from qlax.algorithms import dqn, iqn
+    from qlax.components import networks
 
     config = TrainConfig(algorithm="iqn", q_function="mlp", hidden_sizes=[16], num_quantiles=8,
                          quantile_embedding=16, huber_delta=huber)
     values = iqn.values(config)
-    q_function = qfunctions.build(config, envs.env_spec("CartPole-v1"), 1, values.q_values, values.fractions)
+    q_function = networks.build(config, envs.env_spec("CartPole-v1"), 1, values.q_values, values.fractions)
     rng = np.random.default_rng(7)
     obs, next_obs = (jnp.asarray(rng.normal(size=(BATCH, 4)), jnp.float32) for _ in range(2))
     params, target_params = (q_function.init(jax.random.PRNGKey(k), config.hparams()) for k in (1, 2))

@@ -12,8 +12,11 @@ import uuid
 import pytest
 import yaml
 
-from qlax import cli, envs, presets, run_evaluation, rundir
-from qlax.config import ConfigError, TrainConfig
+from qlax import envs
+from qlax.runs import run_evaluation, rundir
+from qlax.settings import presets
+from qlax.settings.config import ConfigError, TrainConfig
+from qlax.tools import cli
 
 COMMANDS = (["eval"], ["eval", "--backend", "gymnasium"], ["plot"], ["render"], ["resume"])
 
@@ -83,7 +86,7 @@ def test_no_command_runs_code_that_a_run_directory_names(case, command, planted,
 
 @pytest.mark.parametrize("case", CASES)
 def test_no_python_reader_runs_code_that_a_run_directory_names(case, planted, tmp_path):
-    from qlax.policy import load_policy
+    from qlax.runs.policy import load_policy
 
     module, marker = planted
     env, spec = CASES[case](module)

@@ -14,10 +14,11 @@ from PIL import Image
 
 import qlax
 from processes import signal_when
-from qlax import checkpoint, cli, experiment, plotting, rundir
-from qlax.config import ConfigError, TrainConfig
-from qlax.policy import load_policy
-from qlax.render import render_episode
+from qlax.runs import checkpoint, experiment, plotting, rundir
+from qlax.runs.policy import load_policy
+from qlax.settings.config import ConfigError, TrainConfig
+from qlax.tools import cli
+from qlax.tools.render import render_episode
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
@@ -107,7 +108,7 @@ def test_where_a_run_stands_comes_from_its_checkpoint_not_its_summary(one_go, tm
 
 
 def test_a_new_run_starts_from_a_saved_runs_parameters(one_go, tmp_path, capsys):
-    from qlax.experiment import InitFrom, start
+    from qlax.runs.experiment import InitFrom, start
 
     saved = jax.tree.map(np.asarray, one_go.state.agent.learner.params)
 
@@ -273,7 +274,7 @@ def test_when_every_seed_diverges_the_run_stops_and_keeps_finite_checkpoints(tmp
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_finishes_the_chunk_saves_and_exits_128_plus_the_signal(tmp_path, sig):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "1600000", "--no-early-stop",
+    cmd = [sys.executable, "-m", "qlax.tools.cli", "train", "--seeds", "1", "--steps", "1600000", "--no-early-stop",
            "--set", "chunk_steps=50", "--set", "num_centers=16", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -292,7 +293,7 @@ def test_a_signal_finishes_the_chunk_saves_and_exits_128_plus_the_signal(tmp_pat
 def test_a_second_sigint_exits_at_once(tmp_path):
     out = tmp_path / "run"
     # Chunks of 800,000 env steps take seconds, so both signals land inside the second one.
-    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "16000000", "--no-early-stop",
+    cmd = [sys.executable, "-m", "qlax.tools.cli", "train", "--seeds", "1", "--steps", "16000000", "--no-early-stop",
            "--set", "chunk_steps=50000", "--set", "num_centers=16", "--checkpoint-every", "1", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -310,7 +311,7 @@ def test_a_second_sigint_exits_at_once(tmp_path):
 def test_a_signal_during_the_final_evaluation_exits_at_once_and_keeps_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     # Two chunks of training, then a greedy evaluation of 100,000 episodes that takes seconds.
-    cmd = [sys.executable, "-m", "qlax.cli", "train", "--seeds", "1", "--steps", "400", "--set", "num_envs=4",
+    cmd = [sys.executable, "-m", "qlax.tools.cli", "train", "--seeds", "1", "--steps", "400", "--set", "num_envs=4",
            "--set", "num_centers=8", "--set", "chunk_steps=50", "--set", "learning_starts=50",
            "--set", "buffer_size=200", "--set", "eval_episodes=100000", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -324,7 +325,7 @@ def test_a_signal_during_the_final_evaluation_exits_at_once_and_keeps_the_checkp
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_the_command_imports_jax_exits_cleanly(sig):
-    proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "presets"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "qlax.tools.cli", "presets"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)
     proc.send_signal(sig)
@@ -339,7 +340,7 @@ def test_a_signal_while_the_command_exits_never_kills_it_without_a_line():
     own code, or, where one came before it was done, with 128 + the signal and its line."""
     last = qlax.presets.names()[-1]
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
-        proc = subprocess.Popen([sys.executable, "-m", "qlax.cli", "presets"], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "qlax.tools.cli", "presets"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         while not proc.stdout.readline().startswith(last):
             pass

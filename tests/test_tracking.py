@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import cli
-from qlax.config import TrainConfig
+from qlax.settings.config import TrainConfig
+from qlax.tools import cli
 
 CONFIG = TrainConfig(num_envs=4, total_steps=600, chunk_steps=50, seeds=2, num_centers=8, buffer_size=200,
                      learning_starts=50, eval_episodes=2, early_stop=False)
@@ -104,8 +104,8 @@ def test_trackers_are_checked_before_anything_runs(tmp_path, capsys):
 def test_a_chunk_logs_the_populations_mean_median_and_iqr_and_sb3s_names():
     from types import SimpleNamespace
 
-    from qlax import tracking
-    from qlax.sweep import Members
+    from qlax.runs import tracking
+    from qlax.settings.sweep import Members
 
     rng = np.random.default_rng(0)
     returns = rng.normal(100, 30, size=32)

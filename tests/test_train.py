@@ -9,8 +9,8 @@ import pytest
 
 import probe_envs
 import qlax
-from qlax.config import TrainConfig
-from qlax.trainer import make_train
+from qlax.program.trainer import make_train
+from qlax.settings.config import TrainConfig
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
@@ -92,7 +92,7 @@ def test_run_directory_holds_the_contracted_files(cartpole_run):
     last_rows = [dict(zip(rows[0].split(","), r.split(","))) for r in rows[-4:]]
     assert sorted(int(r["seed"]) for r in last_rows) == [0, 1, 2, 3]
     assert all(r["stopped"] == "1" and r["diverged"] == "0" for r in last_rows)
-    assert qlax.rundir.load_run_config(run_dir) == qlax.presets.load("cartpole-rbf").replace(seeds=4)
+    assert qlax.runs.rundir.load_run_config(run_dir) == qlax.presets.load("cartpole-rbf").replace(seeds=4)
 
 
 def test_evaluate_run_reloads_saved_parameters(cartpole_run):
@@ -131,7 +131,7 @@ def test_greedy_stop_freezes_a_member_at_the_chunk_its_check_passes():
     spent = qlax.train(GREEDY.replace(solve_threshold=5.0, total_steps=200), progress=False)
     assert spent.summary["env_steps"] == [200, 200] and spent.summary["early_stopped"] == [False, False]
     # An unreachable threshold: every chunk is checked, nobody stops, the checks are real returns.
-    run = qlax.experiment.start(GREEDY.replace(solve_threshold=1000.0))
+    run = qlax.runs.experiment.start(GREEDY.replace(solve_threshold=1000.0))
     state, metrics = run.population.run_chunk(run.state)
     checks = np.asarray(metrics.greedy_return)
     assert not np.any(np.asarray(metrics.stopped)) and np.all((checks >= 8) & (checks <= 500))

@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import probe_envs
-from qlax.config import TrainConfig
-from qlax.experiment import start
+from qlax.runs.experiment import start
+from qlax.settings.config import TrainConfig
 
 # Reward 1 each step, every episode cut after 5 steps; 2 chunks of 50 vector steps of 4 envs.
 DQN = TrainConfig(env=probe_envs.TIME_LIMIT_PROBE, num_envs=4, total_steps=400, chunk_steps=50, seeds=2,

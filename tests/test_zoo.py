@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import qlax
-from qlax import zoo
-from qlax.config import ConfigError, TrainConfig
+from qlax.settings import zoo
+from qlax.settings.config import ConfigError, TrainConfig
 
 # rl-baselines3-zoo's hyperparams/dqn.yml entries, as the LunarLander run used them.
 LUNAR_LANDER = {"n_timesteps": 1e5, "policy": "MlpPolicy", "learning_rate": 6.3e-4, "batch_size": 128,

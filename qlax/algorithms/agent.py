@@ -10,23 +10,23 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from qlax import normalization, qfunctions
-from qlax.config import HParams, TrainConfig
-from qlax.exploration import EXPLORERS, Explorer, epsilon_schedule
+from qlax.components import networks, normalization
+from qlax.components.exploration import EXPLORERS, Explorer, epsilon_schedule
+from qlax.settings.config import HParams, TrainConfig
 
 
 class AgentParts(NamedTuple):
     """An agent's Q-function, explorer, observation scaler and epsilon schedule."""
 
-    q_function: qfunctions.QFunction
+    q_function: networks.QFunction
     explorer: Explorer
     scaler: normalization.Tracker
     schedule: Callable | None  # None for a noisy explorer: noisy nets need no epsilon
 
     @classmethod
-    def build(cls, config: TrainConfig, spec, q_function: qfunctions.QFunction) -> AgentParts:
+    def build(cls, config: TrainConfig, spec, q_function: networks.QFunction) -> AgentParts:
         explorer = EXPLORERS[config.exploration]
-        return cls(q_function=q_function, explorer=explorer, scaler=qfunctions.observation_scaler(config, spec),
+        return cls(q_function=q_function, explorer=explorer, scaler=networks.observation_scaler(config, spec),
                    schedule=None if explorer.noisy else epsilon_schedule(config.eps_schedule))
 
     def init_params(self, key: jax.Array, hp: HParams, obs: jax.Array) -> tuple[dict, object]:

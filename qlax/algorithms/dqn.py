@@ -4,7 +4,7 @@ Every vector step the agent acts (an `exploration.Explorer` on the Q-values), th
 accumulator turns the step into transitions to store, the replay buffer stores them, and
 when an update round is due (every `train_freq` env steps) the learner takes
 `gradient_steps` updates on sampled batches. The parts are components with one interface
-each (`buffers.BUFFERS`, `exploration.EXPLORERS`, `nstep.accumulator`, `learner.TARGETS`);
+each (`replay.BUFFERS`, `exploration.EXPLORERS`, `nstep.accumulator`, `learner.TARGETS`);
 what is learned is a `Values`: scalar Q-values here, distributions in `c51` and `qrdqn`,
 which reuse everything else through `build`.
 """
@@ -19,20 +19,20 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlax import losses, nstep, qfunctions
-from qlax.algorithms import Algorithm, Learned, MemoryParts, Rollout, any_member
 from qlax.algorithms.agent import AgentParts
-from qlax.buffers import BUFFERS
-from qlax.config import ConfigError, HParams, TrainConfig
-from qlax.exploration import EXPLORERS
-from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
-from qlax.types import Transition
+from qlax.components import losses, networks, nstep
+from qlax.components.contract import Algorithm, Learned, MemoryParts, Rollout, any_member
+from qlax.components.exploration import EXPLORERS
+from qlax.components.learner import LearnerState, clipped_optimizer, guarded, make_learner
+from qlax.components.replay import BUFFERS
+from qlax.core.types import Transition
+from qlax.settings.config import ConfigError, HParams, TrainConfig
 
 
 @struct.dataclass
 class DQNState:
     learner: LearnerState
-    replay: object  # a buffer of `buffers.BUFFERS[config.replay]`
+    replay: object  # a buffer of `replay.BUFFERS[config.replay]`
     window: nstep.NStepWindow | tuple  # the last n_step transitions per env; () when n_step is 1
     explore: object  # the explorer's state (ez-greedy's repeats); () if it keeps none
     obs_stats: object  # `normalization.ObsStats` of the standardized dimensions; () if none
@@ -54,7 +54,7 @@ class Values(NamedTuple):
     target_at_obs: the loss also needs the target parameters' outputs at obs (M-DQN's
     log-policy bonus);
     fractions: IQN's quantile fractions, sampled anew by each pass of the network from its
-    own key (`qfunctions.QNetwork.fractions`); its outputs are then (quantiles, fractions).
+    own key (`networks.QNetwork.fractions`); its outputs are then (quantiles, fractions).
     """
 
     outputs_per_action: int
@@ -141,7 +141,7 @@ def passes_draw(config: TrainConfig, values: Values) -> bool:
     return EXPLORERS[config.exploration].noisy or values.fractions > 0
 
 
-def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: Values,
+def learner_for(config: TrainConfig, q_function: networks.QFunction, values: Values,
                 optimizer: Callable[[HParams], optax.GradientTransformation] | None = None):
     """The learner of `values` on `q_function`: online outputs at obs, bootstrap outputs at
     next_obs (the target parameters, or the online ones for the residual gradient), and
@@ -176,7 +176,7 @@ def learner_for(config: TrainConfig, q_function: qfunctions.QFunction, values: V
 
 def build(config: TrainConfig, env, values: Values) -> Algorithm:
     """A DQN-family algorithm learning `values`, with the components `config` names."""
-    q_function = qfunctions.build(config, env.spec, values.outputs_per_action, values.q_values, values.fractions)
+    q_function = networks.build(config, env.spec, values.outputs_per_action, values.q_values, values.fractions)
     buffer = BUFFERS[config.replay]
     parts = AgentParts.build(config, env.spec, q_function)
     accumulator = nstep.accumulator(config.n_step)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from qlax import losses
-from qlax.algorithms import Algorithm, dqn
-from qlax.config import ConfigError, TrainConfig
+from qlax.algorithms import dqn
+from qlax.components import losses
+from qlax.components.contract import Algorithm
+from qlax.settings.config import ConfigError, TrainConfig
 
 
 def values(config: TrainConfig) -> dqn.Values:

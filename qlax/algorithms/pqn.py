@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlax import losses, qfunctions
-from qlax.algorithms import Algorithm, Learned, MemoryParts, Rollout
 from qlax.algorithms.agent import AgentParts
-from qlax.config import ConfigError, HParams, TrainConfig
-from qlax.learner import LearnerState, clipped_optimizer, guarded, make_learner
+from qlax.components import losses, networks
+from qlax.components.contract import Algorithm, Learned, MemoryParts, Rollout
+from qlax.components.learner import LearnerState, clipped_optimizer, guarded, make_learner
+from qlax.settings.config import ConfigError, HParams, TrainConfig
 
 
 @struct.dataclass
@@ -75,7 +75,7 @@ def lambda_targets(rollout: Rollout, next_q: jax.Array, hp: HParams) -> tuple[ja
 
 
 def make(config: TrainConfig, env) -> Algorithm:
-    q_function = qfunctions.build(config, env.spec)
+    q_function = networks.build(config, env.spec)
     parts = AgentParts.build(config, env.spec, q_function)
     noisy = parts.explorer.noisy
     rollouts = -(-config.vector_steps // config.num_steps)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from qlax.errors import short
+from qlax.core.errors import short
 from qlax.envs import gymnax_adapter, jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.envs.jax_adapter import Box, Discrete, TimeStep, is_object_name, is_registered, register, registered_object
@@ -135,12 +135,12 @@ def recipe(env) -> str | None:
     """Text that re-makes the environment object `env` in another process (a run saves it, so
     the command line can evaluate, render and resume the run): a Gymnasium environment's spec
     as JSON; None for other objects and for specs JSON cannot hold."""
-    return importlib.import_module(SOURCES["gymnasium"]).spec_json(env) if _is_gymnasium(env) else None
+    return importlib.import_module(f"{SOURCES['gymnasium']}.saved_spec").spec_json(env) if _is_gymnasium(env) else None
 
 
 def remake(name: str, recipe_text: str):
     """The environment object of `object:` name `name`, re-made from its `recipe`."""
-    return importlib.import_module(SOURCES["gymnasium"]).from_spec_json(recipe_text, name)
+    return importlib.import_module(f"{SOURCES['gymnasium']}.saved_spec").from_spec_json(recipe_text, name)
 
 
 def _is_gymnax_id(name: str) -> bool:
@@ -176,7 +176,7 @@ def make_env(name: str, num_envs: int) -> VecEnv:
 def host_failure() -> EnvError | None:
     """The one-line failure of a host (Gymnasium) environment inside a compiled step, if one
     failed: the program's own error then stands for it."""
-    module = sys.modules.get(SOURCES["gymnasium"])
+    module = sys.modules.get(f"{SOURCES['gymnasium']}.host")
     return None if module is None else module.take_failure()
 
 

@@ -34,10 +34,10 @@ import math
 
 import numpy as np
 
-from qlax.errors import short
+from qlax.core.errors import short
 from qlax.envs import gymnasium_adapter
 from qlax.envs.base import EnvError, EnvSpec, VecEnv
-from qlax.envs.gymnasium_adapter import GAME_OVER_KEY, SCORE_KEY
+from qlax.envs.gymnasium_adapter.vector import GAME_OVER_KEY, SCORE_KEY
 
 try:
     import ale_py

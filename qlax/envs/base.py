@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.types import Transition
+from qlax.core.types import Transition
 
 
 class EnvError(ValueError):

@@ -44,9 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
-from qlax.errors import short
+from qlax.core.errors import short
+from qlax.core.types import Transition
 from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
-from qlax.types import Transition
 
 SEED = 0  # env i of a pool is seeded SEED + i
 # DQN's Atari preprocessing, in EnvPool's words (its defaults, but for the two DQN used).

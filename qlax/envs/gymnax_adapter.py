@@ -16,16 +16,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.errors import short
+from qlax.core.errors import short
+from qlax.core.types import Transition
 from qlax.envs.base import EnvError, EnvSpec, VecEnv, env_step
-from qlax.types import Transition
 
 # Returns that count as solved (Gymnasium's reward thresholds).
 SOLVE_THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0}
 
 
 # Modules gymnax imports at import time only for its own renderers, which qlax never calls
-# (qlax.render draws with PIL): loaded lazily, they cost nothing until used; eagerly, they
+# (qlax.tools.render draws with PIL): loaded lazily, they cost nothing until used; eagerly, they
 # were 1.3 s of every start on a 2-core machine.
 RENDERING_ONLY = ("seaborn", "matplotlib.pyplot")
 

@@ -35,10 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.errors import reason, short
+from qlax.core.errors import reason, short
+from qlax.core.types import Transition
 from qlax.envs import gymnax_adapter
 from qlax.envs.base import EnvError, EnvSpec, VecEnv, env_step
-from qlax.types import Transition
 
 
 class TimeStep(NamedTuple):
@@ -376,6 +376,10 @@ def registered_object(name: str):
 # by its own code (a real Ctrl-C reaches qlax's signal handler, not this).
 USER_CODE_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
+# The qlax command's module, and its path before qlax was packages by layer (an older
+# install on the Python path still resolves it).
+COMMAND_MODULES = ("qlax.tools.cli", "qlax.cli")
+
 
 def imported_attribute(target: str, name: str):
     """The attribute that `module.path:attribute` names (None if the module has none), the
@@ -384,8 +388,8 @@ def imported_attribute(target: str, name: str):
     module_name, _, attribute = target.partition(":")
     if os.getcwd() not in sys.path:  # as `python -m` does: your own module beside you imports (after installed ones)
         sys.path.append(os.getcwd())
-    if module_name == "qlax.cli":  # its main() would run the command again, from inside itself
-        raise EnvError(f"env = {short(name)}: qlax.cli is the qlax command, not an environment factory; name "
+    if module_name in COMMAND_MODULES:  # its main() would run the command again, from inside itself
+        raise EnvError(f"env = {short(name)}: {module_name} is the qlax command, not an environment factory; name "
                        f"your own module.path:factory, or an id from `qlax envs`")
     try:
         module = importlib.import_module(module_name)

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlax.errors import short
+from qlax.core.errors import short
 from qlax.envs import jax_adapter
 from qlax.envs.base import EnvError, EnvSpec, VecEnv
 

@@ -1,0 +1,1 @@
+"""The `qlax` command and rendering episodes to GIFs."""
