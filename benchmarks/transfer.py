@@ -1,7 +1,7 @@
 """qlax's generic presets against Stable-Baselines3's DQN on environments no preset was tuned on (issue #21).
 
     python benchmarks/transfer.py [--envs NAME,...] [--presets dqn] [--seeds 5] [--steps-scale 1.0]
-                                  [--sb3-python PATH]
+                                  [--sb3-python PATH | --sb3-from LOG] [--set KEY=VALUE ...]
 
 What a user meets with a new environment: qlax's generic preset with `env` switched, against
 SB3's DQN with rl-baselines3-zoo's settings where rl-zoo has an entry for the env and SB3's
@@ -70,6 +70,11 @@ seeds is the sum over seeds of making the env and the model, `learn` and the gre
 The JAX envs step one copy at a time through a jitted call, which is what they cost SB3
 (compiled afresh in every seed's process, a few seconds).
 
+SB3's side does not change when qlax does, and takes about 80 minutes: `--sb3-from LOG`
+takes its rows from the JSON line of an earlier run's output (same envs, seeds and budgets,
+checked), and the table says where they came from. `--set KEY=VALUE` changes a qlax setting
+of every preset run (a candidate for a generic preset's default), as `qlax train --set` does.
+
 IQM over seeds: the interquartile mean, rliable's: sort the seeds' returns, drop
 floor(n/4) from each end, average the rest (5 seeds: the middle 3; 2 or 3 seeds: the
 mean of all).
@@ -83,9 +88,11 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.util
+import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from _sb3_venv import HERE, run_worker, sb3_python
 from _timing import emit
@@ -93,6 +100,7 @@ from _timing import emit
 import numpy as np
 import qlax
 from qlax.settings import presets
+from qlax.tools.cli import parse_sets
 
 WORKER = HERE / "_sb3_transfer_worker.py"
 GOAL_WALL_RATIO = 5.0  # SB3's wall time / qlax's, at least
@@ -140,9 +148,9 @@ def iqm(values: list[float]) -> float:
     return float(np.mean(sorted(values)[cut:len(values) - cut]))
 
 
-def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int) -> dict:
-    """One qlax.train call of `preset` on `env`, all seeds at once, timed whole."""
-    base = presets.load(preset)
+def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int, changes: dict) -> dict:
+    """One qlax.train call of `preset` on `env` (with `changes`), all seeds at once, timed whole."""
+    base = presets.load(preset).replace(**changes)
     config = base.replace(env=env, total_steps=steps, seeds=seeds, eval_episodes=eval_episodes)
     if base.exploration != "noisy":  # epsilon decays over the same fraction of the budget
         config = config.replace(eps_decay_steps=max(1, round(base.eps_decay_steps * steps / base.total_steps)))
@@ -150,7 +158,7 @@ def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int) 
     result = qlax.train(config, progress=False)
     wall_s = time.perf_counter() - started
     returns = [float(r) for r in result.eval_mean_return]
-    return {"library": "qlax", "preset": preset, "returns": returns, "iqm": iqm(returns),
+    return {"library": "qlax", "preset": preset, "changes": changes, "returns": returns, "iqm": iqm(returns),
             "best": result.summary.get("best_eval_mean_return"), "wall_s": wall_s,
             "compile_s": result.summary["compile_s"],
             "env_steps": result.summary["env_steps"], "env_steps_per_s": result.summary["env_steps_per_s"]}
@@ -171,6 +179,18 @@ def sb3_run(env: str, spec: Env, steps: int, seeds: int, python) -> dict | None:
             "returns": returns, "iqm": iqm(returns), "wall_s": sum(run["wall_s"] for run in runs),
             "env_steps_per_s": sum(run["env_steps"] for run in runs) / sum(run["learn_s"] for run in runs),
             "versions": runs[0]["versions"]}
+
+
+def earlier_sb3_rows(log: str, seeds: int, steps_scale: float) -> dict[str, dict]:
+    """SB3's results by env from the JSON line an earlier run of this benchmark printed last."""
+    lines = [line for line in Path(log).read_text().splitlines() if line.startswith('{"benchmark": "transfer"')]
+    if not lines:
+        raise SystemExit(f"--sb3-from {log}: no transfer result line in it")
+    earlier = json.loads(lines[-1])
+    if earlier["seeds"] != seeds or earlier["steps_scale"] != steps_scale:
+        raise SystemExit(f"--sb3-from {log}: its run had --seeds {earlier['seeds']} --steps-scale "
+                         f"{earlier['steps_scale']}; this one has {seeds} and {steps_scale}")
+    return {row["env"]: {**row["sb3"], "from": log} for row in earlier["rows"] if row["sb3"] is not None}
 
 
 def goal_met(ours: dict, theirs: dict | None) -> bool | None:
@@ -202,6 +222,9 @@ def main():
     parser.add_argument("--presets", default="dqn", help="generic presets, comma-separated (dqn, pqn, rainbow)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per env, both libraries")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiplies every env's budget")
+    parser.add_argument("--sb3-from", metavar="LOG", help="take SB3's rows from an earlier run's output")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a qlax setting for every preset run (repeatable), as qlax train --set")
     parser.add_argument("--sb3-python", help="an interpreter with SB3, PyTorch, Box2D, gymnax, navix and Jumanji "
                         "(default: benchmarks/.venv-sb3, made on first use)")
     args = parser.parse_args()
@@ -209,7 +232,9 @@ def main():
     unknown = [e for e in envs if e not in ENVS]
     if unknown:
         parser.error(f"unknown env(s) {', '.join(unknown)}; the suite: {', '.join(ENVS)}")
-    python = args.sb3_python or sb3_python(sb3_extra_pins(), SB3_EXTRA_IMPORTS)
+    changes = parse_sets(args.set)
+    earlier = earlier_sb3_rows(args.sb3_from, args.seeds, args.steps_scale) if args.sb3_from else None
+    python = None if earlier is not None else args.sb3_python or sb3_python(sb3_extra_pins(), SB3_EXTRA_IMPORTS)
     rows, skipped = [], {}
     for env in envs:
         spec = ENVS[env]
@@ -220,12 +245,13 @@ def main():
         steps = max(1, math.ceil(spec.steps * args.steps_scale))
         print(f"{env}: {steps:,} env steps x {args.seeds} seeds, {spec.eval_episodes} greedy episodes each",
               flush=True)
-        theirs = sb3_run(env, spec, steps, args.seeds, python)
+        theirs = earlier.get(env) if earlier is not None else sb3_run(env, spec, steps, args.seeds, python)
         if theirs is not None:
-            print(f"  SB3 ({theirs['settings']}): IQM {theirs['iqm']:.3f}, seeds {np.round(theirs['returns'], 3)}, "
+            source = f", from {args.sb3_from}" if earlier is not None else ""
+            print(f"  SB3 ({theirs['settings']}{source}): IQM {theirs['iqm']:.3f}, seeds {np.round(theirs['returns'], 3)}, "
                   f"{theirs['wall_s']:.1f} s", flush=True)
         for preset in args.presets.split(","):
-            ours = qlax_run(preset, env, steps, args.seeds, spec.eval_episodes)
+            ours = qlax_run(preset, env, steps, args.seeds, spec.eval_episodes, changes)
             print(f"  qlax {preset}: IQM {ours['iqm']:.3f}, seeds {np.round(ours['returns'], 3)}, "
                   f"{ours['wall_s']:.1f} s (compile {ours['compile_s']:.1f} s)", flush=True)
             rows.append({"env": env, "steps": steps, "qlax": ours, "sb3": theirs, "goal": goal_met(ours, theirs)})
@@ -234,7 +260,8 @@ def main():
     if dqn_goals:
         print(f"\ndqn meets the goal on {sum(dqn_goals)} of {len(dqn_goals)} envs (issue #21: at least "
               f"{GOAL_ENVS} of 8, IQM >= SB3's in <= 1/{GOAL_WALL_RATIO:g} of its wall time)", flush=True)
-    emit({"benchmark": "transfer", "seeds": args.seeds, "steps_scale": args.steps_scale, "rows": rows,
+    emit({"benchmark": "transfer", "seeds": args.seeds, "steps_scale": args.steps_scale, "changes": changes,
+          "sb3_from": args.sb3_from, "rows": rows,
           "skipped": skipped, "goal": {"envs": GOAL_ENVS, "wall_ratio": GOAL_WALL_RATIO}})
 
 
