@@ -1,6 +1,8 @@
 """Every code block in the README and the docs runs, so no example can go stale.
 
-- ```python blocks run in order, one namespace per page, in a fresh directory;
+- ```python blocks run in order, one namespace per page, in a fresh directory; a line
+  `print(...)  # TEXT` claims what it prints: the printed line must be TEXT, or TEXT must
+  start with it followed by a colon and a remark;
 - ```bash blocks run with bash there (`qlax` on the PATH), except set-up lines that
   create a virtual environment and pip-install (CI runs the README's set-up itself);
 - ```yaml blocks are preset files: they load and validate;
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 SET_UP = re.compile(r"-m venv|pip install")
+CLAIM = re.compile(r"^(\s*)print\((.*)\)\s+#\s+(.*)$", re.M)  # print(ARGS)  # what it prints
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +49,24 @@ def free_port() -> int:
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=page_id)
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    namespace = {"__name__": "__docs__"}
+    namespace = {"__name__": "__docs__", "__claim__": claim}
     for code in blocks(page, "python"):
-        exec(compile(code, f"{page_id(page)}", "exec"), namespace)
+        checked = CLAIM.sub(lambda m: f"{m[1]}__claim__({m[3]!r}, {m[2]})", code)
+        exec(compile(checked, f"{page_id(page)}", "exec"), namespace)
+
+
+def claim(said: str, *values, sep=" "):
+    """A documented `print(...)  # said` line: print, and check that it printed what it says."""
+    printed = sep.join(str(v) for v in values)
+    print(printed)
+    assert said == printed or said.startswith(printed + ":"), f"the page says {said!r}, the code printed {printed!r}"
+
+
+def test_a_printed_claim_is_checked():
+    checked = CLAIM.sub(lambda m: f"{m[1]}__claim__({m[3]!r}, {m[2]})", "x = [1]\nprint(x, len(x))  # [1] 1: one")
+    exec(checked, {"__claim__": claim})
+    with pytest.raises(AssertionError, match="the page says"):
+        exec(checked.replace("[1]\n", "[2]\n", 1), {"__claim__": claim})
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if any(not SET_UP.search(b) for b in blocks(p, "bash"))],
