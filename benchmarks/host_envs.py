@@ -33,7 +33,9 @@ seed), each against SB3 in the like vector env (@async against SubprocVecEnv); o
 EnvPool inside the program >= 2x qlax's own Gymnasium path (one seed each).
 
 Cases: `cartpole` (cartpole-dqn on gymnasium:CartPole-v1; gymnax's CartPole-v1 in the
-program), `pong` (pong-dqn on atari:Pong, the Nature network, one update per 4 env
+program), `lunarlander` (rl-zoo's LunarLander DQN through `qlax.settings.zoo`, one env per
+seed and an update per env step: what one seed costs where every step crosses to the host;
+needs Box2D in both interpreters), `pong` (pong-dqn on atari:Pong, the Nature network, one update per 4 env
 steps; EnvPool's Pong-v5 in the program; SB3's CnnPolicy on PongNoFrameskip-v4 through
 its AtariWrapper and a 4-frame VecFrameStack, which also presses FIRE after a reset).
 The pong case cuts the replay buffer to 20,000 transitions (the preset's 100,000 take
@@ -52,6 +54,7 @@ from _sb3_venv import HERE, run_worker, sb3_python
 from _timing import emit, qlax_steps_per_s
 
 import qlax
+from qlax.settings import zoo
 from qlax.settings.config import TrainConfig
 
 WORKER = HERE / "_sb3_worker.py"
@@ -71,11 +74,23 @@ def cartpole() -> TrainConfig:
     return qlax.presets.load("cartpole-dqn").replace(env="gymnasium:CartPole-v1")
 
 
+def lunarlander() -> TrainConfig:
+    """rl-zoo's LunarLander DQN (benchmarks/transfer.py's copy) through `qlax.settings.zoo`:
+    one env, 4 env steps a round, one update of 128 per env step (SB3's gradient_steps -1)."""
+    from transfer import ZOO_LUNARLANDER
+
+    entry = {**ZOO_LUNARLANDER, "n_timesteps": 100_000,
+             "policy_kwargs": f"dict(net_arch={ZOO_LUNARLANDER['policy_kwargs']['net_arch']})"}
+    settings, _ = zoo.translate(entry)
+    return TrainConfig(env="gymnasium:LunarLander-v3", **settings)
+
+
 def pong() -> TrainConfig:
     return qlax.presets.load("pong-dqn").replace(buffer_size=20_000, learning_starts=1_000, chunk_steps=250)
 
 
 CASES = {"cartpole": Case(cartpole, "CartPole-v1", "gymnasium", 5.0),
+         "lunarlander": Case(lunarlander, None, "gymnasium", 1.0),  # issue #21: one seed at least SB3's
          "pong": Case(pong, "envpool:Pong-v5", "atari", 3.0, in_program_goal=2.0, async_too=True)}
 SB3_POLICIES = {"mlp": "MlpPolicy", "nature": "CnnPolicy"}  # SB3's CnnPolicy is the Nature network
 SB3_ENV_IDS = {"atari:Pong": "PongNoFrameskip-v4"}
@@ -90,6 +105,8 @@ def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps
         raise ValueError("sb3_settings translates DQN with an MLP or the Nature network of relu layers, a periodic "
                          "target and the Huber loss only")
     total = warmup_steps + timed_steps
+    # SB3's gradient_steps -1 is one update per env step of a round, as qlax's -1 is
+    updates_per_round = config.env_steps_per_round if config.gradient_steps == -1 else config.gradient_steps
     decay_env_steps = config.eps_decay_steps * config.num_envs
     return {
         "env": {"maker": maker, "num_envs": config.num_envs, "vec_env": vec_env,
@@ -99,10 +116,11 @@ def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps
                 "learning_starts": config.learning_starts, "batch_size": config.batch_size, "gamma": config.gamma,
                 # in vector steps; qlax's rounds within one vector step (pong: 2 of 8 envs) as more updates
                 "train_freq": config.env_steps_per_round // config.num_envs or 1,
-                "gradient_steps": config.gradient_steps * max(1, config.num_envs // config.env_steps_per_round),
+                "gradient_steps": -1 if config.gradient_steps == -1 else
+                config.gradient_steps * max(1, config.num_envs // config.env_steps_per_round),
                 "n_steps": config.n_step,
                 # target_period counts updates: gradient_steps per env_steps_per_round env steps
-                "target_update_interval": config.target_period * config.env_steps_per_round // config.gradient_steps,
+                "target_update_interval": config.target_period * config.env_steps_per_round // updates_per_round,
                 "exploration_initial_eps": config.eps_start, "exploration_final_eps": config.eps_end,
                 "exploration_fraction": min(1.0, decay_env_steps / total),
                 "max_grad_norm": config.max_grad_norm or 1e10,  # qlax: no clipping unless set
