@@ -105,8 +105,6 @@ def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps
         raise ValueError("sb3_settings translates DQN with an MLP or the Nature network of relu layers, a periodic "
                          "target and the Huber loss only")
     total = warmup_steps + timed_steps
-    # SB3's gradient_steps -1 is one update per env step of a round, as qlax's -1 is
-    updates_per_round = config.env_steps_per_round if config.gradient_steps == -1 else config.gradient_steps
     decay_env_steps = config.eps_decay_steps * config.num_envs
     return {
         "env": {"maker": maker, "num_envs": config.num_envs, "vec_env": vec_env,
@@ -120,7 +118,7 @@ def sb3_settings(config: TrainConfig, maker: str, warmup_steps: int, timed_steps
                 config.gradient_steps * max(1, config.num_envs // config.env_steps_per_round),
                 "n_steps": config.n_step,
                 # target_period counts updates: gradient_steps per env_steps_per_round env steps
-                "target_update_interval": config.target_period * config.env_steps_per_round // updates_per_round,
+                "target_update_interval": config.target_period * config.env_steps_per_round // config.updates_per_round,
                 "exploration_initial_eps": config.eps_start, "exploration_final_eps": config.eps_end,
                 "exploration_fraction": min(1.0, decay_env_steps / total),
                 "max_grad_norm": config.max_grad_norm or 1e10,  # qlax: no clipping unless set
@@ -161,7 +159,7 @@ def main():
         case = CASES[name]
         config = case.config().replace(early_stop=False)
         print(f"{name}: {config.env}, {config.num_envs} envs per seed, batch {config.batch_size}, "
-              f"{config.gradient_steps} update(s) per {config.env_steps_per_round} env steps, "
+              f"{config.updates_per_round} update(s) per {config.env_steps_per_round} env steps, "
               f"MLP {config.hidden_sizes}, buffer {config.buffer_size:,}, n-step {config.n_step}", flush=True)
         rows = []
         for seeds in populations:

@@ -100,11 +100,13 @@ from _timing import emit
 import numpy as np
 import qlax
 from qlax.settings import presets
+from qlax.core.errors import ConfigError
 from qlax.tools.cli import parse_sets
 
 WORKER = HERE / "_sb3_transfer_worker.py"
 GOAL_WALL_RATIO = 5.0  # SB3's wall time / qlax's, at least
 GOAL_ENVS = 7  # of 8
+RUN_SETTINGS = {"env", "total_steps", "seeds", "eval_episodes"}  # set per env by qlax_run, not by --set
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,11 @@ def sb3_extra_pins() -> tuple[str, ...]:
     libraries step the same environment code."""
     return (f"gymnasium[box2d]=={importlib.metadata.version('gymnasium')}",
             *(f"{name}=={importlib.metadata.version(name)}" for name in SB3_EXTRA_PACKAGES))
+
+
+def budget(spec: Env, steps_scale: float) -> int:
+    """Env steps per seed for `spec` at --steps-scale."""
+    return max(1, math.ceil(spec.steps * steps_scale))
 
 
 def iqm(values: list[float]) -> float:
@@ -181,16 +188,21 @@ def sb3_run(env: str, spec: Env, steps: int, seeds: int, python) -> dict | None:
             "versions": runs[0]["versions"]}
 
 
-def earlier_sb3_rows(log: str, seeds: int, steps_scale: float) -> dict[str, dict]:
-    """SB3's results by env from the JSON line an earlier run of this benchmark printed last."""
+def earlier_sb3_rows(log: str, seeds: int, budgets: dict[str, int]) -> dict[str, dict]:
+    """SB3's results for each env of `budgets` (env -> env steps per seed) from the JSON line
+    an earlier run of this benchmark printed last; it must have run them on those budgets."""
     lines = [line for line in Path(log).read_text().splitlines() if line.startswith('{"benchmark": "transfer"')]
     if not lines:
         raise SystemExit(f"--sb3-from {log}: no transfer result line in it")
     earlier = json.loads(lines[-1])
-    if earlier["seeds"] != seeds or earlier["steps_scale"] != steps_scale:
-        raise SystemExit(f"--sb3-from {log}: its run had --seeds {earlier['seeds']} --steps-scale "
-                         f"{earlier['steps_scale']}; this one has {seeds} and {steps_scale}")
-    return {row["env"]: {**row["sb3"], "from": log} for row in earlier["rows"] if row["sb3"] is not None}
+    if earlier["seeds"] != seeds:
+        raise SystemExit(f"--sb3-from {log}: its run had --seeds {earlier['seeds']}; this one has {seeds}")
+    rows = {row["env"]: row for row in earlier["rows"] if row["sb3"] is not None}
+    for env, steps in budgets.items():
+        if env not in rows or rows[env]["steps"] != steps:
+            had = f"{rows[env]['steps']:,} env steps" if env in rows else "no SB3 result"
+            raise SystemExit(f"--sb3-from {log}: {env} has {had} there; this run needs {steps:,}")
+    return {env: {**rows[env]["sb3"], "from": log} for env in budgets}
 
 
 def goal_met(ours: dict, theirs: dict | None) -> bool | None:
@@ -232,8 +244,14 @@ def main():
     unknown = [e for e in envs if e not in ENVS]
     if unknown:
         parser.error(f"unknown env(s) {', '.join(unknown)}; the suite: {', '.join(ENVS)}")
-    changes = parse_sets(args.set)
-    earlier = earlier_sb3_rows(args.sb3_from, args.seeds, args.steps_scale) if args.sb3_from else None
+    try:
+        changes = parse_sets(args.set)
+    except ConfigError as error:
+        parser.error(str(error))
+    if RUN_SETTINGS & changes.keys():
+        parser.error(f"--set {', '.join(sorted(RUN_SETTINGS & changes.keys()))}: the benchmark sets it per env")
+    budgets = {env: budget(ENVS[env], args.steps_scale) for env in envs}
+    earlier = earlier_sb3_rows(args.sb3_from, args.seeds, budgets) if args.sb3_from else None
     python = None if earlier is not None else args.sb3_python or sb3_python(sb3_extra_pins(), SB3_EXTRA_IMPORTS)
     rows, skipped = [], {}
     for env in envs:
@@ -242,7 +260,7 @@ def main():
             skipped[env] = f"needs {spec.needs} here (pip install 'gymnasium[box2d]')"
             print(f"{env}: skipped, {skipped[env]}", flush=True)
             continue
-        steps = max(1, math.ceil(spec.steps * args.steps_scale))
+        steps = budgets[env]
         print(f"{env}: {steps:,} env steps x {args.seeds} seeds, {spec.eval_episodes} greedy episodes each",
               flush=True)
         theirs = earlier.get(env) if earlier is not None else sb3_run(env, spec, steps, args.seeds, python)

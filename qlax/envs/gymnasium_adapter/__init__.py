@@ -30,8 +30,8 @@ cheapest. A vector env built by a factory may use any mode:
   DISABLED   qlax resets the ended copies itself, reset(options={"reset_mask": ended}).
 Either way the learner sees the true final observation as next_obs, termination apart from
 a time limit. A wrapper that learns from something else than it reports (Atari's clipped
-rewards, a lost life as an end) puts the game's reward in info[SCORE_KEY] and the game's
-end in info[GAME_OVER_KEY]; returns count those.
+rewards, a lost life as an end) puts the game's reward in info[vector.SCORE_KEY] and the game's
+end in info[vector.GAME_OVER_KEY]; returns count those.
 
 Seeds: each reset seeds its copies with integers drawn from the reset key, so one config
 and seed give the same run. The device holds only a token per member naming the host's
