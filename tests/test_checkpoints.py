@@ -248,6 +248,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # three subprocesses
 def test_a_kill_while_saving_then_resume_equals_the_run_done_in_one_go(tmp_path):
     # Every run here is a fresh process: XLA's CPU results may differ in the last bit between a
     # fresh process and one that has compiled many other programs before.

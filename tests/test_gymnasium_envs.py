@@ -372,6 +372,7 @@ def test_a_gymnasium_env_object_trains_resumes_and_evaluates(tmp_path):
     assert int(policy(np.array([0.0, 2.0], np.float32))) in (0, 1)
 
 
+@pytest.mark.slow  # a subprocess
 def test_the_command_line_re_makes_a_gymnasium_env_object_from_the_spec_its_run_saved(tmp_path):
     """The command line has no object to pass: a Gymnasium env object with a spec is saved
     with its run (env_spec.json) and re-made from it, as gymnasium.make builds it, in a new
