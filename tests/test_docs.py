@@ -51,8 +51,12 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__", "__claim__": claim}
     for code in blocks(page, "python"):
-        checked = CLAIM.sub(lambda m: f"{m[1]}__claim__({m[3]!r}, {m[2]})", code)
-        exec(compile(checked, f"{page_id(page)}", "exec"), namespace)
+        exec(compile(with_claims_checked(code), f"{page_id(page)}", "exec"), namespace)
+
+
+def with_claims_checked(code: str) -> str:
+    """`code` with each `print(ARGS)  # TEXT` line turned into a call of `claim`."""
+    return CLAIM.sub(lambda m: f"{m[1]}__claim__({m[3]!r}, {m[2]})", code)
 
 
 def claim(said: str, *values, sep=" "):
@@ -63,7 +67,7 @@ def claim(said: str, *values, sep=" "):
 
 
 def test_a_printed_claim_is_checked():
-    checked = CLAIM.sub(lambda m: f"{m[1]}__claim__({m[3]!r}, {m[2]})", "x = [1]\nprint(x, len(x))  # [1] 1: one")
+    checked = with_claims_checked("x = [1]\nprint(x, len(x))  # [1] 1: one")
     exec(checked, {"__claim__": claim})
     with pytest.raises(AssertionError, match="the page says"):
         exec(checked.replace("[1]\n", "[2]\n", 1), {"__claim__": claim})
