@@ -5,17 +5,35 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as probe_envs
 
 
-def pytest_configure(config):
-    """The quick set (-m "not slow") is mostly compiling small programs, which LLVM at -O0
-    does about a third faster. The learning tests run much slower at -O0 (a Rainbow run:
-    4x), so any run with them keeps XLA's default, as users' programs do. Set before
-    anything starts JAX's backends."""
-    quick = "not slow" in (config.option.markexpr or "")
-    if quick and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# Most tests compile small programs and run them for moments: for them XLA's optimizations
+# cost more than they give (a suite run with JAX_DISABLE_MOST_OPTIMIZATIONS=1 compiled in 572 s
+# what took 926 s). Tests that train to a result (marked `learning`) run as users' programs
+# do, fully optimized: at -O0 their runs take up to 4.5x as long. Subprocesses inherit the
+# choice through the environment. A level the person set themselves is kept.
+_OWN_LEVEL = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ
+
+
+def _optimize(full: bool) -> None:
+    import jax
+
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "0" if full else "1"
+    jax.config.update("jax_disable_most_optimizations", not full)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before the test's fixtures, so a module's shared run compiles as its first test asks."""
+    if not _OWN_LEVEL:
+        _optimize(item.get_closest_marker("learning") is not None)
+
+
+if not _OWN_LEVEL:
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
 
 # Compiled programs are shared by the whole suite: qlax keeps the last few it built
 # (`qlax.core.program_cache`), so a process never runs out of memory mappings as it once did.

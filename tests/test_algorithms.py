@@ -214,6 +214,7 @@ def test_a_pqn_sweep_over_lambda_is_one_program():
 @pytest.mark.parametrize("preset", ["cartpole-pqn", "cartpole-c51", "cartpole-qrdqn", "cartpole-iqn", "cartpole-mdqn",
                                     "cartpole-rainbow"])
 @pytest.mark.slow
+@pytest.mark.learning
 def test_each_algorithm_solves_cartpole(preset):
     config = qlax.presets.load(preset)
     result = qlax.train(config, seeds=4, progress=False)

@@ -186,6 +186,7 @@ def test_the_nature_torso_refuses_what_it_cannot_read():
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_dqn_trains_on_breakout_counting_games_not_lives():
     """End to end through the Gymnasium adapter: uint8 frames into byte rows and the
     Nature torso; the training returns count games (a random Breakout game loses its 5

@@ -147,6 +147,7 @@ def test_the_reference_lists_every_setting_with_what_reads_it(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_the_acrobot_example_solves_as_it_says(tmp_path):
     """docs/tutorials/your-config.md's written-out Acrobot preset solves with every seed."""
     page = next(p for p in PAGES if p.name == "your-config.md")

@@ -232,12 +232,14 @@ def test_a_suite_environment_trains_a_few_compiled_steps_and_checkpoints(env, tm
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_the_navix_preset_solves_random_empty_rooms():
     result = qlax.train(qlax.presets.load("navix-empty-dqn"), seeds=4, progress=False)
     assert sum(result.solved) >= 3, result.eval_mean_return
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_the_knapsack_preset_packs_far_more_than_random_play():
     # The preset's program on a tenth of its budget: uniform random legal play packs 13.6
     # (docs/results.md), the optimum 20.05; a quarter of a million steps reach about 17.

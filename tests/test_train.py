@@ -62,6 +62,7 @@ def cartpole_run(tmp_path_factory):
                       progress=False)
 
 
+@pytest.mark.learning
 def test_cartpole_rbf_solves_every_seed(cartpole_run):
     summary = cartpole_run.summary
     assert summary["solved"] == [True] * 4, summary["eval_mean_return"]

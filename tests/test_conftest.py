@@ -1,0 +1,17 @@
+"""The suite's own harness: which tests compile with XLA's full optimizations."""
+
+import os
+
+import jax
+import pytest
+
+
+def test_a_short_test_compiles_at_o0_and_its_subprocesses_too():
+    assert jax.config.values["jax_disable_most_optimizations"]
+    assert os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] == "1"
+
+
+@pytest.mark.learning
+def test_a_learning_test_compiles_fully_optimized_and_its_subprocesses_too():
+    assert not jax.config.values["jax_disable_most_optimizations"]
+    assert os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] == "0"
