@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as probe_env
 # what took 926 s). Tests that train to a result (marked `learning`) run as users' programs
 # do, fully optimized: at -O0 their runs take up to 4.5x as long. Subprocesses inherit the
 # choice through the environment. A level the person set themselves is kept.
-_OWN_LEVEL = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ
+# xdist's workers inherit the level this file set in the controller: a marker tells it apart.
+_OWN_LEVEL = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ and "QLAX_TESTS_SET_LEVEL" not in os.environ
 
 
 def _optimize(full: bool) -> None:
@@ -34,6 +35,7 @@ def pytest_runtest_setup(item):
 
 if not _OWN_LEVEL:
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+    os.environ["QLAX_TESTS_SET_LEVEL"] = "1"
 
 # Compiled programs are shared by the whole suite: qlax keeps the last few it built
 # (`qlax.core.program_cache`), so a process never runs out of memory mappings as it once did.
