@@ -10,7 +10,7 @@ is vmapped, as in a population. Timed, jitted, taking turns: acting (Q-values of
 `--envs` observations per member) and an update's gradient (mean squared Q of `--batch`
 observations per member). Reported: the median milliseconds of each and the ratio
 nn.Conv / qlax (above 1: qlax's is faster). The two give the same numbers
-(tests/test_atari.py checks it).
+(tests/envs/test_atari.py checks it).
 """
 
 from __future__ import annotations

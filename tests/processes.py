@@ -1,7 +1,11 @@
-"""Test helper: signal a child process once a file shows what it is doing."""
+"""Test helpers: signal a child process once a file shows what it is doing, or this process
+once a run has shown some chunks."""
 
+import signal
 import time
 from pathlib import Path
+
+from qlax.runs import experiment
 
 
 def signal_when(proc, path: Path, sig: int, settle: float = 0.3, timeout: float = 120.0) -> None:
@@ -11,3 +15,17 @@ def signal_when(proc, path: Path, sig: int, settle: float = 0.3, timeout: float 
         time.sleep(0.02)
     time.sleep(settle)
     proc.send_signal(sig)
+
+
+def interrupt_after(monkeypatch, chunks: int):
+    """Deliver a real SIGINT to this process once `chunks` chunks have been shown."""
+    shown = []
+    original = experiment.ProgressDisplay.update
+
+    def update(self, *args):
+        original(self, *args)
+        shown.append(1)
+        if len(shown) == chunks:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(experiment.ProgressDisplay, "update", update)

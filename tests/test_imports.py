@@ -115,3 +115,13 @@ def test_no_modules_import_each_other_in_a_circle():
     for m in sorted(graph):
         visit(m)
     assert not circles, circles
+
+
+def test_the_tests_mirror_the_layers():
+    """Each folder of tests is a layer's package, and holds only test modules."""
+    tests = Path(__file__).parent
+    folders = {p.name: p for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert set(folders) <= set(LAYERS) - {""}, sorted(set(folders) - set(LAYERS))
+    for folder in folders.values():
+        strays = [p.name for p in folder.glob("*.py") if not p.name.startswith("test_")]
+        assert not strays, f"{folder.name}/ holds non-test modules: {strays}"

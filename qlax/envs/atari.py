@@ -6,7 +6,7 @@
 
 Each copy is the game's emulator (ale-py, ROMs included) behind `Atari`, a Gymnasium
 environment that preprocesses on the host, in numpy, as DQN did (Mnih et al. 2015) and as
-Gymnasium's `AtariPreprocessing` + `FrameStackObservation` do (tests/test_atari.py checks
+Gymnasium's `AtariPreprocessing` + `FrameStackObservation` do (tests/envs/test_atari.py checks
 the numbers are theirs):
 - reset: the game reset, then 1..noop_max no-op frames (a random start);
 - step: the action repeated for 4 frames, rewards summed, the last two frames max-pooled

@@ -16,7 +16,7 @@ from qlax.envs import EnvError, env_spec, make_env  # noqa: E402
 from qlax.envs.envpool_adapter import EnvState  # noqa: E402
 from qlax.settings.config import TrainConfig  # noqa: E402
 from qlax.tools import cli  # noqa: E402
-from test_runs import interrupt_after  # noqa: E402
+from processes import interrupt_after  # noqa: E402
 
 CARTPOLE = "envpool:CartPole-v1"
 RESET_RANGE = 0.05  # CartPole starts every state variable uniformly in [-0.05, 0.05]

@@ -20,7 +20,7 @@ from qlax.settings import presets
 from qlax.settings.config import TrainConfig
 from user_env import Corridor
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # where the helper modules (user_env, probe_envs) live
 
 
 def test_the_corridor_auto_resets_keeping_final_observations_and_cutting_at_the_time_limit():

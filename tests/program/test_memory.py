@@ -79,7 +79,7 @@ def test_many_episodes_run_in_rounds(monkeypatch):
 
 @pytest.mark.parametrize("sets, setting", [
     (["n_step=1000000"], "% of it is the n-step window"),
-])  # eval_episodes and stop_eval_episodes have ranges that bound their cost (test_fuzz.py)
+])  # eval_episodes and stop_eval_episodes have ranges that bound their cost (tools/test_fuzz.py)
 def test_absurd_settings_are_refused_in_one_line_before_compiling(tmp_path, capsys, sets, setting):
     out = tmp_path / "run"
     argv = ["train", "--max-memory", "8GB", "--out", str(out)] + [a for s in sets for a in ("--set", s)]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import qlax
-from processes import signal_when
+from processes import interrupt_after, signal_when
 from qlax.runs import checkpoint, experiment, plotting, rundir
 from qlax.runs.policy import load_policy
 from qlax.settings.config import ConfigError, TrainConfig
@@ -25,20 +25,6 @@ pytestmark = pytest.mark.slow  # every test here trains or starts processes
 # Small, but long enough that seeds learn something and differ: 12 chunks of 50 vector steps.
 CONFIG = TrainConfig(num_envs=4, total_steps=2400, chunk_steps=50, seeds=2, num_centers=32,
                      buffer_size=1000, learning_starts=100, eval_episodes=3, early_stop=False)
-
-
-def interrupt_after(monkeypatch, chunks: int):
-    """Deliver a real SIGINT to this process once `chunks` chunks have been shown."""
-    shown = []
-    original = experiment.ProgressDisplay.update
-
-    def update(self, *args):
-        original(self, *args)
-        shown.append(1)
-        if len(shown) == chunks:
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(experiment.ProgressDisplay, "update", update)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ is left byte for byte as it was, and nothing compiles: the points where a comman
 compile (training, evaluating, rendering) and where it would write an image are replaced
 by a stub, so a case the command accepts ends there, at no cost. The categories are the
 adversarial run's: run files, output paths, several processes, the environment, presets,
-factories and messages. Users' broken environments are in test_broken_envs.py, code a
-run's files name in test_rundir.py, signals in test_runs.py.
+factories and messages. Users' broken environments are in envs/test_broken_envs.py, code a
+run's files name in runs/test_rundir.py, signals in runs/test_runs.py.
 """
 
 import hashlib
