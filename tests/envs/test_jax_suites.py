@@ -19,14 +19,22 @@ from qlax.envs import jumanji_adapter  # noqa: E402 (after the skips)
 
 
 def qlax_steps(name: str, num_envs: int, actions: np.ndarray, key=jax.random.PRNGKey(0)):
-    """(obs, EnvStep) of each vector step of qlax's env `name` acting `actions` (steps, num_envs), on the host."""
+    """(obs, EnvStep) of each vector step of qlax's env `name` acting `actions` (steps, num_envs):
+    every step in one compiled scan, step t with key PRNGKey(t + 1)."""
     env = make_env(name, num_envs)
-    step = jax.jit(env.step)
-    obs, state = jax.jit(env.reset)(key)
-    for t, action in enumerate(actions):
-        out = step(jax.random.PRNGKey(t + 1), state, obs, jnp.asarray(action))
-        yield jax.device_get((obs, out._replace(env_state=None)))
-        obs, state = out.obs, out.env_state
+
+    def run(key, actions):
+        def step(carry, t_action):
+            obs, state = carry
+            t, action = t_action
+            out = env.step(jax.random.PRNGKey(t + 1), state, obs, action)
+            return (out.obs, out.env_state), (obs, out._replace(env_state=None))
+
+        return jax.lax.scan(step, env.reset(key), (jnp.arange(len(actions)), actions))[1]
+
+    seen = jax.device_get(jax.jit(run)(key, jnp.asarray(actions)))
+    for t in range(len(actions)):
+        yield jax.tree.map(lambda x: x[t], seen)
 
 
 # --- navix -------------------------------------------------------------------------------------
@@ -35,7 +43,7 @@ def navix_by_hand(env, key, actions):
     """(observation, reward, terminated, truncated) after each action, stepping navix's own
     auto-resetting `step` (after an end it resets on the next call, taking no action)."""
     step = jax.jit(env.step)
-    timestep = env.reset(key)
+    timestep = jax.jit(env.reset)(key)
     for action in actions:
         if timestep.is_done():
             timestep = step(timestep, action)
