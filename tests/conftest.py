@@ -55,3 +55,12 @@ if "QLAX_COMPILATION_CACHE" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="qlax-test-jax-cache-")
     os.environ["QLAX_COMPILATION_CACHE"] = _cache
     atexit.register(shutil.rmtree, _cache, True)
+
+# Two CPU devices in every test process, as `import qlax` gives a 2-core machine, so the
+# tests of sharded paths (a PBT copy across devices, checkpoints written from each device's
+# rows) test what they say. Without this the count was an accident of import order: a test
+# module that imports gymnax before qlax starts JAX with one device, and every later test in
+# that process ran on it. A person's own QLAX_CPU_DEVICES or device flag is kept.
+os.environ.setdefault("QLAX_CPU_DEVICES", "2")
+import qlax  # noqa: E402,F401  (sets the device count before any test module starts JAX)
+

@@ -1,4 +1,5 @@
-"""The suite's own harness: which tests compile with XLA's full optimizations."""
+"""The suite's own harness: which tests compile with XLA's full optimizations, and on how many
+devices every test runs."""
 
 import os
 
@@ -15,3 +16,8 @@ def test_a_short_test_compiles_at_o0_and_its_subprocesses_too():
 def test_a_learning_test_compiles_fully_optimized_and_its_subprocesses_too():
     assert not jax.config.values["jax_disable_most_optimizations"]
     assert os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] == "0"
+
+
+def test_every_test_process_has_two_cpu_devices_whatever_its_modules_imported_first():
+    # tests/algorithms/ is collected first, and it imports gymnax (which starts JAX) before qlax
+    assert jax.device_count() == int(os.environ["QLAX_CPU_DEVICES"])
