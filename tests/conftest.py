@@ -37,11 +37,11 @@ if not _OWN_LEVEL:
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
     os.environ["QLAX_TESTS_SET_LEVEL"] = "1"
 
-# XLA's CPU fusion emitters compile slowly and win nothing on runs this short: without them
-# the quick set took 73 s instead of 104 s, and the learning tests ran no slower (221 s
-# against 231 s in one process). XLA reads its flags once per process, before the first
-# compile, so this holds for the whole session and its subprocesses; a person's own choice of
-# the flag is kept.
+# XLA's CPU fusion emitters compile slowly and win nothing on runs this short. Off, the whole
+# suite took 518 s instead of 633 s and the quick set 73 s instead of 104 s; the learning
+# tests pay for it (217 s instead of 184 s in one process, cartpole-rainbow 41 s instead of
+# 22 s) but XLA reads its flags once per process, before JAX starts, so the suite chooses
+# once, for itself and its subprocesses. A person's own choice of the flag is kept.
 _FUSION_FLAG = "--xla_cpu_use_fusion_emitters"
 if _FUSION_FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FUSION_FLAG}=false".strip()
