@@ -12,6 +12,7 @@ qlax leaves it alone.
 from __future__ import annotations
 
 import os
+import warnings
 
 import jax
 import numpy as np
@@ -48,8 +49,11 @@ def use_every_cpu_core() -> None:
     wanted = cpu_devices_setting()[0] or cpu_cores()
     try:
         jax.config.update("jax_num_cpu_devices", max(wanted, 1))
-    except RuntimeError:
-        pass  # JAX already started its backends in this process: keep what it has
+    except RuntimeError:  # JAX already started its backends in this process: keep what it has, and say so
+        if jax.default_backend() == "cpu" and jax.device_count() != wanted:
+            warnings.warn(f"JAX started before qlax was imported, with {jax.device_count()} CPU device(s) where "
+                          f"qlax would use {wanted}, so training uses fewer cores; import qlax first (importing "
+                          f"gymnax starts JAX), or set jax_num_cpu_devices yourself", stacklevel=2)
 
 
 def compilation_cache_dir() -> str | None:
