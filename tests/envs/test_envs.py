@@ -198,6 +198,7 @@ def test_other_families_train_a_few_compiled_steps(env_id, q_function):
     assert int(result.state.agent.learner.updates[0]) > 0 and np.all(np.isfinite(result.summary["eval_mean_return"]))
 
 
+@pytest.mark.slow  # a subprocess
 def test_gymnax_renderers_modules_are_not_imported_for_training():
     """gymnax imports seaborn and pyplot for its renderers (1.3 s of every start): qlax defers them
     until something uses them, and then they work."""

@@ -259,6 +259,7 @@ def test_one_qlax_process_at_a_time_in_a_run_directory(tmp_path, capsys, no_comp
         assert not (out / "config.yaml").exists()
 
 
+@pytest.mark.slow  # a subprocess each
 @pytest.mark.parametrize("setting, expected", [("{tmp}", "{tmp}"), ("off", "None"), (None, "{home}/.cache/qlax/jax")])
 def test_the_compilation_cache_is_on_by_default_and_follows_its_setting(tmp_path, setting, expected):
     env = {k: v for k, v in os.environ.items() if k not in ("QLAX_COMPILATION_CACHE", "XDG_CACHE_HOME")}
