@@ -5,6 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import jax  # starts no backend: the XLA flags and device count set below still apply
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as probe_envs
@@ -20,10 +21,14 @@ _OWN_LEVEL = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ and "QLAX_TESTS_SET_
 
 
 def _optimize(full: bool) -> None:
-    import jax
-
+    """XLA's level for what this process compiles next, and for the subprocesses it starts."""
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "0" if full else "1"
     jax.config.update("jax_disable_most_optimizations", not full)
+
+
+if not _OWN_LEVEL:
+    os.environ["QLAX_TESTS_SET_LEVEL"] = "1"
+    _optimize(full=False)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -32,10 +37,6 @@ def pytest_runtest_setup(item):
     if not _OWN_LEVEL:
         _optimize(item.get_closest_marker("learning") is not None)
 
-
-if not _OWN_LEVEL:
-    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
-    os.environ["QLAX_TESTS_SET_LEVEL"] = "1"
 
 # XLA's CPU fusion emitters compile slowly and win nothing on runs this short. Off, the whole
 # suite took 518 s instead of 633 s and the quick set 73 s instead of 104 s; the learning
