@@ -28,7 +28,7 @@ def values(config: TrainConfig) -> dqn.Values:
 
     return dqn.Values(outputs_per_action=config.num_atoms,
                       q_values=lambda logits: losses.categorical_q_values(logits, atoms), loss=loss,
-                      double_q=config.double_q)
+                      double_q=config.double_q, loss_pairs=config.num_atoms ** 2)
 
 
 SETTINGS = (*dqn.FAMILY_SETTINGS, "num_atoms", "v_min", "v_max")  # what C51 reads (`config.owners`)

@@ -54,7 +54,9 @@ class Values(NamedTuple):
     target_at_obs: the loss also needs the target parameters' outputs at obs (M-DQN's
     log-policy bonus);
     fractions: IQN's quantile fractions, sampled anew by each pass of the network from its
-    own key (`networks.QNetwork.fractions`); its outputs are then (quantiles, fractions).
+    own key (`networks.QNetwork.fractions`); its outputs are then (quantiles, fractions);
+    loss_pairs: how many pairs of atoms or quantiles a sample's loss compares (K x K for a
+    distribution of K), which memory plans count (`MemoryParts.loss_pairs`).
     """
 
     outputs_per_action: int
@@ -64,6 +66,7 @@ class Values(NamedTuple):
     double_q: bool = False
     target_at_obs: bool = False
     fractions: int = 0
+    loss_pairs: int = 0
 
 
 class Forward(NamedTuple):
@@ -281,4 +284,5 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
                      params=lambda agent: agent.learner.params, epsilon=epsilon,
                      updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: hp.lr,
                      memory_parts=lambda agent: MemoryParts(learner=agent.learner, replay=agent.replay,
-                                                            storage=buffer.storage(agent.replay), window=agent.window))
+                                                            storage=buffer.storage(agent.replay), window=agent.window,
+                                                            loss_pairs=values.loss_pairs))

@@ -29,7 +29,8 @@ def values(config: TrainConfig) -> dqn.Values:
         return per_sample, per_sample
 
     return dqn.Values(outputs_per_action=1, q_values=lambda outputs: jnp.mean(outputs[0], axis=-1), loss=loss,
-                      double_q=config.double_q, fractions=config.num_quantiles)
+                      double_q=config.double_q, fractions=config.num_quantiles,
+                      loss_pairs=config.num_quantiles ** 2)
 
 
 SETTINGS = (*dqn.FAMILY_SETTINGS, "num_quantiles", "quantile_embedding", "huber_delta")  # `config.owners`

@@ -25,7 +25,7 @@ def values(config: TrainConfig) -> dqn.Values:
 
     return dqn.Values(outputs_per_action=config.num_quantiles,
                       q_values=lambda quantiles: jnp.mean(quantiles, axis=-1), loss=loss,
-                      double_q=config.double_q)
+                      double_q=config.double_q, loss_pairs=config.num_quantiles ** 2)
 
 
 SETTINGS = (*dqn.FAMILY_SETTINGS, "num_quantiles", "huber_delta")  # what QR-DQN reads (`config.owners`)

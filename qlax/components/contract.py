@@ -113,6 +113,7 @@ class MemoryParts(NamedTuple):
     replay: Any = ()  # the whole replay buffer (none: an algorithm without replay)
     storage: Any = None  # its array of stored transitions (rows, bytes per row)
     window: Any = ()  # the n-step window
+    loss_pairs: int = 0  # pairs of atoms or quantiles one sample's loss compares (a distribution's K x K)
 
 
 class Algorithm(NamedTuple):

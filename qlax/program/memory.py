@@ -139,7 +139,11 @@ def plan(trainer: Trainer, template, members_here: int, where: str, *, copies_st
     environment = _bytes((template.env_state, template.obs))
     window = _bytes(parts.window)
     obs_bytes = _bytes(template.obs) // config.num_envs
-    activations, pairs = _network_bytes(trainer, template)
+    activations = _activation_bytes(trainer, template)
+    # a distributional loss compares every pair of a sample's K atoms or quantiles, the pairs
+    # its algorithm declares: K x K numbers, which XLA holds in up to six copies (measured on
+    # cartpole-qrdqn)
+    pairs = 4 * parts.loss_pairs
     # what one greedy episode holds: its observation, environment state, activations, return and flag
     episode = obs_bytes + _bytes(template.env_state) // config.num_envs + activations + 5
     rollout_steps = trainer.algorithm.rollout_steps
@@ -166,19 +170,13 @@ def _episodes(count: int, episode: int) -> int:
     return min(count, EVAL_BATCH) * episode + 4 * count
 
 
-def _network_bytes(trainer: Trainer, template) -> tuple[int, int]:
-    """(bytes one observation's forward pass keeps, bytes of a distributional loss's pairs).
-
-    The pass keeps the outputs of its layers (XLA fuses the elementwise steps between
-    them) and the patches a convolution gathers (`networks.Conv3x3`). A distributional
-    loss compares every pair of a sample's K atoms or quantiles: K x K numbers, which XLA
-    holds in up to six copies (measured on cartpole-qrdqn)."""
+def _activation_bytes(trainer: Trainer, template) -> int:
+    """Bytes one observation's forward pass keeps: the outputs of its layers (XLA fuses the
+    elementwise steps between them) and the patches a convolution gathers
+    (`networks.Conv3x3`)."""
     params = trainer.algorithm.params(template.agent)
     one = jax.ShapeDtypeStruct((1, *template.obs.shape[1:]), template.obs.dtype)
-    layers = _layer_bytes(jax.make_jaxpr(trainer.q_function.apply)(params, one).jaxpr)
-    # (1, actions[, K]); IQN's outputs are (quantiles, fractions): the quantiles come first
-    outputs = jax.tree.leaves(jax.eval_shape(trainer.q_function.outputs, params, one))[0].shape
-    return layers, 4 * outputs[-1] ** 2 if len(outputs) == 3 else 0
+    return _layer_bytes(jax.make_jaxpr(trainer.q_function.apply)(params, one).jaxpr)
 
 
 def _layer_bytes(jaxpr) -> int:

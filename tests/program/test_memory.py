@@ -59,6 +59,20 @@ def test_a_distributional_loss_and_a_convolution_are_counted():
     assert conv.update > 10 * 10 * 9 * 4 * 4  # the 3x3 patches of a 10x10x4 grid, per sample
 
 
+@pytest.mark.parametrize("preset", ["cartpole-c51", "cartpole-qrdqn", "cartpole-iqn", "cartpole-dqn", "cartpole-mdqn"])
+def test_each_algorithm_declares_the_pairs_its_loss_compares(preset):
+    """The plan counts the pairs an algorithm declares: K x K for a distribution of K atoms or
+    quantiles, as its network's outputs show (IQN's come with their fractions), none for a
+    Q-value."""
+    trainer = make_train(qlax.presets.load(preset))
+    template = rundir.member_template(trainer)
+    params = trainer.algorithm.params(template.agent)
+    one = jax.ShapeDtypeStruct((1, *template.obs.shape[1:]), template.obs.dtype)
+    outputs = jax.tree.leaves(jax.eval_shape(trainer.q_function.outputs, params, one))[0].shape
+    distribution = outputs[-1] if len(outputs) == 3 else 0  # (1, actions[, K])
+    assert trainer.algorithm.memory_parts(template.agent).loss_pairs == distribution ** 2
+
+
 def test_evaluation_memory_stops_growing_past_one_round():
     per_episode = plan_of(SMALL.replace(eval_episodes=2 * evaluation.EVAL_BATCH)).evaluation - \
         plan_of(SMALL.replace(eval_episodes=evaluation.EVAL_BATCH)).evaluation
