@@ -1,5 +1,5 @@
-"""The suite's own harness: which tests compile with XLA's full optimizations, and on how many
-devices every test runs."""
+"""The suite's own harness: which tests compile with XLA's optimizations, with which XLA flags,
+and on how many devices every test runs."""
 
 import os
 
@@ -21,3 +21,8 @@ def test_a_learning_test_compiles_fully_optimized_and_its_subprocesses_too():
 def test_every_test_process_has_two_cpu_devices_whatever_its_modules_imported_first():
     # tests/algorithms/ is collected first, and it imports gymnax (which starts JAX) before qlax
     assert jax.device_count() == int(os.environ["QLAX_CPU_DEVICES"])
+
+
+def test_the_suites_xla_flags_reach_every_process_it_starts():
+    flags = dict(flag.split("=", 1) for flag in os.environ["XLA_FLAGS"].split() if "=" in flag)
+    assert flags.keys() >= {"--xla_cpu_use_fusion_emitters", "--xla_backend_optimization_level"}
