@@ -35,11 +35,17 @@ def _gymnax():
     environments build arrays at import), which must wait for `jax.distributed.initialize`
     in a multi-process run and for qlax's choice of CPU devices."""
     if "gymnax" not in sys.modules:
-        for name in RENDERING_ONLY:
-            _import_lazily(name)
+        defer_rendering_modules()
     import gymnax
 
     return gymnax
+
+
+def defer_rendering_modules() -> None:
+    """Let the modules gymnax imports only for its renderers (`RENDERING_ONLY`) load on first
+    use, for whatever imports gymnax next in this process."""
+    for name in RENDERING_ONLY:
+        _import_lazily(name)
 
 
 class _Deferred(types.ModuleType):
@@ -52,9 +58,16 @@ class _Deferred(types.ModuleType):
 
 
 def _import_lazily(name: str) -> None:
-    """Put a stand-in for `name` in sys.modules, unless it is imported already or missing."""
-    if name not in sys.modules and importlib.util.find_spec(name) is not None:
-        sys.modules[name] = _Deferred(name)
+    """Put a stand-in for `name` in sys.modules, unless it is imported already or missing. It
+    carries the module's `__file__`, so tools that only look where each module lives (such as
+    hypothesis's pytest plugin, which reads every module's) leave it unloaded."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is not None:
+        stand_in = _Deferred(name)
+        stand_in.__file__ = spec.origin
+        sys.modules[name] = stand_in
 
 
 def is_gymnax_env(env) -> bool:

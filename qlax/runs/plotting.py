@@ -1,6 +1,8 @@
-"""Learning curves from run directories (matplotlib, non-interactive backend).
+"""Learning curves from run directories, drawn on matplotlib `Figure`s.
 
-The only module that imports matplotlib, so training never pays for it.
+The only module that imports matplotlib, so training never pays for it. It never imports
+pyplot or chooses a backend: a figure saved to a file draws with the canvas its format
+needs, and a notebook's or script's own pyplot backend stays as it was.
 """
 
 from __future__ import annotations
@@ -11,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402  (the backend must be chosen first)
-from matplotlib.figure import Figure  # noqa: E402
-
-from qlax.core.files import write_whole  # noqa: E402
-from qlax.envs import make_env  # noqa: E402
-from qlax.program.trainer import solve_threshold  # noqa: E402
-from qlax.runs.rundir import check_bound, load_members, metric_values  # noqa: E402
-from qlax.settings.config import ConfigError, short  # noqa: E402
+from qlax.core.files import write_whole
+from qlax.envs import make_env
+from qlax.program.trainer import solve_threshold
+from qlax.runs.rundir import check_bound, load_members, metric_values
+from qlax.settings.config import ConfigError, short
 
 Y_LABELS = {"greedy_return": "greedy return (check after each chunk)",
             "avg_return_100": "100-episode training average return"}

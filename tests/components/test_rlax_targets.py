@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import rlax
 
 from qlax.algorithms import Rollout
 from qlax.algorithms.pqn import lambda_targets
@@ -15,6 +14,12 @@ from qlax.settings.config import TrainConfig
 
 BATCH, ACTIONS, ATOMS = 64, 4, 11
 TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def rlax():
+    """rlax, imported by the worker that runs these tests only (1.5 s, with distrax and TFP)."""
+    return pytest.importorskip("rlax")
 
 
 def draw(seed: int):
@@ -44,7 +49,7 @@ def assert_close(ours, theirs):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_one_step_target_matches_rlax_q_learning(seed):
+def test_one_step_target_matches_rlax_q_learning(seed, rlax):
     d = draw(seed)
     y = losses.q_learning_target(d["reward"], d["terminated"], d["next_q"], d["gamma"])
     td = jax.vmap(rlax.q_learning)(d["q"], d["action"], d["reward"], discount(d), d["next_q"])
@@ -52,7 +57,7 @@ def test_one_step_target_matches_rlax_q_learning(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_double_q_target_matches_rlax(seed):
+def test_double_q_target_matches_rlax(seed, rlax):
     d = draw(seed)
     y = losses.double_q_target(d["reward"], d["terminated"], d["selector"], d["next_q"], d["gamma"])
     td = jax.vmap(rlax.double_q_learning)(d["q"], d["action"], d["reward"], discount(d), d["next_q"], d["selector"])
@@ -60,7 +65,7 @@ def test_double_q_target_matches_rlax(seed):
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])
-def test_nstep_transitions_match_rlax_n_step_returns(n):
+def test_nstep_transitions_match_rlax_n_step_returns(n, rlax):
     """One env's trajectory with terminations: the emitted n-step transition, bootstrapped
     with the value of its next observation, is rlax's n-step bootstrapped return."""
     rng = np.random.default_rng(n)
@@ -87,7 +92,7 @@ def test_nstep_transitions_match_rlax_n_step_returns(n):
 
 
 @pytest.mark.parametrize("double", [False, True])
-def test_categorical_loss_matches_rlax(double):
+def test_categorical_loss_matches_rlax(double, rlax):
     d = draw(2 + double)
     atoms = losses.categorical_atoms(jnp.float32(-3.0), jnp.float32(4.0), ATOMS)
     selector = d["selector"] if double else losses.categorical_q_values(d["next_logits"], atoms)
@@ -105,7 +110,7 @@ def test_categorical_loss_matches_rlax(double):
 
 
 @pytest.mark.parametrize("huber", [0.0, 1.0])
-def test_quantile_loss_matches_rlax(huber):
+def test_quantile_loss_matches_rlax(huber, rlax):
     d = draw(4)
     ours = losses.quantile_loss(d["quantiles"], d["action"], d["reward"], discount(d), d["next_quantiles"],
                                 d["selector"], jnp.float32(huber))
@@ -119,7 +124,7 @@ def test_quantile_loss_matches_rlax(huber):
     assert_close(ours, theirs)
 
 
-def test_lambda_returns_match_rlax():
+def test_lambda_returns_match_rlax(rlax):
     rng = np.random.default_rng(5)
     steps = 30
     r, v = rng.normal(size=steps).astype(np.float32), rng.normal(size=steps).astype(np.float32)
@@ -129,7 +134,7 @@ def test_lambda_returns_match_rlax():
                  rlax.lambda_returns(*map(jnp.asarray, (r, g, v, lam))))
 
 
-def test_pqn_targets_match_rlax_q_lambda():
+def test_pqn_targets_match_rlax_q_lambda(rlax):
     """A rollout of 2 envs without episode ends: PQN's returns less Q(s, a) are rlax.q_lambda's TD errors."""
     rng = np.random.default_rng(6)
     steps, envs, lam, gamma = 16, 2, 0.65, 0.95
@@ -174,7 +179,7 @@ def test_pqn_targets_bootstrap_through_time_limits_and_stop_at_terminals():
 
 
 @pytest.mark.parametrize("huber", [0.0, 1.0])
-def test_iqn_loss_matches_rlax_with_the_same_sampled_fractions(huber):
+def test_iqn_loss_matches_rlax_with_the_same_sampled_fractions(huber, rlax):
     """IQN's loss as the algorithm computes it: a network pass samples each sample's own
     fractions from its key; rlax gets those fractions and the same quantiles."""
     from qlax import envs
@@ -211,7 +216,7 @@ def test_iqn_loss_matches_rlax_with_the_same_sampled_fractions(huber):
     np.testing.assert_array_equal(q_function.apply(params, obs), q_function.apply(params, obs))
 
 
-def test_quantile_loss_takes_fractions_and_a_target_of_another_count():
+def test_quantile_loss_takes_fractions_and_a_target_of_another_count(rlax):
     d = draw(9)
     rng = np.random.default_rng(9)
     taus = jnp.asarray(rng.random((BATCH, ATOMS)), jnp.float32)

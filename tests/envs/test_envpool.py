@@ -9,14 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("envpool")
+import qlax
+from optional import needs
+from processes import interrupt_after
+from qlax.envs import EnvError, env_spec, make_env
+from qlax.envs.envpool_adapter import EnvState
+from qlax.settings.config import TrainConfig
+from qlax.tools import cli
 
-import qlax  # noqa: E402
-from qlax.envs import EnvError, env_spec, make_env  # noqa: E402
-from qlax.envs.envpool_adapter import EnvState  # noqa: E402
-from qlax.settings.config import TrainConfig  # noqa: E402
-from qlax.tools import cli  # noqa: E402
-from processes import interrupt_after  # noqa: E402
+pytestmark = needs("envpool")
 
 CARTPOLE = "envpool:CartPole-v1"
 RESET_RANGE = 0.05  # CartPole starts every state variable uniformly in [-0.05, 0.05]

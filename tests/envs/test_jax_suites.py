@@ -1,21 +1,17 @@
 """navix and Jumanji environments: qlax's transitions against the suites' own steps, specs,
 refusals, and short training runs."""
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import qlax
-from qlax.envs import EnvError, env_spec, jax_adapter, make_env
+from optional import needs
+from qlax.envs import EnvError, env_spec, jax_adapter, jumanji_adapter, make_env
 from qlax.settings.config import TrainConfig
 
-navix = pytest.importorskip("navix")
-jumanji = pytest.importorskip("jumanji")
-
-from qlax.envs import jumanji_adapter  # noqa: E402 (after the skips)
+pytestmark = needs("navix", "jumanji")
 
 
 def qlax_steps(name: str, num_envs: int, actions: np.ndarray, key=jax.random.PRNGKey(0)):
@@ -73,6 +69,8 @@ def test_navix_episodes_end_as_navix_ends_them_with_the_final_observation():
     # termination), turn for navix's 100 steps (a truncation), reach it again.
     route = [2, 2, 1, 2, 2]
     actions = np.asarray(route + [0] * 100 + route)[:, None]
+    import navix
+
     env = navix.make("Navix-Empty-5x5-v0", observation_fn=navix.observations.symbolic)
     reference = list(navix_by_hand(env, jax.random.PRNGKey(0), actions[:, 0]))
     steps = list(qlax_steps("navix:Navix-Empty-5x5-v0", 1, actions))
@@ -95,6 +93,8 @@ def test_navix_random_dynamics_follow_the_keys_navix_is_given():
     # first episode, reset with the key qlax hands it, matches navix stepped by hand.
     num_envs, key = 3, jax.random.PRNGKey(7)
     actions = np.asarray(jax.random.randint(jax.random.PRNGKey(8), (60, num_envs), 0, 3))
+    import navix
+
     env = navix.make("Navix-Dynamic-Obstacles-5x5-v0", observation_fn=navix.observations.symbolic)
     steps = list(qlax_steps("navix:Navix-Dynamic-Obstacles-5x5-v0", num_envs, actions, key))
     ended = 0
@@ -129,6 +129,8 @@ def test_jumanji_episodes_end_as_jumanji_ends_them():
     # it, against Jumanji stepped by hand; every field of the observation in its slice.
     num_envs, key = 8, jax.random.PRNGKey(2)
     actions = np.asarray(jax.random.randint(jax.random.PRNGKey(102), (100, num_envs), 0, 4))
+    import jumanji
+
     env = jumanji.make("Maze-v0")
     fields = jumanji_adapter.fields("Maze-v0")
     steps = list(qlax_steps("jumanji:Maze-v0", num_envs, actions, key))
@@ -156,43 +158,9 @@ def test_jumanji_episodes_end_as_jumanji_ends_them():
     assert outcomes == {"goal", "time limit"}  # Maze ends both ways with discount 0
 
 
-class CounterObservation(NamedTuple):
-    mask: jax.Array  # fields in another order than the spec names them
-    count: jax.Array
-
-
-class CounterEnv(jumanji.env.Environment):
-    """A Jumanji environment that terminates on action 1 and is cut after 3 steps (discount 1)."""
-
-    def reset(self, key):
-        count = jnp.int32(0)
-        return count, jumanji.types.restart(self._observe(count))
-
-    def step(self, count, action):
-        count = count + 1
-        observation = self._observe(count)
-        timestep = jax.lax.cond(
-            action == 1, lambda: jumanji.types.termination(jnp.float32(1.0), observation),
-            lambda: jax.lax.cond(count >= 3, lambda: jumanji.types.truncation(jnp.float32(0.0), observation),
-                                 lambda: jumanji.types.transition(jnp.float32(0.0), observation)))
-        return count, timestep
-
-    @staticmethod
-    def _observe(count):
-        return CounterObservation(mask=jnp.array([True, False]), count=count)
-
-    @property
-    def observation_spec(self):
-        specs = jumanji.specs
-        return specs.Spec(CounterObservation, "observation", count=specs.BoundedArray((), jnp.int32, 0, 3, "count"),
-                          mask=specs.BoundedArray((2,), bool, False, True, "mask"))
-
-    @property
-    def action_spec(self):
-        return jumanji.specs.DiscreteArray(2)
-
-
 def test_a_jumanji_cut_with_discount_is_a_truncation_with_its_final_observation():
+    from jumanji_probes import CounterEnv
+
     env = jumanji_adapter.JumanjiEnv(CounterEnv(), "jumanji:Counter")
     assert env.fields == {"mask": slice(0, 2), "count": slice(2, 3)}
     np.testing.assert_array_equal(env.observation_space.high, [1, 1, 3])

@@ -4,6 +4,8 @@ its threshold, readable sweeps; episodes drawn as the environments look, or refu
 import contextlib
 import io
 import math
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -128,3 +130,10 @@ def test_a_sweep_of_six_settings_stays_readable(tmp_path):
     assert len(legend.get_texts()) == 7  # six settings and the threshold
     assert legend.get_window_extent().y1 < ax.get_window_extent().y0  # below the axes, not over the curves
     assert all(band.get_alpha() <= 0.2 for band in ax.collections)
+
+
+def test_plotting_leaves_a_scripts_own_matplotlib_backend_alone():
+    code = ("import sys, matplotlib; matplotlib.use('svg'); import qlax.runs.plotting; "
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert printed.split() == ["svg", "False"]  # no backend chosen, no pyplot imported
