@@ -73,9 +73,8 @@ class QFunction(NamedTuple):
 
 
 def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, obs_low: np.ndarray,
-               obs_high: np.ndarray, limited: np.ndarray | None = None) -> QFunction:
-    """A linear Q over random RBF features of the observation scaled to [-1, 1] (`limited`:
-    the dimensions `normalization.apply` keeps to +-LIMIT).
+               obs_high: np.ndarray) -> QFunction:
+    """A linear Q over random RBF features of the observation scaled to [-1, 1].
 
     params = {"centers": (num_centers, obs_dim), "sigma": (), "w": (num_centers, num_actions),
     "obs_scale": see `normalization`}, with sigma from hparams.sigma and
@@ -94,7 +93,7 @@ def linear_rbf(obs_dim: int, num_actions: int, num_centers: int, obs_low: np.nda
         }
 
     def rbf_features(params, obs):
-        x = normalization.apply(params["obs_scale"], obs, limited)
+        x = normalization.apply(params["obs_scale"], obs)
         centers = jax.lax.stop_gradient(params["centers"])
         width = jax.lax.stop_gradient(params["sigma"])
         return features.rbf(x, centers, width)
@@ -291,9 +290,8 @@ class QNetwork(nn.Module):
 
 
 def network(network: QNetwork, obs_dim: int, obs_scale: dict,
-            q_values: Callable = lambda outputs: outputs, limited: np.ndarray | None = None) -> QFunction:
-    """A flax Q-network over the observation scaled by `obs_scale`, the `limited` dimensions
-    kept to +-LIMIT (see `normalization`).
+            q_values: Callable = lambda outputs: outputs) -> QFunction:
+    """A flax Q-network over the observation scaled by `obs_scale` (see `normalization`).
 
     params = {"net": the flax variables, "obs_scale": obs_scale}. Its fixed `features`
     are just that scaling; every network parameter is trained.
@@ -303,7 +301,7 @@ def network(network: QNetwork, obs_dim: int, obs_scale: dict,
         return {"net": network.init(key, jnp.zeros((1, obs_dim))), "obs_scale": obs_scale}
 
     def scaled(params, obs):
-        return normalization.apply(params["obs_scale"], obs, limited)
+        return normalization.apply(params["obs_scale"], obs)
 
     streams = network.rng_streams
 
@@ -393,9 +391,8 @@ def _torso(config, spec, outputs_per_action: int, q_values: Callable, fractions:
 
     low, high = observation_bounds(config, spec)
     torso = torso_of(config, spec)
-    limited = observation_scaler(config, spec).limited
     if torso == "linear_rbf":
-        return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high, limited)
+        return linear_rbf(spec.obs_dim, spec.num_actions, config.num_centers, low, high)
     conv, nature = torso == "conv", torso == "nature"
     if conv and len(spec.obs_shape) != 3:
         raise ConfigError(f"q_function = 'conv': env '{spec.id}' has observations of shape {spec.obs_shape}; "
@@ -409,7 +406,7 @@ def _torso(config, spec, outputs_per_action: int, q_values: Callable, fractions:
                    noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature, weight_init=config.weight_init,
                    fractions=fractions, embedding=config.quantile_embedding if fractions else 64)
     obs_scale = normalization.pixel_scale(spec.obs_dim) if nature else normalization.fixed_scale(low, high)
-    return network(net, spec.obs_dim, obs_scale, q_values, limited)
+    return network(net, spec.obs_dim, obs_scale, q_values)
 
 
 def is_frames(spec) -> bool:

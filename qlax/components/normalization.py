@@ -6,11 +6,6 @@ standardized by a running mean and standard deviation estimated inside the compi
 loop, mean +- SPREAD standard deviations onto [-1, 1]. The shift and scale in use live
 in the Q-function's parameters (`params["obs_scale"]`, never trained), so whatever holds
 the parameters (evaluation, checkpoints, `load_policy`) scales alike.
-
-A dimension with finite bounds that is standardized all the same (`obs_scaling:
-statistics`) is limited to +-LIMIT: a grid cell or flag that was rare or never set while
-the statistics were gathered would otherwise reach 1 / (2 x its tiny standard deviation),
-up to 500,000 for one never set.
 """
 
 from __future__ import annotations
@@ -24,12 +19,6 @@ from flax import struct
 
 SPREAD = 2.0  # standard deviations on each side that map onto [-1, 1]
 MIN_STD = 1e-6
-# 20 standard deviations from the mean. The statistics stop at the warmup's random play, so a
-# learned policy's states lie further out than a running normalizer's (on LunarLander, random
-# play's own angular velocity reaches 9.4). At 10 deviations (LIMIT 5, where SB3's
-# VecNormalize clips) the transfer suite's IQM there fell from 161.6 to 125.7; at 20 it was
-# 161.0. Freeway's rose from 2.8 to 15.6 at either.
-LIMIT = 10.0
 
 
 @struct.dataclass
@@ -61,16 +50,11 @@ def pixel_scale(obs_dim: int) -> dict:
     return {"shift": jnp.zeros(obs_dim, jnp.float32), "scale": jnp.full(obs_dim, 255.0, jnp.float32)}
 
 
-def apply(obs_scale: dict, obs: jax.Array, limited: np.ndarray | None = None) -> jax.Array:
-    """obs (..., obs_dim), float32 or bytes, scaled to float32, the `limited` dimensions (a
-    static bool mask, `Tracker.limited`) to +-LIMIT; the shift and scale are held fixed (no
-    gradient)."""
+def apply(obs_scale: dict, obs: jax.Array) -> jax.Array:
+    """obs (..., obs_dim), float32 or bytes, scaled to float32; the shift and scale are held
+    fixed (no gradient)."""
     shift, scale = jax.lax.stop_gradient(obs_scale["shift"]), jax.lax.stop_gradient(obs_scale["scale"])
-    scaled = (obs - shift) / scale
-    if limited is None or not limited.any():
-        return scaled
-    clipped = jnp.clip(scaled, -LIMIT, LIMIT)
-    return clipped if limited.all() else jnp.where(limited, clipped, scaled)
+    return (obs - shift) / scale
 
 
 def init_stats(obs_dim: int) -> ObsStats:
@@ -102,7 +86,6 @@ class Tracker(NamedTuple):
     """
 
     standardized: np.ndarray  # (obs_dim,) bool
-    limited: np.ndarray  # (obs_dim,) bool: the standardized ones with finite bounds, kept to +-LIMIT
 
     @property
     def tracks(self) -> bool:
@@ -128,8 +111,6 @@ def tracker(low: np.ndarray, high: np.ndarray, scaling: str, fixed: np.ndarray |
     """The dimensions scaled by running statistics: all of them (`statistics`), none (`none`),
     or those without finite bounds (`bounds`); never the `fixed` ones (bool, like `low`)."""
     if scaling == "none":
-        return Tracker(np.zeros(np.shape(low), bool), np.zeros(np.shape(low), bool))
+        return Tracker(np.zeros(np.shape(low), bool))
     tracked = np.ones(np.shape(low), bool) if scaling == "statistics" else ~bounded(low, high)
-    if fixed is not None:
-        tracked = tracked & ~np.asarray(fixed, bool)
-    return Tracker(tracked, tracked & bounded(low, high))
+    return Tracker(tracked & ~np.asarray(fixed, bool) if fixed is not None else tracked)

@@ -36,35 +36,6 @@ def test_bounds_map_to_minus_one_one_and_statistics_to_two_deviations():
                                [[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]])  # mean 3, std 2: 3 + 2 * 2 -> 1
 
 
-def test_statistics_keep_a_bounded_dimension_to_twenty_deviations_where_bounds_keep_theirs():
-    """`statistics` standardizes bounded dimensions too: a grid cell never set while the
-    statistics were gathered (std 0) would reach 1 / 2e-6 when it is; it is kept to LIMIT.
-    Unbounded dimensions are never limited, and under `bounds` nothing is."""
-    low, high = np.array([0.0, 0.0, -np.inf]), np.array([1.0, 1.0, np.inf])
-    tracker = normalization.tracker(low, high, "statistics")
-    assert tracker.limited.tolist() == [True, True, False]
-    assert not normalization.tracker(low, high, "bounds").limited.any()
-    warmup = jnp.array([[0.0, 0.0, 1.0], [0.0, 1.0, 5.0]] * 50)  # cell 0 never set, cell 1 half the time
-    params = tracker.rescale({"obs_scale": normalization.fixed_scale(low, high)}, tracker.init(warmup))
-    seen = normalization.apply(params["obs_scale"], jnp.array([[1.0, 1.0, 103.0]]), tracker.limited)
-    # cell 1: mean 0.5, 2 std = 1; the unbounded one: mean 3, 2 std = 4, (103 - 3) / 4
-    np.testing.assert_allclose(seen, [[normalization.LIMIT, 0.5, 25.0]])
-
-
-def test_a_grid_network_sees_its_standardized_cells_limited():
-    from qlax.components import networks
-    from qlax.envs import env_spec
-
-    spec = env_spec("Breakout-MinAtar")
-    config = TrainConfig(env="Breakout-MinAtar", q_function="mlp", obs_scaling="statistics", hidden_sizes=[8])
-    q = networks.build(config, spec)
-    scaler = networks.observation_scaler(config, spec)
-    params = scaler.rescale(q.init(jax.random.PRNGKey(0), config.hparams()),
-                            scaler.init(jnp.zeros((4, spec.obs_dim))))  # no cell ever set
-    features = np.asarray(q.features(params, jnp.ones((1, spec.obs_dim))))
-    assert features.max() == normalization.LIMIT
-
-
 UNBOUNDED = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=1000,
                         learning_starts=100, early_stop=False)
 
