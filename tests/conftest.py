@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as probe_env
 # cost more than they give (a suite run with JAX_DISABLE_MOST_OPTIMIZATIONS=1 compiled in 572 s
 # what took 926 s). Tests that train to a result (marked `learning`) compile with XLA's
 # optimizations (LLVM at -O1, see the flags below): at -O0 their runs take up to 4.5x as
-# long. Subprocesses inherit the choice through the environment. A level the person set themselves is kept.
+# long. Subprocesses inherit the choice through the environment. A level the person set
+# themselves is kept.
 # xdist's workers inherit the level this file set in the controller: a marker tells it apart.
 _OWN_LEVEL = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ and "QLAX_TESTS_SET_LEVEL" not in os.environ
 
@@ -78,4 +79,3 @@ from qlax.envs import gymnax_adapter  # noqa: E402
 # when qlax imports gymnax. With navix, Jumanji, EnvPool and rlax imported by their tests
 # (tests/optional.py), collecting the suite takes 9.2 s instead of 15.8 s in one process.
 gymnax_adapter.defer_rendering_modules()
-
