@@ -3,7 +3,10 @@
 One mechanism for every environment: a dimension with finite bounds (from a setting or
 from the observation space) maps [low, high] onto [-1, 1]; a dimension without them is
 standardized by a running mean and standard deviation estimated inside the compiled
-loop, mean +- SPREAD standard deviations onto [-1, 1]. The shift and scale in use live
+loop, mean +- SPREAD standard deviations onto [-1, 1]. A dimension with bounds that is
+standardized all the same (`obs_scaling: statistics`) never leaves +-LIMIT: a grid cell that
+random play never set has a standard deviation of 0, and would otherwise reach the network
+at 1 / (SPREAD * MIN_STD) once set. The shift and scale in use live
 in the Q-function's parameters (`params["obs_scale"]`, never trained), so whatever holds
 the parameters (evaluation, checkpoints, `load_policy`) scales alike.
 """
@@ -19,6 +22,7 @@ from flax import struct
 
 SPREAD = 2.0  # standard deviations on each side that map onto [-1, 1]
 MIN_STD = 1e-6
+LIMIT = 100.0  # the farthest a bounded dimension's standardized value may reach
 
 
 @struct.dataclass
@@ -72,11 +76,15 @@ def update_stats(stats: ObsStats, batch: jax.Array) -> ObsStats:
                     m2=stats.m2 + batch_m2 + delta**2 * stats.count * n / count)
 
 
-def with_stats(obs_scale: dict, stats: ObsStats, unbounded: np.ndarray) -> dict:
-    """`obs_scale` with its unbounded dimensions standardized by `stats`."""
+def with_stats(obs_scale: dict, stats: ObsStats, standardized: np.ndarray, low: np.ndarray,
+               high: np.ndarray) -> dict:
+    """`obs_scale` with its `standardized` dimensions scaled by `stats`: mean +- SPREAD
+    standard deviations onto [-1, 1], a dimension with bounds [low, high] kept within +-LIMIT."""
     std = jnp.sqrt(stats.m2 / jnp.maximum(stats.count, 1.0))
-    return {"shift": jnp.where(unbounded, stats.mean, obs_scale["shift"]),
-            "scale": jnp.where(unbounded, SPREAD * jnp.maximum(std, MIN_STD), obs_scale["scale"])}
+    reach = jnp.maximum(high - stats.mean, stats.mean - low)  # to the farther bound
+    floor = jnp.maximum(jnp.where(bounded(low, high), reach / LIMIT, 0.0), SPREAD * MIN_STD)
+    return {"shift": jnp.where(standardized, stats.mean, obs_scale["shift"]),
+            "scale": jnp.where(standardized, jnp.maximum(SPREAD * std, floor), obs_scale["scale"])}
 
 
 class Tracker(NamedTuple):
@@ -86,6 +94,8 @@ class Tracker(NamedTuple):
     """
 
     standardized: np.ndarray  # (obs_dim,) bool
+    low: np.ndarray  # (obs_dim,) the observation's bounds, +-inf where it has none
+    high: np.ndarray
 
     @property
     def tracks(self) -> bool:
@@ -104,13 +114,14 @@ class Tracker(NamedTuple):
         """Q parameters whose standardized dimensions are scaled by `stats`."""
         if not self.tracks:
             return params
-        return {**params, "obs_scale": with_stats(params["obs_scale"], stats, self.standardized)}
+        return {**params, "obs_scale": with_stats(params["obs_scale"], stats, self.standardized, self.low, self.high)}
 
 
 def tracker(low: np.ndarray, high: np.ndarray, scaling: str, fixed: np.ndarray | None = None) -> Tracker:
     """The dimensions scaled by running statistics: all of them (`statistics`), none (`none`),
     or those without finite bounds (`bounds`); never the `fixed` ones (bool, like `low`)."""
+    low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
     if scaling == "none":
-        return Tracker(np.zeros(np.shape(low), bool))
+        return Tracker(np.zeros(np.shape(low), bool), low, high)
     tracked = np.ones(np.shape(low), bool) if scaling == "statistics" else ~bounded(low, high)
-    return Tracker(tracked & ~np.asarray(fixed, bool) if fixed is not None else tracked)
+    return Tracker(tracked & ~np.asarray(fixed, bool) if fixed is not None else tracked, low, high)

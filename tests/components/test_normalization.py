@@ -31,10 +31,22 @@ def test_bounds_map_to_minus_one_one_and_statistics_to_two_deviations():
     np.testing.assert_allclose(normalization.apply(scale, jnp.array([[-2.0, 0.0, 7.0], [2.0, 10.0, 7.0]])),
                                [[-1.0, -1.0, 7.0], [1.0, 1.0, 7.0]])  # unbounded: the identity until stats
     stats = normalization.update_stats(normalization.init_stats(3), jnp.array([[0.0, 0.0, 1.0], [0.0, 0.0, 5.0]]))
-    scale = normalization.with_stats(scale, stats, ~normalization.bounded(low, high))
+    scale = normalization.with_stats(scale, stats, ~normalization.bounded(low, high), low, high)
     np.testing.assert_allclose(normalization.apply(scale, jnp.array([[2.0, 5.0, 3.0], [2.0, 5.0, 7.0]])),
                                [[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]])  # mean 3, std 2: 3 + 2 * 2 -> 1
 
+
+
+def test_a_bounded_dimension_standardized_by_statistics_stays_within_the_limit():
+    """A grid cell that the warmup never set (std 0) once reached the network at 500,000."""
+    low, high = np.zeros(3, np.float32), np.array([1.0, 1.0, np.inf], np.float32)
+    scaler = normalization.tracker(low, high, "statistics")
+    warmup = jnp.float32([[0.0, 0.0, 1.0], [0.0, 1.0, 3.0]] * 50)  # cell 0 never set, cell 1 half the time
+    params = scaler.rescale({"obs_scale": normalization.fixed_scale(low, high)}, scaler.init(warmup))
+    seen = np.asarray(normalization.apply(params["obs_scale"], jnp.float32([[1.0, 1.0, 1e3]])))[0]
+    np.testing.assert_allclose(seen[0], normalization.LIMIT)  # at its far bound: the limit, not 1 / 2e-6
+    np.testing.assert_allclose(seen[1:], [0.5, (1e3 - 2.0) / 2.0])  # mean + 1 std, a spread one and an unbounded one as before
+    assert scaler.rescale(params, scaler.init(warmup[:1]))["obs_scale"]["scale"][2] > 0  # no bounds: std's floor
 
 UNBOUNDED = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=1000,
                         learning_starts=100, early_stop=False)
