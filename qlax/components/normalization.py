@@ -3,11 +3,12 @@
 One mechanism for every environment: a dimension with finite bounds (from a setting or
 from the observation space) maps [low, high] onto [-1, 1]; a dimension without them is
 standardized by a running mean and standard deviation estimated inside the compiled
-loop, mean +- SPREAD standard deviations onto [-1, 1]. A dimension with bounds that is
-standardized all the same (`obs_scaling: statistics`) never leaves +-LIMIT: a grid cell that
-random play never set has a standard deviation of 0, and would otherwise reach the network
-at 1 / (SPREAD * MIN_STD) once set. The shift and scale in use live
-in the Q-function's parameters (`params["obs_scale"]`, never trained), so whatever holds
+loop, mean +- SPREAD standard deviations onto [-1, 1]. A standardized dimension that barely
+varied keeps a scale of at least 1 / LIMIT of its reach: the distance from its mean to its
+farther bound where it has bounds (`obs_scaling: statistics` standardizes those too), else
+its mean's magnitude, at least 1. A grid cell that random play never set has a standard
+deviation of 0, and once set reached the network at 500,000 before this floor; now at LIMIT.
+The shift and scale in use live in the Q-function's parameters (`params["obs_scale"]`, never trained), so whatever holds
 the parameters (evaluation, checkpoints, `load_policy`) scales alike.
 """
 
@@ -21,8 +22,7 @@ import numpy as np
 from flax import struct
 
 SPREAD = 2.0  # standard deviations on each side that map onto [-1, 1]
-MIN_STD = 1e-6
-LIMIT = 100.0  # the farthest a bounded dimension's standardized value may reach
+LIMIT = 100.0  # a standardized value reaches at most this where the dimension moves by its reach
 
 
 @struct.dataclass
@@ -79,12 +79,12 @@ def update_stats(stats: ObsStats, batch: jax.Array) -> ObsStats:
 def with_stats(obs_scale: dict, stats: ObsStats, standardized: np.ndarray, low: np.ndarray,
                high: np.ndarray) -> dict:
     """`obs_scale` with its `standardized` dimensions scaled by `stats`: mean +- SPREAD
-    standard deviations onto [-1, 1], a dimension with bounds [low, high] kept within +-LIMIT."""
+    standard deviations onto [-1, 1], the scale at least reach / LIMIT (see the module)."""
     std = jnp.sqrt(stats.m2 / jnp.maximum(stats.count, 1.0))
-    reach = jnp.maximum(high - stats.mean, stats.mean - low)  # to the farther bound
-    floor = jnp.maximum(jnp.where(bounded(low, high), reach / LIMIT, 0.0), SPREAD * MIN_STD)
+    to_bound = jnp.maximum(high - stats.mean, stats.mean - low)  # to the farther bound
+    reach = jnp.where(bounded(low, high), to_bound, jnp.maximum(jnp.abs(stats.mean), 1.0))
     return {"shift": jnp.where(standardized, stats.mean, obs_scale["shift"]),
-            "scale": jnp.where(standardized, jnp.maximum(SPREAD * std, floor), obs_scale["scale"])}
+            "scale": jnp.where(standardized, jnp.maximum(SPREAD * std, reach / LIMIT), obs_scale["scale"])}
 
 
 class Tracker(NamedTuple):
