@@ -3,13 +3,17 @@
 One mechanism for every environment: a dimension with finite bounds (from a setting or
 from the observation space) maps [low, high] onto [-1, 1]; a dimension without them is
 standardized by a running mean and standard deviation estimated inside the compiled
-loop, mean +- SPREAD standard deviations onto [-1, 1]. A standardized dimension that barely
-varied keeps a scale of at least 1 / LIMIT of its reach: the distance from its mean to its
-farther bound where it has bounds (`obs_scaling: statistics` standardizes those too), else
-its mean's magnitude, at least 1. A grid cell that random play never set has a standard
-deviation of 0, and once set reached the network at 500,000 before this floor; now at LIMIT.
-The shift and scale in use live in the Q-function's parameters (`params["obs_scale"]`, never trained), so whatever holds
-the parameters (evaluation, checkpoints, `load_policy`) scales alike.
+loop, mean +- SPREAD standard deviations onto [-1, 1] (`obs_scaling: statistics`
+standardizes the bounded ones too). A standardized dimension keeps a scale of at least
+1 / LIMIT of its reach: the distance from its mean to its farther bound where it has
+bounds, else its mean's magnitude, at least 1. So a grid cell that random play never set
+(standard deviation 0) reaches the network at LIMIT once set, where it reached 500,000;
+a bounded dimension stays within +-LIMIT. The floor follows the reach, not the spread: a
+dimension whose standard deviation is under a 200th of its reach is compressed below
++-1 (with LIMIT at 10, LunarLander's loose velocity bounds did that, and it learned far
+worse). The shift and scale in use live in the Q-function's parameters
+(`params["obs_scale"]`, never trained), so whatever holds the parameters (evaluation,
+checkpoints, `load_policy`) scales alike.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 from flax import struct
 
 SPREAD = 2.0  # standard deviations on each side that map onto [-1, 1]
-LIMIT = 100.0  # a standardized value reaches at most this where the dimension moves by its reach
+LIMIT = 100.0  # the reach over the smallest scale: a bounded dimension's values stay within +-LIMIT
 
 
 @struct.dataclass
@@ -94,7 +98,7 @@ class Tracker(NamedTuple):
     """
 
     standardized: np.ndarray  # (obs_dim,) bool
-    low: np.ndarray  # (obs_dim,) the observation's bounds, +-inf where it has none
+    low: np.ndarray  # (obs_dim,) the bounds the Q-function was given (`bounded` says which are finite)
     high: np.ndarray
 
     @property

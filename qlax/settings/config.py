@@ -78,9 +78,10 @@ class TrainConfig:
     obs_high: list[float] | None = _field(None, "upper observation bounds for scaling (default: the observation "
                                           "space's)")
     obs_scaling: str = _field("bounds", "bounds: finite bounds map to [-1, 1] and only dimensions without them "
-                              "use running statistics; statistics: every dimension by running mean and std (one that barely "
-                              "varied kept within +-100); "
-                              "none: observations as the env gives them (binary grids such as MinAtar's); a Discrete "
+                              "use running statistics; statistics: every dimension by running mean and std (a "
+                              "standardized dimension's scale is at least 1/100 of its reach: distance to its "
+                              "farther bound, else max(|mean|, 1); a bounded one stays within +-100); none: "
+                              "observations as the env gives them (binary grids such as MinAtar's); a Discrete "
                               "observation's one-hot stays 0/1 under each",
                               choices=("bounds", "statistics", "none"))
     obs_stats: str = _field("warmup", "running observation statistics: estimated until learning_starts "

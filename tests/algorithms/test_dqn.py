@@ -14,6 +14,7 @@ from qlax.core.types import Transition
 from qlax.program.trainer import make_train
 from qlax.runs.experiment import start
 from qlax.settings.config import TrainConfig
+from solving import freeze_the_rest_once
 
 
 def test_double_q_target_by_hand():
@@ -164,8 +165,6 @@ def test_nstep_training_bootstraps_with_gamma_to_the_k():
 @pytest.mark.slow
 def test_cartpole_dqn_solves_at_least_three_of_four_seeds():
     import qlax
-
-    from solving import freeze_the_rest_once
 
     result = qlax.train(qlax.presets.load("cartpole-dqn"), seeds=4, progress=False,
                         callbacks=[freeze_the_rest_once(3)])

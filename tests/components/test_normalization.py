@@ -36,7 +36,6 @@ def test_bounds_map_to_minus_one_one_and_statistics_to_two_deviations():
                                [[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]])  # mean 3, std 2: 3 + 2 * 2 -> 1
 
 
-
 def test_a_dimension_that_barely_varied_stays_within_the_limit():
     """A grid cell that the warmup never set (std 0) once reached the network at 500,000."""
     low, high = np.zeros(3, np.float32), np.array([1.0, 1.0, np.inf], np.float32)
@@ -45,7 +44,7 @@ def test_a_dimension_that_barely_varied_stays_within_the_limit():
     params = scaler.rescale({"obs_scale": normalization.fixed_scale(low, high)}, scaler.init(warmup))
     seen = np.asarray(normalization.apply(params["obs_scale"], jnp.float32([[1.0, 1.0, 1e3]])))[0]
     np.testing.assert_allclose(seen[0], normalization.LIMIT)  # at its far bound: the limit, not 1 / 2e-6
-    np.testing.assert_allclose(seen[1:], [0.5, (1e3 - 2.0) / 2.0])  # mean + 1 std, a spread one and an unbounded one as before
+    np.testing.assert_allclose(seen[1:], [0.5, (1e3 - 2.0) / 2.0])  # a spread one (mean + 1 std), an unbounded one
     constant = scaler.rescale(params, scaler.init(warmup[:1] * 5.0))["obs_scale"]  # std 0 everywhere
     seen = np.asarray(normalization.apply(constant, jnp.float32([[1.0, 0.0, 10.0]])))[0]
     np.testing.assert_allclose(seen, [normalization.LIMIT, 0.0, normalization.LIMIT])  # no bounds: by its mean, 5

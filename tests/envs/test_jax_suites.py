@@ -8,9 +8,9 @@ import pytest
 
 import qlax
 from optional import needs
-from solving import freeze_the_rest_once
 from qlax.envs import EnvError, env_spec, jax_adapter, jumanji_adapter, make_env
 from qlax.settings.config import TrainConfig
+from solving import freeze_the_rest_once
 
 pytestmark = needs("navix", "jumanji")
 
