@@ -5,15 +5,14 @@ from the observation space) maps [low, high] onto [-1, 1]; a dimension without t
 standardized by a running mean and standard deviation estimated inside the compiled
 loop, mean +- SPREAD standard deviations onto [-1, 1] (`obs_scaling: statistics`
 standardizes the bounded ones too). A standardized dimension keeps a scale of at least
-1 / LIMIT of its reach: the distance from its mean to its farther bound where it has
-bounds, else its mean's magnitude, at least 1. So a grid cell that random play never set
-(standard deviation 0) reaches the network at LIMIT once set, where it reached 500,000;
-a bounded dimension stays within +-LIMIT. The floor follows the reach, not the spread: a
-dimension whose standard deviation is under a 200th of its reach is compressed below
-+-1 (with LIMIT at 10, LunarLander's loose velocity bounds did that, and it learned far
-worse). The shift and scale in use live in the Q-function's parameters
-(`params["obs_scale"]`, never trained), so whatever holds the parameters (evaluation,
-checkpoints, `load_policy`) scales alike.
+1 / LIMIT of its reach: its mean's magnitude (at least 1), or the distance from its mean
+to its farther bound where that is shorter. So a grid cell that random play never set
+(standard deviation 0) reaches the network at LIMIT once set, where it reached 500,000,
+and a dimension whose bounds are far looser than its values is still scaled by its
+spread (a floor that followed the bounds alone compressed such dimensions: at LIMIT 10 it
+did that to LunarLander's velocities, and it learned far worse). The shift and scale in
+use live in the Q-function's parameters (`params["obs_scale"]`, never trained), so
+whatever holds the parameters (evaluation, checkpoints, `load_policy`) scales alike.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import numpy as np
 from flax import struct
 
 SPREAD = 2.0  # standard deviations on each side that map onto [-1, 1]
-LIMIT = 100.0  # the reach over the smallest scale: a bounded dimension's values stay within +-LIMIT
+LIMIT = 100.0  # the reach over the smallest scale: a [0, 1] grid cell's values stay within +-LIMIT
 
 
 @struct.dataclass
@@ -85,8 +84,9 @@ def with_stats(obs_scale: dict, stats: ObsStats, standardized: np.ndarray, low: 
     """`obs_scale` with its `standardized` dimensions scaled by `stats`: mean +- SPREAD
     standard deviations onto [-1, 1], the scale at least reach / LIMIT (see the module)."""
     std = jnp.sqrt(stats.m2 / jnp.maximum(stats.count, 1.0))
+    magnitude = jnp.maximum(jnp.abs(stats.mean), 1.0)
     to_bound = jnp.maximum(high - stats.mean, stats.mean - low)  # to the farther bound
-    reach = jnp.where(bounded(low, high), to_bound, jnp.maximum(jnp.abs(stats.mean), 1.0))
+    reach = jnp.where(bounded(low, high), jnp.minimum(to_bound, magnitude), magnitude)
     return {"shift": jnp.where(standardized, stats.mean, obs_scale["shift"]),
             "scale": jnp.where(standardized, jnp.maximum(SPREAD * std, reach / LIMIT), obs_scale["scale"])}
 

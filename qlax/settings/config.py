@@ -79,8 +79,8 @@ class TrainConfig:
                                           "space's)")
     obs_scaling: str = _field("bounds", "bounds: finite bounds map to [-1, 1] and only dimensions without them "
                               "use running statistics; statistics: every dimension by running mean and std (a "
-                              "standardized dimension's scale is at least 1/100 of its reach: distance to its "
-                              "farther bound, else max(|mean|, 1); a bounded one stays within +-100); none: "
+                              "standardized dimension's scale is at least 1/100 of max(|mean|, 1), or of the "
+                              "distance to its farther bound where shorter: a 0/1 cell stays within +-100); none: "
                               "observations as the env gives them (binary grids such as MinAtar's); a Discrete "
                               "observation's one-hot stays 0/1 under each",
                               choices=("bounds", "statistics", "none"))

@@ -48,6 +48,11 @@ def test_a_dimension_that_barely_varied_stays_within_the_limit():
     constant = scaler.rescale(params, scaler.init(warmup[:1] * 5.0))["obs_scale"]  # std 0 everywhere
     seen = np.asarray(normalization.apply(constant, jnp.float32([[1.0, 0.0, 10.0]])))[0]
     np.testing.assert_allclose(seen, [normalization.LIMIT, 0.0, normalization.LIMIT])  # no bounds: by its mean, 5
+    loose = normalization.tracker(np.float32([-1e3]), np.float32([1e3]), "statistics")  # values far inside
+    small = jnp.float32([[-0.01], [0.01]])  # std 0.01: by its spread (floor 0.01), not by the bounds' reach (10)
+    scale = loose.rescale({"obs_scale": normalization.fixed_scale(np.float32([-1e3]), np.float32([1e3]))},
+                          loose.init(small))["obs_scale"]
+    np.testing.assert_allclose(normalization.apply(scale, small)[:, 0], [-0.5, 0.5], rtol=1e-5)  # 1 std
 
 UNBOUNDED = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=1000,
                         learning_starts=100, early_stop=False)
