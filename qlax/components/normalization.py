@@ -126,6 +126,6 @@ def tracker(low: np.ndarray, high: np.ndarray, scaling: str, fixed: np.ndarray |
     or those without finite bounds (`bounds`); never the `fixed` ones (bool, like `low`)."""
     low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
     if scaling == "none":
-        return Tracker(np.zeros(np.shape(low), bool), low, high)
-    tracked = np.ones(np.shape(low), bool) if scaling == "statistics" else ~bounded(low, high)
+        return Tracker(np.zeros(low.shape, bool), low, high)
+    tracked = np.ones(low.shape, bool) if scaling == "statistics" else ~bounded(low, high)
     return Tracker(tracked & ~np.asarray(fixed, bool) if fixed is not None else tracked, low, high)

@@ -54,6 +54,7 @@ def test_a_dimension_that_barely_varied_stays_within_the_limit():
                           loose.init(small))["obs_scale"]
     np.testing.assert_allclose(normalization.apply(scale, small)[:, 0], [-0.5, 0.5], rtol=1e-5)  # 1 std
 
+
 UNBOUNDED = TrainConfig(num_envs=4, total_steps=800, chunk_steps=50, seeds=2, num_centers=16, buffer_size=1000,
                         learning_starts=100, early_stop=False)
 
