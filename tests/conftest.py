@@ -5,7 +5,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import jax  # starts no backend: the XLA flags and device count set below still apply
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as probe_envs
@@ -24,7 +23,8 @@ _OWN_LEVEL = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ and "QLAX_TESTS_SET_
 def _optimize(full: bool) -> None:
     """XLA's level for what this process compiles next, and for the subprocesses it starts."""
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "0" if full else "1"
-    jax.config.update("jax_disable_most_optimizations", not full)
+    if "jax" in sys.modules:  # else JAX reads the variable when it is imported
+        sys.modules["jax"].config.update("jax_disable_most_optimizations", not full)
 
 
 if not _OWN_LEVEL:
@@ -70,12 +70,36 @@ if "QLAX_COMPILATION_CACHE" not in os.environ:
 # module that imports gymnax before qlax starts JAX with one device, and every later test in
 # that process ran on it. A person's own QLAX_CPU_DEVICES or device flag is kept.
 os.environ.setdefault("QLAX_CPU_DEVICES", "2")
-import qlax  # noqa: E402,F401  (sets the device count before any test module starts JAX)
-from qlax.envs import gymnax_adapter  # noqa: E402
 
-# Every xdist worker collects every test module. Test modules import gymnax themselves (probe
-# environments, second implementations), and gymnax imports seaborn, SciPy's statistics and
-# matplotlib for renderers no test calls (4.3 s): they load on first use instead, as they do
-# when qlax imports gymnax. With navix, Jumanji, EnvPool and rlax imported by their tests
-# (tests/optional.py), collecting the suite takes 9.2 s instead of 15.8 s in one process.
-gymnax_adapter.defer_rendering_modules()
+
+def _runs_no_tests(config) -> bool:
+    """pytest-xdist's controller: it hands the tests to its workers and runs none itself."""
+    return getattr(config.option, "dist", "no") != "no" and not config.getvalue("collectonly")
+
+
+def pytest_configure(config):
+    """Import qlax before any test module, in every process that runs tests (the controller
+    skips it: 1.4 s before its workers start)."""
+    if _runs_no_tests(config):
+        return
+    import qlax  # noqa: F401  (sets the device count before any test module starts JAX)
+    from qlax.envs import gymnax_adapter
+
+    # Every xdist worker collects every test module. Test modules import gymnax themselves
+    # (probe environments, second implementations), and gymnax imports seaborn, SciPy's
+    # statistics and matplotlib for renderers no test calls (4.3 s): they load on first use
+    # instead, as they do when qlax imports gymnax. With navix, Jumanji, EnvPool and rlax
+    # imported by their tests (tests/optional.py), collecting the suite takes 9.2 s instead
+    # of 15.8 s in one process.
+    gymnax_adapter.defer_rendering_modules()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """An xdist worker ends as soon as its results are sent (xdist has them at its
+    `workerfinished`), without tearing down an interpreter that holds hundreds of compiled
+    programs: the controller waited 5 s for that at the end of the quick set, 0.9 s since."""
+    if hasattr(config, "workerinput"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -219,8 +219,9 @@ def test_the_navix_preset_solves_random_empty_rooms():
 @pytest.mark.slow
 @pytest.mark.learning
 def test_the_knapsack_preset_packs_far_more_than_random_play():
-    # The preset's program on a tenth of its budget: uniform random legal play packs 13.6
-    # (docs/results.md), the optimum 20.05; a quarter of a million steps reach about 17.
-    config = qlax.presets.load("knapsack-pqn").replace(total_steps=262_144, early_stop=False, eval_episodes=50)
+    # The preset's program on two of its chunks (131,072 env steps, a 23rd of its budget):
+    # uniform random legal play packs 13.6 (docs/results.md), the optimum 20.05; these two
+    # seeds packed 16.59 and 16.55 (a quarter of a million steps: 17.48 and 17.59).
+    config = qlax.presets.load("knapsack-pqn").replace(total_steps=131_072, early_stop=False, eval_episodes=50)
     result = qlax.train(config, seeds=2, progress=False)
-    assert np.all(np.asarray(result.eval_mean_return) > 16.0), result.eval_mean_return
+    assert np.all(np.asarray(result.eval_mean_return) > 15.5), result.eval_mean_return
