@@ -199,7 +199,7 @@ def test_an_environment_qlax_cannot_train_on_is_refused_in_one_line(name, messag
 # --- training ----------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["navix:Navix-Empty-5x5-v0", "jumanji:Maze-v0"])
+@pytest.mark.parametrize("env", ["navix:Navix-Empty-5x5-v0", "jumanji:Snake-v1"])
 def test_a_suite_environment_trains_a_few_compiled_steps_and_checkpoints(env, tmp_path):
     config = TrainConfig(env=env, q_function="mlp", hidden_sizes=[16], num_envs=4, total_steps=400, chunk_steps=50,
                          seeds=2, buffer_size=200, learning_starts=40, eval_episodes=2, early_stop=False)
