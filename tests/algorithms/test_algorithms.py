@@ -80,7 +80,7 @@ def test_prioritized_replay_weights_the_loss_and_writes_priorities_back():
     step = transitions(4)
     rollout = jax.tree.map(lambda x: x[None], Rollout(step, jnp.zeros(4, bool), jnp.ones(4, bool), step.next_obs))
     key, vector_steps = jax.random.PRNGKey(7), jnp.int32(10)
-    learned_agent, learned = algorithm.learn(agent, rollout, key, hp, vector_steps, jnp.bool_(True))
+    learned_agent, learned = jax.jit(algorithm.learn)(agent, rollout, key, hp, vector_steps, jnp.bool_(True))
 
     # What the learn step saw: the buffer with the new step added, and the batch it drew.
     added = prioritized.add(buffer, step)
