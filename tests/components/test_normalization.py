@@ -108,7 +108,8 @@ def test_no_scaling_passes_observations_through_and_refuses_bounds():
 DISCRETE_SOURCES = {
     "gymnax": "FrozenLake-misc",
     "JAX protocol": "user_env:corridor",
-    "Gymnasium": "gymnasium:FrozenLake-v1",
+    "Gymnasium, stepped from its table": "gymnasium:FrozenLake-v1",
+    "Gymnasium, stepped on the host": "gymnasium:FrozenLake-v1@sync",
     "Gymnasium, Discrete beside a Box": "gymnasium:gym_probes:dict_obs",
 }
 

@@ -2,6 +2,9 @@
 
     gymnasium:CartPole-v1           any id Gymnasium makes; its copies in one SyncVectorEnv
     gymnasium:CartPole-v1@async     the copies spread over worker processes, one per CPU core
+    gymnasium:FrozenLake-v1         a table environment (FrozenLake, Taxi, CliffWalking as
+                                    Gymnasium makes them) is stepped compiled, from its own
+                                    transition table (`tables`); @sync or @async steps it on the host
     gymnasium:my.module:factory     `factory()` builds one environment; a factory with a
                                     `num_envs` parameter builds the whole vector env itself
                                     (any autoreset mode, Gymnasium's AsyncVectorEnv, ...)
@@ -40,7 +43,7 @@ starts fresh episodes: its first vector step is a reset step, as in NEXT_STEP.
 
 By job: `source` (names, copies, spaces), `saved_spec` (an object's spec saved and re-made),
 `observations` (flat rows), `vector` (autoreset modes, the packed records), `pool` (worker
-processes), `host` (the callbacks' host side), `rendering`; this module is the adapter the
+processes), `host` (the callbacks' host side), `tables` (table environments compiled), `rendering`; this module is the adapter the
 registry (`qlax.envs.SOURCES`) names: `spec` and `make`.
 """
 
@@ -58,6 +61,7 @@ from qlax.envs.base import EnvError, EnvSpec, EnvStep, VecEnv
 from qlax.envs.gymnasium_adapter.host import Host
 from qlax.envs.gymnasium_adapter.observations import observation_dtype
 from qlax.envs.gymnasium_adapter.source import described, source_of
+from qlax.envs.gymnasium_adapter.tables import table_of
 from qlax.envs.gymnasium_adapter.vector import Record, packed_width
 
 
@@ -66,7 +70,8 @@ def spec(env_id: str, env=None) -> EnvSpec:
     environment object `env`, registered as env_id), checked for Q-learning."""
     source = source_of(env_id, env)
     obs_space, action_space, limit, threshold = described(source)
-    found = jax_adapter.spaces_spec(source.name, obs_space, action_space, limit, threshold, host=True)
+    found = jax_adapter.spaces_spec(source.name, obs_space, action_space, limit, threshold,
+                                    host=table_of(source) is None)
     return dataclasses.replace(found, obs_dtype=observation_dtype(obs_space).name)
 
 
@@ -77,9 +82,11 @@ def _seeds(key: jax.Array, num_envs: int) -> jax.Array:
 
 def make(env_id: str, num_envs: int, env=None) -> VecEnv:
     """`num_envs` copies per member (of the object `env`, registered as env_id), stepped on the
-    host by one callback per vector step."""
+    host by one callback per vector step (a table environment: compiled, `tables`)."""
     source = source_of(env_id, env)
     env_spec = spec(env_id, env)
+    if (table := table_of(source)) is not None:
+        return jax_adapter.vectorize(table, env_spec, num_envs)
     if jax.process_count() > 1:
         raise EnvError(f"env = {short(source.name)}: Gymnasium environments are stepped on this host; a run "
                        f"of several processes cannot step them")

@@ -35,7 +35,7 @@ class Source:
 
     name: str  # the whole qlax name, for messages
     target: str
-    mode: str  # sync | async
+    mode: str  # sync | async as named; "" where the name names none (sync, or compiled: `tables`)
     env: Any = None  # a gymnasium.Env handed over from Python (`object:NAME`), copied for each copy
 
     @staticmethod
@@ -46,14 +46,13 @@ class Source:
             raise EnvError(f"env = {short(name)}: a gymnasium.vector.VectorEnv has a fixed number of copies "
                            f"({env.num_envs}), qlax needs members x num_envs to train and others to evaluate: pass "
                            f"one gymnasium.Env, or name a factory taking num_envs as gymnasium:module:factory")
-        return Source(name, "", "sync", env)
+        return Source(name, "", "", env)
 
     @staticmethod
     def parse(env_id: str) -> Source:
         name = f"gymnasium:{env_id}"
         target, _, mode = env_id.partition("@")
-        mode = mode or "sync"
-        if mode not in MODES or not target:
+        if mode not in ("", *MODES) or not target:
             raise EnvError(f"env = {short(name)}: write gymnasium:ID, gymnasium:ID@sync or gymnasium:ID@async "
                            f"(ID a Gymnasium id or module:factory)")
         source = Source(name, target, mode)
