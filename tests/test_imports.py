@@ -19,7 +19,7 @@ LAYERS = {
              "envs.jumanji_adapter", "envs.navix_adapter", "envs.atari", "envs.gymnasium_adapter",
              "envs.gymnasium_adapter.source", "envs.gymnasium_adapter.saved_spec", "envs.gymnasium_adapter.observations",
              "envs.gymnasium_adapter.vector", "envs.gymnasium_adapter.pool", "envs.gymnasium_adapter.host",
-             "envs.gymnasium_adapter.rendering"],
+             "envs.gymnasium_adapter.rendering", "envs.gymnasium_adapter.tables"],
     "components": ["components", "components.features", "components.normalization", "components.exploration",
                    "components.losses", "components.nstep", "components.learner", "components.networks",
                    "components.replay", "components.replay.uniform", "components.replay.prioritized",

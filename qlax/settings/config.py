@@ -288,7 +288,10 @@ def static_key(config: TrainConfig) -> str:
     share one program."""
     host_only = ("seeds", "seed", "eval_episodes")
     read = owners(config)
-    return repr(sorted((k, v) for k, v in config.to_dict().items()
+    # Counts given as "what the rest implies" key as the count they resolve to, so that
+    # gradient_steps -1 (SB3's) and train_freq null share the program of their values.
+    resolved = {"gradient_steps": config.updates_per_round, "train_freq": config.env_steps_per_round}
+    return repr(sorted((k, resolved.get(k, v)) for k, v in config.to_dict().items()
                        if k in read and k not in DYNAMIC_SETTINGS and k not in host_only))
 
 

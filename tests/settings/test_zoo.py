@@ -7,6 +7,7 @@ import pytest
 
 import qlax
 from qlax.settings import zoo
+from qlax.program.trainer import make_train
 from qlax.settings.config import ConfigError, TrainConfig
 
 # rl-baselines3-zoo's hyperparams/dqn.yml entries, as the LunarLander run used them.
@@ -71,10 +72,14 @@ def test_sb3s_learning_starts_0_and_gradient_steps_minus_1_train_as_their_meanin
     for a, b in zip(jax.tree.leaves(final_params(TINY.replace(learning_starts=0, n_step=3))),
                     jax.tree.leaves(final_params(TINY.replace(learning_starts=1, n_step=3)))):
         np.testing.assert_array_equal(a, b)
-    # gradient_steps -1: one update per env step of each round (8 env steps a round: 8 updates).
+    # gradient_steps -1: one update per env step of each round (8 env steps a round: 8 updates),
+    # the program of gradient_steps 8; over 800 env steps, learning from the first round, 800.
     every_8 = TINY.replace(learning_starts=8, train_freq=8)
-    for a, b in zip(jax.tree.leaves(final_params(every_8.replace(gradient_steps=-1))),
-                    jax.tree.leaves(final_params(every_8.replace(gradient_steps=8)))):
-        np.testing.assert_array_equal(a, b)
+    minus_1, eight = every_8.replace(gradient_steps=-1), every_8.replace(gradient_steps=8)
+    assert make_train(minus_1).run_chunk is make_train(eight).run_chunk
+    each_step = TINY.replace(learning_starts=8)  # train_freq null: a round every vector step of 4 env steps
+    assert make_train(each_step).run_chunk is make_train(each_step.replace(train_freq=4)).run_chunk
+    updates = qlax.train(minus_1, progress=False).state.agent.learner.updates
+    np.testing.assert_array_equal(updates, [800, 800])
     with pytest.raises(ConfigError, match="gradient_steps = 0: out of range, allowed -1"):
         qlax.train(TINY.replace(gradient_steps=0, learning_starts=8), progress=False)
