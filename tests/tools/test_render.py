@@ -92,6 +92,23 @@ def test_a_gymnasium_env_object_renders_when_it_renders_rgb_array(tmp_path):
     check_counter_gif(path, frames)
 
 
+class _DrawsWithAMissingPackage(gym_probes.Counter):
+    def render(self):
+        raise gymnasium.error.DependencyNotInstalled('pygame is not installed, run `pip install "gymnasium[toy-text]"`')
+
+
+def test_a_drawing_that_fails_is_one_line_naming_the_env():
+    """FrozenLake's render() without pygame raised through `qlax render` as a traceback."""
+    from qlax.envs import EnvError
+    from qlax.envs.gymnasium_adapter.rendering import rendered_episode
+
+    env = gymnasium.wrappers.TimeLimit(_DrawsWithAMissingPackage(render_mode="rgb_array"), gym_probes.LIMIT)
+    with pytest.raises(EnvError) as caught:
+        rendered_episode(env, lambda obs: 0, seed=0, limit=5)
+    assert str(caught.value) == ("env '_DrawsWithAMissingPackage': its render() failed: DependencyNotInstalled: "
+                                 'pygame is not installed, run `pip install "gymnasium[toy-text]"`')
+
+
 @pytest.mark.parametrize("env, message", [
     ("gymnasium:gym_probes:counter", "env = 'gymnasium:gym_probes:counter': qlax render draws a Gymnasium "
                                      "environment by its render() in rgb_array mode; this one has render_mode=None "

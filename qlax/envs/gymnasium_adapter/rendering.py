@@ -54,7 +54,7 @@ def rendered_episode(env, policy, seed: int, limit: int) -> list[np.ndarray]:
     frames = []
     try:
         for _ in range(limit):
-            frames.append(np.asarray(env.render()))
+            frames.append(np.asarray(_drawn(env)))
             action = int(policy(flat(parts, stack([obs]), 1)[0]))
             obs, _, terminated, truncated, info = env.step(action)
             if info.get(GAME_OVER_KEY, terminated or truncated):
@@ -64,3 +64,12 @@ def rendered_episode(env, policy, seed: int, limit: int) -> list[np.ndarray]:
     finally:
         env.close()
     return frames
+
+
+def _drawn(env):
+    """`env.render()`; its failure (a drawing package not installed, an error of its own) in one line."""
+    try:
+        return env.render()
+    except Exception as err:  # noqa: BLE001 (the environment's own drawing code, reported in one line)
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise EnvError(f"env '{name}': its render() failed: {reason(err, 160)}") from None
