@@ -91,18 +91,20 @@ def test_acting_never_picks_an_illegal_action(config, exploration):
     per observation, each legal; the random ones cover every legal action."""
     config = config.replace(exploration=exploration, ez_mu=1.5)
     algorithm, hp = make_train(config).algorithm, config.hparams()
+    init, act = jax.jit(algorithm.init), jax.jit(algorithm.act)  # compiled once, not op by op
+    q_values = jax.jit(lambda params, obs: algorithm.q_function.q_values(algorithm.q_function.outputs(params, obs)))
     obs = jnp.repeat(OBS[:2], 500, axis=0)
     raw_argmax_illegal = False
     for seed in range(4):
-        agent = algorithm.init(jax.random.PRNGKey(seed), hp, obs)
-        raw = algorithm.q_function.q_values(algorithm.q_function.outputs(agent.learner.params, obs))
+        agent = init(jax.random.PRNGKey(seed), hp, obs)
+        raw = q_values(agent.learner.params, obs)
         raw_argmax_illegal |= bool(jnp.any(obs[jnp.arange(len(obs)), jnp.argmax(raw, -1)] == 0))
         for eps in [1.0, 0.0]:
             hp_eps = hp.replace(eps_start=eps, eps_end=eps, learning_starts=0)
             first = jnp.ones(len(obs), bool)
             for t in range(3):  # ez-greedy: repeats started at one observation are not kept where illegal
-                actions, agent = algorithm.act(agent, obs if t % 2 == 0 else obs[::-1], first, jax.random.PRNGKey(t),
-                                               hp_eps, jnp.int32(10_000), jnp.bool_(True))
+                actions, agent = act(agent, obs if t % 2 == 0 else obs[::-1], first, jax.random.PRNGKey(t),
+                                     hp_eps, jnp.int32(10_000), jnp.bool_(True))
                 seen = obs if t % 2 == 0 else obs[::-1]
                 assert bool(jnp.all(seen[jnp.arange(len(obs)), actions] == 1))
                 first = jnp.zeros(len(obs), bool)
@@ -146,7 +148,7 @@ def test_the_td_target_maximizes_over_legal_next_actions(double_q):
     state = learner.init(favour_illegal(q_function.init(jax.random.PRNGKey(1), hp)), hp)
     state = state.replace(target_params=favour_illegal(q_function.init(jax.random.PRNGKey(2), hp)))
     batch = batch_of_trap_steps()
-    _, loss, td_error = learner.update(state, batch, hp)
+    _, loss, td_error = jax.jit(learner.update)(state, batch, hp)
     raw = lambda params, obs: np.asarray(q_function.outputs(params, obs))  # noqa: E731 (unmasked)
     next_online, next_target = raw(state.params, batch.next_obs), raw(state.target_params, batch.next_obs)
     chooser = next_online if double_q else next_target
@@ -167,9 +169,10 @@ def test_distributional_targets_take_the_best_legal_next_action(algorithm):
     q_function = make_train(config).algorithm.q_function
     hp = config.hparams()
     batch = batch_of_trap_steps()
+    init, outputs = jax.jit(q_function.init), jax.jit(q_function.outputs)  # one compile, not 100 eager passes
     for seed in range(100):  # the first network whose favourite in the second step is illegal
-        params = q_function.init(jax.random.PRNGKey(seed), hp)
-        next_outputs = q_function.outputs(params, batch.next_obs)
+        params = init(jax.random.PRNGKey(seed), hp)
+        next_outputs = outputs(params, batch.next_obs)
         next_q = np.asarray(values.q_values(next_outputs))
         if np.argmax(next_q[0]) == 1:
             break
@@ -177,7 +180,7 @@ def test_distributional_targets_take_the_best_legal_next_action(algorithm):
     legal = np.array([MASKS[1], [1, 1, 1]]) > 0  # the final observation allows nothing, so all count
     chosen = jax.nn.one_hot(np.argmax(np.where(legal, next_q, -np.inf), axis=1), 3)
     learner = dqn.learner_for(config, q_function, values)
-    _, _, masked_loss = learner.update(learner.init(params, hp), batch, hp)  # per-sample losses
+    _, _, masked_loss = jax.jit(learner.update)(learner.init(params, hp), batch, hp)  # per-sample losses
     given_loss, _ = values.loss(dqn.Forward(q_function.outputs(params, batch.obs), next_outputs, chosen), batch, hp)
     np.testing.assert_allclose(masked_loss, given_loss, rtol=1e-6)
     assert np.all(np.isfinite(np.asarray(masked_loss)))
