@@ -43,8 +43,9 @@ starts fresh episodes: its first vector step is a reset step, as in NEXT_STEP.
 
 By job: `source` (names, copies, spaces), `saved_spec` (an object's spec saved and re-made),
 `observations` (flat rows), `vector` (autoreset modes, the packed records), `pool` (worker
-processes), `host` (the callbacks' host side), `tables` (table environments compiled), `rendering`; this module is the adapter the
-registry (`qlax.envs.SOURCES`) names: `spec` and `make`.
+processes), `host` (the callbacks' host side), `tables` (table environments compiled),
+`rendering`; this module is the adapter the registry (`qlax.envs.SOURCES`) names: `spec`
+and `make`.
 """
 
 from __future__ import annotations
