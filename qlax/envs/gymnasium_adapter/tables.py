@@ -36,11 +36,11 @@ class Table:
     """A table environment as a JAX environment (qlax's protocol: `jax_adapter`). Rows past a
     (state, action)'s own are padding of probability 0."""
 
-    probabilities: np.ndarray  # (states, actions, rows) float64, as the table gives them
+    probabilities: np.ndarray  # (states, actions, rows) float32
     next_states: np.ndarray  # (states, actions, rows) int32
     rewards: np.ndarray  # (states, actions, rows) float32
     terminated: np.ndarray  # (states, actions, rows) bool
-    initial: np.ndarray  # (states,) the reset's distribution
+    initial: np.ndarray  # (states,) float32: the reset's distribution
 
     @property
     def observation_space(self) -> Discrete:
@@ -51,12 +51,12 @@ class Table:
         return Discrete(self.probabilities.shape[1])
 
     def reset(self, key):
-        state = _draw(key, jnp.asarray(self.initial, jnp.float32))
+        state = _draw(key, jnp.asarray(self.initial))
         return state, state
 
     def step(self, key, state, action):
         pair = (state, action)
-        row = _draw(key, jnp.asarray(self.probabilities, jnp.float32)[pair])
+        row = _draw(key, jnp.asarray(self.probabilities)[pair])
         chosen = pair + (row,)
         next_state = jnp.asarray(self.next_states)[chosen]
         return (next_state, next_state, jnp.asarray(self.rewards)[chosen], jnp.asarray(self.terminated)[chosen],
@@ -97,11 +97,11 @@ def _read(env) -> Table | None:
     states, actions = int(env.observation_space.n), int(env.action_space.n)
     rows = max(len(env.P[s][a]) for s in range(states) for a in range(actions))
     shape = (states, actions, rows)
-    probabilities, rewards = np.zeros(shape, np.float64), np.zeros(shape, np.float32)
+    probabilities, rewards = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     next_states, terminated = np.zeros(shape, np.int32), np.zeros(shape, bool)
     for s in range(states):
         for a in range(actions):
             for i, (probability, next_state, reward, ends) in enumerate(env.P[s][a]):
                 probabilities[s, a, i], next_states[s, a, i] = probability, next_state
                 rewards[s, a, i], terminated[s, a, i] = reward, ends
-    return Table(probabilities, next_states, rewards, terminated, np.asarray(env.initial_state_distrib, np.float64))
+    return Table(probabilities, next_states, rewards, terminated, np.asarray(env.initial_state_distrib, np.float32))
