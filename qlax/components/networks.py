@@ -36,8 +36,21 @@ from qlax.envs.base import one_hot_entries
 
 # Initial weights of the hidden layers and convolutions (`weight_init`): flax's default,
 # LeCun normal (variance 1 / fan-in), or He normal (2 / fan-in, for relu layers), which
-# purejaxql's PQN uses on Atari. The Q head always starts LeCun normal.
-WEIGHT_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "he_normal": nn.initializers.he_normal()}
+# purejaxql's PQN uses on Atari; with either the Q head starts LeCun normal and every
+# bias at 0. `pytorch` starts every layer, the head included, as PyTorch's nn.Linear and
+# nn.Conv2d do (what SB3's DQN trains from): weights and biases uniform in +-1/sqrt(fan-in)
+# (its kaiming_uniform with a = sqrt(5): variance 1 / (3 fan-in)).
+PYTORCH = "pytorch"
+WEIGHT_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "he_normal": nn.initializers.he_normal(),
+                PYTORCH: nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")}
+
+
+def bias_init(weight_init: str, fan_in: int):
+    """A layer's initial biases: PyTorch's uniform +-1/sqrt(fan-in) with `pytorch`, else 0."""
+    if weight_init != PYTORCH:
+        return nn.initializers.zeros_init()
+    bound = 1.0 / np.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
 class QFunction(NamedTuple):
@@ -152,7 +165,7 @@ class Conv3x3(nn.Module):
     def __call__(self, x):
         channels = x.shape[-1]
         kernel = self.param("kernel", WEIGHT_INITS[self.weight_init], (3, 3, channels, self.features))
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        bias = self.param("bias", bias_init(self.weight_init, 9 * channels), (self.features,))
         height, width = x.shape[-3], x.shape[-2]
         padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
         views = [padded[..., i:i + height, j:j + width, :] for i in range(3) for j in range(3)]
@@ -182,7 +195,7 @@ class ValidConv(nn.Module):
     def __call__(self, x):
         channels, size, stride = x.shape[-1], self.size, self.stride
         kernel = self.param("kernel", WEIGHT_INITS[self.weight_init], (size, size, channels, self.features))
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        bias = self.param("bias", bias_init(self.weight_init, size * size * channels), (self.features,))
         blocks_per_kernel = size // stride
         out_h, out_w = (x.shape[-3] - size) // stride + 1, (x.shape[-2] - size) // stride + 1
         rows, cols = out_h + blocks_per_kernel - 1, out_w + blocks_per_kernel - 1  # blocks the output reads
@@ -239,11 +252,13 @@ class QNetwork(nn.Module):
         """The RNG streams a pass with a key draws: noisy layers' noise, IQN's fractions."""
         return (("noise",) if self.noisy_sigma0 is not None else ()) + (("taus",) if self.fractions else ())
 
-    def dense(self, features: int, name: str | None = None, hidden: bool = False):
+    def dense(self, features: int, fan_in: int, hidden: bool = False):
+        """A dense layer of `features` units over `fan_in` inputs (`hidden`: not the Q head)."""
         if self.noisy_sigma0 is not None:
-            return NoisyDense(features, self.noisy_sigma0, name=name)
-        init = WEIGHT_INITS[self.weight_init] if hidden else WEIGHT_INITS["lecun_normal"]
-        return nn.Dense(features, kernel_init=init, name=name)
+            return NoisyDense(features, self.noisy_sigma0)
+        own = hidden or self.weight_init == PYTORCH  # PyTorch starts the head as it does the rest
+        return nn.Dense(features, kernel_init=WEIGHT_INITS[self.weight_init if own else "lecun_normal"],
+                        bias_init=bias_init(self.weight_init, fan_in))
 
     @nn.compact
     def __call__(self, x):
@@ -259,7 +274,7 @@ class QNetwork(nn.Module):
                 x = activation(Conv3x3(channels, self.weight_init)(x))
             x = x.reshape(x.shape[:-3] + (-1,))
         for width in self.hidden_sizes:
-            x = self.dense(width, hidden=True)(x)
+            x = self.dense(width, x.shape[-1], hidden=True)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = activation(x)
@@ -269,11 +284,11 @@ class QNetwork(nn.Module):
         k = self.outputs_per_action
         per_action = x.shape[:-1] + (self.num_actions, k)
         if self.dueling:
-            value = self.dense(k)(x).reshape(x.shape[:-1] + (1, k))
-            advantage = self.dense(self.num_actions * k)(x).reshape(per_action)
+            value = self.dense(k, x.shape[-1])(x).reshape(x.shape[:-1] + (1, k))
+            advantage = self.dense(self.num_actions * k, x.shape[-1])(x).reshape(per_action)
             outputs = value + advantage - jnp.mean(advantage, axis=-2, keepdims=True)
         else:
-            outputs = self.dense(self.num_actions * k)(x).reshape(per_action)
+            outputs = self.dense(self.num_actions * k, x.shape[-1])(x).reshape(per_action)
         outputs = outputs[..., 0] if k == 1 else outputs
         return outputs if taus is None else (jnp.swapaxes(outputs, -1, -2), taus)
 
@@ -285,7 +300,7 @@ class QNetwork(nn.Module):
             midpoints = (2.0 * jnp.arange(self.fractions, dtype=jnp.float32) + 1.0) / (2.0 * self.fractions)
             taus = jnp.broadcast_to(midpoints, x.shape[:-1] + (self.fractions,))
         cosines = jnp.cos(jnp.pi * jnp.arange(self.embedding, dtype=jnp.float32) * taus[..., None])
-        embedded = nn.relu(self.dense(x.shape[-1], hidden=True)(cosines))
+        embedded = nn.relu(self.dense(x.shape[-1], self.embedding, hidden=True)(cosines))
         return x[..., None, :] * embedded, taus
 
 

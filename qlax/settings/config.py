@@ -103,7 +103,8 @@ class TrainConfig:
     dueling: bool = _field(False, "mlp: dueling head, value + advantage - mean advantage")
     weight_init: str = _field("lecun_normal", "mlp, conv, nature: initial weights of the hidden layers and "
                               "convolutions (the Q head's stay LeCun normal; noisy layers keep their own): LeCun "
-                              "normal (flax's default) or He normal (purejaxql's Atari network)",
+                              "normal (flax's default) or He normal (purejaxql's Atari network); pytorch: every "
+                              "layer, head and biases included, as PyTorch starts it (SB3's networks)",
                               choices=tuple(WEIGHT_INITS))
     conv_channels: list[int] = _field([16], "conv: channels of each 3x3 convolution (stride 1, same padding)")
     noisy_sigma0: float = _field(0.5, "exploration noisy: initial noise scale of the factorised Gaussian "

@@ -26,8 +26,8 @@ environment). The translation keeps SB3's meaning, unit for unit:
 
 SB3's fixed choices come with them: Huber loss (`loss: huber`, delta 1), Adam, one-step
 targets without double Q, a hard target copy, observations as the environment gives them
-(`obs_scaling: none`), bootstrapping through time limits. What qlax cannot match: PyTorch's
-initial weights (qlax's are flax's LeCun normal). Keys that change the environment
+(`obs_scaling: none`), bootstrapping through time limits, and PyTorch's initial weights
+(`weight_init: pytorch`). Keys that change the environment
 (`frame_stack`, `env_wrapper`, `env_kwargs`) are refused: give qlax the environment they
 make.
 """
@@ -91,9 +91,9 @@ def translate(hyperparams: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "eps_decay_steps": max(1, round(float(p["exploration_fraction"]) * total / n_envs)),
         "max_grad_norm": float(p["max_grad_norm"]),
         "loss": "huber", "huber_delta": 1.0, "optimizer": "adam", "n_step": 1, "double_q": False,
-        "obs_scaling": "none", "truncation": "bootstrap",
+        "obs_scaling": "none", "truncation": "bootstrap", "weight_init": "pytorch",
     }
-    return settings, notes + ["PyTorch's initial weights: qlax's are flax's (LeCun normal)"]
+    return settings, notes
 
 
 def _steps(train_freq: Any) -> int:
@@ -109,18 +109,22 @@ def _steps(train_freq: Any) -> int:
 
 def _net_arch(policy_kwargs: Any) -> list[int]:
     """The hidden sizes of rl-zoo's `policy_kwargs: "dict(net_arch=[256, 256])"`, read as
-    data (ast), never run; SB3's [64, 64] without it."""
+    data (ast), never run, or of the same as a mapping (`{"net_arch": [256, 256]}`, what
+    SB3 itself takes); SB3's [64, 64] without it."""
     if policy_kwargs is None:
         return [64, 64]
     try:
-        call = ast.parse(str(policy_kwargs), mode="eval").body
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "dict"
-                and not call.args):
-            raise ValueError
-        kwargs = {k.arg: k.value for k in call.keywords}
+        if isinstance(policy_kwargs, dict):
+            kwargs = dict(policy_kwargs)
+        else:
+            call = ast.parse(str(policy_kwargs), mode="eval").body
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "dict"
+                    and not call.args):
+                raise ValueError
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
         if set(kwargs) != {"net_arch"}:
             raise ValueError
-        sizes = ast.literal_eval(kwargs["net_arch"])
+        sizes = kwargs["net_arch"]
         if not (isinstance(sizes, list) and sizes and all(isinstance(s, int) and s > 0 for s in sizes)):
             raise ValueError
     except (SyntaxError, ValueError):

@@ -29,7 +29,14 @@ def test_lunar_lander_translates_unit_for_unit():
     assert settings["eps_decay_steps"] == 12_000 and settings["eps_end"] == 0.1 and settings["max_grad_norm"] == 10.0
     assert settings["obs_scaling"] == "none" and not settings["double_q"] and settings["n_step"] == 1
     config = TrainConfig(env="CartPole-v1", algorithm="dqn", **settings).validated()
-    assert config.updates_per_round == 4 and any("initial weights" in note for note in notes)
+    assert config.updates_per_round == 4 and settings["weight_init"] == "pytorch" and notes == []
+
+
+def test_sb3s_own_policy_kwargs_mapping_translates_as_rl_zoos_string():
+    as_mapping, _ = zoo.translate({**LUNAR_LANDER, "policy_kwargs": {"net_arch": [256, 256]}})
+    assert as_mapping == zoo.translate(LUNAR_LANDER)[0]
+    with pytest.raises(ConfigError, match="only dict"):
+        zoo.translate({**LUNAR_LANDER, "policy_kwargs": {"net_arch": [64], "activation_fn": "tanh"}})
 
 
 def test_cartpole_counts_sb3s_target_interval_in_env_steps():
@@ -42,6 +49,7 @@ def test_cartpole_counts_sb3s_target_interval_in_env_steps():
 @pytest.mark.parametrize("changes, message", [
     ({"policy_kwargs": "__import__('os').system('touch PWNED')"}, "only dict(net_arch=[sizes...]) translates"),
     ({"policy_kwargs": "dict(net_arch=[64], activation_fn=nn.Tanh)"}, "only dict(net_arch=[sizes...])"),
+    ({"policy_kwargs": "dict(net_arch=[])"}, "only dict(net_arch=[sizes...])"),
     ({"learning_rate": "lin_1e-3"}, "only a constant rate translates"),
     ({"tau": 0.005}, "only tau 1 (a copy) translates"),
     ({"frame_stack": 4}, "rl-zoo key frame_stack = 4: no qlax counterpart"),
