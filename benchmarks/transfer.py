@@ -1,7 +1,7 @@
 """qlax's generic presets against Stable-Baselines3's DQN on environments no preset was tuned on (issue #21).
 
-    python benchmarks/transfer.py [--envs NAME,...] [--presets dqn] [--seeds 5] [--steps-scale 1.0]
-                                  [--sb3-python PATH | --sb3-from LOG] [--set KEY=VALUE ...]
+    python benchmarks/transfer.py [--envs NAME,...] [--presets dqn[,sb3]] [--seeds 5] [--steps-scale 1.0]
+                                  [--sb3-python PATH | --sb3-from LOG | --no-sb3] [--set KEY=VALUE ...]
 
 What a user meets with a new environment: qlax's generic preset with `env` switched, against
 SB3's DQN with rl-baselines3-zoo's settings where rl-zoo has an entry for the env and SB3's
@@ -55,7 +55,9 @@ run's (summary.json's: all seeds together, compile excluded). Early stop stays o
 presets have it, so a seed may stop before its budget. qlax's persistent compilation cache
 is on, as it is by default, so a second run of the same env and budget compiles in a
 fraction of the first's time (compile_s is in the JSON); QLAX_COMPILATION_CACHE=off
-measures a cold compile every time.
+measures a cold compile every time. `--presets sb3` trains qlax with the settings SB3
+runs with on each env instead (`run_config`), which tells the engine apart from the
+settings.
 
 SB3: `_sb3_transfer_worker.py` in benchmarks/.venv-sb3 (made on first use by `_sb3_venv`,
 with Box2D, gymnax, navix, Jumanji and JAX pinned to this interpreter's versions), one
@@ -99,7 +101,8 @@ from _timing import emit
 
 import numpy as np
 import qlax
-from qlax.settings import presets
+from qlax.settings import presets, zoo
+from qlax.settings.config import TrainConfig
 from qlax.core.errors import ConfigError
 from qlax.tools.cli import parse_sets
 
@@ -155,12 +158,29 @@ def iqm(values: list[float]) -> float:
     return float(np.mean(sorted(values)[cut:len(values) - cut]))
 
 
-def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int, changes: dict) -> dict:
-    """One qlax.train call of `preset` on `env` (with `changes`), all seeds at once, timed whole."""
+SB3_SETTINGS = "sb3"  # --presets name: qlax given SB3's own settings for the env
+
+
+def run_config(preset: str, env: str, steps: int, seeds: int, eval_episodes: int, changes: dict) -> TrainConfig:
+    """What qlax trains: a generic `preset` with `env` switched and its epsilon decay kept
+    as the same fraction of the budget; or, for `sb3`, the settings SB3 runs with on `env`
+    (rl-zoo's entry, else SB3's defaults) as `qlax.settings.zoo` translates them, so a
+    comparison can tell the engine from the settings. SB3's replay (a million by default)
+    is cut to the budget: with one env it never holds more, so nothing changes."""
+    if preset == SB3_SETTINGS:
+        settings, _ = zoo.translate({**(ENVS[env].zoo or {}), "n_timesteps": steps})
+        settings["buffer_size"] = min(settings["buffer_size"], steps)
+        return TrainConfig(env=env, seeds=seeds, eval_episodes=eval_episodes, **settings).replace(**changes)
     base = presets.load(preset).replace(**changes)
     config = base.replace(env=env, total_steps=steps, seeds=seeds, eval_episodes=eval_episodes)
     if base.exploration != "noisy":  # epsilon decays over the same fraction of the budget
         config = config.replace(eps_decay_steps=max(1, round(base.eps_decay_steps * steps / base.total_steps)))
+    return config
+
+
+def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int, changes: dict) -> dict:
+    """One qlax.train call of `preset` on `env` (with `changes`), all seeds at once, timed whole."""
+    config = run_config(preset, env, steps, seeds, eval_episodes, changes)
     started = time.perf_counter()
     result = qlax.train(config, progress=False)
     wall_s = time.perf_counter() - started
@@ -231,10 +251,12 @@ def print_table(rows: list[dict]) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated, of the suite's names")
-    parser.add_argument("--presets", default="dqn", help="generic presets, comma-separated (dqn, pqn, rainbow)")
+    parser.add_argument("--presets", default="dqn", help="generic presets, comma-separated (dqn, pqn, rainbow), or sb3: "
+                        "qlax with SB3's own settings for each env")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per env, both libraries")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiplies every env's budget")
     parser.add_argument("--sb3-from", metavar="LOG", help="take SB3's rows from an earlier run's output")
+    parser.add_argument("--no-sb3", action="store_true", help="qlax's side alone (a candidate setting, a quick look)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a qlax setting for every preset run (repeatable), as qlax train --set")
     parser.add_argument("--sb3-python", help="an interpreter with SB3, PyTorch, Box2D, gymnax, navix and Jumanji "
@@ -251,8 +273,11 @@ def main():
     if RUN_SETTINGS & changes.keys():
         parser.error(f"--set {', '.join(sorted(RUN_SETTINGS & changes.keys()))}: the benchmark sets it per env")
     budgets = {env: budget(ENVS[env], args.steps_scale) for env in envs}
+    if args.no_sb3 and args.sb3_from:
+        parser.error("--no-sb3 and --sb3-from: choose one")
     earlier = earlier_sb3_rows(args.sb3_from, args.seeds, budgets) if args.sb3_from else None
-    python = None if earlier is not None else args.sb3_python or sb3_python(sb3_extra_pins(), SB3_EXTRA_IMPORTS)
+    python = None if earlier is not None or args.no_sb3 else \
+        args.sb3_python or sb3_python(sb3_extra_pins(), SB3_EXTRA_IMPORTS)
     rows, skipped = [], {}
     for env in envs:
         spec = ENVS[env]
@@ -263,7 +288,8 @@ def main():
         steps = budgets[env]
         print(f"{env}: {steps:,} env steps x {args.seeds} seeds, {spec.eval_episodes} greedy episodes each",
               flush=True)
-        theirs = earlier.get(env) if earlier is not None else sb3_run(env, spec, steps, args.seeds, python)
+        theirs = None if args.no_sb3 else earlier.get(env) if earlier is not None else \
+            sb3_run(env, spec, steps, args.seeds, python)
         if theirs is not None:
             source = f", from {args.sb3_from}" if earlier is not None else ""
             print(f"  SB3 ({theirs['settings']}{source}): IQM {theirs['iqm']:.3f}, seeds {np.round(theirs['returns'], 3)}, "
