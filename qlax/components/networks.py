@@ -24,7 +24,7 @@ divided by 255, then the MLP layers: Mnih et al. 2015).
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -121,18 +121,30 @@ def _scale_noise(x: jax.Array) -> jax.Array:
     return jnp.sign(x) * jnp.sqrt(jnp.abs(x))
 
 
+def layer_noise(key: jax.Array, shapes: list[tuple[int, int]]) -> list[tuple[jax.Array, jax.Array]]:
+    """Factorised noise (f(e_in), f(e_out)) for noisy layers of (fan_in, features) `shapes`,
+    every entry an independent standard normal through f, all from one draw: the random
+    numbers of a pass compile once, not three times per layer (cartpole-rainbow's training
+    program compiled in 9.6-10.7 s instead of 12.4-12.8 s, 7.5-8.5 s instead of 12.6-13.1 s
+    with the test suite's XLA flags; this 2-core CPU)."""
+    sizes = [size for shape in shapes for size in shape]
+    parts = jnp.split(_scale_noise(jax.random.normal(key, (sum(sizes),))), np.cumsum(sizes)[:-1])
+    return list(zip(parts[0::2], parts[1::2]))
+
+
 class NoisyDense(nn.Module):
     """A dense layer with factorised Gaussian noise on its weights (Fortunato et al. 2018).
 
     w = mu_w + sigma_w * (f(e_in) f(e_out)^T), f(x) = sign(x) sqrt(|x|); mu ~ U(+-1/sqrt(p)),
-    sigma = sigma0 / sqrt(p) for p inputs. Without a 'noise' RNG stream it uses mu alone.
+    sigma = sigma0 / sqrt(p) for p inputs. `noise` is (f(e_in), f(e_out)) (`layer_noise`);
+    without it the layer uses mu alone.
     """
 
     features: int
     sigma0: float
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, noise: tuple[jax.Array, jax.Array] | None = None):
         fan_in = x.shape[-1]
         bound = 1.0 / np.sqrt(fan_in)
         uniform = lambda key, shape: jax.random.uniform(key, shape, minval=-bound, maxval=bound)  # noqa: E731
@@ -141,11 +153,9 @@ class NoisyDense(nn.Module):
         mu_b = self.param("mu_b", uniform, (self.features,))
         sigma_w = self.param("sigma_w", constant, (fan_in, self.features))
         sigma_b = self.param("sigma_b", constant, (self.features,))
-        if not self.has_rng("noise"):
+        if noise is None:
             return x @ mu_w + mu_b
-        k_in, k_out = jax.random.split(self.make_rng("noise"))
-        e_in = _scale_noise(jax.random.normal(k_in, (fan_in,)))
-        e_out = _scale_noise(jax.random.normal(k_out, (self.features,)))
+        e_in, e_out = noise
         return x @ (mu_w + sigma_w * jnp.outer(e_in, e_out)) + mu_b + sigma_b * e_out
 
 
@@ -252,10 +262,24 @@ class QNetwork(nn.Module):
         """The RNG streams a pass with a key draws: noisy layers' noise, IQN's fractions."""
         return (("noise",) if self.noisy_sigma0 is not None else ()) + (("taus",) if self.fractions else ())
 
-    def dense(self, features: int, fan_in: int, hidden: bool = False):
-        """A dense layer of `features` units over `fan_in` inputs (`hidden`: not the Q head)."""
+    def noisy_shapes(self, width: int) -> list[tuple[int, int]]:
+        """(fan_in, features) of the dense layers, in the order `__call__` makes them, from
+        the `width` that enters the first hidden layer."""
+        shapes = []
+        for features in self.hidden_sizes:
+            shapes.append((width, features))
+            width = features
+        if self.fractions:
+            shapes.append((self.embedding, width))
+        k = self.outputs_per_action
+        return shapes + [(width, n) for n in ([k, self.num_actions * k] if self.dueling else [self.num_actions * k])]
+
+    def dense(self, features: int, fan_in: int, noise: Iterator, hidden: bool = False):
+        """A dense layer of `features` units over `fan_in` inputs (`hidden`: not the Q head);
+        a noisy one takes the next of the pass's `noise` (none: its mean)."""
         if self.noisy_sigma0 is not None:
-            return NoisyDense(features, self.noisy_sigma0)
+            layer = NoisyDense(features, self.noisy_sigma0)
+            return lambda x: layer(x, next(noise, None))
         own = hidden or self.weight_init == PYTORCH  # PyTorch starts the head as it does the rest
         return nn.Dense(features, kernel_init=WEIGHT_INITS[self.weight_init if own else "lecun_normal"],
                         bias_init=bias_init(self.weight_init, fan_in))
@@ -273,26 +297,28 @@ class QNetwork(nn.Module):
             for channels in self.conv_channels:
                 x = activation(Conv3x3(channels, self.weight_init)(x))
             x = x.reshape(x.shape[:-3] + (-1,))
+        noisy = self.noisy_sigma0 is not None and self.has_rng("noise")
+        noise = iter(layer_noise(self.make_rng("noise"), self.noisy_shapes(x.shape[-1])) if noisy else ())
         for width in self.hidden_sizes:
-            x = self.dense(width, x.shape[-1], hidden=True)(x)
+            x = self.dense(width, x.shape[-1], noise, hidden=True)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = activation(x)
         taus = None
         if self.fractions:
-            x, taus = self.embed_fractions(x)
+            x, taus = self.embed_fractions(x, noise)
         k = self.outputs_per_action
         per_action = x.shape[:-1] + (self.num_actions, k)
         if self.dueling:
-            value = self.dense(k, x.shape[-1])(x).reshape(x.shape[:-1] + (1, k))
-            advantage = self.dense(self.num_actions * k, x.shape[-1])(x).reshape(per_action)
+            value = self.dense(k, x.shape[-1], noise)(x).reshape(x.shape[:-1] + (1, k))
+            advantage = self.dense(self.num_actions * k, x.shape[-1], noise)(x).reshape(per_action)
             outputs = value + advantage - jnp.mean(advantage, axis=-2, keepdims=True)
         else:
-            outputs = self.dense(self.num_actions * k, x.shape[-1])(x).reshape(per_action)
+            outputs = self.dense(self.num_actions * k, x.shape[-1], noise)(x).reshape(per_action)
         outputs = outputs[..., 0] if k == 1 else outputs
         return outputs if taus is None else (jnp.swapaxes(outputs, -1, -2), taus)
 
-    def embed_fractions(self, x):
+    def embed_fractions(self, x, noise: Iterator):
         """(x (..., fractions, width) scaled by each fraction's embedding, the fractions (..., fractions))."""
         if self.has_rng("taus"):
             taus = jax.random.uniform(self.make_rng("taus"), x.shape[:-1] + (self.fractions,))
@@ -300,7 +326,7 @@ class QNetwork(nn.Module):
             midpoints = (2.0 * jnp.arange(self.fractions, dtype=jnp.float32) + 1.0) / (2.0 * self.fractions)
             taus = jnp.broadcast_to(midpoints, x.shape[:-1] + (self.fractions,))
         cosines = jnp.cos(jnp.pi * jnp.arange(self.embedding, dtype=jnp.float32) * taus[..., None])
-        embedded = nn.relu(self.dense(x.shape[-1], self.embedding, hidden=True)(cosines))
+        embedded = nn.relu(self.dense(x.shape[-1], self.embedding, noise, hidden=True)(cosines))
         return x[..., None, :] * embedded, taus
 
 

@@ -120,6 +120,38 @@ def test_noisy_layers_use_their_mean_without_a_key_and_fresh_noise_with_one():
     np.testing.assert_array_equal(noisy_a, q.outputs(params, obs, jax.random.PRNGKey(2)))
     assert not np.allclose(noisy_a, q.outputs(params, obs, jax.random.PRNGKey(3)))
 
+    # The same pass by hand, from the noise each layer was given: w = mu + sigma f(e_in) f(e_out)^T.
+    given = {}
+
+    def record(call, args, kwargs, context):
+        if isinstance(context.module, networks.NoisyDense) and context.method_name == "__call__":
+            given[context.module.name] = args[1]
+        return call(*args, **kwargs)
+
+    with flax.linen.intercept_methods(record):
+        noisy = q.outputs(params, obs, jax.random.PRNGKey(2))
+
+    def noisy_layer(name, x):
+        layer, (e_in, e_out) = layers[name], given[name]
+        return x @ (layer["mu_w"] + layer["sigma_w"] * jnp.outer(e_in, e_out)) + layer["mu_b"] + layer["sigma_b"] * e_out
+
+    h = jax.nn.relu(noisy_layer("NoisyDense_0", q.features(params, obs)))
+    value, advantage = noisy_layer("NoisyDense_1", h), noisy_layer("NoisyDense_2", h)
+    np.testing.assert_allclose(noisy, value + advantage - advantage.mean(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    entries = np.concatenate([np.concatenate(given[name]) for name in sorted(given)])
+    assert entries.size == (4 + 8) + (8 + 1) + (8 + 2) and len(np.unique(entries)) == entries.size  # none shared
+
+
+def test_layer_noise_is_factorised_standard_normals_from_one_key():
+    shapes = [(4, 8), (8, 1), (8, 2)]
+    noise = networks.layer_noise(jax.random.PRNGKey(0), shapes)
+    assert [(e_in.shape[0], e_out.shape[0]) for e_in, e_out in noise] == shapes
+    draws = np.concatenate([np.concatenate([np.concatenate(pair) for pair in networks.layer_noise(key, shapes)])
+                            for key in jax.random.split(jax.random.PRNGKey(1), 300)])
+    # f(e) = sign(e) sqrt|e| of a standard normal e: f(e)^2 = |e|, whose mean is sqrt(2 / pi)
+    # (standard error here 0.006), and f(e) is symmetric about 0
+    assert abs(np.mean(draws ** 2) - np.sqrt(2 / np.pi)) < 0.025 and abs(np.mean(draws > 0) - 0.5) < 0.02
+
 
 def test_conv_torso_reads_minatar_grids():
     config = TrainConfig(env="Breakout-MinAtar", q_function="conv", conv_channels=[4], hidden_sizes=[16],
