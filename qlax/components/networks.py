@@ -266,9 +266,9 @@ class QNetwork(nn.Module):
         """(fan_in, features) of the dense layers, in the order `__call__` makes them, from
         the `width` that enters the first hidden layer."""
         shapes = []
-        for features in self.hidden_sizes:
-            shapes.append((width, features))
-            width = features
+        for units in self.hidden_sizes:
+            shapes.append((width, units))
+            width = units
         if self.fractions:
             shapes.append((self.embedding, width))
         k = self.outputs_per_action
