@@ -251,16 +251,17 @@ def print_table(rows: list[dict]) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated, of the suite's names")
-    parser.add_argument("--presets", default="dqn", help="generic presets, comma-separated (dqn, pqn, rainbow), or sb3: "
-                        "qlax with SB3's own settings for each env")
+    parser.add_argument("--presets", default="dqn", help="generic presets, comma-separated (dqn, pqn, rainbow), "
+                        "or sb3: qlax with SB3's own settings for each env")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per env, both libraries")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiplies every env's budget")
-    parser.add_argument("--sb3-from", metavar="LOG", help="take SB3's rows from an earlier run's output")
-    parser.add_argument("--no-sb3", action="store_true", help="qlax's side alone (a candidate setting, a quick look)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a qlax setting for every preset run (repeatable), as qlax train --set")
-    parser.add_argument("--sb3-python", help="an interpreter with SB3, PyTorch, Box2D, gymnax, navix and Jumanji "
-                        "(default: benchmarks/.venv-sb3, made on first use)")
+    sb3_side = parser.add_mutually_exclusive_group()  # where SB3's rows come from, if anywhere
+    sb3_side.add_argument("--sb3-python", metavar="PATH", help="an interpreter with SB3, PyTorch, Box2D, gymnax, "
+                          "navix and Jumanji (default: benchmarks/.venv-sb3, made on first use)")
+    sb3_side.add_argument("--sb3-from", metavar="LOG", help="take SB3's rows from an earlier run's output")
+    sb3_side.add_argument("--no-sb3", action="store_true", help="qlax's side alone (a candidate setting, a quick look)")
     args = parser.parse_args()
     envs = [e.strip() for e in args.envs.split(",") if e.strip()]
     unknown = [e for e in envs if e not in ENVS]
@@ -273,10 +274,8 @@ def main():
     if RUN_SETTINGS & changes.keys():
         parser.error(f"--set {', '.join(sorted(RUN_SETTINGS & changes.keys()))}: the benchmark sets it per env")
     budgets = {env: budget(ENVS[env], args.steps_scale) for env in envs}
-    if args.no_sb3 and args.sb3_from:
-        parser.error("--no-sb3 and --sb3-from: choose one")
     earlier = earlier_sb3_rows(args.sb3_from, args.seeds, budgets) if args.sb3_from else None
-    python = None if earlier is not None or args.no_sb3 else \
+    python = None if args.sb3_from or args.no_sb3 else \
         args.sb3_python or sb3_python(sb3_extra_pins(), SB3_EXTRA_IMPORTS)
     rows, skipped = [], {}
     for env in envs:
@@ -288,8 +287,12 @@ def main():
         steps = budgets[env]
         print(f"{env}: {steps:,} env steps x {args.seeds} seeds, {spec.eval_episodes} greedy episodes each",
               flush=True)
-        theirs = None if args.no_sb3 else earlier.get(env) if earlier is not None else \
-            sb3_run(env, spec, steps, args.seeds, python)
+        if args.no_sb3:
+            theirs = None
+        elif earlier is not None:
+            theirs = earlier.get(env)
+        else:
+            theirs = sb3_run(env, spec, steps, args.seeds, python)
         if theirs is not None:
             source = f", from {args.sb3_from}" if earlier is not None else ""
             print(f"  SB3 ({theirs['settings']}{source}): IQM {theirs['iqm']:.3f}, seeds {np.round(theirs['returns'], 3)}, "
