@@ -57,12 +57,18 @@ for _flag, _value in _SUITE_XLA_FLAGS.items():
 # Compiled programs are shared by the whole suite: qlax keeps the last few it built
 # (`qlax.core.program_cache`), so a process never runs out of memory mappings as it once did.
 
-# One compilation cache per test session, shared with the session's subprocesses, so a
-# session never loads programs that another session (another checkout, other code) wrote.
-if "QLAX_COMPILATION_CACHE" not in os.environ:
-    _cache = tempfile.mkdtemp(prefix="qlax-test-jax-cache-")
-    os.environ["QLAX_COMPILATION_CACHE"] = _cache
-    atexit.register(shutil.rmtree, _cache, True)
+# One temporary directory per test session, removed when the session's first process exits:
+# - the temporary files of every process the session starts go there (TMPDIR). xdist's
+#   workers end with os._exit (below), which skips the clean-up of what their libraries
+#   made: wandb's two temporary directories were left in /tmp by every suite run;
+# - one compilation cache, shared with the session's subprocesses, so a session never loads
+#   programs that another session (another checkout, other code) wrote.
+if "QLAX_TESTS_TMPDIR" not in os.environ:
+    _session_dir = tempfile.mkdtemp(prefix="qlax-tests-")
+    os.environ["QLAX_TESTS_TMPDIR"] = os.environ["TMPDIR"] = _session_dir
+    atexit.register(shutil.rmtree, _session_dir, True)
+    if "QLAX_COMPILATION_CACHE" not in os.environ:
+        os.environ["QLAX_COMPILATION_CACHE"] = os.path.join(_session_dir, "jax-cache")
 
 # Two CPU devices in every test process, as `import qlax` gives a 2-core machine, so the
 # tests of sharded paths (a PBT copy across devices, checkpoints written from each device's

@@ -26,3 +26,12 @@ def test_every_test_process_has_two_cpu_devices_whatever_its_modules_imported_fi
 def test_the_suites_xla_flags_reach_every_process_it_starts():
     flags = dict(flag.split("=", 1) for flag in os.environ["XLA_FLAGS"].split() if "=" in flag)
     assert flags.keys() >= {"--xla_cpu_use_fusion_emitters", "--xla_backend_optimization_level"}
+
+
+def test_test_processes_keep_their_temporary_files_in_the_sessions_directory():
+    import tempfile
+
+    session_dir = os.environ["QLAX_TESTS_TMPDIR"]
+    assert os.environ["TMPDIR"] == session_dir and os.environ["QLAX_COMPILATION_CACHE"].startswith(session_dir)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker process started after the session's directory was made
+        assert tempfile.gettempdir() == session_dir
