@@ -105,8 +105,9 @@ def bootstrap_discount(batch: Transition, hp: HParams) -> jax.Array:
 # What the DQN family reads (`config.owners`), and which component choices bring their own
 # settings; c51 and qrdqn add their heads' and learn by their own losses (no `loss`, no
 # residual `gradient`).
-FAMILY_SETTINGS = ("lr", "gamma", "optimizer", "max_grad_norm", "obs_stats", "buffer_size", "batch_size", "replay",
-                   "learning_starts", "n_step", "gradient_steps", "train_freq", "warmup_random", "double_q", "target")
+FAMILY_SETTINGS = ("lr", "gamma", "optimizer", "adam_eps", "max_grad_norm", "obs_stats", "buffer_size", "batch_size",
+                   "replay", "learning_starts", "n_step", "gradient_steps", "train_freq", "warmup_random", "double_q",
+                   "target")
 SETTINGS = (*FAMILY_SETTINGS, "gradient", "loss")
 
 
@@ -173,7 +174,8 @@ def learner_for(config: TrainConfig, q_function: networks.QFunction, values: Val
                            batch, hp)
 
     if optimizer is None:
-        optimizer = lambda hp: clipped_optimizer(config.optimizer, hp.lr, hp.max_grad_norm)  # noqa: E731
+        optimizer = lambda hp: clipped_optimizer(  # noqa: E731
+            config.optimizer, hp.lr, hp.max_grad_norm, config.adam_eps)
     return make_learner(loss, optimizer, config.target)
 
 

@@ -47,8 +47,8 @@ class Sample:
 
 # What PQN reads (`config.owners`): no replay, no target network; learning_starts only
 # says how long observation statistics warm up (obs_stats warmup).
-SETTINGS = ("lr", "gamma", "optimizer", "max_grad_norm", "obs_stats", "learning_starts", "num_steps", "num_epochs",
-            "num_minibatches", "td_lambda", "lr_decay", "loss")
+SETTINGS = ("lr", "gamma", "optimizer", "adam_eps", "max_grad_norm", "obs_stats", "learning_starts", "num_steps",
+            "num_epochs", "num_minibatches", "td_lambda", "lr_decay", "loss")
 
 
 def check(config: TrainConfig) -> None:
@@ -88,7 +88,7 @@ def make(config: TrainConfig, env) -> Algorithm:
     def optimizer(hp: HParams) -> optax.GradientTransformation:
         """config.optimizer after global-norm clipping, at `decayed_lr` with lr_decay."""
         lr = functools.partial(decayed_lr, hp) if config.lr_decay else hp.lr
-        return clipped_optimizer(config.optimizer, lr, hp.max_grad_norm)
+        return clipped_optimizer(config.optimizer, lr, hp.max_grad_norm, config.adam_eps)
 
     def learning_rate(agent: PQNState, hp: HParams) -> jax.Array:
         """The next update's learning rate: the optimizer counts the updates the learner counts."""

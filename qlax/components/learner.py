@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 OPTIMIZERS = {"adam": optax.adam, "radam": optax.radam}
 
 
-def clipped_optimizer(name: str, lr, max_grad_norm) -> optax.GradientTransformation:
-    """OPTIMIZERS[name] at `lr` (a number or a schedule) after global-norm clipping at
-    `max_grad_norm` (inf: clipping is a no-op)."""
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), OPTIMIZERS[name](lr))
+def clipped_optimizer(name: str, lr, max_grad_norm, eps: float) -> optax.GradientTransformation:
+    """OPTIMIZERS[name] at `lr` (a number or a schedule) with epsilon `eps`, after global-norm
+    clipping at `max_grad_norm` (inf: clipping is a no-op)."""
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), OPTIMIZERS[name](lr, eps=eps))
 
 
 def _online(params, target_params, updates, hp):

@@ -173,6 +173,10 @@ class TrainConfig:
                                          low=0.0, low_open=True)
     optimizer: str = _field("adam", "adam, or radam (Adam with a rectified variance, which warms its steps up; "
                             "purejaxql's PQN on Atari)", choices=tuple(OPTIMIZERS))
+    adam_eps: float = _field(1e-8, "epsilon of `optimizer` (Adam's or RAdam's), added to the root of its "
+                             "second-moment estimate: larger, it shrinks the steps of parameters whose gradients "
+                             "are small (Rainbow's 1.5e-4; optax's and PyTorch's default 1e-8)",
+                             low=0.0, low_open=True)
     double_q: bool = _field(False, "double Q-learning: online argmax, target evaluation")
     gradient: str = _field("semi", "semi-gradient target, or the seed's residual gradient",
                            choices=("semi", "residual"))

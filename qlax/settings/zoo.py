@@ -24,12 +24,12 @@ environment). The translation keeps SB3's meaning, unit for unit:
 | `max_grad_norm` (10) | `max_grad_norm` | |
 | `normalize` | refused | qlax's `obs_scaling: statistics` is close, not the same: set it yourself |
 
-SB3's fixed choices come with them: Huber loss (`loss: huber`, delta 1), Adam, one-step
-targets without double Q, a hard target copy, observations as the environment gives them
-(`obs_scaling: none`), bootstrapping through time limits, and PyTorch's initial weights
-(`weight_init: pytorch`). Keys that change the environment
-(`frame_stack`, `env_wrapper`, `env_kwargs`) are refused: give qlax the environment they
-make.
+SB3's fixed choices come with them: Huber loss (`loss: huber`, delta 1), Adam (with PyTorch's
+epsilon 1e-8, qlax's default `adam_eps`), one-step targets without double Q, a hard target
+copy, observations as the environment gives them (`obs_scaling: none`), bootstrapping
+through time limits, and PyTorch's initial weights (`weight_init: pytorch`). Keys that
+change the environment (`frame_stack`, `env_wrapper`, `env_kwargs`) are refused: give qlax
+the environment they make.
 """
 
 from __future__ import annotations
