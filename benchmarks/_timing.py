@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: timing, the qlax chunk timer, the JSON result line.
+"""Shared pieces of the benchmarks: timing, the qlax chunk timer, the IQM, the JSON result line.
 
 Imported first by every benchmark: importing `qlax` gives JAX one CPU device per core
 (see `qlax.core.devices`) before anything else starts JAX, as it would for a real run.
@@ -57,6 +57,16 @@ def interleaved_timings(fns: dict[str, Callable[[], object]], repeats: int) -> d
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - started)
     return times
+
+
+def iqm(values) -> float | np.ndarray:
+    """Interquartile mean over the last axis: the mean of the middle half, floor(n/4) values
+    cut from each end of the sorted values (scipy.stats.trim_mean(values, 0.25), the
+    statistic rliable reports); a float for one list, an array for rows of them."""
+    x = np.sort(np.asarray(values, dtype=float), axis=-1)
+    cut = x.shape[-1] // 4
+    means = x[..., cut:x.shape[-1] - cut].mean(axis=-1)
+    return float(means) if means.ndim == 0 else means
 
 
 def summary(times: list[float]) -> dict:

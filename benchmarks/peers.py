@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _timing import emit
+from _timing import emit, iqm
 
 import jax
 import numpy as np
@@ -76,14 +76,6 @@ CASES = {
     # 1,000,000: total_timesteps of rejax's benchmark/breakout_1m.yaml; 10: qlax's breakout-minatar-dqn.
     "breakout": Case("breakout-minatar-pqn", 8, None, 1_000_000, 10.0),
 }
-
-
-def iqm(values: list[float]) -> float:
-    """Interquartile mean: the mean of the middle half, a quarter cut from each end
-    (as scipy.stats.trim_mean(values, 0.25), the statistic rliable reports)."""
-    x = np.sort(np.asarray(values, dtype=float))
-    cut = int(0.25 * len(x))
-    return float(np.mean(x[cut:len(x) - cut]))
 
 
 def rejax_python(python: str) -> Path:

@@ -102,7 +102,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _sb3_venv import HERE, run_worker, sb3_python
-from _timing import emit
+from _timing import emit, iqm
 
 import numpy as np
 import qlax
@@ -157,12 +157,6 @@ def budget(spec: Env, steps_scale: float) -> int:
     return max(1, math.ceil(spec.steps * steps_scale))
 
 
-def iqm(values: list[float]) -> float:
-    """Interquartile mean: floor(n/4) values dropped from each end of the sorted list."""
-    cut = len(values) // 4
-    return float(np.mean(sorted(values)[cut:len(values) - cut]))
-
-
 def iqm_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """A percentile bootstrap interval of the IQM over seeds: how far 5 seeds pin it down.
     Up to 7 seeds it is exact, over every one of the n^n resamples (Monte Carlo draws
@@ -173,8 +167,7 @@ def iqm_interval(values: list[float], level: float = 0.95) -> tuple[float, float
         draws = np.array(list(itertools.product(values, repeat=values.size)))
     else:
         draws = np.random.default_rng(0).choice(values, size=(100_000, values.size))
-    cut = values.size // 4
-    iqms = np.sort(draws, axis=1)[:, cut:values.size - cut].mean(axis=1)
+    iqms = iqm(draws)
     return float(np.quantile(iqms, (1 - level) / 2)), float(np.quantile(iqms, (1 + level) / 2))
 
 

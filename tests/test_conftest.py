@@ -2,6 +2,7 @@
 and on how many devices every test runs."""
 
 import os
+import tempfile
 
 import jax
 import pytest
@@ -29,8 +30,6 @@ def test_the_suites_xla_flags_reach_every_process_it_starts():
 
 
 def test_test_processes_keep_their_temporary_files_in_the_sessions_directory():
-    import tempfile
-
     session_dir = os.environ["QLAX_TESTS_TMPDIR"]
     assert os.environ["TMPDIR"] == session_dir and os.environ["QLAX_COMPILATION_CACHE"].startswith(session_dir)
     if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker process started after the session's directory was made

@@ -45,12 +45,15 @@ WEIGHT_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "he_normal": nn.
                 PYTORCH: nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")}
 
 
-def bias_init(weight_init: str, fan_in: int):
-    """A layer's initial biases: PyTorch's uniform +-1/sqrt(fan-in) with `pytorch`, else 0."""
-    if weight_init != PYTORCH:
-        return nn.initializers.zeros_init()
+def uniform_fan_in(fan_in: int):
+    """An initializer uniform in +-1/sqrt(fan_in): PyTorch's biases, noisy layers' means."""
     bound = 1.0 / np.sqrt(fan_in)
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def bias_init(weight_init: str, fan_in: int):
+    """A layer's initial biases: PyTorch's uniform +-1/sqrt(fan-in) with `pytorch`, else 0."""
+    return uniform_fan_in(fan_in) if weight_init == PYTORCH else nn.initializers.zeros_init()
 
 
 class QFunction(NamedTuple):
@@ -146,9 +149,8 @@ class NoisyDense(nn.Module):
     @nn.compact
     def __call__(self, x, noise: tuple[jax.Array, jax.Array] | None = None):
         fan_in = x.shape[-1]
-        bound = 1.0 / np.sqrt(fan_in)
-        uniform = lambda key, shape: jax.random.uniform(key, shape, minval=-bound, maxval=bound)  # noqa: E731
-        constant = lambda key, shape: jnp.full(shape, self.sigma0 * bound)  # noqa: E731
+        uniform = uniform_fan_in(fan_in)
+        constant = lambda key, shape: jnp.full(shape, self.sigma0 * (1.0 / np.sqrt(fan_in)))  # noqa: E731
         mu_w = self.param("mu_w", uniform, (fan_in, self.features))
         mu_b = self.param("mu_b", uniform, (self.features,))
         sigma_w = self.param("sigma_w", constant, (fan_in, self.features))

@@ -172,7 +172,6 @@ def test_the_optimizer_setting_takes_its_first_step(name):
     np.testing.assert_allclose(state.params["W"], W0 - LR * step, rtol=1e-4, atol=1e-6)
 
 
-
 def test_adam_eps_shrinks_the_first_step_of_small_gradients():
     """Adam's first step is lr g / (|g| + adam_eps): with adam_eps at the gradients' median
     size, a weight moves by less than lr, and the smaller its gradient, the less."""
@@ -185,6 +184,7 @@ def test_adam_eps_shrinks_the_first_step_of_small_gradients():
     np.testing.assert_allclose(state.params["W"], W0 - LR * grad / (np.abs(grad) + eps), rtol=1e-4, atol=1e-7)
     moved = np.abs(np.asarray(state.params["W"]) - W0)[grad != 0]
     assert np.all(moved < LR) and np.argmin(moved) == np.argmin(np.abs(grad[grad != 0]))
+
 
 def test_semi_gradient_bootstraps_from_the_target_parameters():
     learner = make_learner(LINEAR, sgd, loss="squared", target="periodic")
