@@ -23,7 +23,7 @@ from qlax.algorithms.agent import AgentParts
 from qlax.components import losses, networks, nstep
 from qlax.components.contract import Algorithm, Learned, MemoryParts, Rollout, any_member
 from qlax.components.exploration import EXPLORERS
-from qlax.components.learner import LearnerState, clipped_optimizer, guarded, make_learner
+from qlax.components.learner import LearnerState, guarded, make_learner, schedule
 from qlax.components.replay import BUFFERS
 from qlax.core.types import Transition
 from qlax.settings.config import ConfigError, HParams, TrainConfig
@@ -107,7 +107,7 @@ def bootstrap_discount(batch: Transition, hp: HParams) -> jax.Array:
 # residual `gradient`).
 FAMILY_SETTINGS = ("lr", "gamma", "optimizer", "adam_eps", "max_grad_norm", "obs_stats", "buffer_size", "batch_size",
                    "replay", "learning_starts", "n_step", "gradient_steps", "train_freq", "warmup_random", "double_q",
-                   "target")
+                   "target", "lr_decay")
 SETTINGS = (*FAMILY_SETTINGS, "gradient", "loss")
 
 
@@ -145,14 +145,25 @@ def passes_draw(config: TrainConfig, values: Values) -> bool:
     return EXPLORERS[config.exploration].noisy or values.fractions > 0
 
 
+def updates_in_budget(config: TrainConfig, hp: HParams) -> jax.Array:
+    """The gradient steps a member takes over the budget (lr_decay's horizon): a round for
+    every multiple of env_steps_per_round that the vector steps cross from the one at which
+    its buffer first holds learning_starts transitions (n-step windows and host envs that
+    store fewer start a little later, so the rate stays a little above 0 at the end)."""
+    n, per_round = config.num_envs, config.env_steps_per_round
+    first = jnp.maximum((hp.learning_starts + n - 1) // n - 1, 0)  # the vector step that learns first
+    rounds = (config.vector_steps * n) // per_round - (first * n) // per_round
+    return jnp.maximum(rounds * config.updates_per_round, 1)
+
+
 def learner_for(config: TrainConfig, q_function: networks.QFunction, values: Values,
-                optimizer: Callable[[HParams], optax.GradientTransformation] | None = None):
+                optimizer: Callable[[HParams], optax.GradientTransformation]):
     """The learner of `values` on `q_function`: online outputs at obs, bootstrap outputs at
     next_obs (the target parameters, or the online ones for the residual gradient), and
     the online Q-values choosing the next action for double Q (else the bootstrap Q-values
     do), masked to the actions legal at next_obs, and the target outputs at obs where the
     values ask for them. With noisy layers (or IQN's sampled fractions) each pass draws with
-    its own key. `optimizer(hp)` defaults to `config.optimizer`."""
+    its own key."""
     residual = values.residual
     keyed = passes_draw(config, values)
 
@@ -173,9 +184,6 @@ def learner_for(config: TrainConfig, q_function: networks.QFunction, values: Val
         return values.loss(Forward(q_function.head(params, phi_obs, k_online), next_outputs, selector, target_outputs),
                            batch, hp)
 
-    if optimizer is None:
-        optimizer = lambda hp: clipped_optimizer(  # noqa: E731
-            config.optimizer, hp.lr, hp.max_grad_norm, config.adam_eps)
     return make_learner(loss, optimizer, config.target)
 
 
@@ -189,7 +197,8 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
     per_round = config.env_steps_per_round
     max_updates = math.ceil(config.num_envs / per_round) * config.updates_per_round
     fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
-    learner = learner_for(config, q_function, values)
+    rates = schedule(config, lambda hp: updates_in_budget(config, hp))
+    learner = learner_for(config, q_function, values, rates.optimizer)
     draws = passes_draw(config, values)
 
     def init(key: jax.Array, hp: HParams, obs: jax.Array) -> DQNState:
@@ -284,7 +293,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
 
     return Algorithm(q_function=q_function, rollout_steps=1, init=init, act=act, learn=learn,
                      params=lambda agent: agent.learner.params, epsilon=epsilon,
-                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: hp.lr,
+                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: rates.learning_rate(hp, agent.learner.updates),
                      memory_parts=lambda agent: MemoryParts(learner=agent.learner, replay=agent.replay,
                                                             storage=buffer.storage(agent.replay), window=agent.window,
                                                             loss_pairs=values.loss_pairs))

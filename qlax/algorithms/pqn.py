@@ -14,17 +14,14 @@ observations) cuts the return before it and is left out of the loss.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from qlax.algorithms.agent import AgentParts
 from qlax.components import losses, networks
 from qlax.components.contract import Algorithm, Learned, MemoryParts, Rollout
-from qlax.components.learner import LearnerState, clipped_optimizer, guarded, make_learner
+from qlax.components.learner import LearnerState, guarded, make_learner, schedule
 from qlax.settings.config import ConfigError, HParams, TrainConfig
 
 
@@ -80,26 +77,14 @@ def make(config: TrainConfig, env) -> Algorithm:
     noisy = parts.explorer.noisy
     rollouts = -(-config.vector_steps // config.num_steps)
     total_updates = rollouts * config.num_epochs * config.num_minibatches
-
-    def decayed_lr(hp: HParams, count) -> jax.Array:
-        """lr_decay: the learning rate of update `count` (from 0), falling linearly to 0 over the budget's updates."""
-        return hp.lr * jnp.maximum(1.0 - count / total_updates, 0.0)
-
-    def optimizer(hp: HParams) -> optax.GradientTransformation:
-        """config.optimizer after global-norm clipping, at `decayed_lr` with lr_decay."""
-        lr = functools.partial(decayed_lr, hp) if config.lr_decay else hp.lr
-        return clipped_optimizer(config.optimizer, lr, hp.max_grad_norm, config.adam_eps)
-
-    def learning_rate(agent: PQNState, hp: HParams) -> jax.Array:
-        """The next update's learning rate: the optimizer counts the updates the learner counts."""
-        return decayed_lr(hp, agent.learner.updates) if config.lr_decay else hp.lr
+    rates = schedule(config, lambda hp: total_updates)
 
     def loss(params, target_params, batch: Sample, hp: HParams, key):
         q = losses.select_action_values(q_function.outputs(params, batch.obs, key), batch.action)
         td_error = q - batch.target
         return losses.td_penalty(td_error, config.loss, hp.huber_delta), td_error
 
-    learner = make_learner(loss, optimizer, "online")
+    learner = make_learner(loss, rates.optimizer, "online")
 
     def init(key, hp: HParams, obs) -> PQNState:
         params, obs_stats = parts.init_params(key, hp, obs)
@@ -150,5 +135,5 @@ def make(config: TrainConfig, env) -> Algorithm:
 
     return Algorithm(q_function=q_function, rollout_steps=config.num_steps, init=init, act=act, learn=learn,
                      params=lambda agent: agent.learner.params, epsilon=epsilon,
-                     updates=lambda agent: agent.learner.updates, learning_rate=learning_rate,
+                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: rates.learning_rate(hp, agent.learner.updates),
                      memory_parts=lambda agent: MemoryParts(learner=agent.learner))

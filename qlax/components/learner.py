@@ -10,6 +10,7 @@ error| for scalar Q-learning, the per-sample loss for distributional ones.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jax
@@ -30,6 +31,35 @@ def clipped_optimizer(name: str, lr, max_grad_norm, eps: float) -> optax.Gradien
     """OPTIMIZERS[name] at `lr` (a number or a schedule) with epsilon `eps`, after global-norm
     clipping at `max_grad_norm` (inf: clipping is a no-op)."""
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), OPTIMIZERS[name](lr, eps=eps))
+
+
+class Schedule(NamedTuple):
+    """An algorithm's optimizer and the learning rate it steps at.
+
+    optimizer(hp) -> the optax transformation for `make_learner`;
+    learning_rate(hp, updates) -> the learning rate of the next step after `updates` steps.
+    """
+
+    optimizer: Callable
+    learning_rate: Callable
+
+
+def schedule(config, total_updates: Callable) -> Schedule:
+    """`config.optimizer` after clipping at hp.lr, or under `config.lr_decay` at a rate
+    falling linearly from hp.lr to 0 over `total_updates(hp)` steps (the budget's; a
+    member's own where its hyperparameters set it). optax counts the steps the optimizer
+    took, which are the learner's: a step `guarded` rejects is undone with its state."""
+
+    def learning_rate(hp: HParams, updates) -> jax.Array:
+        if not config.lr_decay:
+            return hp.lr
+        return hp.lr * jnp.maximum(1.0 - updates / total_updates(hp), 0.0)
+
+    def optimizer(hp: HParams) -> optax.GradientTransformation:
+        lr = functools.partial(learning_rate, hp) if config.lr_decay else hp.lr
+        return clipped_optimizer(config.optimizer, lr, hp.max_grad_norm, config.adam_eps)
+
+    return Schedule(optimizer, learning_rate)
 
 
 def _online(params, target_params, updates, hp):

@@ -73,7 +73,7 @@ class ChunkMetrics:
     best_env_steps: jax.Array  # keep_best: env steps at that check; -1 otherwise
     episode_length: jax.Array  # mean length of the last min(episodes, 100) episodes; NaN before the first
     updates: jax.Array  # gradient steps taken so far
-    learning_rate: jax.Array  # the learning rate of the next gradient step (decayed, under PQN's lr_decay)
+    learning_rate: jax.Array  # the learning rate of the next gradient step (decayed, under lr_decay)
 
 
 GREEDY_CHECK_STREAM = 0x6EED  # fold_in tag of the greedy checks' keys

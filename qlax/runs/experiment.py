@@ -232,8 +232,8 @@ def resume(run_dir: str | Path, *, progress: bool = True, max_memory: str | int 
     `steps`: a new budget, env steps per seed (`total_steps`), to train a finished or
     interrupted run further (SB3's `learn(more, reset_num_timesteps=False)`). It goes on
     exactly as a run with that budget from the start would have, where nothing depends on
-    the budget itself: prioritized replay's beta anneals over the budget, and PQN's
-    lr_decay over it, so those follow the new budget from here on. Members that stopped
+    the budget itself: prioritized replay's beta anneals over the budget, and
+    `lr_decay` over its gradient steps, so those follow the new budget from here on. Members that stopped
     early (solved) stay stopped.
 
     A finished run (every chunk of its budget done or every member stopped, as its latest

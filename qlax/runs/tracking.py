@@ -6,7 +6,7 @@ or an API key). Both are extras (`pip install "qlax[tensorboard]"`, `"qlax[wandb
 Per chunk, at the step of the env steps per member: every member's (a sweep: every
 setting's mean over its seeds) 100-episode training average, greedy check, loss,
 epsilon, mean episode length (of the same episodes), gradient steps taken and learning
-rate (decayed, under PQN's lr_decay); the population's mean, median and interquartile
+rate (decayed, under lr_decay); the population's mean, median and interquartile
 range of each of those and of the episodes finished (`population/NAME/mean`,
 `.../median`, `.../iqr`: one line for 32 seeds); its env steps/s and members stopped;
 and, under Stable-Baselines3's names where the meaning is the same, `rollout/ep_rew_mean`,

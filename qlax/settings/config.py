@@ -131,7 +131,6 @@ class TrainConfig:
     num_minibatches: int = _field(4, "pqn: minibatches per pass (must divide num_steps x num_envs)", low=1)
     td_lambda: float = _field(0.65, "pqn: lambda of the Q(lambda) returns (0: one-step targets, 1: Monte Carlo "
                               "up to the rollout's end)", low=0.0, high=1.0)
-    lr_decay: bool = _field(False, "pqn: decay the learning rate linearly to 0 over the budget")
 
     # Replay.
     buffer_size: int = _field(100_000, "replay capacity in transitions", low=1)
@@ -177,6 +176,8 @@ class TrainConfig:
                              "second-moment estimate: larger, it shrinks the steps of parameters whose gradients "
                              "are small (Rainbow's 1.5e-4; optax's and PyTorch's default 1e-8)",
                              low=0.0, low_open=True)
+    lr_decay: bool = _field(False, "decay the learning rate linearly from `lr` to 0 over the gradient steps of "
+                            "the budget (PQN's; SB3's linear schedules)")
     double_q: bool = _field(False, "double Q-learning: online argmax, target evaluation")
     gradient: str = _field("semi", "semi-gradient target, or the seed's residual gradient",
                            choices=("semi", "residual"))

@@ -25,6 +25,13 @@ def dqn_updates(config: TrainConfig, vector_steps: int) -> int:
                for t in range(vector_steps) if min(n * (t + 1), config.buffer_size) >= config.learning_starts)
 
 
+def schedule_count(opt_state) -> int:
+    """The count optax's learning-rate schedule stands at (of the first member)."""
+    is_schedule = lambda s: isinstance(s, optax.ScaleByScheduleState)  # noqa: E731
+    [schedule] = [s for s in jax.tree.leaves(opt_state, is_leaf=is_schedule) if is_schedule(s)]
+    return int(schedule.count[0])
+
+
 def test_a_dqn_chunk_reports_its_episode_length_updates_and_learning_rate():
     run = start(DQN)
     before = run.population.observe(run.state)
@@ -37,17 +44,22 @@ def test_a_dqn_chunk_reports_its_episode_length_updates_and_learning_rate():
     np.testing.assert_array_equal(second.learning_rate, np.float32(DQN.lr))
 
 
+def test_a_dqn_learning_rate_decays_to_0_at_the_budgets_last_update():
+    config = DQN.replace(lr_decay=True)
+    run = start(config)
+    state, first = run.population.run_chunk(run.state)
+    state, second = run.population.run_chunk(state)
+    total = dqn_updates(config, config.vector_steps)  # 76, the budget's every update
+    assert schedule_count(state.agent.learner.opt_state) == total == int(second.updates[0])
+    lr = np.float32(config.lr)
+    assert first.learning_rate.tolist() == pytest.approx([lr * (1 - 26 / total)] * 2, rel=1e-6)
+    assert second.learning_rate.tolist() == [0.0, 0.0]
+
+
 # 10 rollouts of 8 vector steps, 2 epochs of 2 minibatches each: 40 updates, 16 per chunk of 4 rollouts.
 PQN = TrainConfig(algorithm="pqn", env=probe_envs.TIME_LIMIT_PROBE, num_envs=4, total_steps=320, chunk_steps=32,
                   seeds=1, num_centers=8, num_steps=8, num_epochs=2, num_minibatches=2, lr_decay=True,
                   early_stop=False, eval_episodes=2)
-
-
-def schedule_count(opt_state) -> int:
-    """The count optax's learning-rate schedule stands at (of the first member)."""
-    is_schedule = lambda s: isinstance(s, optax.ScaleByScheduleState)  # noqa: E731
-    [schedule] = [s for s in jax.tree.leaves(opt_state, is_leaf=is_schedule) if is_schedule(s)]
-    return int(schedule.count[0])
 
 
 def test_pqn_reports_its_decayed_learning_rate_as_the_schedule_gives_it():
