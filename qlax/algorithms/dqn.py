@@ -23,7 +23,7 @@ from qlax.algorithms.agent import AgentParts
 from qlax.components import losses, networks, nstep
 from qlax.components.contract import Algorithm, Learned, MemoryParts, Rollout, any_member
 from qlax.components.exploration import EXPLORERS
-from qlax.components.learner import LearnerState, guarded, make_learner, schedule
+from qlax.components.learner import LearnerState, Schedule, guarded, make_learner, schedule
 from qlax.components.replay import BUFFERS
 from qlax.core.types import Transition
 from qlax.settings.config import ConfigError, HParams, TrainConfig
@@ -156,14 +156,20 @@ def updates_in_budget(config: TrainConfig, hp: HParams) -> jax.Array:
     return jnp.maximum(rounds * config.updates_per_round, 1)
 
 
+def rates(config: TrainConfig) -> Schedule:
+    """The family's optimizer and learning rate: constant, or under lr_decay falling to 0 at
+    `updates_in_budget`."""
+    return schedule(config, lambda hp: updates_in_budget(config, hp))
+
+
 def learner_for(config: TrainConfig, q_function: networks.QFunction, values: Values,
-                optimizer: Callable[[HParams], optax.GradientTransformation]):
+                optimizer: Callable[[HParams], optax.GradientTransformation] | None = None):
     """The learner of `values` on `q_function`: online outputs at obs, bootstrap outputs at
     next_obs (the target parameters, or the online ones for the residual gradient), and
     the online Q-values choosing the next action for double Q (else the bootstrap Q-values
     do), masked to the actions legal at next_obs, and the target outputs at obs where the
     values ask for them. With noisy layers (or IQN's sampled fractions) each pass draws with
-    its own key."""
+    its own key. `optimizer(hp)` defaults to the family's (`rates`)."""
     residual = values.residual
     keyed = passes_draw(config, values)
 
@@ -184,7 +190,7 @@ def learner_for(config: TrainConfig, q_function: networks.QFunction, values: Val
         return values.loss(Forward(q_function.head(params, phi_obs, k_online), next_outputs, selector, target_outputs),
                            batch, hp)
 
-    return make_learner(loss, optimizer, config.target)
+    return make_learner(loss, optimizer or rates(config).optimizer, config.target)
 
 
 def build(config: TrainConfig, env, values: Values) -> Algorithm:
@@ -197,8 +203,8 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
     per_round = config.env_steps_per_round
     max_updates = math.ceil(config.num_envs / per_round) * config.updates_per_round
     fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
-    rates = schedule(config, lambda hp: updates_in_budget(config, hp))
-    learner = learner_for(config, q_function, values, rates.optimizer)
+    learner = learner_for(config, q_function, values)
+    learning_rate = rates(config).learning_rate
     draws = passes_draw(config, values)
 
     def init(key: jax.Array, hp: HParams, obs: jax.Array) -> DQNState:
@@ -293,7 +299,7 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
 
     return Algorithm(q_function=q_function, rollout_steps=1, init=init, act=act, learn=learn,
                      params=lambda agent: agent.learner.params, epsilon=epsilon,
-                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: rates.learning_rate(hp, agent.learner.updates),
+                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: learning_rate(hp, agent.learner.updates),
                      memory_parts=lambda agent: MemoryParts(learner=agent.learner, replay=agent.replay,
                                                             storage=buffer.storage(agent.replay), window=agent.window,
                                                             loss_pairs=values.loss_pairs))
