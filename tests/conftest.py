@@ -83,9 +83,23 @@ def _runs_no_tests(config) -> bool:
     return getattr(config.option, "dist", "no") != "no" and not config.getvalue("collectonly")
 
 
+def _rewrite_only_our_asserts(config) -> None:
+    """pytest rewrites the asserts of every module of each installed plugin's distribution
+    (hypothesis, anyio, typeguard, platformdirs, xdist), and where PYTHONDONTWRITEBYTECODE
+    is set it cannot cache what it rewrote: every process that imported hypothesis rewrote
+    its modules again, 3 s of the 7.4 s that collecting the suite took. The tests' own
+    modules and conftest files are rewritten all the same (pytest matches them by name);
+    only the plugins' marks are dropped. pytest has no public way to drop them, so an
+    attribute it does not have (another pytest) leaves everything as it was."""
+    marked = getattr(getattr(config.pluginmanager, "rewrite_hook", None), "_must_rewrite", None)
+    if isinstance(marked, set):
+        marked.clear()
+
+
 def pytest_configure(config):
     """Import qlax before any test module, in every process that runs tests (the controller
     skips it: 1.4 s before its workers start)."""
+    _rewrite_only_our_asserts(config)
     if _runs_no_tests(config):
         return
     import qlax  # noqa: F401  (sets the device count before any test module starts JAX)
