@@ -40,7 +40,8 @@ def random_returns(name: str, episodes: int, seed: int) -> tuple[np.ndarray, np.
         zeros = jnp.zeros(episodes)
 
         def running(carry):
-            return ~jnp.all(carry[4]) & (carry[5] < limit)
+            _, _, _, _, ended, t, _ = carry
+            return ~jnp.all(ended) & (t < limit)
 
         def step(carry):
             key, obs, env_state, returns, ended, t, lengths = carry

@@ -203,8 +203,8 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
     per_round = config.env_steps_per_round
     max_updates = math.ceil(config.num_envs / per_round) * config.updates_per_round
     fixed_cadence = per_round == config.num_envs  # exactly one round every vector step
-    learner = learner_for(config, q_function, values)
-    learning_rate = rates(config).learning_rate
+    family_rates = rates(config)
+    learner = learner_for(config, q_function, values, family_rates.optimizer)
     draws = passes_draw(config, values)
 
     def init(key: jax.Array, hp: HParams, obs: jax.Array) -> DQNState:
@@ -299,7 +299,8 @@ def build(config: TrainConfig, env, values: Values) -> Algorithm:
 
     return Algorithm(q_function=q_function, rollout_steps=1, init=init, act=act, learn=learn,
                      params=lambda agent: agent.learner.params, epsilon=epsilon,
-                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: learning_rate(hp, agent.learner.updates),
+                     updates=lambda agent: agent.learner.updates,
+                     learning_rate=lambda agent, hp: family_rates.learning_rate(hp, agent.learner.updates),
                      memory_parts=lambda agent: MemoryParts(learner=agent.learner, replay=agent.replay,
                                                             storage=buffer.storage(agent.replay), window=agent.window,
                                                             loss_pairs=values.loss_pairs))

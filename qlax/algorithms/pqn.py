@@ -135,5 +135,6 @@ def make(config: TrainConfig, env) -> Algorithm:
 
     return Algorithm(q_function=q_function, rollout_steps=config.num_steps, init=init, act=act, learn=learn,
                      params=lambda agent: agent.learner.params, epsilon=epsilon,
-                     updates=lambda agent: agent.learner.updates, learning_rate=lambda agent, hp: rates.learning_rate(hp, agent.learner.updates),
+                     updates=lambda agent: agent.learner.updates,
+                     learning_rate=lambda agent, hp: rates.learning_rate(hp, agent.learner.updates),
                      memory_parts=lambda agent: MemoryParts(learner=agent.learner))
