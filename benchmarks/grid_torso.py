@@ -1,9 +1,10 @@
 """What one update of the generic `dqn`'s network costs on a MinAtar grid: the 3x3
-convolution that `q_function: auto` picks for grids against the MLP over the grid flattened.
+convolution that `q_function: auto` picks for grids, at stride 1 and at stride 2 (`dqn`'s
+`conv_stride`), against the MLP over the grid flattened.
 
     python benchmarks/grid_torso.py [--members 5] [--batch 64] [--grid 10,10,7] [--repeats 7]
 
-Both are `dqn`'s network (`hidden_sizes: [64, 64]`, 3 actions; the convolution with
+All are `dqn`'s network (`hidden_sizes: [64, 64]`, 3 actions; the convolution with
 `conv_channels: [16]`) over sparse 0/1 cells, each member with its own parameters and the
 member axis vmapped, as in a population. An update is what the DQN family's loss asks of
 the network: Q at obs (differentiated), online and target Q at next_obs (double Q), all
@@ -27,12 +28,15 @@ from qlax.components.networks import QNetwork
 HIDDEN, CHANNELS, NUM_ACTIONS = (64, 64), 16, 3
 
 
-def multiply_adds(grid: tuple[int, int, int], conv: bool) -> int:
-    """Multiply-adds of one forward pass for one observation (biases left out)."""
+def multiply_adds(grid: tuple[int, int, int], stride: int | None) -> int:
+    """Multiply-adds of one forward pass for one observation (biases left out); stride
+    None: the MLP."""
     height, width, channels = grid
-    inputs = height * width * channels
-    conv_part = height * width * 9 * channels * CHANNELS if conv else 0
-    width_in = height * width * CHANNELS if conv else inputs
+    if stride is None:
+        conv_part, width_in = 0, height * width * channels
+    else:
+        cells = -(-height // stride) * -(-width // stride)
+        conv_part, width_in = cells * 9 * channels * CHANNELS, cells * CHANNELS
     dense = 0
     for units in (*HIDDEN, NUM_ACTIONS):
         dense += width_in * units
@@ -66,16 +70,19 @@ def main():
     grid = tuple(int(n) for n in args.grid.split(","))
     cells = np.random.default_rng(0).random((2, args.members, args.batch, int(np.prod(grid)))) < 0.1
     obs, next_obs = jnp.asarray(cells, jnp.float32)
-    networks = {"conv": QNetwork(HIDDEN, NUM_ACTIONS, obs_shape=grid, conv_channels=(CHANNELS,)),
-                "mlp": QNetwork(HIDDEN, NUM_ACTIONS)}
+    strides = {"conv": 1, "conv/2": 2, "mlp": None}
+    networks = {name: QNetwork(HIDDEN, NUM_ACTIONS) if stride is None else
+                QNetwork(HIDDEN, NUM_ACTIONS, obs_shape=grid, conv_channels=(CHANNELS,), conv_stride=stride)
+                for name, stride in strides.items()}
     fns = {name: update_fn(network, args.members, obs, next_obs) for name, network in networks.items()}
     ms = {name: 1e3 * statistics.median(t) for name, t in interleaved_timings(fns, args.repeats).items()}
-    macs = {name: multiply_adds(grid, name == "conv") for name in networks}
+    macs = {name: multiply_adds(grid, stride) for name, stride in strides.items()}
     for name in networks:
-        print(f"{name:>5}: {ms[name]:7.2f} ms per update (median of {args.repeats}), "
+        print(f"{name:>6}: {ms[name]:7.2f} ms per update (median of {args.repeats}), "
               f"{macs[name]:,} multiply-adds per observation and pass")
-    print(f"conv / mlp: {ms['conv'] / ms['mlp']:.1f}x the time, {macs['conv'] / macs['mlp']:.1f}x the multiply-adds "
-          f"({args.members} members, {args.batch} observations per update)")
+    for name in ("conv", "conv/2"):
+        print(f"{name} / mlp: {ms[name] / ms['mlp']:.1f}x the time, {macs[name] / macs['mlp']:.1f}x the multiply-adds "
+              f"({args.members} members, {args.batch} observations per update)")
     emit({"benchmark": "grid_torso", "members": args.members, "batch": args.batch, "grid": grid,
           "median_ms": ms, "multiply_adds": macs})
 

@@ -162,26 +162,32 @@ class NoisyDense(nn.Module):
 
 
 class Conv3x3(nn.Module):
-    """A 3x3 convolution, stride 1, same padding, as one matmul over the nine shifted views.
+    """A 3x3 convolution with same padding, as one matmul over the nine shifted views.
 
-    The same numbers as `nn.Conv(features, (3, 3), padding="SAME")` (and its parameter
-    shapes), written as a matmul because a population vmaps it with one kernel per member:
-    XLA's CPU backend runs that as a grouped convolution several times slower than the
-    batched matmul it becomes here.
+    The same numbers as `nn.Conv(features, (3, 3), (stride, stride), padding="SAME")` (and
+    its parameter shapes): `stride` 2 keeps every other cell's neighbourhood, a quarter of
+    the outputs. Written as a matmul because a population vmaps it with one kernel per
+    member: XLA's CPU backend runs that as a grouped convolution several times slower than
+    the batched matmul it becomes here.
     """
 
     features: int
     weight_init: str = "lecun_normal"
+    stride: int = 1
 
     @nn.compact
     def __call__(self, x):
-        channels = x.shape[-1]
+        channels, stride = x.shape[-1], self.stride
         kernel = self.param("kernel", WEIGHT_INITS[self.weight_init], (3, 3, channels, self.features))
         bias = self.param("bias", bias_init(self.weight_init, 9 * channels), (self.features,))
         height, width = x.shape[-3], x.shape[-2]
-        padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
-        views = [padded[..., i:i + height, j:j + width, :] for i in range(3) for j in range(3)]
-        patches = jnp.concatenate(views, axis=-1)  # (..., H, W, 9 C), in the kernel's (i, j, c) order
+        out_h, out_w = -(-height // stride), -(-width // stride)
+        pad_h, pad_w = max((out_h - 1) * stride + 3 - height, 0), max((out_w - 1) * stride + 3 - width, 0)
+        padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad_h // 2, pad_h - pad_h // 2),
+                                                       (pad_w // 2, pad_w - pad_w // 2), (0, 0)])
+        reach_h, reach_w = (out_h - 1) * stride + 1, (out_w - 1) * stride + 1
+        views = [padded[..., i:i + reach_h:stride, j:j + reach_w:stride, :] for i in range(3) for j in range(3)]
+        patches = jnp.concatenate(views, axis=-1)  # (..., out_h, out_w, 9 C), in the kernel's (i, j, c) order
         return patches @ kernel.reshape(9 * channels, self.features) + bias
 
 
@@ -253,6 +259,7 @@ class QNetwork(nn.Module):
     outputs_per_action: int = 1
     obs_shape: tuple[int, ...] | None = None
     conv_channels: tuple[int, ...] = ()
+    conv_stride: int = 1
     noisy_sigma0: float | None = None
     nature: bool = False
     weight_init: str = "lecun_normal"
@@ -297,7 +304,7 @@ class QNetwork(nn.Module):
                     x = ValidConv(channels, size, stride, self.weight_init)(x)
                     x = activation(nn.LayerNorm()(x) if self.layer_norm else x)
             for channels in self.conv_channels:
-                x = activation(Conv3x3(channels, self.weight_init)(x))
+                x = activation(Conv3x3(channels, self.weight_init, self.conv_stride)(x))
             x = x.reshape(x.shape[:-3] + (-1,))
         noisy = self.noisy_sigma0 is not None and self.has_rng("noise")
         noise = iter(layer_noise(self.make_rng("noise"), self.noisy_shapes(x.shape[-1])) if noisy else ())
@@ -373,9 +380,9 @@ _NETWORK_SETTINGS = ("hidden_sizes", "activation", "layer_norm", "dueling", "wei
 TORSO_SETTINGS = {
     "linear_rbf": ("num_centers", "sigma", "init_scale"),
     "mlp": _NETWORK_SETTINGS,
-    "conv": ("conv_channels", *_NETWORK_SETTINGS),
+    "conv": ("conv_channels", "conv_stride", *_NETWORK_SETTINGS),
     "nature": _NETWORK_SETTINGS,
-    "auto": ("conv_channels", *_NETWORK_SETTINGS),  # whichever network the observations pick
+    "auto": ("conv_channels", "conv_stride", *_NETWORK_SETTINGS),  # whichever network the observations pick
 }
 
 
@@ -446,6 +453,7 @@ def _torso(config, spec, outputs_per_action: int, q_values: Callable, fractions:
     net = QNetwork(tuple(config.hidden_sizes), spec.num_actions, config.activation, config.layer_norm,
                    config.dueling, outputs_per_action, obs_shape=tuple(spec.obs_shape) if conv or nature else None,
                    conv_channels=tuple(config.conv_channels) if conv else (),
+                   conv_stride=config.conv_stride if conv else 1,
                    noisy_sigma0=config.noisy_sigma0 if noisy else None, nature=nature, weight_init=config.weight_init,
                    fractions=fractions, embedding=config.quantile_embedding if fractions else 64)
     obs_scale = normalization.pixel_scale(spec.obs_dim) if nature else normalization.fixed_scale(low, high)

@@ -106,7 +106,9 @@ class TrainConfig:
                               "normal (flax's default) or He normal (purejaxql's Atari network); pytorch: every "
                               "layer, head and biases included, as PyTorch starts it (SB3's networks)",
                               choices=tuple(WEIGHT_INITS))
-    conv_channels: list[int] = _field([16], "conv: channels of each 3x3 convolution (stride 1, same padding)")
+    conv_channels: list[int] = _field([16], "conv: channels of each 3x3 convolution (same padding)")
+    conv_stride: int = _field(1, "conv: stride of each 3x3 convolution (2: a quarter of the outputs, so the "
+                              "dense layers after it cost a quarter)", low=1, high=2)
     noisy_sigma0: float = _field(0.5, "exploration noisy: initial noise scale of the factorised Gaussian "
                                  "layers (sigma = sigma0 / sqrt(inputs))", low=0.0, low_open=True)
 

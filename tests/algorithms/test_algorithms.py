@@ -169,6 +169,21 @@ def test_conv_torso_reads_minatar_grids():
         make_train(TrainConfig(q_function="conv"))
 
 
+@pytest.mark.parametrize("height, width", [(10, 10), (5, 5), (7, 6)])
+def test_a_stride_2_convolution_is_flax_conv_with_same_padding(height, width):
+    """conv_stride 2 gives flax's strided SAME convolution (its uneven padding on even sizes
+    included), and the network's dense layer reads a quarter of the outputs."""
+    grid = jax.random.normal(jax.random.PRNGKey(2), (3, height, width, 4))
+    flax_conv = flax.linen.Conv(8, (3, 3), (2, 2), padding="SAME")
+    params = flax_conv.init(jax.random.PRNGKey(0), grid)
+    expected = flax_conv.apply(params, grid)
+    assert expected.shape == (3, -(-height // 2), -(-width // 2), 8)
+    np.testing.assert_allclose(networks.Conv3x3(8, stride=2).apply(params, grid), expected, atol=1e-5)
+    config = TrainConfig(env="Breakout-MinAtar", q_function="conv", conv_channels=[4], conv_stride=2, hidden_sizes=[16])
+    layers = make_train(config).q_function.init(jax.random.PRNGKey(0), config.hparams())["net"]["params"]
+    assert layers["Dense_0"]["kernel"].shape == (5 * 5 * 4, 16)
+
+
 GREEDY_PQN = TrainConfig(algorithm="pqn", num_envs=8, total_steps=8192, chunk_steps=32, seeds=2, q_function="mlp",
                          hidden_sizes=[32], layer_norm=True, num_steps=16, num_minibatches=4, lr=3e-3,
                          eps_schedule="linear", eps_decay_steps=400, loss="squared",
