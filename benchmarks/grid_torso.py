@@ -45,19 +45,24 @@ def multiply_adds(grid: tuple[int, int, int], stride: int | None) -> int:
 
 
 def update_fn(network: QNetwork, members: int, obs: jax.Array, next_obs: jax.Array):
-    """A jitted, member-vmapped gradient of a double-Q-shaped squared TD loss."""
-    params = jax.vmap(lambda key: network.init(key, obs[0, :1]))(jax.random.split(jax.random.PRNGKey(0), members))
+    """A jitted, member-vmapped gradient of a double-Q-shaped squared TD loss. The target
+    parameters are other numbers than the online ones, as in training, so XLA cannot merge
+    the two passes at next_obs into one."""
+    def init(seed):
+        return jax.vmap(lambda key: network.init(key, obs[0, :1]))(jax.random.split(jax.random.PRNGKey(seed), members))
 
-    def loss(p, o, o_next):
+    params, target_params = init(0), init(1)
+
+    def loss(p, target_p, o, o_next):
         q = network.apply(p, o)
         selector = network.apply(jax.lax.stop_gradient(p), o_next)
-        target = network.apply(jax.lax.stop_gradient(p), o_next)  # the target network's pass
+        target = network.apply(target_p, o_next)
         best = jnp.argmax(selector, axis=-1)
         y = jnp.take_along_axis(target, best[:, None], axis=-1)[:, 0]
         return jnp.mean((q[:, 0] - jax.lax.stop_gradient(y)) ** 2)
 
     grad = jax.jit(jax.vmap(jax.grad(loss)))
-    return lambda: grad(params, obs, next_obs)
+    return lambda: grad(params, target_params, obs, next_obs)
 
 
 def main():

@@ -181,10 +181,9 @@ class Conv3x3(nn.Module):
         kernel = self.param("kernel", WEIGHT_INITS[self.weight_init], (3, 3, channels, self.features))
         bias = self.param("bias", bias_init(self.weight_init, 9 * channels), (self.features,))
         height, width = x.shape[-3], x.shape[-2]
+        pads = jax.lax.padtype_to_pads((height, width), (3, 3), (stride, stride), "SAME")  # nn.Conv's own
+        padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [*pads, (0, 0)])
         out_h, out_w = -(-height // stride), -(-width // stride)
-        pad_h, pad_w = max((out_h - 1) * stride + 3 - height, 0), max((out_w - 1) * stride + 3 - width, 0)
-        padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad_h // 2, pad_h - pad_h // 2),
-                                                       (pad_w // 2, pad_w - pad_w // 2), (0, 0)])
         reach_h, reach_w = (out_h - 1) * stride + 1, (out_w - 1) * stride + 1
         views = [padded[..., i:i + reach_h:stride, j:j + reach_w:stride, :] for i in range(3) for j in range(3)]
         patches = jnp.concatenate(views, axis=-1)  # (..., out_h, out_w, 9 C), in the kernel's (i, j, c) order
