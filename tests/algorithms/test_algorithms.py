@@ -65,7 +65,7 @@ def test_prioritized_replay_weights_the_loss_and_writes_priorities_back():
     algorithm, hp = make_train(config).algorithm, config.hparams()
     rng = np.random.default_rng(0)
     obs0 = jnp.zeros((4, 1))
-    agent = algorithm.init(jax.random.PRNGKey(0), hp, obs0)
+    agent = jax.jit(algorithm.init)(jax.random.PRNGKey(0), hp, obs0)
 
     def transitions(n):
         return Transition(obs=jnp.asarray(rng.uniform(0, 1, (n, 1)), jnp.float32),
@@ -74,8 +74,10 @@ def test_prioritized_replay_weights_the_loss_and_writes_priorities_back():
                           next_obs=jnp.asarray(rng.uniform(0, 1, (n, 1)), jnp.float32),
                           terminated=jnp.asarray(rng.random(n) < 0.3))
 
-    buffer = prioritized.add(agent.replay, transitions(40))
-    buffer = prioritized.update_priorities(buffer, jnp.arange(40), jnp.asarray(rng.uniform(0.01, 5, 40)), 1.0)
+    add = jax.jit(prioritized.add)  # each component one program, not one per operation
+    buffer = add(agent.replay, transitions(40))
+    buffer = jax.jit(prioritized.update_priorities)(buffer, jnp.arange(40), jnp.asarray(rng.uniform(0.01, 5, 40)),
+                                                    1.0)
     agent = agent.replace(replay=buffer)
     step = transitions(4)
     rollout = jax.tree.map(lambda x: x[None], Rollout(step, jnp.zeros(4, bool), jnp.ones(4, bool), step.next_obs))
@@ -83,15 +85,16 @@ def test_prioritized_replay_weights_the_loss_and_writes_priorities_back():
     learned_agent, learned = jax.jit(algorithm.learn)(agent, rollout, key, hp, vector_steps, jnp.bool_(True))
 
     # What the learn step saw: the buffer with the new step added, and the batch it drew.
-    added = prioritized.add(buffer, step)
+    added = add(buffer, step)
     beta = 0.4 + 0.6 * 10 / config.vector_steps
-    batch, rows, _ = prioritized.sample(added, jax.random.split(key, 1)[0], 16, beta)
+    batch, rows, _ = jax.jit(prioritized.sample, static_argnums=2)(added, jax.random.split(key, 1)[0], 16, beta)
     leaves = np.asarray(added.levels[-1][:44], np.float64)
     probs = leaves[np.asarray(rows)] / leaves.sum()
     weights = (44 * probs) ** -beta
     weights /= weights.max()
-    q = algorithm.q_function.apply(agent.learner.params, batch.obs)
-    next_q = algorithm.q_function.apply(agent.learner.target_params, batch.next_obs)
+    apply = jax.jit(algorithm.q_function.apply)
+    q = apply(agent.learner.params, batch.obs)
+    next_q = apply(agent.learner.target_params, batch.next_obs)
     q_taken = np.take_along_axis(np.asarray(q), np.asarray(batch.action)[:, None], 1)[:, 0]
     target = np.asarray(batch.reward) + 0.9 * (1 - np.asarray(batch.terminated)) * np.asarray(next_q).max(1)
     td = q_taken - target
@@ -106,19 +109,20 @@ def test_noisy_layers_use_their_mean_without_a_key_and_fresh_noise_with_one():
     config = TrainConfig(q_function="mlp", hidden_sizes=[8], exploration="noisy", dueling=True)
     spec = make_env("CartPole-v1", 1).spec
     q = networks.build(config, spec)
-    params = q.init(jax.random.PRNGKey(0), config.hparams())
+    params = jax.jit(q.init)(jax.random.PRNGKey(0), config.hparams())
     obs = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
-    mean_only = q.apply(params, obs)
+    mean_only = jax.jit(q.apply)(params, obs)
     layers = params["net"]["params"]
     assert set(layers["NoisyDense_0"]) == {"mu_w", "mu_b", "sigma_w", "sigma_b"}
     h = jax.nn.relu(q.features(params, obs) @ layers["NoisyDense_0"]["mu_w"] + layers["NoisyDense_0"]["mu_b"])
     value = h @ layers["NoisyDense_1"]["mu_w"] + layers["NoisyDense_1"]["mu_b"]
     advantage = h @ layers["NoisyDense_2"]["mu_w"] + layers["NoisyDense_2"]["mu_b"]
     np.testing.assert_allclose(mean_only, value + advantage - advantage.mean(-1, keepdims=True), rtol=1e-5, atol=1e-6)
-    noisy_a = q.outputs(params, obs, jax.random.PRNGKey(2))
+    outputs = jax.jit(q.outputs)
+    noisy_a = outputs(params, obs, jax.random.PRNGKey(2))
     assert not np.allclose(noisy_a, mean_only)
-    np.testing.assert_array_equal(noisy_a, q.outputs(params, obs, jax.random.PRNGKey(2)))
-    assert not np.allclose(noisy_a, q.outputs(params, obs, jax.random.PRNGKey(3)))
+    np.testing.assert_array_equal(noisy_a, outputs(params, obs, jax.random.PRNGKey(2)))
+    assert not np.allclose(noisy_a, outputs(params, obs, jax.random.PRNGKey(3)))
 
     # The same pass by hand, from the noise each layer was given: w = mu + sigma f(e_in) f(e_out)^T.
     given = {}
@@ -157,14 +161,14 @@ def test_conv_torso_reads_minatar_grids():
     config = TrainConfig(env="Breakout-MinAtar", q_function="conv", conv_channels=[4], hidden_sizes=[16],
                          obs_scaling="none", algorithm="qrdqn", num_quantiles=5)
     trainer = make_train(config)
-    params = trainer.q_function.init(jax.random.PRNGKey(0), config.hparams())
+    params = jax.jit(trainer.q_function.init)(jax.random.PRNGKey(0), config.hparams())
     conv = params["net"]["params"]["Conv3x3_0"]
     assert conv["kernel"].shape == (3, 3, 4, 4)  # 3x3, 4 channels in and out
     grid = jax.random.normal(jax.random.PRNGKey(2), (5, 10, 10, 4))
-    reference = flax.linen.Conv(4, (3, 3), padding="SAME").apply({"params": conv}, grid)
-    np.testing.assert_allclose(networks.Conv3x3(4).apply({"params": conv}, grid), reference, atol=1e-5)
-    obs, _ = trainer.env.reset(jax.random.PRNGKey(1))
-    assert trainer.q_function.outputs(params, obs).shape == (config.num_envs, 3, 5)
+    reference = jax.jit(flax.linen.Conv(4, (3, 3), padding="SAME").apply)({"params": conv}, grid)
+    np.testing.assert_allclose(jax.jit(networks.Conv3x3(4).apply)({"params": conv}, grid), reference, atol=1e-5)
+    obs, _ = jax.eval_shape(trainer.env.reset, jax.random.PRNGKey(1))
+    assert jax.eval_shape(trainer.q_function.outputs, params, obs).shape == (config.num_envs, 3, 5)
     with pytest.raises(qlax.ConfigError, match="q_function = 'conv': env 'CartPole-v1' has observations of shape"):
         make_train(TrainConfig(q_function="conv"))
 
@@ -175,12 +179,13 @@ def test_a_stride_2_convolution_is_flax_conv_with_same_padding(height, width):
     included), and the network's dense layer reads a quarter of the outputs."""
     grid = jax.random.normal(jax.random.PRNGKey(2), (3, height, width, 4))
     flax_conv = flax.linen.Conv(8, (3, 3), (2, 2), padding="SAME")
-    params = flax_conv.init(jax.random.PRNGKey(0), grid)
-    expected = flax_conv.apply(params, grid)
+    params = jax.jit(flax_conv.init)(jax.random.PRNGKey(0), grid)
+    expected = jax.jit(flax_conv.apply)(params, grid)
     assert expected.shape == (3, -(-height // 2), -(-width // 2), 8)
-    np.testing.assert_allclose(networks.Conv3x3(8, stride=2).apply(params, grid), expected, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(networks.Conv3x3(8, stride=2).apply)(params, grid), expected, atol=1e-5)
     config = TrainConfig(env="Breakout-MinAtar", q_function="conv", conv_channels=[4], conv_stride=2, hidden_sizes=[16])
-    layers = make_train(config).q_function.init(jax.random.PRNGKey(0), config.hparams())["net"]["params"]
+    init = make_train(config).q_function.init
+    layers = jax.eval_shape(init, jax.random.PRNGKey(0), config.hparams())["net"]["params"]
     assert layers["Dense_0"]["kernel"].shape == (5 * 5 * 4, 16)
 
 

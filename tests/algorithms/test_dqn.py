@@ -45,9 +45,9 @@ def test_double_q_learner_values_the_online_choice_with_the_target():
 def test_mlp_network(dueling, layer_norm):
     q = mlp(obs_dim=3, num_actions=4, hidden_sizes=[8, 8], activation="tanh", layer_norm=layer_norm,
             dueling=dueling, obs_low=np.full(3, -2.0), obs_high=np.full(3, 2.0))
-    params = q.init(jax.random.PRNGKey(0), TrainConfig().hparams())
+    params = jax.jit(q.init)(jax.random.PRNGKey(0), TrainConfig().hparams())
     obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
-    values = q.apply(params, obs)
+    values = jax.jit(q.apply)(params, obs)
     assert values.shape == (5, 4)
     assert ("LayerNorm_0" in params["net"]["params"]) == layer_norm
     np.testing.assert_allclose(q.features(params, obs), obs / 2.0)  # scaled to [-1, 1]

@@ -170,18 +170,19 @@ def test_distributional_targets_take_the_best_legal_next_action(algorithm):
     hp = config.hparams()
     batch = batch_of_trap_steps()
     init, outputs = jax.jit(q_function.init), jax.jit(q_function.outputs)  # one compile, not 100 eager passes
+    q_values = jax.jit(values.q_values)
     for seed in range(100):  # the first network whose favourite in the second step is illegal
         params = init(jax.random.PRNGKey(seed), hp)
         next_outputs = outputs(params, batch.next_obs)
-        next_q = np.asarray(values.q_values(next_outputs))
+        next_q = np.asarray(q_values(next_outputs))
         if np.argmax(next_q[0]) == 1:
             break
     assert np.argmax(next_q[0]) == 1
     legal = np.array([MASKS[1], [1, 1, 1]]) > 0  # the final observation allows nothing, so all count
     chosen = jax.nn.one_hot(np.argmax(np.where(legal, next_q, -np.inf), axis=1), 3)
     learner = dqn.learner_for(config, q_function, values)
-    _, _, masked_loss = jax.jit(learner.update)(learner.init(params, hp), batch, hp)  # per-sample losses
-    given_loss, _ = values.loss(dqn.Forward(q_function.outputs(params, batch.obs), next_outputs, chosen), batch, hp)
+    _, _, masked_loss = jax.jit(learner.update)(jax.jit(learner.init)(params, hp), batch, hp)  # per-sample losses
+    given_loss, _ = jax.jit(values.loss)(dqn.Forward(outputs(params, batch.obs), next_outputs, chosen), batch, hp)
     np.testing.assert_allclose(masked_loss, given_loss, rtol=1e-6)
     assert np.all(np.isfinite(np.asarray(masked_loss)))
 

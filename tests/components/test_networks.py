@@ -59,7 +59,7 @@ def test_pytorch_init_starts_every_layer_as_torch_does():
     config = TrainConfig(q_function="conv", conv_channels=[16], hidden_sizes=[64, 64], weight_init="pytorch",
                          dueling=True)
     spec = envs.env_spec("Breakout-MinAtar")  # 10 x 10 x 4, 3 actions
-    layers = networks.build(config, spec).init(jax.random.PRNGKey(0), config.hparams())["net"]["params"]
+    layers = jax.jit(networks.build(config, spec).init)(jax.random.PRNGKey(0), config.hparams())["net"]["params"]
     fan_ins = {"Conv3x3_0": 9 * 4, "Dense_0": 10 * 10 * 16, "Dense_1": 64, "Dense_2": 64, "Dense_3": 64}
     assert sorted(layers) == sorted(fan_ins)  # the torso, then the value and advantage heads
     for name, fan_in in fan_ins.items():
@@ -69,6 +69,6 @@ def test_pytorch_init_starts_every_layer_as_torch_does():
             assert np.all(np.abs(values) <= bound) and np.all(values != 0), (name, part)
         kernel = np.asarray(layers[name]["kernel"]).ravel()
         assert abs(kernel.std() - bound / np.sqrt(3)) < 5 * bound / np.sqrt(3) / np.sqrt(2 * kernel.size), name
-    lecun = networks.build(config.replace(weight_init="lecun_normal"), spec).init(
+    lecun = jax.jit(networks.build(config.replace(weight_init="lecun_normal"), spec).init)(
         jax.random.PRNGKey(0), config.hparams())["net"]["params"]
     assert all(not np.any(lecun[name]["bias"]) for name in fan_ins)  # flax's biases start at 0

@@ -13,6 +13,7 @@ EXAMPLE = Transition(obs=jnp.zeros(2), action=jnp.int32(0), reward=jnp.float32(0
 add = jax.jit(prioritized.add)
 update = jax.jit(prioritized.update_priorities, static_argnums=3)
 sample_indices = jax.jit(prioritized.sample_indices, static_argnums=2)
+sample = jax.jit(prioritized.sample, static_argnums=2)
 
 
 def batch(n, start=0):
@@ -59,7 +60,7 @@ def test_sampling_frequencies_match_priorities():
 def test_importance_weights():
     state = add(prioritized.init(EXAMPLE, 4), batch(4))
     state = update(state, jnp.arange(4), jnp.array([1.0, 2.0, 3.0, 4.0]), 1.0)
-    data, rows, weights = prioritized.sample(state, jax.random.PRNGKey(1), 64, 0.5)
+    data, rows, weights = sample(state, jax.random.PRNGKey(1), 64, 0.5)
     p = (np.array([1.0, 2.0, 3.0, 4.0]) + prioritized.PRIORITY_EPS) / 10.0
     raw = (4 * p[np.asarray(rows)]) ** -0.5
     np.testing.assert_allclose(weights, raw / raw.max(), rtol=1e-4)

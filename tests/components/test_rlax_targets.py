@@ -22,6 +22,12 @@ def rlax():
     return pytest.importorskip("rlax")
 
 
+def batched(per_sample, in_axes=0):
+    """rlax's one-sample `per_sample` over the batch, as one compiled program: run op by op,
+    each of its operations compiled a program of its own."""
+    return jax.jit(jax.vmap(per_sample, in_axes=in_axes))
+
+
 def draw(seed: int):
     """A random batch: rewards, terminal flags, discounts, actions and Q-like arrays."""
     rng = np.random.default_rng(seed)
@@ -52,7 +58,7 @@ def assert_close(ours, theirs):
 def test_one_step_target_matches_rlax_q_learning(seed, rlax):
     d = draw(seed)
     y = losses.q_learning_target(d["reward"], d["terminated"], d["next_q"], d["gamma"])
-    td = jax.vmap(rlax.q_learning)(d["q"], d["action"], d["reward"], discount(d), d["next_q"])
+    td = batched(rlax.q_learning)(d["q"], d["action"], d["reward"], discount(d), d["next_q"])
     assert_close(y - losses.select_action_values(d["q"], d["action"]), td)
 
 
@@ -60,7 +66,7 @@ def test_one_step_target_matches_rlax_q_learning(seed, rlax):
 def test_double_q_target_matches_rlax(seed, rlax):
     d = draw(seed)
     y = losses.double_q_target(d["reward"], d["terminated"], d["selector"], d["next_q"], d["gamma"])
-    td = jax.vmap(rlax.double_q_learning)(d["q"], d["action"], d["reward"], discount(d), d["next_q"], d["selector"])
+    td = batched(rlax.double_q_learning)(d["q"], d["action"], d["reward"], discount(d), d["next_q"], d["selector"])
     assert_close(y - losses.select_action_values(d["q"], d["action"]), td)
 
 
@@ -96,13 +102,13 @@ def test_categorical_loss_matches_rlax(double, rlax):
     d = draw(2 + double)
     atoms = losses.categorical_atoms(jnp.float32(-3.0), jnp.float32(4.0), ATOMS)
     selector = d["selector"] if double else losses.categorical_q_values(d["next_logits"], atoms)
-    ours = losses.categorical_loss(d["logits"], d["action"], d["reward"], discount(d), d["next_logits"],
-                                   selector, atoms)
+    ours = jax.jit(losses.categorical_loss)(d["logits"], d["action"], d["reward"], discount(d), d["next_logits"],
+                                            selector, atoms)
     if double:
-        theirs = jax.vmap(rlax.categorical_double_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0, 0))(
+        theirs = batched(rlax.categorical_double_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0, 0))(
             atoms, d["logits"], d["action"], d["reward"], discount(d), atoms, d["next_logits"], d["selector"])
     else:
-        theirs = jax.vmap(rlax.categorical_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0))(
+        theirs = batched(rlax.categorical_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0))(
             atoms, d["logits"], d["action"], d["reward"], discount(d), atoms, d["next_logits"])
     assert_close(ours, theirs)
     np.testing.assert_allclose(losses.categorical_q_values(d["logits"], atoms),
@@ -112,14 +118,14 @@ def test_categorical_loss_matches_rlax(double, rlax):
 @pytest.mark.parametrize("huber", [0.0, 1.0])
 def test_quantile_loss_matches_rlax(huber, rlax):
     d = draw(4)
-    ours = losses.quantile_loss(d["quantiles"], d["action"], d["reward"], discount(d), d["next_quantiles"],
-                                d["selector"], jnp.float32(huber))
+    ours = jax.jit(losses.quantile_loss)(d["quantiles"], d["action"], d["reward"], discount(d), d["next_quantiles"],
+                                         d["selector"], jnp.float32(huber))
     tau = losses.quantile_midpoints(ATOMS)
     per_sample = lambda q, a, r, g, sel, nq: rlax.quantile_q_learning(  # noqa: E731
         q.T, tau, a, r, g, sel, nq.T, huber_param=huber)
     # rlax picks the next action from the mean of a quantile selector: give it one whose mean is ours.
     selector = jnp.repeat(d["selector"][:, None, :], ATOMS, axis=1)
-    theirs = jax.vmap(per_sample)(d["quantiles"], d["action"], d["reward"], discount(d), selector,
+    theirs = batched(per_sample)(d["quantiles"], d["action"], d["reward"], discount(d), selector,
                                   d["next_quantiles"])
     assert_close(ours, theirs)
 
@@ -192,10 +198,12 @@ def test_iqn_loss_matches_rlax_with_the_same_sampled_fractions(huber, rlax):
     q_function = networks.build(config, envs.env_spec("CartPole-v1"), 1, values.q_values, values.fractions)
     rng = np.random.default_rng(7)
     obs, next_obs = (jnp.asarray(rng.normal(size=(BATCH, 4)), jnp.float32) for _ in range(2))
-    params, target_params = (q_function.init(jax.random.PRNGKey(k), config.hparams()) for k in (1, 2))
+    init = jax.jit(q_function.init)
+    params, target_params = (init(jax.random.PRNGKey(k), config.hparams()) for k in (1, 2))
     k_online, k_next = jax.random.split(jax.random.PRNGKey(3))
-    outputs = q_function.head(params, q_function.features(params, obs), k_online)
-    next_outputs = q_function.head(target_params, q_function.features(target_params, next_obs), k_next)
+    forward = jax.jit(lambda params, obs, key: q_function.head(params, q_function.features(params, obs), key))
+    outputs = forward(params, obs, k_online)
+    next_outputs = forward(target_params, next_obs, k_next)
     (quantiles, taus), (next_quantiles, next_taus) = outputs, next_outputs
     assert quantiles.shape == (BATCH, 2, 8) and taus.shape == (BATCH, 8) and not np.allclose(taus, next_taus)
     assert float(jnp.min(taus)) >= 0.0 and float(jnp.max(taus)) <= 1.0 and len(np.unique(np.asarray(taus))) > BATCH
@@ -204,10 +212,10 @@ def test_iqn_loss_matches_rlax_with_the_same_sampled_fractions(huber, rlax):
     selector = values.q_values(next_outputs)
     batch = Transition(obs=obs, action=action, reward=d["reward"], next_obs=next_obs, terminated=d["terminated"],
                        discount=d["gamma"])
-    ours, _ = values.loss(dqn.Forward(outputs, next_outputs, selector), batch, config.hparams())
+    ours, _ = jax.jit(values.loss)(dqn.Forward(outputs, next_outputs, selector), batch, config.hparams())
     per_sample = lambda q, tau, a, r, g, sel, nq: rlax.quantile_q_learning(  # noqa: E731
         q.T, tau, a, r, g, sel, nq.T, huber_param=huber)
-    theirs = jax.vmap(per_sample)(quantiles, taus, action, d["reward"], discount(d),
+    theirs = batched(per_sample)(quantiles, taus, action, d["reward"], discount(d),
                                   jnp.repeat(selector[:, None, :], 8, axis=1), next_quantiles)
     assert_close(ours, theirs)
     # Without a key (acting, evaluation) the fractions are the midpoints: the same Q-values every time.
@@ -221,10 +229,10 @@ def test_quantile_loss_takes_fractions_and_a_target_of_another_count(rlax):
     rng = np.random.default_rng(9)
     taus = jnp.asarray(rng.random((BATCH, ATOMS)), jnp.float32)
     next_quantiles = jnp.asarray(rng.normal(size=(BATCH, ACTIONS, 5)), jnp.float32)
-    ours = losses.quantile_loss(d["quantiles"], d["action"], d["reward"], discount(d), next_quantiles,
-                                d["selector"], jnp.float32(1.0), taus)
+    ours = jax.jit(losses.quantile_loss)(d["quantiles"], d["action"], d["reward"], discount(d), next_quantiles,
+                                         d["selector"], jnp.float32(1.0), taus)
     per_sample = lambda q, tau, a, r, g, sel, nq: rlax.quantile_q_learning(  # noqa: E731
         q.T, tau, a, r, g, sel, nq.T, huber_param=1.0)
-    theirs = jax.vmap(per_sample)(d["quantiles"], taus, d["action"], d["reward"], discount(d),
+    theirs = batched(per_sample)(d["quantiles"], taus, d["action"], d["reward"], discount(d),
                                   jnp.repeat(d["selector"][:, None, :], 5, axis=1), next_quantiles)
     assert_close(ours, theirs)

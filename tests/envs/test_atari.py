@@ -141,23 +141,27 @@ def test_valid_conv_is_flax_conv(size, stride):
 def test_nature_torso_is_flax_convs_over_frames_divided_by_255(layer_norm):
     config = TrainConfig(q_function="nature", hidden_sizes=[512], layer_norm=layer_norm)
     q = networks.build(config, FRAMES)
-    params = q.init(jax.random.PRNGKey(0), config.hparams())
+    params = jax.jit(q.init)(jax.random.PRNGKey(0), config.hparams())
     layers = params["net"]["params"]
     assert [layers[f"ValidConv_{i}"]["kernel"].shape for i in range(3)] == \
         [(8, 8, 4, 32), (4, 4, 32, 64), (3, 3, 64, 64)]
     frames = jax.random.randint(jax.random.PRNGKey(1), (3, 4 * 84 * 84), 0, 256).astype(jnp.uint8)
-    x = jnp.transpose(frames.reshape(3, 4, 84, 84) / 255.0, (0, 2, 3, 1))
-    for i, (channels, size, stride) in enumerate(networks.NATURE_CONVS):
-        x = nn.Conv(channels, (size, size), (stride, stride), padding="VALID").apply(
-            {"params": layers[f"ValidConv_{i}"]}, x)
+
+    @jax.jit  # one program, not one per operation
+    def by_flax(layers, frames):
+        x = jnp.transpose(frames.reshape(3, 4, 84, 84) / 255.0, (0, 2, 3, 1))
+        for i, (channels, size, stride) in enumerate(networks.NATURE_CONVS):
+            x = nn.Conv(channels, (size, size), (stride, stride), padding="VALID").apply(
+                {"params": layers[f"ValidConv_{i}"]}, x)
+            if layer_norm:
+                x = nn.LayerNorm().apply({"params": layers[f"LayerNorm_{i}"]}, x)
+            x = nn.relu(x)
+        x = nn.Dense(512).apply({"params": layers["Dense_0"]}, x.reshape(3, -1))
         if layer_norm:
-            x = nn.LayerNorm().apply({"params": layers[f"LayerNorm_{i}"]}, x)
-        x = nn.relu(x)
-    x = nn.Dense(512).apply({"params": layers["Dense_0"]}, x.reshape(3, -1))
-    if layer_norm:
-        x = nn.LayerNorm().apply({"params": layers["LayerNorm_3"]}, x)
-    expected = nn.Dense(6).apply({"params": layers["Dense_1"]}, nn.relu(x))
-    np.testing.assert_allclose(q.apply(params, frames), expected, rtol=1e-4, atol=1e-5)
+            x = nn.LayerNorm().apply({"params": layers["LayerNorm_3"]}, x)
+        return nn.Dense(6).apply({"params": layers["Dense_1"]}, nn.relu(x))
+
+    np.testing.assert_allclose(jax.jit(q.apply)(params, frames), by_flax(layers, frames), rtol=1e-4, atol=1e-5)
 
 
 def test_he_normal_scales_the_hidden_layers_and_convolutions_not_the_head():

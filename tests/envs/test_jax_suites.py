@@ -135,10 +135,10 @@ def test_jumanji_episodes_end_as_jumanji_ends_them():
     env = jumanji.make("Maze-v0")
     fields = jumanji_adapter.fields("Maze-v0")
     steps = list(qlax_steps("jumanji:Maze-v0", num_envs, actions, key))
-    step = jax.jit(env.step)
+    reset, step = jax.jit(env.reset), jax.jit(env.step)
     outcomes = set()
     for i, reset_key in enumerate(jax.random.split(key, num_envs)):
-        state, timestep = env.reset(reset_key)
+        state, timestep = reset(reset_key)
         np.testing.assert_array_equal(steps[0][0][i, fields["walls"]], np.reshape(timestep.observation.walls, -1))
         for t in range(len(actions)):
             state, timestep = step(state, actions[t, i])
@@ -166,10 +166,11 @@ def test_a_jumanji_cut_with_discount_is_a_truncation_with_its_final_observation(
     assert env.fields == {"mask": slice(0, 2), "count": slice(2, 3)}
     np.testing.assert_array_equal(env.observation_space.high, [1, 1, 3])
     vec = jax_adapter.vectorize(env, jax_adapter.spec_of(env, env.name), 2)
-    obs, state = vec.reset(jax.random.PRNGKey(0))
+    obs, state = jax.jit(vec.reset)(jax.random.PRNGKey(0))
+    step = jax.jit(vec.step)
     seen = []
     for action in [[0, 0], [0, 1], [0, 0]]:
-        out = vec.step(jax.random.PRNGKey(1), state, obs, jnp.asarray(action))
+        out = step(jax.random.PRNGKey(1), state, obs, jnp.asarray(action))
         seen.append((out.transition.next_obs[:, 2].tolist(), out.transition.terminated.tolist(), out.done.tolist()))
         obs, state = out.obs, out.env_state
     assert seen == [([1, 1], [False, False], [False, False]),
