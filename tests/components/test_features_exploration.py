@@ -52,7 +52,7 @@ def test_init_centers_shape_range_and_spread():
 def test_linear_rbf_scales_observations_and_trains_only_the_weights():
     q = linear_rbf(obs_dim=2, num_actions=3, num_centers=10, obs_low=np.array([-2.0, 0.0]),
                    obs_high=np.array([2.0, 10.0]))
-    params = q.init(jax.random.PRNGKey(0), TrainConfig(sigma=0.5, init_scale=0.1).hparams())
+    params = jax.jit(q.init)(jax.random.PRNGKey(0), TrainConfig(sigma=0.5, init_scale=0.1).hparams())
     assert float(params["sigma"]) == 0.5
     obs = jnp.array([[2.0, 10.0], [0.0, 5.0]])  # scaled to [1, 1] and [0, 0]
     phi = direct_rbf(np.array([[1.0, 1.0], [0.0, 0.0]]), params["centers"], 0.5)

@@ -127,11 +127,11 @@ def test_a_discrete_observation_reaches_the_q_function_one_hot_as_zero_and_one(s
     spec = env_spec(name)
     one_hot = one_hot_entries(spec)
     assert one_hot.any()
-    obs, _ = make_env(name, 6).reset(jax.random.PRNGKey(0))
+    obs, _ = jax.jit(make_env(name, 6).reset)(jax.random.PRNGKey(0))
     obs = np.asarray(obs)
     assert set(np.unique(obs[:, one_hot])) <= {0.0, 1.0}
     config = TrainConfig(env=name, q_function="mlp", obs_scaling=scaling, hidden_sizes=[8])
-    params = networks.build(config, spec).init(jax.random.PRNGKey(1), config.hparams())
+    params = jax.jit(networks.build(config, spec).init)(jax.random.PRNGKey(1), config.hparams())
     scaler = networks.observation_scaler(config, spec)
     for stats in (scaler.init(jnp.asarray(obs)), scaler.init(jnp.asarray(obs[:1]))):  # any statistics at all
         seen = np.asarray(normalization.apply(scaler.rescale(params, stats)["obs_scale"], jnp.asarray(obs)))

@@ -131,9 +131,10 @@ FRAMES = EnvSpec(id="frames", obs_shape=(4, 84, 84), obs_dim=4 * 84 * 84, num_ac
 @pytest.mark.parametrize("size, stride", [(8, 4), (4, 2), (3, 1)])
 def test_valid_conv_is_flax_conv(size, stride):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 21, 19, 3))
-    params = nn.Conv(5, (size, size), (stride, stride), padding="VALID").init(jax.random.PRNGKey(1), x)
-    expected = nn.Conv(5, (size, size), (stride, stride), padding="VALID").apply(params, x)
-    got = networks.ValidConv(5, size, stride).apply(params, x)
+    flax_conv = nn.Conv(5, (size, size), (stride, stride), padding="VALID")
+    params = jax.jit(flax_conv.init)(jax.random.PRNGKey(1), x)
+    expected = jax.jit(flax_conv.apply)(params, x)
+    got = jax.jit(networks.ValidConv(5, size, stride).apply)(params, x)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 

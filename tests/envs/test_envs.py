@@ -17,7 +17,7 @@ def probe_steps(env_id: str, num_envs: int, steps: int):
     """(t, obs before the step, EnvStep) for vector steps t = 1..steps of a probe, action 0."""
     env = make_env(env_id, num_envs)
     step = jax.jit(env.step)
-    obs, state = env.reset(jax.random.PRNGKey(0))
+    obs, state = jax.jit(env.reset)(jax.random.PRNGKey(0))
     for t in range(1, steps + 1):
         out = step(jax.random.PRNGKey(t), state, obs, jnp.zeros(num_envs, jnp.int32))
         yield t, obs, out

@@ -26,12 +26,12 @@ TESTS = Path(__file__).parents[1]  # where the helper modules (user_env, probe_e
 def test_the_corridor_auto_resets_keeping_final_observations_and_cutting_at_the_time_limit():
     env = Corridor(length=3, max_episode_steps=4)
     vec = envs.make_env(envs.register(env), 2)
-    obs, state = vec.reset(jax.random.PRNGKey(0))
+    obs, state = jax.jit(vec.reset)(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(obs, [[1, 0, 0], [1, 0, 0]])
     # env 0 walks right (ends at position 2 on step 2); env 1 walks left (cut after 4 steps).
-    seen = []
+    seen, vector_step = [], jax.jit(vec.step)
     for t in range(5):
-        step = vec.step(jax.random.PRNGKey(t), state, obs, jnp.array([1, 0]))
+        step = vector_step(jax.random.PRNGKey(t), state, obs, jnp.array([1, 0]))
         seen.append(step)
         obs, state = step.obs, step.env_state
     position = lambda one_hot: np.argmax(np.asarray(one_hot), axis=-1)  # noqa: E731
