@@ -83,11 +83,10 @@ def test_nstep_transitions_match_rlax_n_step_returns(n, rlax):
                         reward=jnp.asarray(rewards[t:t + 1]), next_obs=jnp.full((1, 1), t + 1, jnp.float32),
                         terminated=jnp.asarray(terminated[t:t + 1])) for t in range(horizon)]
     accumulate = nstep.accumulator(n)
-    window = accumulate.init(steps[0])
+    window, step = accumulate.init(steps[0]), jax.jit(accumulate.step)
     ours = []
     for t in range(horizon):
-        window, out, storable = accumulate.step(window, steps[t], jnp.asarray(terminated[t:t + 1]),
-                                                jnp.ones(1, bool), gamma)
+        window, out, storable = step(window, steps[t], jnp.asarray(terminated[t:t + 1]), jnp.ones(1, bool), gamma)
         if bool(storable[0]):
             boot = values[int(out.next_obs[0, 0])] * (1.0 - float(out.terminated[0]))
             ours.append(float(out.reward[0]) + float(out.discount[0]) * boot)

@@ -169,9 +169,8 @@ def test_he_normal_scales_the_hidden_layers_and_convolutions_not_the_head():
     """He normal draws LeCun normal's numbers times sqrt(2) (both truncated normals over the
     fan-in), so from one key the two networks differ by exactly that, the head not at all."""
     config = TrainConfig(q_function="nature", hidden_sizes=[512], layer_norm=True)
-    lecun, he = (networks.build(config.replace(weight_init=init), FRAMES).init(jax.random.PRNGKey(0),
-                                                                                 config.hparams())["net"]["params"]
-                 for init in ("lecun_normal", "he_normal"))
+    lecun, he = (jax.jit(networks.build(config.replace(weight_init=init), FRAMES).init)(
+        jax.random.PRNGKey(0), config.hparams())["net"]["params"] for init in ("lecun_normal", "he_normal"))
     for name in ("ValidConv_0", "ValidConv_1", "ValidConv_2", "Dense_0"):
         np.testing.assert_allclose(he[name]["kernel"], np.sqrt(2.0) * lecun[name]["kernel"], rtol=1e-6)
         np.testing.assert_array_equal(he[name]["bias"], lecun[name]["bias"])

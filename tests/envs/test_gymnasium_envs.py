@@ -235,10 +235,10 @@ def test_an_nstep_window_never_spans_a_reset_step():
                                 next_obs=jnp.full((1, 1), t + 1.0), terminated=jnp.array([False]))
     window = nstep.init(step(0), 3)
     flags = [(False, True), (False, True), (False, False), (False, True), (False, True)]  # t = 2 only resets
-    emitted = []
+    emitted, push, emit = [], jax.jit(nstep.push), jax.jit(nstep.emit)
     for t, (done, known) in enumerate(flags):
-        window = nstep.push(window, step(t), jnp.array([done]), jnp.array([known]))
-        out, storable = nstep.emit(window, 0.5)
+        window = push(window, step(t), jnp.array([done]), jnp.array([known]))
+        out, storable = emit(window, 0.5)
         emitted.append((bool(storable[0]), float(out.obs[0, 0]), float(out.next_obs[0, 0])))
     # windows start at t = 0, 1, 2: stop before the reset step, and none starts at it
     assert emitted[2:] == [(True, 0.0, 2.0), (True, 1.0, 2.0), (False, 2.0, 3.0)]

@@ -83,7 +83,7 @@ def test_navix_episodes_end_as_navix_ends_them_with_the_final_observation():
         assert bool(out.done[0]) == bool(terminated | truncated) and bool(out.next_obs_known[0])
     ends = [t for t, (_, out) in enumerate(steps) if out.done[0]]
     assert ends == [4, 104, 109] and [bool(steps[t][1].transition.terminated[0]) for t in ends] == [True, False, True]
-    first = np.reshape(env.reset(jax.random.PRNGKey(0)).observation, -1)
+    first = np.reshape(jax.jit(env.reset)(jax.random.PRNGKey(0)).observation, -1)
     for t in ends:  # after an end, the episode starts again
         assert bool(steps[t][1].first[0])
         np.testing.assert_array_equal(steps[t][1].obs[0], first)
