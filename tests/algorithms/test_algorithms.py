@@ -164,29 +164,28 @@ def test_conv_torso_reads_minatar_grids():
     params = jax.jit(trainer.q_function.init)(jax.random.PRNGKey(0), config.hparams())
     conv = params["net"]["params"]["Conv3x3_0"]
     assert conv["kernel"].shape == (3, 3, 4, 4)  # 3x3, 4 channels in and out
-    grid = jax.random.normal(jax.random.PRNGKey(2), (5, 10, 10, 4))
-    reference = jax.jit(flax.linen.Conv(4, (3, 3), padding="SAME").apply)({"params": conv}, grid)
-    np.testing.assert_allclose(jax.jit(networks.Conv3x3(4).apply)({"params": conv}, grid), reference, atol=1e-5)
     obs, _ = jax.eval_shape(trainer.env.reset, jax.random.PRNGKey(1))
     assert jax.eval_shape(trainer.q_function.outputs, params, obs).shape == (config.num_envs, 3, 5)
     with pytest.raises(qlax.ConfigError, match="q_function = 'conv': env 'CartPole-v1' has observations of shape"):
         make_train(TrainConfig(q_function="conv"))
 
 
-@pytest.mark.parametrize("height, width", [(10, 10), (5, 5), (7, 6)])
-def test_a_stride_2_convolution_is_flax_conv_with_same_padding(height, width):
-    """conv_stride 2 gives flax's strided SAME convolution (its uneven padding on even sizes
-    included), and the network's dense layer reads a quarter of the outputs."""
+@pytest.mark.parametrize("stride, height, width", [(1, 10, 10), (2, 10, 10), (2, 5, 5), (2, 7, 6)])
+def test_a_3x3_convolution_is_flax_conv_with_same_padding(stride, height, width):
+    """Conv3x3 at conv_stride 1 or 2 gives flax's SAME convolution (at stride 2 its uneven
+    padding on even sizes included), and the network's dense layer reads its outputs: at
+    stride 2 a quarter of them."""
     grid = jax.random.normal(jax.random.PRNGKey(2), (3, height, width, 4))
-    flax_conv = flax.linen.Conv(8, (3, 3), (2, 2), padding="SAME")
+    flax_conv = flax.linen.Conv(8, (3, 3), (stride, stride), padding="SAME")
     params = jax.jit(flax_conv.init)(jax.random.PRNGKey(0), grid)
     expected = jax.jit(flax_conv.apply)(params, grid)
-    assert expected.shape == (3, -(-height // 2), -(-width // 2), 8)
-    np.testing.assert_allclose(jax.jit(networks.Conv3x3(8, stride=2).apply)(params, grid), expected, atol=1e-5)
-    config = TrainConfig(env="Breakout-MinAtar", q_function="conv", conv_channels=[4], conv_stride=2, hidden_sizes=[16])
+    assert expected.shape == (3, -(-height // stride), -(-width // stride), 8)
+    np.testing.assert_allclose(jax.jit(networks.Conv3x3(8, stride=stride).apply)(params, grid), expected, atol=1e-5)
+    config = TrainConfig(env="Breakout-MinAtar", q_function="conv", conv_channels=[4], conv_stride=stride,
+                         hidden_sizes=[16])
     init = make_train(config).q_function.init
     layers = jax.eval_shape(init, jax.random.PRNGKey(0), config.hparams())["net"]["params"]
-    assert layers["Dense_0"]["kernel"].shape == (5 * 5 * 4, 16)
+    assert layers["Dense_0"]["kernel"].shape == ((10 // stride) ** 2 * 4, 16)  # Breakout's 10x10 grid
 
 
 GREEDY_PQN = TrainConfig(algorithm="pqn", num_envs=8, total_steps=8192, chunk_steps=32, seeds=2, q_function="mlp",
