@@ -385,15 +385,29 @@ TORSO_SETTINGS = {
 }
 
 
+# The kinds of observation a generic preset tells apart (`observation_kind`), each with the
+# network `q_function: auto` gives it; `by_observation` settings are keyed by them.
+OBSERVATION_KINDS = {"vector": "mlp", "one_hot": "mlp", "grid": "conv", "image": "nature"}
+
+
+def observation_kind(spec) -> str:
+    """What `spec`'s observations are: image (stacked pixel frames, `is_frames`), grid (other
+    (height, width, channels) arrays, MinAtar's and Navix's), one_hot (a Discrete observation,
+    every entry one-hot) or vector (anything else, flattened)."""
+    if is_frames(spec):
+        return "image"
+    if len(spec.obs_shape) == 3:
+        return "grid"
+    return "one_hot" if spec.one_hot is not None and bool(np.all(spec.one_hot)) else "vector"
+
+
 def torso_of(config, spec) -> str:
-    """The network `config.q_function` names; for `auto`, the one the observations call for:
-    the Nature convolutions over pixel frames, a 3x3 convolution over other (height, width,
-    channels) grids (MinAtar's), an MLP over vectors and one-hot states."""
+    """The network `config.q_function` names; for `auto`, the one the observations call for
+    (`OBSERVATION_KINDS`): the Nature convolutions over pixel frames, a 3x3 convolution over
+    other grids, an MLP over vectors and one-hot states."""
     if config.q_function != "auto":
         return config.q_function
-    if is_frames(spec):
-        return "nature"
-    return "conv" if len(spec.obs_shape) == 3 else "mlp"
+    return OBSERVATION_KINDS[observation_kind(spec)]
 
 
 def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ import yaml
 
 from qlax import envs
 from qlax.core.devices import any_process, barrier, is_writer
+from qlax.components.networks import observation_kind
 from qlax.core.files import write_text
 from qlax.program import memory
 from qlax.program.evaluation import evaluate_members
@@ -157,9 +158,17 @@ def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memor
     every member initialized (from a saved run's parameters with `init_from`). Settings,
     memory and layout are checked before anything compiles."""
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
-    members = _owned(Members.of(config.validated(), grid), grid)
+    members = _owned(Members.of(for_observations(config.validated()), grid), grid)
     planned = _plan(members, max_memory)
     return _init(members, planned, progress, InitFrom.of(init_from))
+
+
+def for_observations(config: TrainConfig) -> TrainConfig:
+    """`config` with its `by_observation` settings resolved for its env's kind of observation
+    (`networks.observation_kind`), as the run trains and saves it."""
+    if config.by_observation is None:
+        return config
+    return config.for_observation(observation_kind(envs.env_spec(config.env)))
 
 
 def _owned(members: Members, grid: dict[str, list] | None) -> Members:
@@ -195,7 +204,7 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     config = config.replace(seeds=seeds) if seeds is not None else config
     config = config.replace(env=envs.register(env)) if env is not None else config
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
-    config, init_from = config.validated(), InitFrom.of(init_from)
+    config, init_from = for_observations(config.validated()), InitFrom.of(init_from)
     options = RunOptions(preset, checkpoint_every, keep, tuple(log), checked(callbacks, config),
                          init_from.describe() if init_from else None, pbt and pbt.check(config)).validated()
     tracking.check(options.log, out)

@@ -31,7 +31,7 @@ from qlax.components.contract import ALGORITHMS
 from qlax.components.exploration import EXPLORER_SETTINGS, EXPLORERS, SCHEDULE_SETTINGS, SCHEDULES
 from qlax.components.learner import OPTIMIZERS, TARGET_SETTINGS, TARGETS
 from qlax.components.losses import PENALTIES, PENALTY_SETTINGS
-from qlax.components.networks import TORSO_SETTINGS, TORSOS, WEIGHT_INITS
+from qlax.components.networks import OBSERVATION_KINDS, TORSO_SETTINGS, TORSOS, WEIGHT_INITS
 from qlax.components.replay import BUFFER_SETTINGS, BUFFERS
 from qlax.core.errors import ConfigError, one_line, short  # noqa: F401 (short: re-exported)
 from qlax.core.hparams import DYNAMIC_SETTINGS, HParams  # noqa: F401 (re-exported)
@@ -206,6 +206,12 @@ class TrainConfig:
                              "episodes) and keep the parameters of its best check: load_policy(best=True), "
                              "qlax eval --best")
 
+    # Settings by the kind of observation (generic presets).
+    by_observation: dict[str, dict[str, Any]] | None = _field(
+        None, "settings that apply where the environment's observations are of one kind, keyed by kind (vector, "
+        "one_hot, grid, image: `q_function: auto`'s kinds), e.g. {grid: {batch_size: 32}}: resolved when the run "
+        "starts and saved as plain settings; a setting given later (--set, replace, a grid) wins over it")
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` applied, validated. A change of `env` takes the new
         environment's own bounds and threshold (`ENV_SETTINGS`) unless `changes` sets them,
@@ -218,7 +224,16 @@ class TrainConfig:
             raise ConfigError(unknown_key_message(unknown[0]))
         if "env" in changes and not (isinstance(changes["env"], str) and task_id(changes["env"]) == task_id(self.env)):
             changes = {**{name: None for name in ENV_SETTINGS}, **changes}
+        if self.by_observation and "by_observation" not in changes:  # what is given now wins over it
+            changes["by_observation"] = {kind: {k: v for k, v in settings.items() if k not in changes}
+                                         for kind, settings in self.by_observation.items()}
         return dataclasses.replace(self, **changes).validated()
+
+    def for_observation(self, kind: str) -> TrainConfig:
+        """This config where the observations are of `kind` (`networks.observation_kind`): its
+        `by_observation` settings for that kind applied, the others dropped."""
+        settings = (self.by_observation or {}).get(kind, {})
+        return dataclasses.replace(self, **settings, by_observation=None).validated()
 
     @property
     def vector_steps(self) -> int:
@@ -241,10 +256,13 @@ class TrainConfig:
     def owned(self) -> TrainConfig:
         """A copy with every setting that nothing this config chose reads (`owners`) back at its
         default: for switching algorithm or component in Python, where the old choice's
-        settings would be refused (`preset.replace(algorithm="pqn").owned()`)."""
+        settings would be refused (`preset.replace(algorithm="pqn").owned()`); `by_observation`
+        keeps, for each kind, the settings that its kind's config reads."""
         read, defaults = owners(self), TrainConfig()
+        by_kind = {kind: {k: v for k, v in settings.items() if k in owners(dataclasses.replace(self, **settings))}
+                   for kind, settings in (self.by_observation or {}).items()}
         return dataclasses.replace(self, **{name: getattr(defaults, name) for name in field_names()
-                                            if name not in read})
+                                            if name not in read}, by_observation=by_kind or None)
 
     def hparams(self) -> HParams:
         """This config's dynamic settings as traced-ready scalars."""
@@ -308,7 +326,7 @@ def static_key(config: TrainConfig) -> str:
 # a component (COMPONENT_SETTINGS' keys) brings in the settings of the component it chooses.
 RUN_SETTINGS = ("algorithm", "env", "num_envs", "total_steps", "seeds", "seed", "chunk_steps", "obs_low", "obs_high",
                 "obs_scaling", "q_function", "exploration", "truncation", "early_stop", "stop_on",
-                "stop_eval_episodes", "stop_eval_z", "solve_threshold", "eval_episodes", "keep_best")
+                "stop_eval_episodes", "stop_eval_z", "solve_threshold", "eval_episodes", "keep_best", "by_observation")
 COMPONENT_SETTINGS = {"q_function": TORSO_SETTINGS, "exploration": EXPLORER_SETTINGS,
                       "eps_schedule": SCHEDULE_SETTINGS, "replay": BUFFER_SETTINGS, "target": TARGET_SETTINGS,
                       "loss": PENALTY_SETTINGS}
@@ -439,6 +457,8 @@ def _check_field(f: dataclasses.Field, value: Any) -> Any:
         if optional:
             return None
         raise ConfigError(f"{f.name}: a value is required ({_TYPE_NAMES[kind]})")
+    if f.name == "by_observation":
+        return _check_by_observation(value)
     if is_list:
         if not isinstance(value, (list, tuple)) or not value:
             plural = "integers" if kind is int else "numbers"
@@ -457,6 +477,26 @@ def _check_field(f: dataclasses.Field, value: Any) -> Any:
         as32 = f" ({seen:g} as a float32)" if f"{seen:g}" != f"{value:g}" else ""
         raise ConfigError(f"{f.name} = {short(value)}{as32}: out of range, allowed {_range_text(kind, meta)}")
     return value
+
+
+def _check_by_observation(value: Any) -> dict[str, dict[str, Any]]:
+    """`by_observation` checked: kinds of observation mapped to settings, each checked on its own."""
+    example = "e.g. {grid: {batch_size: 32}}"
+    if not isinstance(value, dict):
+        raise ConfigError(f"by_observation = {short(value)}: expected kinds of observation mapped to settings, {example}")
+    checked = {}
+    for kind, settings in value.items():
+        if kind not in OBSERVATION_KINDS:
+            raise ConfigError(f"by_observation: {short(kind)} is not a kind of observation: one of "
+                              f"{', '.join(OBSERVATION_KINDS)}")
+        if not isinstance(settings, dict):
+            raise ConfigError(f"by_observation.{kind} = {short(settings)}: expected settings, {example}")
+        for name in settings:
+            if name in ("env", "by_observation"):
+                raise ConfigError(f"by_observation.{kind}: {name} cannot depend on the observations (they come "
+                                  f"from the env)")
+        checked[kind] = {name: check_setting(name, v) for name, v in settings.items()}
+    return checked
 
 
 def _representable(name: str, value: Any, kind: type) -> Any:

@@ -24,14 +24,15 @@ def frames_spec():
                                obs_low=np.zeros(size, np.float32), obs_high=np.full(size, 255, np.float32))
 
 
-@pytest.mark.parametrize("spec, torso", [
-    (lambda: envs.env_spec("CartPole-v1"), "mlp"),
-    (lambda: envs.env_spec(envs.register(Corridor())), "mlp"),  # a Discrete state, one-hot
-    (lambda: envs.env_spec("Breakout-MinAtar"), "conv"),  # a 10x10x4 grid
-    (frames_spec, "nature"),
+@pytest.mark.parametrize("spec, kind, torso", [
+    (lambda: envs.env_spec("CartPole-v1"), "vector", "mlp"),
+    (lambda: envs.env_spec(envs.register(Corridor())), "one_hot", "mlp"),  # a Discrete state, one-hot
+    (lambda: envs.env_spec("Breakout-MinAtar"), "grid", "conv"),  # a 10x10x4 grid
+    (frames_spec, "image", "nature"),
 ], ids=["vector", "one-hot", "grid", "pixel frames"])
-def test_auto_picks_the_network_the_observations_call_for(spec, torso):
+def test_auto_picks_the_network_the_observations_call_for(spec, kind, torso):
     spec = spec()
+    assert networks.observation_kind(spec) == kind
     assert networks.torso_of(AUTO, spec) == torso
     params = jax.eval_shape(networks.build(AUTO, spec).init, jax.random.PRNGKey(0), AUTO.hparams())
     kernels = [leaf.shape for leaf in jax.tree.leaves(params["net"])]

@@ -74,6 +74,20 @@ def test_a_finished_run_given_more_steps_equals_the_run_given_that_budget_at_onc
         {k: v for k, v in one_go.summary.items() if k not in timings}
 
 
+def test_settings_by_observation_train_and_save_what_plain_settings_do(one_go, tmp_path):
+    """A preset's `by_observation` settings for the env's kind (CartPole's: vector) are resolved
+    when the run starts: it trains what the plain settings train and saves them plainly, so
+    its run directory reads (and resumes) as any other."""
+    out = tmp_path / "by-kind"
+    by_kind = CONFIG.replace(num_centers=16, by_observation={"vector": {"num_centers": 32},
+                                                              "grid": {"num_centers": 64}})
+    result = qlax.train(by_kind, out=out, progress=False, checkpoint_every=3, keep=2)
+    for a, b in zip(jax.tree.leaves(result.state), jax.tree.leaves(one_go.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert (out / "config.yaml").read_bytes() == (one_go.run_dir / "config.yaml").read_bytes()
+    assert "by_observation: null" in (out / "config.yaml").read_text()
+
+
 def test_a_run_whose_last_chunk_was_short_reaches_its_new_budget(tmp_path):
     out = tmp_path / "short"
     qlax.train(CONFIG.replace(total_steps=1100), out=out, progress=False)  # 5 chunks and a short sixth

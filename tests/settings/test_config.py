@@ -36,6 +36,37 @@ def test_replace_validates_and_keeps_the_rest():
         c.replace(target_update_interval=100)
 
 
+def test_settings_by_observation_apply_to_their_kind_and_yield_to_settings_given_later():
+    from qlax.runs.experiment import for_observations
+
+    dqn = qlax.presets.load("dqn")
+    assert (dqn.batch_size, dqn.by_observation) == (64, {"grid": {"batch_size": 32}})
+    assert dqn.for_observation("grid") == dataclasses.replace(dqn, batch_size=32, by_observation=None)
+    assert dqn.for_observation("vector") == dataclasses.replace(dqn, by_observation=None)
+    assert dqn.replace(lr=1e-4).for_observation("grid").batch_size == 32  # another setting leaves it
+    given = dqn.replace(batch_size=48)  # --set batch_size=48: the person's value holds on every kind
+    assert given.by_observation == {"grid": {}} and given.for_observation("grid").batch_size == 48
+    assert for_observations(dqn.replace(env="Breakout-MinAtar")).batch_size == 32  # a 10x10x4 grid
+    assert for_observations(dqn).batch_size == 64  # CartPole's vector
+    assert for_observations(dqn.replace(env="Breakout-MinAtar", batch_size=64)).batch_size == 64
+    assert dqn.replace(algorithm="pqn").owned().by_observation == {"grid": {}}  # PQN draws no replay batches
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"pixels": {"batch_size": 32}}, "by_observation: 'pixels' is not a kind of observation: one of vector, "
+                                     "one_hot, grid, image"),
+    ({"grid": {"batch_sise": 32}}, "unknown setting 'batch_sise' (did you mean 'batch_size'?)"),
+    ({"grid": {"batch_size": 0}}, "batch_size = 0: out of range, allowed >= 1"),
+    ({"grid": {"env": "Breakout-MinAtar"}}, "by_observation.grid: env cannot depend on the observations"),
+    ({"grid": 32}, "by_observation.grid = 32: expected settings"),
+    ([32], "by_observation = [32]: expected kinds of observation mapped to settings"),
+])
+def test_settings_by_observation_are_checked_as_settings(value, message):
+    with pytest.raises(ConfigError) as caught:
+        from_dict({"by_observation": value})
+    assert message in str(caught.value)
+
+
 def test_types_are_coerced_only_where_lossless():
     assert from_dict({"lr": 1, "num_envs": 8.0}).lr == 1.0
     with pytest.raises(ConfigError, match="expected an integer"):
@@ -162,7 +193,9 @@ def test_every_setting_has_an_owner_and_every_preset_reads_what_it_sets():
                             eps_schedule="exponential", q_function="conv", env="Breakout-MinAtar")))
     assert owned == set(config.field_names())
     for name in presets.names():
-        config.check_owned(presets.load(name))
+        preset = presets.load(name)
+        for kind in ("vector", "one_hot", "grid", "image"):
+            config.check_owned(preset.for_observation(kind))
 
 
 @pytest.mark.parametrize("changes, message", [
