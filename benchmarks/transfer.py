@@ -1,6 +1,6 @@
 """qlax's generic presets against Stable-Baselines3's DQN on environments no preset was tuned on (issue #21).
 
-    python benchmarks/transfer.py [--envs NAME,...] [--presets dqn[,sb3]] [--seeds 5] [--steps-scale 1.0]
+    python benchmarks/transfer.py [--envs NAME,...] [--presets dqn[,sb3]] [--seeds 5] [--first-seed 0] [--steps-scale 1.0]
                                   [--sb3-python PATH | --sb3-from LOG | --no-sb3] [--set KEY=VALUE ...]
 
 What a user meets with a new environment: qlax's generic preset with `env` switched, against
@@ -114,7 +114,7 @@ from qlax.tools.cli import parse_sets
 WORKER = HERE / "_sb3_transfer_worker.py"
 GOAL_WALL_RATIO = 5.0  # SB3's wall time / qlax's, at least
 GOAL_ENVS = 7  # of 8
-RUN_SETTINGS = {"env", "total_steps", "seeds", "eval_episodes"}  # set per env by qlax_run, not by --set
+RUN_SETTINGS = {"env", "total_steps", "seeds", "eval_episodes", "seed"}  # set per env by qlax_run, not by --set
 
 
 @dataclass(frozen=True)
@@ -211,11 +211,11 @@ def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int, 
             "env_steps": result.summary["env_steps"], "env_steps_per_s": result.summary["env_steps_per_s"]}
 
 
-def sb3_run(env: str, spec: Env, steps: int, seeds: int, python) -> dict | None:
-    """SB3's DQN on `env`, one worker per seed in turn; None if a seed failed."""
+def sb3_run(env: str, spec: Env, steps: int, seeds: int, python, first_seed: int = 0) -> dict | None:
+    """SB3's DQN on `env`, one worker per seed (first_seed, first_seed + 1, ...) in turn; None if a seed failed."""
     dqn = dict(spec.zoo) if spec.zoo is not None else {"policy": "MlpPolicy"}
     runs = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         run = run_worker(WORKER, {"env": env, "seed": seed, "steps": steps, "dqn": dqn,
                                   "eval_episodes": spec.eval_episodes, "threads": 1}, python)
         if run is None:
@@ -228,7 +228,7 @@ def sb3_run(env: str, spec: Env, steps: int, seeds: int, python) -> dict | None:
             "versions": runs[0]["versions"]}
 
 
-def earlier_sb3_rows(log: str, seeds: int, budgets: dict[str, int]) -> dict[str, dict]:
+def earlier_sb3_rows(log: str, seeds: int, budgets: dict[str, int], first_seed: int = 0) -> dict[str, dict]:
     """SB3's results for each env of `budgets` (env -> env steps per seed) from the JSON line
     an earlier run of this benchmark printed last; it must have run them on those budgets."""
     lines = [line for line in Path(log).read_text().splitlines() if line.startswith('{"benchmark": "transfer"')]
@@ -237,6 +237,9 @@ def earlier_sb3_rows(log: str, seeds: int, budgets: dict[str, int]) -> dict[str,
     earlier = json.loads(lines[-1])
     if earlier["seeds"] != seeds:
         raise SystemExit(f"--sb3-from {log}: its run had --seeds {earlier['seeds']}; this one has {seeds}")
+    if earlier.get("first_seed", 0) != first_seed:
+        raise SystemExit(f"--sb3-from {log}: its run had --first-seed {earlier.get('first_seed', 0)}; "
+                         f"this one has {first_seed}")
     rows = {row["env"]: row for row in earlier["rows"] if row["sb3"] is not None}
     for env, steps in budgets.items():
         if env not in rows or rows[env]["steps"] != steps:
@@ -274,6 +277,9 @@ def main():
     parser.add_argument("--presets", default="dqn", help="generic presets, comma-separated (dqn, pqn, rainbow), "
                         "or sb3: qlax with SB3's own settings for each env")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per env, both libraries")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="another set of seeds, for both libraries (held out from the runs that chose a setting): "
+                             "SB3's seeds start there, and qlax's base seed is it")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiplies every env's budget")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a qlax setting for every preset run (repeatable), as qlax train --set")
@@ -294,7 +300,9 @@ def main():
     if RUN_SETTINGS & changes.keys():
         parser.error(f"--set {', '.join(sorted(RUN_SETTINGS & changes.keys()))}: the benchmark sets it per env")
     budgets = {env: budget(ENVS[env], args.steps_scale) for env in envs}
-    earlier = earlier_sb3_rows(args.sb3_from, args.seeds, budgets) if args.sb3_from else None
+    if args.first_seed:  # qlax's seeds: fold_in(PRNGKey(seed), i)
+        changes["seed"] = args.first_seed
+    earlier = earlier_sb3_rows(args.sb3_from, args.seeds, budgets, args.first_seed) if args.sb3_from else None
     python = None if args.sb3_from or args.no_sb3 else \
         args.sb3_python or sb3_python(sb3_extra_pins(), SB3_EXTRA_IMPORTS)
     rows, skipped = [], {}
@@ -312,7 +320,7 @@ def main():
         elif earlier is not None:
             theirs = earlier.get(env)
         else:
-            theirs = sb3_run(env, spec, steps, args.seeds, python)
+            theirs = sb3_run(env, spec, steps, args.seeds, python, args.first_seed)
         if theirs is not None:
             source = f", from {args.sb3_from}" if earlier is not None else ""
             print(f"  SB3 ({theirs['settings']}{source}): IQM {theirs['iqm']:.3f}, seeds {np.round(theirs['returns'], 3)}, "
@@ -335,7 +343,7 @@ def main():
     if dqn_goals:
         print(f"\ndqn meets the goal on {sum(dqn_goals)} of {len(dqn_goals)} envs (issue #21: at least "
               f"{GOAL_ENVS} of 8, IQM >= SB3's in <= 1/{GOAL_WALL_RATIO:g} of its wall time)", flush=True)
-    emit({"benchmark": "transfer", "seeds": args.seeds, "steps_scale": args.steps_scale, "changes": changes,
+    emit({"benchmark": "transfer", "seeds": args.seeds, "first_seed": args.first_seed, "steps_scale": args.steps_scale, "changes": changes,
           "sb3_from": args.sb3_from, "rows": rows,
           "skipped": skipped, "goal": {"envs": GOAL_ENVS, "wall_ratio": GOAL_WALL_RATIO}})
 
