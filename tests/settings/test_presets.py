@@ -22,6 +22,17 @@ def test_a_preset_file_starts_from_its_base_and_changes_a_few_settings(tmp_path)
     assert presets.description(mine) == "mine"
 
 
+def test_a_file_over_a_base_with_settings_by_observation_wins_as_a_later_setting_does(tmp_path):
+    mine = write(tmp_path / "mine.yaml", "base: dqn\nbatch_size: 128\nby_observation:\n"
+                                         "  grid: {hidden_sizes: [128, 128]}\n  image: {batch_size: 16}\n")
+    config = presets.load(mine)
+    # dqn's {grid: {batch_size: 32}} yields to the file's batch_size; its own kinds add to dqn's.
+    assert config.batch_size == 128
+    assert config.by_observation == {"grid": {"hidden_sizes": [128, 128]}, "image": {"batch_size": 16}}
+    assert config.for_observation("grid") == presets.load("dqn").replace(batch_size=128, hidden_sizes=[128, 128],
+                                                                           by_observation=None)
+
+
 def test_without_base_the_settings_left_out_take_the_defaults(tmp_path):
     config = presets.load(write(tmp_path / "plain.yaml", "q_function: mlp\n"))
     assert config == TrainConfig(q_function="mlp")

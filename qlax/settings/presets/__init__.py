@@ -78,7 +78,25 @@ def _settings(name_or_path: str, chain: tuple[tuple[str, str], ...] = ()) -> dic
     if "env" not in data and base not in names() and isinstance(env, str) and envs.needs_code(env):
         raise ConfigError(f"preset '{name_or_path}': env = {short(env)} comes from its base {short(base)}; qlax "
                           f"imports code only where you name it: set env in {short(name_or_path)} itself")
-    return {**inherited, **data}
+    return _over(inherited, data)
+
+
+def _over(inherited: dict, data: dict) -> dict:
+    """A file's settings over its base's. A setting the file gives wins over the base's
+    `by_observation` too, and the file's `by_observation` adds to the base's, kind by kind."""
+    merged = {**inherited, **data}
+    base_kinds = inherited.get("by_observation")
+    if not isinstance(base_kinds, dict):
+        return merged
+    kinds = {kind: {k: v for k, v in settings.items() if k not in data} if isinstance(settings, dict) else settings
+             for kind, settings in base_kinds.items()}
+    own_kinds = data.get("by_observation", {})
+    if not isinstance(own_kinds, dict):
+        return merged  # refused by the settings' check, as the file wrote it
+    for kind, settings in own_kinds.items():
+        base = kinds.get(kind)
+        kinds[kind] = {**base, **settings} if isinstance(base, dict) and isinstance(settings, dict) else settings
+    return {**merged, "by_observation": kinds}
 
 
 def description(name: str) -> str:
