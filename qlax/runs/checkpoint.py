@@ -40,7 +40,7 @@ from flax import serialization
 
 from qlax.program import episodes
 from qlax.program.memory import size_text
-from qlax.settings.config import short
+from qlax.settings.config import TrainConfig, short
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.msgpack"
@@ -333,8 +333,11 @@ def bound_manifest(path: Path, settings: dict[str, Any], free: tuple[str, ...] =
     manifest = read_manifest(path)
     saved = manifest.get("settings")
     saved_config = saved.get("config") if isinstance(saved, dict) else None
-    if free and isinstance(saved_config, dict) and isinstance(settings.get("config"), dict):
-        settings = {**settings, "config": {**settings["config"],
+    if isinstance(saved_config, dict) and isinstance(settings.get("config"), dict):
+        here, defaults = settings["config"], TrainConfig().to_dict()
+        # A setting qlax gained since the checkpoint was saved, at its default: the run trained as it does.
+        added = {k for k, v in here.items() if k not in saved_config and k in defaults and v == defaults[k]}
+        settings = {**settings, "config": {**{k: v for k, v in here.items() if k not in added},
                                            **{k: saved_config[k] for k in free if k in saved_config}}}
     if manifest["settings_sha256"] != settings_sha256(settings):
         raise CheckpointError(f"{path}: saved by a run with other settings than this run directory's "
@@ -388,8 +391,9 @@ def _differences(saved: Any, settings: dict[str, Any]) -> str:
             if there != here:
                 diffs.append(f"{part}: {short(there, 40)} there, {short(here, 40)} here")
             continue
-        diffs += [f"{k}: {short(there.get(k), 30)} there, {short(here.get(k), 30)} here"
-                  for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)]
+        shown = {side: {k: short(v, 30) for k, v in values.items()} for side, values in (("there", there), ("here", here))}
+        diffs += [f"{k}: {shown['there'].get(k, 'absent')} there, {shown['here'].get(k, 'absent')} here"
+                  for k in sorted(set(there) | set(here)) if k not in there or k not in here or there[k] != here[k]]
     return "; ".join(diffs[:3]) or "its settings hash differs"
 
 

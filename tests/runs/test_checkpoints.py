@@ -213,6 +213,34 @@ def old_rows(run_dir) -> list[str]:
     return [",".join(line.split(",")[:9]) for line in (run_dir / "metrics.csv").read_text().splitlines()]
 
 
+def test_a_run_saved_before_qlax_gained_a_setting_loads_while_that_setting_is_at_its_default(runs, original,
+                                                                                              tmp_path, capsys):
+    """A checkpoint's manifest and config.yaml as a qlax without `by_observation` and
+    `conv_stride` wrote them: the run trained as their defaults do, so it still loads."""
+    def as_written_without(run_dir, names):
+        for manifest_file in run_dir.glob(f"checkpoints/*/{checkpoint.MANIFEST_FILE}"):
+            manifest = json.loads(manifest_file.read_text())
+            for name in names:
+                del manifest["settings"]["config"][name]
+            manifest["settings_sha256"] = checkpoint.settings_sha256(manifest["settings"])
+            manifest_file.write_text(json.dumps(manifest))
+        config = run_dir / "config.yaml"
+        config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                                  if line.split(":")[0] not in names))
+
+    old = copy_run(runs, tmp_path)
+    as_written_without(old, ["by_observation", "conv_stride"])
+    assert_same_state(load(old)[0], original)
+    assert cli.main(["eval", str(old), "--episodes", "2"]) == 0
+    # A setting missing from the manifest's copy but not at its default is another run's.
+    other = tmp_path / "other"
+    shutil.copytree(runs / "lr", other)
+    as_written_without(other, ["lr"])
+    (other / "config.yaml").write_text((runs / "lr" / "config.yaml").read_text())
+    assert cli.main(["eval", str(other), "--episodes", "2"]) != 0
+    assert "lr: absent there, 0.001 here" in capsys.readouterr().err
+
+
 def test_a_run_an_earlier_qlax_wrote_evaluates_plots_and_resumes_in_its_own_columns(runs, original, tmp_path):
     run_dir = copy_run(runs, tmp_path)
     as_before_episode_lengths(run_dir, chunks=1)
