@@ -298,7 +298,10 @@ def main():
     except ConfigError as error:
         parser.error(str(error))
     if RUN_SETTINGS & changes.keys():
-        parser.error(f"--set {', '.join(sorted(RUN_SETTINGS & changes.keys()))}: the benchmark sets it per env")
+        parser.error(f"--set {', '.join(sorted(RUN_SETTINGS & changes.keys()))}: the benchmark sets it per env "
+                     f"(other seeds: --first-seed)")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed {args.first_seed}: must be at least 0")
     budgets = {env: budget(ENVS[env], args.steps_scale) for env in envs}
     if args.first_seed:  # qlax's seeds: fold_in(PRNGKey(seed), i)
         changes["seed"] = args.first_seed

@@ -22,9 +22,9 @@ from flax import struct
 
 from qlax.components import contract
 from qlax.components.contract import MEMBERS, Algorithm, Rollout
-from qlax.components.networks import QFunction
+from qlax.components.networks import QFunction, observation_kind
 from qlax.core.program_cache import ProgramCache
-from qlax.envs import VecEnv, make_env
+from qlax.envs import VecEnv, env_spec, make_env
 from qlax.program import episodes
 from qlax.program.evaluation import make_evaluate
 from qlax.program.placement import Placement
@@ -119,14 +119,23 @@ def solve_threshold(config: TrainConfig, env: VecEnv) -> float | None:
 _PROGRAMS: ProgramCache[Trainer] = ProgramCache()
 
 
+def for_observations(config: TrainConfig) -> TrainConfig:
+    """`config` with its `by_observation` settings resolved for its env's kind of observation
+    (`networks.observation_kind`), as a run trains and saves it."""
+    if config.by_observation is None:
+        return config
+    return config.for_observation(observation_kind(env_spec(config.env)))
+
+
 def make_train(config: TrainConfig) -> Trainer:
-    """The pure training program for `config` (validated again here).
+    """The pure training program for `config` (validated again here, its `by_observation`
+    resolved: `for_observations`).
 
     The program depends on the static settings only: configs that differ in dynamic
     settings (or only in seeds) get the very same functions, so whatever JAX compiled
     for one serves the others. The dynamic values come from each member's `HParams`.
     """
-    config = config.validated()
+    config = for_observations(config.validated())
     # Dynamic settings blanked: a stray read of one inside the program fails loudly.
     program = _PROGRAMS.get(static_key(config),
                             lambda: _build(dataclasses.replace(config, **dict.fromkeys(DYNAMIC_SETTINGS))))

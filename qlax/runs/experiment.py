@@ -31,12 +31,12 @@ import yaml
 
 from qlax import envs
 from qlax.core.devices import any_process, barrier, is_writer
-from qlax.components.networks import observation_kind
 from qlax.core.files import write_text
 from qlax.program import memory
 from qlax.program.evaluation import evaluate_members
 from qlax.program.placement import AXIS, Placement, place
-from qlax.program.trainer import Population, Trainer, TrainState, make_train, population, solve_threshold
+from qlax.program.trainer import (Population, Trainer, TrainState, for_observations, make_train, population,
+                                  solve_threshold)
 from qlax.runs import checkpoint, reports, tracking
 from qlax.runs.callbacks import Callback, ChunkReport, checked
 from qlax.runs.interrupt import GracefulInterrupt
@@ -161,14 +161,6 @@ def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memor
     members = _owned(Members.of(for_observations(config.validated()), grid), grid)
     planned = _plan(members, max_memory)
     return _init(members, planned, progress, InitFrom.of(init_from))
-
-
-def for_observations(config: TrainConfig) -> TrainConfig:
-    """`config` with its `by_observation` settings resolved for its env's kind of observation
-    (`networks.observation_kind`), as the run trains and saves it."""
-    if config.by_observation is None:
-        return config
-    return config.for_observation(observation_kind(envs.env_spec(config.env)))
 
 
 def _owned(members: Members, grid: dict[str, list] | None) -> Members:

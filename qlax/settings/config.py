@@ -224,16 +224,22 @@ class TrainConfig:
             raise ConfigError(unknown_key_message(unknown[0]))
         if "env" in changes and not (isinstance(changes["env"], str) and task_id(changes["env"]) == task_id(self.env)):
             changes = {**{name: None for name in ENV_SETTINGS}, **changes}
-        if self.by_observation and "by_observation" not in changes:  # what is given now wins over it
+        if isinstance(self.by_observation, dict) and "by_observation" not in changes:  # what is given now wins
             changes["by_observation"] = {kind: {k: v for k, v in settings.items() if k not in changes}
+                                         if isinstance(settings, dict) else settings
                                          for kind, settings in self.by_observation.items()}
         return dataclasses.replace(self, **changes).validated()
 
     def for_observation(self, kind: str) -> TrainConfig:
         """This config where the observations are of `kind` (`networks.observation_kind`): its
         `by_observation` settings for that kind applied, the others dropped."""
+        if kind not in OBSERVATION_KINDS:
+            raise ConfigError(f"{short(kind)} is not a kind of observation: one of {', '.join(OBSERVATION_KINDS)}")
         settings = (self.by_observation or {}).get(kind, {})
-        return dataclasses.replace(self, **settings, by_observation=None).validated()
+        try:
+            return dataclasses.replace(self, **settings, by_observation=None).validated()
+        except ConfigError as error:
+            raise ConfigError(f"by_observation.{kind}: {error}") from None
 
     @property
     def vector_steps(self) -> int:
@@ -258,9 +264,11 @@ class TrainConfig:
         default: for switching algorithm or component in Python, where the old choice's
         settings would be refused (`preset.replace(algorithm="pqn").owned()`); `by_observation`
         keeps, for each kind, the settings that its kind's config reads."""
-        read, defaults = owners(self), TrainConfig()
-        by_kind = {kind: {k: v for k, v in settings.items() if k in owners(dataclasses.replace(self, **settings))}
-                   for kind, settings in (self.by_observation or {}).items()}
+        kinds = self.by_observation or {}
+        read_by_kind = {kind: owners(dataclasses.replace(self, **settings)) for kind, settings in kinds.items()}
+        read, defaults = set(owners(self)).union(*read_by_kind.values()), TrainConfig()
+        by_kind = {kind: {k: v for k, v in settings.items() if k in read_by_kind[kind]}
+                   for kind, settings in kinds.items()}
         return dataclasses.replace(self, **{name: getattr(defaults, name) for name in field_names()
                                             if name not in read}, by_observation=by_kind or None)
 
@@ -278,7 +286,6 @@ class TrainConfig:
         return cfg
 
     def _check_relations(self) -> None:
-
         contract.module(self.algorithm).check(self)  # the relations of the settings it reads
         for name in ("hidden_sizes", "conv_channels"):
             if any(h < 1 for h in getattr(self, name)):
@@ -299,6 +306,8 @@ class TrainConfig:
                 raise ConfigError(
                     f"obs_low {short(self.obs_low)} and obs_high {short(self.obs_high)}: need equal lengths "
                     f"and obs_low < obs_high in every dimension")
+        for kind in self.by_observation or {}:  # each kind's settings with the rest, before any run
+            self.for_observation(kind)
 
 
 
@@ -492,6 +501,8 @@ def _check_by_observation(value: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(settings, dict):
             raise ConfigError(f"by_observation.{kind} = {short(settings)}: expected settings, {example}")
         for name in settings:
+            if not isinstance(name, str):
+                raise ConfigError(f"by_observation.{kind}: {short(name)} is not a setting's name")
             if name in ("env", "by_observation"):
                 raise ConfigError(f"by_observation.{kind}: {name} cannot depend on the observations (they come "
                                   f"from the env)")

@@ -48,9 +48,11 @@ def test_the_generic_presets_build_on_every_kind_of_observation(name, env):
     from qlax.program.trainer import make_train
 
     config = presets.load(name).replace(env=env).validated()
-    trainer = make_train(config)
-    params = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), config.hparams())
-    assert params is not None and trainer.env.spec.id
+    trainer = make_train(config)  # the settings by observation resolved for the env's kind
+    params = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), trainer.config.hparams())
+    assert params is not None and trainer.env.spec.id and trainer.config.by_observation is None
+    grid_batch = (config.by_observation or {}).get("grid", {}).get("batch_size", config.batch_size)
+    assert trainer.config.batch_size == (grid_batch if env == "Breakout-MinAtar" else config.batch_size)
 
 
 def test_pytorch_init_starts_every_layer_as_torch_does():

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 import qlax
+from qlax.components.networks import OBSERVATION_KINDS
 from qlax.settings import config
 from qlax.settings.config import ConfigError, TrainConfig, from_dict, load_yaml
 
@@ -37,7 +38,7 @@ def test_replace_validates_and_keeps_the_rest():
 
 
 def test_settings_by_observation_apply_to_their_kind_and_yield_to_settings_given_later():
-    from qlax.runs.experiment import for_observations
+    from qlax.program.trainer import for_observations
 
     dqn = qlax.presets.load("dqn")
     assert (dqn.batch_size, dqn.by_observation) == (64, {"grid": {"batch_size": 32}})
@@ -50,6 +51,11 @@ def test_settings_by_observation_apply_to_their_kind_and_yield_to_settings_given
     assert for_observations(dqn).batch_size == 64  # CartPole's vector
     assert for_observations(dqn.replace(env="Breakout-MinAtar", batch_size=64)).batch_size == 64
     assert dqn.replace(algorithm="pqn").owned().by_observation == {"grid": {}}  # PQN draws no replay batches
+    # A setting only a kind reads is kept: the grid's convolution keeps its channels.
+    conv_on_grids = TrainConfig(q_function="mlp", conv_channels=[32], by_observation={"grid": {"q_function": "conv"}})
+    assert conv_on_grids.owned().for_observation("grid").conv_channels == [32]
+    with pytest.raises(ConfigError, match="'grids' is not a kind of observation: one of vector, one_hot, grid, image"):
+        dqn.for_observation("grids")
 
 
 @pytest.mark.parametrize("value, message", [
@@ -60,6 +66,9 @@ def test_settings_by_observation_apply_to_their_kind_and_yield_to_settings_given
     ({"grid": {"env": "Breakout-MinAtar"}}, "by_observation.grid: env cannot depend on the observations"),
     ({"grid": 32}, "by_observation.grid = 32: expected settings"),
     ([32], "by_observation = [32]: expected kinds of observation mapped to settings"),
+    ({"grid": {1: 2}}, "by_observation.grid: 1 is not a setting's name"),
+    ({"image": {"q_function": "nature", "obs_scaling": "statistics"}},  # checked with the rest when loaded
+     "by_observation.image: q_function 'nature' divides pixels by 255"),
 ])
 def test_settings_by_observation_are_checked_as_settings(value, message):
     with pytest.raises(ConfigError) as caught:
@@ -112,7 +121,7 @@ def test_a_preset_file_path_loads(tmp_path):
 def test_every_shipped_preset_validates_and_builds(name):
     config = qlax.presets.load(name)
     trainer = qlax.trainer.make_train(config)  # builds env, Q-function and learner; compiles nothing
-    assert trainer.config == config and qlax.presets.description(name)
+    assert trainer.config == qlax.trainer.for_observations(config) and qlax.presets.description(name)
 
 
 def test_yaml_numbers_are_read_as_yaml_1_2_core_reads_them():
@@ -194,7 +203,7 @@ def test_every_setting_has_an_owner_and_every_preset_reads_what_it_sets():
     assert owned == set(config.field_names())
     for name in presets.names():
         preset = presets.load(name)
-        for kind in ("vector", "one_hot", "grid", "image"):
+        for kind in OBSERVATION_KINDS:
             config.check_owned(preset.for_observation(kind))
 
 
