@@ -46,7 +46,7 @@ from qlax.runs.rundir import (CONFIG_FILE, ENV_RECIPE_FILE, GRID_FILE, RunDirErr
                          latest_checkpoint, load_members, load_state, lock, member_template, run_settings,
                          starting_params)
 from qlax.settings import presets
-from qlax.settings.config import ConfigError, TrainConfig, check_grid_owned, check_owned
+from qlax.settings.config import ConfigError, TrainConfig, check_grid_owned, check_owned, short
 from qlax.settings.sweep import Members
 
 
@@ -163,6 +163,13 @@ def start(config: TrainConfig, grid: dict[str, list] | None = None, *, max_memor
     return _init(members, planned, progress, InitFrom.of(init_from))
 
 
+def by_observation_line(given: TrainConfig, resolved: TrainConfig) -> str | None:
+    """'by_observation: batch_size 32 for this env's observations': what `by_observation` changed, if anything."""
+    changed = [f"{name} {short(value)}" for name, value in resolved.to_dict().items()
+               if name != "by_observation" and value != getattr(given, name)]
+    return f"by_observation: {', '.join(changed)} for this env's observations" if changed else None
+
+
 def _owned(members: Members, grid: dict[str, list] | None) -> Members:
     """`members`, their config's settings and `grid`'s keys checked to be read by what it
     chose (`config.owners`)."""
@@ -196,7 +203,10 @@ def train(config: TrainConfig, seeds: int | None = None, *, grid: dict[str, list
     config = config.replace(seeds=seeds) if seeds is not None else config
     config = config.replace(env=envs.register(env)) if env is not None else config
     envs.trust(config.env)  # the person names it: its code (a factory) may be imported
-    config, init_from = for_observations(config.validated()), InitFrom.of(init_from)
+    given, init_from = config.validated(), InitFrom.of(init_from)
+    config = for_observations(given)
+    if progress and is_writer() and (line := by_observation_line(given, config)):
+        print(line, flush=True)
     options = RunOptions(preset, checkpoint_every, keep, tuple(log), checked(callbacks, config),
                          init_from.describe() if init_from else None, pbt and pbt.check(config)).validated()
     tracking.check(options.log, out)

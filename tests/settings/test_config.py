@@ -39,6 +39,7 @@ def test_replace_validates_and_keeps_the_rest():
 
 def test_settings_by_observation_apply_to_their_kind_and_yield_to_settings_given_later():
     from qlax.program.trainer import for_observations
+    from qlax.runs.experiment import by_observation_line
 
     dqn = qlax.presets.load("dqn")
     assert (dqn.batch_size, dqn.by_observation) == (64, {"grid": {"batch_size": 32}})
@@ -50,6 +51,10 @@ def test_settings_by_observation_apply_to_their_kind_and_yield_to_settings_given
     assert for_observations(dqn.replace(env="Breakout-MinAtar")).batch_size == 32  # a 10x10x4 grid
     assert for_observations(dqn).batch_size == 64  # CartPole's vector
     assert for_observations(dqn.replace(env="Breakout-MinAtar", batch_size=64)).batch_size == 64
+    on_grid = dqn.replace(env="Breakout-MinAtar")  # what a run with progress prints of it
+    assert by_observation_line(on_grid, for_observations(on_grid)) == \
+        "by_observation: batch_size 32 for this env's observations"
+    assert by_observation_line(dqn, for_observations(dqn)) is None
     assert dqn.replace(algorithm="pqn").owned().by_observation == {"grid": {}}  # PQN draws no replay batches
     # A setting only a kind reads is kept: the grid's convolution keeps its channels.
     conv_on_grids = TrainConfig(q_function="mlp", conv_channels=[32], by_observation={"grid": {"q_function": "conv"}})
