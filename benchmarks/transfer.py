@@ -346,8 +346,8 @@ def main():
     if dqn_goals:
         print(f"\ndqn meets the goal on {sum(dqn_goals)} of {len(dqn_goals)} envs (issue #21: at least "
               f"{GOAL_ENVS} of 8, IQM >= SB3's in <= 1/{GOAL_WALL_RATIO:g} of its wall time)", flush=True)
-    emit({"benchmark": "transfer", "seeds": args.seeds, "first_seed": args.first_seed, "steps_scale": args.steps_scale, "changes": changes,
-          "sb3_from": args.sb3_from, "rows": rows,
+    emit({"benchmark": "transfer", "seeds": args.seeds, "first_seed": args.first_seed, "steps_scale": args.steps_scale,
+          "changes": changes, "sb3_from": args.sb3_from, "rows": rows,
           "skipped": skipped, "goal": {"envs": GOAL_ENVS, "wall_ratio": GOAL_WALL_RATIO}})
 
 

@@ -391,8 +391,10 @@ def _differences(saved: Any, settings: dict[str, Any]) -> str:
             if there != here:
                 diffs.append(f"{part}: {short(there, 40)} there, {short(here, 40)} here")
             continue
-        shown = {side: {k: short(v, 30) for k, v in values.items()} for side, values in (("there", there), ("here", here))}
-        diffs += [f"{k}: {shown['there'].get(k, 'absent')} there, {shown['here'].get(k, 'absent')} here"
+        def shown(values: dict, k: str) -> str:
+            return short(values[k], 30) if k in values else "absent"
+
+        diffs += [f"{k}: {shown(there, k)} there, {shown(here, k)} here"
                   for k in sorted(set(there) | set(here)) if k not in there or k not in here or there[k] != here[k]]
     return "; ".join(diffs[:3]) or "its settings hash differs"
 

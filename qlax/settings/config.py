@@ -21,7 +21,7 @@ import math
 import re
 import types
 import typing
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import yaml
@@ -224,17 +224,14 @@ class TrainConfig:
             raise ConfigError(unknown_key_message(unknown[0]))
         if "env" in changes and not (isinstance(changes["env"], str) and task_id(changes["env"]) == task_id(self.env)):
             changes = {**{name: None for name in ENV_SETTINGS}, **changes}
-        if isinstance(self.by_observation, dict) and "by_observation" not in changes:  # what is given now wins
-            changes["by_observation"] = {kind: {k: v for k, v in settings.items() if k not in changes}
-                                         if isinstance(settings, dict) else settings
-                                         for kind, settings in self.by_observation.items()}
+        if "by_observation" not in changes:
+            changes["by_observation"] = given_win(self.by_observation, changes)
         return dataclasses.replace(self, **changes).validated()
 
     def for_observation(self, kind: str) -> TrainConfig:
         """This config where the observations are of `kind` (`networks.observation_kind`): its
         `by_observation` settings for that kind applied, the others dropped."""
-        if kind not in OBSERVATION_KINDS:
-            raise ConfigError(f"{short(kind)} is not a kind of observation: one of {', '.join(OBSERVATION_KINDS)}")
+        _check_kind(kind)
         settings = (self.by_observation or {}).get(kind, {})
         try:
             return dataclasses.replace(self, **settings, by_observation=None).validated()
@@ -495,9 +492,7 @@ def _check_by_observation(value: Any) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"by_observation = {short(value)}: expected kinds of observation mapped to settings, {example}")
     checked = {}
     for kind, settings in value.items():
-        if kind not in OBSERVATION_KINDS:
-            raise ConfigError(f"by_observation: {short(kind)} is not a kind of observation: one of "
-                              f"{', '.join(OBSERVATION_KINDS)}")
+        _check_kind(kind, "by_observation: ")
         if not isinstance(settings, dict):
             raise ConfigError(f"by_observation.{kind} = {short(settings)}: expected settings, {example}")
         for name in settings:
@@ -508,6 +503,20 @@ def _check_by_observation(value: Any) -> dict[str, dict[str, Any]]:
                                   f"from the env)")
         checked[kind] = {name: check_setting(name, v) for name, v in settings.items()}
     return checked
+
+
+def _check_kind(kind: Any, where: str = "") -> None:
+    if kind not in OBSERVATION_KINDS:
+        raise ConfigError(f"{where}{short(kind)} is not a kind of observation: one of {', '.join(OBSERVATION_KINDS)}")
+
+
+def given_win(by_observation: Any, given: Iterable[str]) -> Any:
+    """`by_observation` without the settings `given` after it (a `replace`, a preset file over
+    its base), so that those hold on every kind; a malformed value as it is, for its check."""
+    if not isinstance(by_observation, dict):
+        return by_observation
+    return {kind: {k: v for k, v in settings.items() if k not in given} if isinstance(settings, dict) else settings
+            for kind, settings in by_observation.items()}
 
 
 def _representable(name: str, value: Any, kind: type) -> Any:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from qlax import envs
-from qlax.settings.config import MAX_YAML_CHARS, ConfigError, TrainConfig, from_dict, load_yaml, short
+from qlax.settings.config import MAX_YAML_CHARS, ConfigError, TrainConfig, from_dict, given_win, load_yaml, short
 
 DEFAULT = "cartpole-rbf"
 MAX_BASE_CHAIN = 32  # presets deep through `base:`
@@ -85,14 +85,9 @@ def _over(inherited: dict, data: dict) -> dict:
     """A file's settings over its base's. A setting the file gives wins over the base's
     `by_observation` too, and the file's `by_observation` adds to the base's, kind by kind."""
     merged = {**inherited, **data}
-    base_kinds = inherited.get("by_observation")
-    if not isinstance(base_kinds, dict):
-        return merged
-    kinds = {kind: {k: v for k, v in settings.items() if k not in data} if isinstance(settings, dict) else settings
-             for kind, settings in base_kinds.items()}
-    own_kinds = data.get("by_observation", {})
-    if not isinstance(own_kinds, dict):
-        return merged  # refused by the settings' check, as the file wrote it
+    kinds, own_kinds = given_win(inherited.get("by_observation"), data), data.get("by_observation", {})
+    if not isinstance(kinds, dict) or not isinstance(own_kinds, dict):
+        return merged  # no kinds to merge, or malformed ones: refused by the settings' check as written
     for kind, settings in own_kinds.items():
         base = kinds.get(kind)
         kinds[kind] = {**base, **settings} if isinstance(base, dict) and isinstance(settings, dict) else settings
