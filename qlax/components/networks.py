@@ -425,8 +425,6 @@ def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
     low = np.asarray(config.obs_low if config.obs_low is not None else spec.obs_low, np.float32)
     high = np.asarray(config.obs_high if config.obs_high is not None else spec.obs_high, np.float32)
     indicators = indicator_entries(spec)
-    if not indicators.any():
-        return low, high
     return np.where(indicators, -1.0, low).astype(np.float32), np.where(indicators, 1.0, high).astype(np.float32)
 
 
