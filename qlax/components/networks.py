@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qlax.components import features, normalization
-from qlax.envs.base import indicator_entries
+from qlax.envs.base import one_hot_entries
 
 # Initial weights of the hidden layers and convolutions (`weight_init`): flax's default,
 # LeCun normal (variance 1 / fan-in), or He normal (2 / fan-in, for relu layers), which
@@ -412,8 +412,8 @@ def torso_of(config, spec) -> str:
 
 def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per observation dimension: the settings', else the observation space's;
-    [-1, 1] (the identity scaling) everywhere for `obs_scaling: none`, and always for the
-    0/1 indicator entries (a Discrete observation's one-hot, MinAtar's cells), so they stay 0/1."""
+    [-1, 1] (the identity scaling) everywhere for `obs_scaling: none`, and always for a
+    Discrete observation's one-hot entries, so they stay 0/1."""
     from qlax.core.errors import ConfigError, short
 
     if config.obs_scaling == "none":
@@ -424,15 +424,16 @@ def observation_bounds(config, spec) -> tuple[np.ndarray, np.ndarray]:
             raise ConfigError(f"{name} = {short(given)}: env '{spec.id}' needs {spec.obs_dim} numbers")
     low = np.asarray(config.obs_low if config.obs_low is not None else spec.obs_low, np.float32)
     high = np.asarray(config.obs_high if config.obs_high is not None else spec.obs_high, np.float32)
-    indicators = indicator_entries(spec)
-    return np.where(indicators, -1.0, low).astype(np.float32), np.where(indicators, 1.0, high).astype(np.float32)
+    if spec.one_hot is None:
+        return low, high
+    return np.where(spec.one_hot, -1.0, low).astype(np.float32), np.where(spec.one_hot, 1.0, high).astype(np.float32)
 
 
 def observation_scaler(config, spec) -> normalization.Tracker:
     """The running statistics an agent keeps to scale observations (`config.obs_scaling`):
-    never over the 0/1 indicator entries."""
+    never over a Discrete observation's one-hot entries."""
     scaling = "bounds" if torso_of(config, spec) == "nature" else config.obs_scaling  # pixels: divided by 255
-    return normalization.tracker(*observation_bounds(config, spec), scaling, fixed=indicator_entries(spec))
+    return normalization.tracker(*observation_bounds(config, spec), scaling, fixed=one_hot_entries(spec))
 
 
 def build(config, spec, outputs_per_action: int = 1, q_values: Callable = lambda outputs: outputs,

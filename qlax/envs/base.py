@@ -44,21 +44,11 @@ class EnvSpec:
     # Q-function as 0/1 under every obs_scaling (mapped onto -1/+1, or standardized, n states
     # would look nearly alike); None: there are none
     one_hot: np.ndarray | None = None
-    # (obs_dim,) bool: other entries that are 0/1 by the environment's definition (MinAtar's
-    # cells: is this object here). They too reach the Q-function as 0/1 under every
-    # obs_scaling: standardized, a rarely set cell reached it a hundred times larger than a
-    # common one, and mapped onto -1/+1 every empty cell became -1; None: there are none
-    binary: np.ndarray | None = None
 
 
-def indicator_entries(spec: EnvSpec) -> np.ndarray:
-    """(obs_dim,) bool: which observation entries are 0/1 indicators (a Discrete observation's
-    one-hot, or `binary` cells), kept as they are by every obs_scaling."""
-    entries = np.zeros(spec.obs_dim, bool)
-    for mask in (spec.one_hot, spec.binary):
-        if mask is not None:
-            entries |= np.asarray(mask, bool)
-    return entries
+def one_hot_entries(spec: EnvSpec) -> np.ndarray:
+    """(obs_dim,) bool: which observation entries are a Discrete observation's one-hot."""
+    return np.zeros(spec.obs_dim, bool) if spec.one_hot is None else np.asarray(spec.one_hot, bool)
 
 
 def legal_actions(spec: EnvSpec, obs: jax.Array) -> jax.Array | None:

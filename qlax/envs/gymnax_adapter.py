@@ -118,14 +118,7 @@ def spec_of(env, params, name: str) -> EnvSpec:
         obs_high=high,
         solve_threshold=SOLVE_THRESHOLDS.get(name),
         one_hot=np.full(obs_dim, True) if isinstance(space, spaces.Discrete) else None,
-        binary=np.full(obs_dim, True) if is_minatar(env) else None,
     )
-
-
-def is_minatar(env) -> bool:
-    """Whether `env` is one of gymnax's MinAtar games, whose observations are channels of 0/1
-    cells (an object of the channel's kind is in the cell or not), declared as Box(0, 1)."""
-    return type(env).__module__.startswith("gymnax.environments.minatar.")
 
 
 def supported() -> tuple[list[EnvSpec], dict[str, str]]:

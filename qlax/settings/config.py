@@ -81,8 +81,8 @@ class TrainConfig:
                               "use running statistics; statistics: every dimension by running mean and std (a "
                               "standardized dimension's scale is at least 1/100 of max(|mean|, 1), or of the "
                               "distance to its farther bound where shorter: a 0/1 cell stays within +-100); none: "
-                              "observations as the env gives them; a Discrete observation's one-hot and MinAtar's "
-                              "0/1 cells stay 0/1 under each",
+                              "observations as the env gives them (binary grids such as MinAtar's); a Discrete "
+                              "observation's one-hot stays 0/1 under each",
                               choices=("bounds", "statistics", "none"))
     obs_stats: str = _field("warmup", "running observation statistics: estimated until learning_starts "
                             "transitions are stored, then frozen (warmup), or updated throughout (always)",

@@ -104,37 +104,35 @@ def test_no_scaling_passes_observations_through_and_refuses_bounds():
 
 
 # A Discrete observation's one-hot reaches the Q-function as 0/1 under every scaling, from
-# every source that emits one (mapped onto -1/+1, 500 states had a cosine similarity of 0.992),
-# and so do MinAtar's 0/1 cells.
-INDICATOR_SOURCES = {
+# every source that emits one (mapped onto -1/+1, 500 states had a cosine similarity of 0.992).
+DISCRETE_SOURCES = {
     "gymnax": "FrozenLake-misc",
     "JAX protocol": "user_env:corridor",
     "Gymnasium, stepped from its table": "gymnasium:FrozenLake-v1",
     "Gymnasium, stepped on the host": "gymnasium:FrozenLake-v1@sync",
     "Gymnasium, Discrete beside a Box": "gymnasium:gym_probes:dict_obs",
-    "MinAtar's grid cells": "Breakout-MinAtar",
 }
 
 
 @pytest.mark.parametrize("scaling", ["bounds", "statistics", "none"])
-@pytest.mark.parametrize("source", INDICATOR_SOURCES)
-def test_indicator_entries_reach_the_q_function_as_zero_and_one(source, scaling):
+@pytest.mark.parametrize("source", DISCRETE_SOURCES)
+def test_a_discrete_observation_reaches_the_q_function_one_hot_as_zero_and_one(source, scaling):
     from qlax.components import networks
     from qlax.envs import env_spec, make_env
-    from qlax.envs.base import indicator_entries
+    from qlax.envs.base import one_hot_entries
 
     if source.startswith("Gymnasium"):
         pytest.importorskip("gymnasium")
-    name = INDICATOR_SOURCES[source]
+    name = DISCRETE_SOURCES[source]
     spec = env_spec(name)
-    indicators = indicator_entries(spec)
-    assert indicators.any()
+    one_hot = one_hot_entries(spec)
+    assert one_hot.any()
     obs, _ = jax.jit(make_env(name, 6).reset)(jax.random.PRNGKey(0))
     obs = np.asarray(obs)
-    assert set(np.unique(obs[:, indicators])) <= {0.0, 1.0}
+    assert set(np.unique(obs[:, one_hot])) <= {0.0, 1.0}
     config = TrainConfig(env=name, q_function="mlp", obs_scaling=scaling, hidden_sizes=[8])
     params = jax.jit(networks.build(config, spec).init)(jax.random.PRNGKey(1), config.hparams())
     scaler = networks.observation_scaler(config, spec)
     for stats in (scaler.init(jnp.asarray(obs)), scaler.init(jnp.asarray(obs[:1]))):  # any statistics at all
         seen = np.asarray(normalization.apply(scaler.rescale(params, stats)["obs_scale"], jnp.asarray(obs)))
-        np.testing.assert_array_equal(seen[:, indicators], obs[:, indicators])
+        np.testing.assert_array_equal(seen[:, one_hot], obs[:, one_hot])

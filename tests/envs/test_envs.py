@@ -183,28 +183,6 @@ def test_a_discrete_state_index_is_one_hot():
     assert env_spec("FrozenLake-misc").obs_shape == ()
 
 
-MINATAR = ["Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar"]
-
-
-def test_minatar_cells_are_declared_binary_and_are_0_or_1_through_random_play():
-    for env_id in MINATAR:
-        spec = env_spec(env_id)
-        assert spec.binary is not None and spec.binary.all() and spec.one_hot is None
-        env = make_env(env_id, 8)
-        obs, state = jax.jit(env.reset)(jax.random.PRNGKey(0))
-
-        def random_steps(carry, key):
-            obs, state = carry
-            act_key, step_key = jax.random.split(key)
-            out = env.step(step_key, state, obs, jax.random.randint(act_key, (8,), 0, spec.num_actions))
-            return (out.obs, out.env_state), out.obs
-
-        _, seen = jax.jit(lambda c: jax.lax.scan(random_steps, c, jax.random.split(jax.random.PRNGKey(1), 300)))(
-            (obs, state))
-        assert set(np.unique(np.asarray(seen)).tolist()) == {0.0, 1.0}
-    assert env_spec("Catch-bsuite").binary is None  # other gymnax grids are not declared binary
-
-
 @pytest.mark.parametrize("env_id,q_function", [("Acrobot-v1", "linear_rbf"), ("Breakout-MinAtar", "mlp"),
                                                ("Catch-bsuite", "mlp"), ("FrozenLake-misc", "linear_rbf")])
 @pytest.mark.slow
