@@ -42,20 +42,22 @@ def test_settings_by_observation_apply_to_their_kind_and_yield_to_settings_given
     from qlax.runs.experiment import by_observation_line
 
     dqn = qlax.presets.load("dqn")
-    assert (dqn.batch_size, dqn.by_observation) == (64, {"grid": {"batch_size": 32}})
-    assert dqn.for_observation("grid") == dataclasses.replace(dqn, batch_size=32, by_observation=None)
+    assert (dqn.batch_size, dqn.by_observation) == (64, {"grid": {"batch_size": 32, "obs_scaling": "none"}})
+    assert dqn.for_observation("grid") == dataclasses.replace(dqn, batch_size=32, obs_scaling="none",
+                                                              by_observation=None)
     assert dqn.for_observation("vector") == dataclasses.replace(dqn, by_observation=None)
     assert dqn.replace(lr=1e-4).for_observation("grid").batch_size == 32  # another setting leaves it
     given = dqn.replace(batch_size=48)  # --set batch_size=48: the person's value holds on every kind
-    assert given.by_observation == {"grid": {}} and given.for_observation("grid").batch_size == 48
+    assert given.by_observation == {"grid": {"obs_scaling": "none"}}
+    assert given.for_observation("grid").batch_size == 48
     assert for_observations(dqn.replace(env="Breakout-MinAtar")).batch_size == 32  # a 10x10x4 grid
     assert for_observations(dqn).batch_size == 64  # CartPole's vector
     assert for_observations(dqn.replace(env="Breakout-MinAtar", batch_size=64)).batch_size == 64
     on_grid = dqn.replace(env="Breakout-MinAtar")  # what a run with progress prints of it
     assert by_observation_line(on_grid, for_observations(on_grid)) == \
-        "by_observation: batch_size 32 for this env's observations"
+        "by_observation: obs_scaling 'none', batch_size 32 for this env's observations"
     assert by_observation_line(dqn, for_observations(dqn)) is None
-    assert dqn.replace(algorithm="pqn").owned().by_observation == {"grid": {}}  # PQN draws no replay batches
+    assert dqn.replace(algorithm="pqn").owned().by_observation == {"grid": {"obs_scaling": "none"}}  # no batches
     # A setting only a kind reads is kept: the grid's convolution keeps its channels.
     conv_on_grids = TrainConfig(q_function="mlp", conv_channels=[32], by_observation={"grid": {"q_function": "conv"}})
     assert conv_on_grids.owned().for_observation("grid").conv_channels == [32]

@@ -26,11 +26,12 @@ def test_a_file_over_a_base_with_settings_by_observation_wins_as_a_later_setting
     mine = write(tmp_path / "mine.yaml", "base: dqn\nbatch_size: 128\nby_observation:\n"
                                          "  grid: {hidden_sizes: [128, 128]}\n  image: {batch_size: 16}\n")
     config = presets.load(mine)
-    # dqn's {grid: {batch_size: 32}} yields to the file's batch_size; its own kinds add to dqn's.
+    # dqn's grid batch_size 32 yields to the file's batch_size; its own kinds add to dqn's, setting by setting.
     assert config.batch_size == 128
-    assert config.by_observation == {"grid": {"hidden_sizes": [128, 128]}, "image": {"batch_size": 16}}
-    assert config.for_observation("grid") == presets.load("dqn").replace(batch_size=128, hidden_sizes=[128, 128],
-                                                                           by_observation=None)
+    assert config.by_observation == {"grid": {"obs_scaling": "none", "hidden_sizes": [128, 128]},
+                                     "image": {"batch_size": 16}}
+    assert config.for_observation("grid") == presets.load("dqn").replace(
+        batch_size=128, hidden_sizes=[128, 128], obs_scaling="none", by_observation=None)
 
 
 def test_without_base_the_settings_left_out_take_the_defaults(tmp_path):
