@@ -302,7 +302,8 @@ def main():
     envs = [e.strip() for e in args.envs.split(",") if e.strip()]
     unknown = [e for e in envs if e not in KNOWN]
     if unknown:
-        parser.error(f"unknown env(s) {', '.join(unknown)}; the suite: {', '.join(ENVS)}; held out: {', '.join(HELD_OUT)}")
+        parser.error(f"unknown env(s) {', '.join(unknown)}; the suite: {', '.join(ENVS)}; "
+                     f"held out: {', '.join(HELD_OUT)}")
     try:
         changes = parse_sets(args.set)
     except ConfigError as error:
