@@ -65,6 +65,16 @@ def test_settings_by_observation_apply_to_their_kind_and_yield_to_settings_given
         dqn.for_observation("grids")
 
 
+def test_the_generic_rainbow_takes_dqns_grid_settings_on_grids_only():
+    from qlax.program.trainer import for_observations
+
+    rainbow = qlax.presets.load("rainbow")
+    on_grid = for_observations(rainbow.replace(env="Breakout-MinAtar"))
+    assert (on_grid.conv_stride, on_grid.batch_size, on_grid.obs_scaling) == (2, 32, "none")
+    assert (on_grid.algorithm, on_grid.exploration, on_grid.replay) == ("qrdqn", "noisy", "prioritized")
+    assert for_observations(rainbow) == dataclasses.replace(rainbow, by_observation=None)  # CartPole's vector
+
+
 @pytest.mark.parametrize("value, message", [
     ({"pixels": {"batch_size": 32}}, "by_observation: 'pixels' is not a kind of observation: one of vector, "
                                      "one_hot, grid, image"),
