@@ -380,6 +380,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def _shown(values: dict, k: str) -> str:
+    """One setting's value as a difference names it; 'absent' where that side lacks it."""
+    return short(values[k], 30) if k in values else "absent"
+
+
 def _differences(saved: Any, settings: dict[str, Any]) -> str:
     """'lr: 0.005 there, 0.001 here' for up to three settings that differ, from the manifest's copy."""
     if not isinstance(saved, dict):
@@ -391,10 +396,7 @@ def _differences(saved: Any, settings: dict[str, Any]) -> str:
             if there != here:
                 diffs.append(f"{part}: {short(there, 40)} there, {short(here, 40)} here")
             continue
-        def shown(values: dict, k: str) -> str:
-            return short(values[k], 30) if k in values else "absent"
-
-        diffs += [f"{k}: {shown(there, k)} there, {shown(here, k)} here"
+        diffs += [f"{k}: {_shown(there, k)} there, {_shown(here, k)} here"
                   for k in sorted(set(there) | set(here)) if k not in there or k not in here or there[k] != here[k]]
     return "; ".join(diffs[:3]) or "its settings hash differs"
 
