@@ -144,8 +144,8 @@ def plan(trainer: Trainer, template, members_here: int, where: str, *, copies_st
     # its algorithm declares: K x K numbers, which XLA holds in up to six copies (measured on
     # cartpole-qrdqn)
     pairs = 4 * parts.loss_pairs
-    # what one greedy episode holds: its observation, environment state, activations, return and flag
-    episode = obs_bytes + _bytes(template.env_state) // config.num_envs + activations + 5
+    # what one greedy episode holds: its observation, environment state, activations, return, length and flag
+    episode = obs_bytes + _bytes(template.env_state) // config.num_envs + activations + 9
     rollout_steps = trainer.algorithm.rollout_steps
     samples = config.batch_size if storage is not None else rollout_steps * config.num_envs // config.num_minibatches
     checks = config.keep_best or (config.early_stop and config.stop_on == "greedy"
@@ -158,7 +158,7 @@ def plan(trainer: Trainer, template, members_here: int, where: str, *, copies_st
         rollout=rollout_steps * config.num_envs * (max(row_bytes, 2 * obs_bytes) + obs_bytes + activations),
         window_copy=window,
         greedy=_episodes(config.stop_eval_episodes, episode) if checks else 0,
-        evaluation=_episodes(config.eval_episodes, episode) + 4 * config.eval_episodes,  # returns on the host too
+        evaluation=_episodes(config.eval_episodes, episode) + 8 * config.eval_episodes,  # on the host too
         copy=state if copies_state else 0,
         fixed=RUNTIME if where == "in this process" else 0,
         replay_rows=0 if storage is None else storage.shape[0], row_bytes=row_bytes,
@@ -166,8 +166,8 @@ def plan(trainer: Trainer, template, members_here: int, where: str, *, copies_st
 
 
 def _episodes(count: int, episode: int) -> int:
-    """Greedy episodes run in rounds of at most EVAL_BATCH, and their returns."""
-    return min(count, EVAL_BATCH) * episode + 4 * count
+    """Greedy episodes run in rounds of at most EVAL_BATCH, and their returns and lengths."""
+    return min(count, EVAL_BATCH) * episode + 8 * count
 
 
 def _activation_bytes(trainer: Trainer, template) -> int:

@@ -150,7 +150,7 @@ def _build(config: TrainConfig) -> Trainer:
     stop_on_average = early_stop and config.stop_on == "train_average"
     stop_on_greedy = early_stop and config.stop_on == "greedy"
     check_greedy = stop_on_greedy or config.keep_best
-    greedy_returns = make_evaluate(config.env, algorithm.q_function, config.stop_eval_episodes) \
+    greedy_episodes = make_evaluate(config.env, algorithm.q_function, config.stop_eval_episodes) \
         if check_greedy else None
     rollout_steps = algorithm.rollout_steps
     rollouts_per_chunk = max(1, math.ceil(min(config.chunk_steps, config.vector_steps) / rollout_steps))
@@ -232,7 +232,7 @@ def _build(config: TrainConfig) -> Trainer:
         """
         key = jax.random.fold_in(state.key, GREEDY_CHECK_STREAM)
         params = algorithm.params(state.agent)
-        returns = greedy_returns(key, params)
+        returns, _ = greedy_episodes(key, params)
         mean = jnp.mean(returns)
         if stop_on_greedy:
             n = config.stop_eval_episodes

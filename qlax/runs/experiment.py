@@ -33,7 +33,7 @@ from qlax import envs
 from qlax.core.devices import any_process, barrier, is_writer
 from qlax.core.files import write_text
 from qlax.program import memory
-from qlax.program.evaluation import evaluate_members
+from qlax.program.evaluation import episode_limit, evaluate_members
 from qlax.program.placement import AXIS, Placement, place
 from qlax.program.trainer import (Population, Trainer, TrainState, for_observations, make_train, population,
                                   solve_threshold)
@@ -479,17 +479,19 @@ def _train_and_report(trainer: Trainer, members: Members, pop: Population, state
         train_s = time.perf_counter() - train_started
 
     all_diverged = bool(np.all(latest.diverged))
-    returns = None if interrupted or all_diverged else evaluate_members(trainer, members, placement,
-                                                                  trainer.greedy_params(state))
+    returns, lengths = (None, None) if interrupted or all_diverged else \
+        evaluate_members(trainer, members, placement, trainer.greedy_params(state))
     best_returns = None if returns is None or not config.keep_best else \
-        evaluate_members(trainer, members, placement, trainer.greedy_params(state, best=True))
+        evaluate_members(trainer, members, placement, trainer.greedy_params(state, best=True))[0]
+    limit = episode_limit(trainer.env.spec)
     steps_run = int(np.sum(latest.env_steps)) - steps_before
     run = {"preset": options.preset, "env": config.env, "devices": placement.devices,
            "processes": jax.process_count(), "compile_s": round(compile_s, 3), "train_s": round(train_s, 3),
            "env_steps_per_s": round(steps_run / train_s, 1) if train_s > 0 else None,
-           "eval_episodes": config.eval_episodes, "threshold": threshold}
+           "eval_episodes": config.eval_episodes, "eval_time_limit": limit, "threshold": threshold}
+    length_fields = {f"eval_{k}": v for k, v in reports.length_numbers(lengths, limit).items()}
     summary = reports.summary(members, {**reports.train_numbers(latest, config.keep_best),
-                                        **reports.eval_numbers(returns, threshold),
+                                        **reports.eval_numbers(returns, threshold), **length_fields,
                                         **reports.best_eval_numbers(best_returns)}, run)
     summary["interrupted"] = interrupted
     if options.init_from is not None:

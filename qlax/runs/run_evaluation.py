@@ -9,7 +9,7 @@ from typing import Any
 from qlax import envs
 from qlax.core.devices import is_writer
 from qlax.core.files import write_text
-from qlax.program.evaluation import evaluate_members
+from qlax.program.evaluation import episode_limit, evaluate_members
 from qlax.program.placement import place
 from qlax.program.trainer import solve_threshold
 from qlax.runs import reports
@@ -30,9 +30,11 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     """
     trainer, members, params, latest = load_params(run_dir, episodes, best, env, allow_older)
     config = trainer.config
+    lengths, limit = None, None  # counted by the compiled evaluation only
     if backend == "gymnax":
         placement = place(members.count, one_device=trainer.env.spec.host)
-        returns = evaluate_members(trainer, members, placement, placement.put(params))
+        returns, lengths = evaluate_members(trainer, members, placement, placement.put(params))
+        limit = episode_limit(trainer.env.spec)
     elif backend == "gymnasium":
         returns = evaluate_gymnasium(run_dir, config.eval_episodes, best=best)
     else:
@@ -49,6 +51,8 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
         "std_return": numbers["eval_std_return"],
         "min_return": [float(m) for m in returns.min(axis=1)],
         "max_return": [float(m) for m in returns.max(axis=1)],
+        **reports.length_numbers(lengths, limit),
+        "time_limit": limit,
         "threshold": threshold,
         "solved": numbers["solved"],
         "solved_fraction": sum(numbers["solved"]) / len(numbers["solved"]),

@@ -160,14 +160,33 @@ def report(result) -> int:
         print(f"best: {result.members.label(s['best_setting']['setting'])} (chosen on these returns, which flatters "
               f"it: train it again with other seeds for a number that did not choose it)")
         noun = "members"
+        at_limit = [m["eval_at_time_limit"] for m in s["members"]]
     else:
         for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):
             print(f"  seed {i:3d}: mean return {mean:8.1f}  {status(solved, threshold, s['diverged'][i])}"
                   f"({s['env_steps'][i]:,} env steps)")
         noun = "seeds"
+        at_limit = s["eval_at_time_limit"]
+    note = time_limit_note(at_limit, result.solved, s["eval_episodes"], s["eval_time_limit"], noun)
+    if note:
+        print(note)
     print(f"{solved_count(result.solved, threshold, noun)}  |  wall {s['wall_s']:.1f} s "
           f"(compile {s['compile_s']:.1f} s)  |  {s['env_steps_per_s'] or 0:,.0f} env steps/s  |  {out}")
     return 0
+
+
+def time_limit_note(at_limit: list[int | None] | None, solved: list[bool], episodes: int, limit: int | None,
+                    noun: str) -> str | None:
+    """A line naming the members none of whose `episodes` greedy episodes the environment
+    ended (`at_limit` ran to the time limit), unless they solved: a greedy policy that goes
+    round in circles looks like this (Snake's runs back and forth between two cells for
+    4,000 steps), as does one that lasts where lasting is the task. None where none did, or
+    where lengths were not counted."""
+    stuck = [str(i) for i, (n, done) in enumerate(zip(at_limit or [], solved)) if n == episodes and not done]
+    if not stuck:
+        return None
+    return (f"{noun} {', '.join(stuck)}: every greedy episode ran to the {limit:,}-step time limit; unless lasting "
+            f"is the task, the policy may be going round in circles (qlax render shows one)")
 
 
 def status(solved: bool, threshold: float | None, diverged: bool = False) -> str:
@@ -186,6 +205,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for i, (mean, std) in enumerate(zip(result["mean_return"], result["std_return"])):
         print(f"  seed {i:3d}: mean return {mean:8.1f} +- {std:.1f}  {status(result['solved'][i], threshold)}"
               .rstrip())
+    note = time_limit_note(result["at_time_limit"], result["solved"], result["episodes"], result["time_limit"], "seeds")
+    if note:
+        print(note)
     print(f"{solved_count(result['solved'], threshold, 'seeds')} over {result['episodes']} "
           f"episodes each on {result['env']}  |  {result['checkpoint']}  |  {Path(args.run_dir) / EVAL_FILE}")
     return 0

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from qlax.core.files import write_whole
 from qlax.envs import EnvError, drawing_hook, env_spec, make_env, source_of
-from qlax.program.evaluation import UNLIMITED_EPISODE_STEPS
+from qlax.program.evaluation import episode_limit
 from qlax.runs.policy import load_policy
 from qlax.runs.rundir import load_members
 from qlax.settings.config import ConfigError, short
@@ -56,7 +56,7 @@ def rollout(env_id: str, policy, key: jax.Array, limit: int = MAX_FRAMES) -> np.
 
         return jax.lax.scan(step, carry, keys)
 
-    steps = min(env.spec.max_episode_steps or UNLIMITED_EPISODE_STEPS, limit)
+    steps = min(episode_limit(env.spec), limit)
     keys = jax.random.split(k_steps, steps)
     keys = jnp.resize(keys, (-(-steps // ROLLOUT_CHUNK) * ROLLOUT_CHUNK, *keys.shape[1:]))  # whole chunks: one compile
     carry, seen = (obs, env_state, jnp.bool_(False)), []

@@ -193,7 +193,7 @@ def greedy_returns(config, env_id) -> np.ndarray:
     q_function = make_train(config.replace(env=env_id)).q_function
     evaluate = jax.vmap(make_evaluate(env_id, q_function, 4))
     keys = jax.random.split(jax.random.PRNGKey(0), config.seeds)
-    return np.asarray(evaluate(keys, result.state.agent.learner.params))
+    return np.asarray(evaluate(keys, result.state.agent.learner.params)[0])
 
 
 @pytest.mark.slow

@@ -76,7 +76,7 @@ def test_each_algorithm_declares_the_pairs_its_loss_compares(preset):
 def test_evaluation_memory_stops_growing_past_one_round():
     per_episode = plan_of(SMALL.replace(eval_episodes=2 * evaluation.EVAL_BATCH)).evaluation - \
         plan_of(SMALL.replace(eval_episodes=evaluation.EVAL_BATCH)).evaluation
-    assert per_episode == 8 * evaluation.EVAL_BATCH  # only the returns: 4 bytes on the device, 4 on the host
+    assert per_episode == 16 * evaluation.EVAL_BATCH  # only returns and lengths: 8 bytes on the device, 8 on the host
 
 
 def test_many_episodes_run_in_rounds(monkeypatch):
@@ -85,9 +85,10 @@ def test_many_episodes_run_in_rounds(monkeypatch):
     params = trainer.algorithm.params(jax.jit(trainer.init)(jax.random.key_data(jax.random.key(0)),
                                                             SMALL.hparams()).agent)
     key = jax.random.key_data(jax.random.key(1))
-    returns = np.asarray(evaluation.make_evaluate(SMALL.env, trainer.q_function, 10)(key, params))
-    assert returns.shape == (10,) and np.all((returns >= 1) & (returns <= 500))
-    first = evaluation.make_evaluate(SMALL.env, trainer.q_function, 4)(jax.random.split(key, 3)[0], params)
+    returns, lengths = evaluation.make_evaluate(SMALL.env, trainer.q_function, 10)(key, params)
+    assert returns.shape == lengths.shape == (10,) and np.all((returns >= 1) & (returns <= 500))
+    np.testing.assert_array_equal(lengths, returns)  # CartPole pays 1 per step
+    first, _ = evaluation.make_evaluate(SMALL.env, trainer.q_function, 4)(jax.random.split(key, 3)[0], params)
     np.testing.assert_array_equal(returns[:4], first)  # 10 episodes: 3 rounds of 4, each from its own key
 
 

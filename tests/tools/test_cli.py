@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import qlax
@@ -90,14 +91,20 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == [3200, 3200] and summary["num_seeds"] == 2
     assert len(summary["solved"]) == 2 and len(summary["eval_mean_return"]) == 2
+    assert summary["eval_time_limit"] == 500  # CartPole-v1's
+    assert all(1 <= m <= 500 for m in summary["eval_mean_length"])
+    assert all(0 <= n <= 3 for n in summary["eval_at_time_limit"])
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 2 * 4  # 200 vector steps / 50
 
     assert cli.main(["eval", str(out), "--episodes", "4"]) == 0
     assert "over 4 episodes" in capsys.readouterr().out
     evaluation = json.loads((out / "eval.json").read_text())
     assert evaluation["episodes"] == 4 and len(evaluation["mean_return"]) == 2
-    for key in ("std_return", "min_return", "max_return"):
+    for key in ("std_return", "min_return", "max_return", "mean_length", "at_time_limit"):
         assert len(evaluation[key]) == 2
+    assert evaluation["time_limit"] == 500
+    # CartPole pays 1 per step: each mean return is the mean length
+    np.testing.assert_allclose(evaluation["mean_length"], evaluation["mean_return"], rtol=1e-6)
 
 
 def test_eval_of_a_directory_that_is_not_a_run(tmp_path, capsys):
@@ -289,3 +296,13 @@ def test_a_bad_coordinator_is_one_line_before_joining(args, message, tmp_path, c
     assert cli.main(["train", "--out", str(tmp_path / "run"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_members_whose_every_greedy_episode_ran_to_the_time_limit_are_named_unless_they_solved():
+    solved = [False, False, True, False]
+    assert cli.time_limit_note([20, 19, 20, 0], solved, 20, 4000, "seeds") == (
+        "seeds 0: every greedy episode ran to the 4,000-step time limit; unless lasting is the task, the policy may "
+        "be going round in circles (qlax render shows one)")
+    assert cli.time_limit_note([2, 2], [False, False], 2, 500, "members").startswith("members 0, 1: every greedy")
+    assert cli.time_limit_note([19, 0, 20, 3], solved, 20, 4000, "seeds") is None
+    assert cli.time_limit_note(None, solved, 20, None, "seeds") is None  # qlax eval --backend gymnasium: not counted

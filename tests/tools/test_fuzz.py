@@ -161,7 +161,8 @@ def test_a_full_disk_names_the_file_and_leaves_no_partial_one(finished, tmp_path
     run = tmp_path / "run"
     shutil.copytree(finished, run)
     (run / "eval.json").write_text("{}")
-    monkeypatch.setattr(run_evaluation, "evaluate_members", lambda trainer, members, *a: np.zeros((members.count, 2)))
+    monkeypatch.setattr(run_evaluation, "evaluate_members",
+                        lambda trainer, members, *a: (np.zeros((members.count, 2)), np.ones((members.count, 2), int)))
     monkeypatch.setattr(render, "rollout", lambda *a, **k: np.zeros((3, 4), np.float32))  # 3 CartPole states
     monkeypatch.setattr(qlax.core.files.os, "replace", lambda *a: full(a[1]))
     for argv, written in ((["eval", str(run)], run / "eval.json"), (["plot", str(run)], run / "learning_curve.png"),
