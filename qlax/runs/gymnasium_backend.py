@@ -44,8 +44,9 @@ def gymnasium_policy(run_dir: str | Path, seed: int, env, setting: int = 0,
 
 
 def evaluate_gymnasium(run_dir: str | Path, episodes: int, env_id: str | None = None,
-                       best: bool = False) -> np.ndarray:
-    """Greedy returns (members, episodes) on Gymnasium's `env_id` (default: the run's env id)."""
+                       best: bool = False) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Greedy (returns, lengths), each (members, episodes), on Gymnasium's `env_id` (default:
+    the run's env id), and its time limit (None where it has none)."""
     gymnasium = _gymnasium()
     members = load_members(run_dir)
     config = members.config
@@ -55,6 +56,7 @@ def evaluate_gymnasium(run_dir: str | Path, episodes: int, env_id: str | None = 
     except gymnasium.error.Error as err:
         raise ConfigError(f"Gymnasium has no environment '{env_id}' ({err})") from None
     returns = np.zeros((members.count, episodes))
+    lengths = np.zeros((members.count, episodes), np.int64)
     for member in range(members.count):
         seed = members.seed_of(member)
         act = gymnasium_policy(run_dir, seed, env, members.setting_of(member), best)
@@ -64,6 +66,8 @@ def evaluate_gymnasium(run_dir: str | Path, episodes: int, env_id: str | None = 
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(act(obs))
                 returns[member, episode] += reward
+                lengths[member, episode] += 1
                 done = terminated or truncated
+    limit = env.spec.max_episode_steps if env.spec is not None else None
     env.close()
-    return returns
+    return returns, lengths, limit

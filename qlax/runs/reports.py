@@ -121,14 +121,15 @@ def eval_numbers(returns: np.ndarray | None, threshold: float | None) -> dict[st
             "solved": [bool(threshold is not None and m >= threshold) for m in means]}
 
 
-def length_numbers(lengths: np.ndarray | None, limit: int) -> dict[str, list | None]:
+def length_numbers(lengths: np.ndarray | None, limit: int | None) -> dict[str, list | None]:
     """Per-member greedy episode lengths from `lengths` (members, episodes): their mean, and
     how many ran to the time limit `limit` (episodes the environment never ended: a greedy
-    policy that survives, or one cycling through the same states); None where there are none."""
+    policy that survives, or one cycling through the same states); None where there are
+    none, and the count None without a limit."""
     if lengths is None:
         return {"mean_length": None, "at_time_limit": None}
     return {"mean_length": [round(float(m), 3) for m in lengths.mean(axis=1)],
-            "at_time_limit": [int(n) for n in (lengths >= limit).sum(axis=1)]}
+            "at_time_limit": None if limit is None else [int(n) for n in (lengths >= limit).sum(axis=1)]}
 
 
 def best_eval_numbers(returns: np.ndarray | None) -> dict[str, list]:

@@ -30,13 +30,12 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, backend: str 
     """
     trainer, members, params, latest = load_params(run_dir, episodes, best, env, allow_older)
     config = trainer.config
-    lengths, limit = None, None  # counted by the compiled evaluation only
     if backend == "gymnax":
         placement = place(members.count, one_device=trainer.env.spec.host)
         returns, lengths = evaluate_members(trainer, members, placement, placement.put(params))
         limit = episode_limit(trainer.env.spec)
     elif backend == "gymnasium":
-        returns = evaluate_gymnasium(run_dir, config.eval_episodes, best=best)
+        returns, lengths, limit = evaluate_gymnasium(run_dir, config.eval_episodes, best=best)
     else:
         raise ConfigError(f"backend = '{backend}': must be one of gymnax, gymnasium")
     threshold = solve_threshold(config, trainer.env)

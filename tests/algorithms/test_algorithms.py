@@ -229,8 +229,10 @@ def test_pqn_runs_evaluate_render_and_play_gymnasium(pqn_run, tmp_path):
     np.testing.assert_allclose(result["mean_return"], pqn_run.summary["eval_mean_return"], atol=1e-3)
     path, frames = render_episode(out, seed=0, out=tmp_path / "episode.gif")
     assert Image.open(path).n_frames == frames >= 8
-    returns = evaluate_gymnasium(out, episodes=2)
+    returns, lengths, limit = evaluate_gymnasium(out, episodes=2)
     assert returns.shape == (2, 2) and np.all(returns >= 8)
+    np.testing.assert_array_equal(lengths, returns)  # Gymnasium's CartPole pays 1 per step
+    assert limit == 500
 
 
 @pytest.mark.slow

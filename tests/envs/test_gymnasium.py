@@ -28,6 +28,9 @@ def test_gymnax_and_gymnasium_returns_agree(partly_trained):
     assert cli.main(["eval", str(partly_trained), "--backend", "gymnasium"]) == 0
     theirs = json.loads((partly_trained / "eval.json").read_text())
     assert (ours["backend"], theirs["backend"]) == ("gymnax", "gymnasium")
+    for counted in (ours, theirs):  # CartPole pays 1 per step, within a limit of 500 on both sides
+        assert counted["time_limit"] == 500 and counted["mean_length"] == pytest.approx(counted["mean_return"])
+        assert (counted["at_time_limit"][0] > 0) == (counted["max_return"][0] >= 500)  # a return of 500: the limit
     mean_a, mean_b = ours["mean_return"][0], theirs["mean_return"][0]
     assert 20 < mean_a < 490  # a policy that is neither hopeless nor perfect, or the check means little
     # Same policy, same physics: only the random initial states differ, so the two means may

@@ -305,4 +305,4 @@ def test_members_whose_every_greedy_episode_ran_to_the_time_limit_are_named_unle
         "be going round in circles (qlax render shows one)")
     assert cli.time_limit_note([2, 2], [False, False], 2, 500, "members").startswith("members 0, 1: every greedy")
     assert cli.time_limit_note([19, 0, 20, 3], solved, 20, 4000, "seeds") is None
-    assert cli.time_limit_note(None, solved, 20, None, "seeds") is None  # qlax eval --backend gymnasium: not counted
+    assert cli.time_limit_note(None, solved, 20, None, "seeds") is None  # a Gymnasium env without a time limit
