@@ -1,7 +1,7 @@
 """Stable-Baselines3's DQN trained and evaluated greedily on one seed; run by transfer.py in benchmarks/.venv-sb3.
 
     python _sb3_transfer_worker.py '{"env": "gymnasium:FrozenLake-v1", "seed": 0, "steps": 100000,
-                                     "dqn": {...}, "eval_episodes": 100, "threads": 1}'
+                                     "dqn": {...}, "eval_episodes": 100, "time_limit": 100, "threads": 1}'
 
 env: a qlax name: `gymnasium:ID`, a gymnax id (MinAtar), `navix:ID` or `jumanji:ID`; dqn:
 keyword arguments of `stable_baselines3.DQN` (rl-zoo's for the env, or none: SB3's
@@ -15,7 +15,8 @@ truncation, a real end as a termination, as qlax's adapters tell them apart.
 Timed: making the env and the model, `learn(steps)`, and `eval_episodes` greedy episodes
 (deterministic=True) on the same env object, reset with new seeds (learning is over, so
 nothing else steps it, and a JAX env is not compiled twice); imports are not. Prints one JSON line:
-the mean greedy return, the seconds of each part and the versions. No qlax here.
+the mean greedy return, how many greedy episodes ran to `time_limit` steps (qlax's limit for
+the env, given by transfer.py), the seconds of each part and the versions. No qlax here.
 """
 
 import json
@@ -137,18 +138,19 @@ def make_env(name: str) -> gymnasium.Env:
     return makers[source](env_id)
 
 
-def greedy_returns(model: DQN, env: gymnasium.Env, episodes: int, seed: int) -> list[float]:
-    """The undiscounted return of `episodes` greedy episodes, each ended by the env."""
-    returns = []
+def greedy_episodes(model: DQN, env: gymnasium.Env, episodes: int, seed: int) -> tuple[list[float], list[int]]:
+    """The undiscounted return and the steps of `episodes` greedy episodes, each ended by the env."""
+    returns, lengths = [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed * 100_003 + episode)
-        total, done = 0.0, False
+        total, steps, done = 0.0, 0, False
         while not done:
             action, _ = model.predict(obs, deterministic=True)
             obs, reward, terminated, truncated, _ = env.step(int(action))
-            total, done = total + reward, terminated or truncated
+            total, steps, done = total + reward, steps + 1, terminated or truncated
         returns.append(total)
-    return returns
+        lengths.append(steps)
+    return returns, lengths
 
 
 def main():
@@ -161,9 +163,10 @@ def main():
     made = time.perf_counter()
     model.learn(total_timesteps=settings["steps"])
     learned = time.perf_counter()
-    returns = greedy_returns(model, env, settings["eval_episodes"], settings["seed"])
+    returns, lengths = greedy_episodes(model, env, settings["eval_episodes"], settings["seed"])
     evaluated = time.perf_counter()
     print(json.dumps({"seed": settings["seed"], "mean_return": float(np.mean(returns)),
+                      "at_time_limit": sum(n >= settings["time_limit"] for n in lengths),
                       "make_s": made - started, "learn_s": learned - made, "eval_s": evaluated - learned,
                       "wall_s": evaluated - started, "env_steps": int(model.num_timesteps),
                       "torch_threads": torch.get_num_threads(),

@@ -109,6 +109,8 @@ from _timing import emit, iqm
 
 import numpy as np
 import qlax
+from qlax.envs import env_spec
+from qlax.program.evaluation import episode_limit
 from qlax.settings import presets, zoo
 from qlax.settings.config import TrainConfig
 from qlax.core.errors import ConfigError
@@ -215,6 +217,7 @@ def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int, 
     wall_s = time.perf_counter() - started
     returns = [float(r) for r in result.eval_mean_return]
     return {"library": "qlax", "preset": preset, "changes": changes, "returns": returns, "iqm": iqm(returns),
+            "at_time_limit": result.summary["eval_at_time_limit"],
             "best": result.summary.get("best_eval_mean_return"), "wall_s": wall_s,
             "compile_s": result.summary["compile_s"],
             "env_steps": result.summary["env_steps"], "env_steps_per_s": result.summary["env_steps_per_s"]}
@@ -223,16 +226,18 @@ def qlax_run(preset: str, env: str, steps: int, seeds: int, eval_episodes: int, 
 def sb3_run(env: str, spec: Env, steps: int, seeds: int, python, first_seed: int = 0) -> dict | None:
     """SB3's DQN on `env`, one worker per seed (first_seed, first_seed + 1, ...) in turn; None if a seed failed."""
     dqn = dict(spec.zoo) if spec.zoo is not None else {"policy": "MlpPolicy"}
+    limit = episode_limit(env_spec(env))  # greedy episodes that run this long count as at the time limit
     runs = []
     for seed in range(first_seed, first_seed + seeds):
         run = run_worker(WORKER, {"env": env, "seed": seed, "steps": steps, "dqn": dqn,
-                                  "eval_episodes": spec.eval_episodes, "threads": 1}, python)
+                                  "eval_episodes": spec.eval_episodes, "time_limit": limit, "threads": 1}, python)
         if run is None:
             return None
         runs.append(run)
     returns = [run["mean_return"] for run in runs]
     return {"library": "sb3", "settings": "rl-zoo" if spec.zoo is not None else "SB3 defaults",
-            "returns": returns, "iqm": iqm(returns), "wall_s": sum(run["wall_s"] for run in runs),
+            "returns": returns, "iqm": iqm(returns), "at_time_limit": [run["at_time_limit"] for run in runs],
+            "wall_s": sum(run["wall_s"] for run in runs),
             "env_steps_per_s": sum(run["env_steps"] for run in runs) / sum(run["learn_s"] for run in runs),
             "versions": runs[0]["versions"]}
 
@@ -255,6 +260,14 @@ def earlier_sb3_rows(log: str, seeds: int, budgets: dict[str, int], first_seed: 
             had = f"{rows[env]['steps']:,} env steps" if env in rows else "no SB3 result"
             raise SystemExit(f"--sb3-from {log}: {env} has {had} there; this run needs {steps:,}")
     return {env: {**rows[env]["sb3"], "from": log} for env in budgets}
+
+
+def at_the_limit(run: dict, episodes: int) -> str:
+    """', 3/100 greedy episodes at the time limit' (episodes the env never ended: a policy that
+    lasts, or one going round in circles, as both libraries' do on Snake); '' where a run
+    from an earlier log did not count them."""
+    counts = run.get("at_time_limit")
+    return "" if counts is None else f", {sum(counts)}/{len(counts) * episodes} greedy episodes at the time limit"
 
 
 def goal_met(ours: dict, theirs: dict | None) -> bool | None:
@@ -338,11 +351,12 @@ def main():
         if theirs is not None:
             source = f", from {args.sb3_from}" if earlier is not None else ""
             print(f"  SB3 ({theirs['settings']}{source}): IQM {theirs['iqm']:.3f}, seeds {np.round(theirs['returns'], 3)}, "
-                  f"{theirs['wall_s']:.1f} s", flush=True)
+                  f"{theirs['wall_s']:.1f} s{at_the_limit(theirs, spec.eval_episodes)}", flush=True)
         for preset in args.presets.split(","):
             ours = qlax_run(preset, env, steps, args.seeds, spec.eval_episodes, changes)
             print(f"  qlax {preset}: IQM {ours['iqm']:.3f}, seeds {np.round(ours['returns'], 3)}, "
-                  f"{ours['wall_s']:.1f} s (compile {ours['compile_s']:.1f} s)", flush=True)
+                  f"{ours['wall_s']:.1f} s (compile {ours['compile_s']:.1f} s){at_the_limit(ours, spec.eval_episodes)}",
+                  flush=True)
             ours["iqm_interval"] = iqm_interval(ours["returns"])
             row = {"env": env, "steps": steps, "qlax": ours, "sb3": theirs, "goal": goal_met(ours, theirs)}
             if theirs is not None:
