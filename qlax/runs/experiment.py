@@ -98,6 +98,11 @@ class RunResult:
         return self._per_member("eval_mean_return")
 
     @property
+    def eval_at_time_limit(self) -> list[int] | None:
+        """Per member: how many final greedy episodes ran to the time limit (the env never ended them)."""
+        return self._per_member("eval_at_time_limit")
+
+    @property
     def interrupted(self) -> bool:
         return self.summary["interrupted"]
 

@@ -160,14 +160,12 @@ def report(result) -> int:
         print(f"best: {result.members.label(s['best_setting']['setting'])} (chosen on these returns, which flatters "
               f"it: train it again with other seeds for a number that did not choose it)")
         noun = "members"
-        at_limit = [m["eval_at_time_limit"] for m in s["members"]]
     else:
         for i, (mean, solved) in enumerate(zip(s["eval_mean_return"], s["solved"])):
             print(f"  seed {i:3d}: mean return {mean:8.1f}  {status(solved, threshold, s['diverged'][i])}"
                   f"({s['env_steps'][i]:,} env steps)")
         noun = "seeds"
-        at_limit = s["eval_at_time_limit"]
-    note = time_limit_note(at_limit, result.solved, s["eval_episodes"], s["eval_time_limit"], noun)
+    note = time_limit_note(result.eval_at_time_limit, result.solved, s["eval_episodes"], s["eval_time_limit"], noun)
     if note:
         print(note)
     print(f"{solved_count(result.solved, threshold, noun)}  |  wall {s['wall_s']:.1f} s "
